@@ -1,5 +1,31 @@
+using TokenRouter.AppHost;
+using TokenRouter.AppHost.Infrastructure;
+
 var builder = DistributedApplication.CreateBuilder(args);
 
-builder.AddProject<Projects.TokenRouter_Gateway>("gateway").WithExternalHttpEndpoints();
+// Containers, local postgres/redis-server processes, or nothing: decided (and logged) in one place.
+var infrastructure = builder.AddTokenRouterInfrastructure();
+
+var gateway = builder.AddProject<Projects.TokenRouter_Gateway>("gateway")
+    .WithDefaultHttpEndpoint()
+    .WithExternalHttpEndpoints()
+    .WithHttpHealthCheck("/health")
+    .WithGatewayEnvironment(builder);
+
+if (infrastructure.Redis is { } redis)
+{
+    gateway.WithReference(redis).WaitFor(redis);
+}
+
+// Admin owns the Postgres schema, so it exists only where there is a database.
+if (infrastructure is { Database: { } database, Redis: { } adminRedis })
+{
+    builder.AddProject<Projects.TokenRouter_Admin>("admin")
+        .WithDefaultHttpEndpoint()
+        .WithHttpHealthCheck("/health")
+        .WithReference(database).WaitFor(database)
+        .WithReference(adminRedis).WaitFor(adminRedis)
+        .WithEnvironment("ADMIN_API_KEY", builder.AddAdminApiKey());
+}
 
 builder.Build().Run();

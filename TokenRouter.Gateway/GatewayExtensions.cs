@@ -1,7 +1,99 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Apis;
+using TokenRouter.Gateway.Auth;
+using TokenRouter.Gateway.Configuration;
+using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Pipeline;
+using TokenRouter.Gateway.Providers;
+using TokenRouter.Gateway.Providers.Forwarding;
+using TokenRouter.Gateway.Simulator;
+
 namespace Microsoft.Extensions.Hosting;
 
 public static class GatewayExtensions
 {
-    public static TBuilder AddGatewayServices<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder => builder;
-    public static WebApplication MapGatewayApi(this WebApplication app) => app;
+    /// <summary>Registers the data plane. With <c>ConnectionStrings:redis</c> (or <c>REDIS_URL</c>) keys, limits and usage go
+    /// through Redis; without it the gateway runs on its embedded in-memory default.</summary>
+    public static TBuilder AddGatewayServices<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
+    {
+        SeedConfigurationAliases.Apply(builder.Configuration);
+        var services = builder.Services;
+
+        services.AddOptions<GatewayOptions>().BindConfiguration(GatewayOptions.SectionName).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidator>();
+        services.AddOptions<ProvidersOptions>().BindConfiguration(ProvidersOptions.SectionName).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<ProvidersOptions>, ProvidersOptionsValidator>();
+        services.AddOptions<ProxyOptions>().BindConfiguration(ProxyOptions.SectionName).ValidateOnStart();
+        services.AddOptions<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>()
+            .Configure<IOptions<GatewayOptions>>((kestrel, gateway) => kestrel.Limits.MaxRequestBodySize = gateway.Value.MaxRequestBodyBytes + 1);
+        services.AddOptions<PricingOptions>().BindConfiguration(PricingOptions.SectionName).ValidateOnStart();
+
+        if (!string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString("redis")))
+            builder.AddRedisClient("redis");
+
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton(sp => new ApiKeyAuthenticator(
+            sp.GetRequiredService<IOptions<GatewayOptions>>(), sp.GetRequiredService<ILogger<ApiKeyAuthenticator>>(),
+            sp.GetRequiredService<TimeProvider>(), sp.GetService<IConnectionMultiplexer>()));
+        services.AddSingleton<ModelRouter>();
+        services.AddSingleton<Canonicalizer>();
+        services.AddSingleton(sp => new ToolOrderMemory(sp.GetRequiredService<TimeProvider>())
+        {
+            Ttl = sp.GetRequiredService<IOptions<GatewayOptions>>().Value.ToolOrderMemoryTtl,
+        });
+        services.AddSingleton<Arranger>();
+        services.AddSingleton<OutboundAdapters>();
+        services.AddSingleton<RequestPipeline>();
+        services.AddSingleton<ProviderHttpClient>();
+        services.AddSingleton<PriceTable>();
+        services.AddSingleton<InMemoryUsageSink>();
+        services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<InMemoryUsageSink>());
+        services.AddSingleton<SelfAddress>();
+        services.AddSingleton<ChatForwarder>();
+
+        services.AddSimulator(builder.Configuration);
+        services.Configure<JsonOptions>(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
+        return builder;
+    }
+
+    public static WebApplication MapGatewayApi(this WebApplication app)
+    {
+        // Last line of defence: nothing reaches a client as a stack trace.
+        app.UseExceptionHandler(errorApp => errorApp.Run(async context =>
+        {
+            var error = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+            var apiError = error is BadHttpRequestException bad
+                ? new ApiError(bad.StatusCode, "invalid_request_error", bad.Message)
+                : new ApiError(StatusCodes.Status500InternalServerError, "api_error", "The gateway failed to process the request.");
+            var format = context.Request.Path.StartsWithSegments("/v1/messages") ? ApiFormat.Anthropic : ApiFormat.OpenAI;
+            await new ApiErrorResult(apiError, format).ExecuteAsync(context);
+        }));
+
+        var v1 = app.MapGroup("/v1");
+        v1.MapChatCompletionsApi();
+        v1.MapMessagesApi();
+        v1.MapModelsApi();
+        v1.MapFallback((HttpContext context) => new ApiErrorResult(
+            new ApiError(StatusCodes.Status404NotFound, "invalid_request_error", $"Unknown endpoint {context.Request.Method} {context.Request.Path}.", "unknown_url"),
+            ApiFormat.OpenAI));
+        app.MapSimulator();
+
+        app.Lifetime.ApplicationStarted.Register(() => LogStartup(app));
+        return app;
+    }
+
+    private static void LogStartup(WebApplication app)
+    {
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRouter.Gateway");
+        var router = app.Services.GetRequiredService<ModelRouter>();
+        var redis = app.Services.GetService<IConnectionMultiplexer>() is not null;
+        logger.LogInformation("TokenRouter gateway ready: mode={Mode}; providers: {Providers}",
+            redis ? "redis (keys from Admin + TOKENROUTER_API_KEYS)" : "embedded (in-memory; keys from TOKENROUTER_API_KEYS)",
+            string.Join(", ", router.Providers.Select(p => p.Name)));
+    }
 }

@@ -1,0 +1,88 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Scalar.AspNetCore;
+using TokenRouter.Admin.Apis;
+using TokenRouter.Admin.Auth;
+using TokenRouter.Admin.Configuration;
+using TokenRouter.Admin.Data;
+using TokenRouter.Admin.Hosting;
+using TokenRouter.Admin.KeySync;
+
+namespace Microsoft.Extensions.Hosting;
+
+/// <summary>Wires the Admin control plane: Postgres, Redis, admin-key auth, key sync and the <c>/admin</c> API.</summary>
+public static class AdminExtensions
+{
+    public static TBuilder AddAdminServices<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
+    {
+        // DATABASE_URL / REDIS_URL become ConnectionStrings:* before the Aspire clients read them.
+        if (builder.Configuration is IConfigurationManager manager)
+        {
+            manager.AddSeedConnectionAliases();
+        }
+
+        builder.AddNpgsqlDbContext<AdminDbContext>(SeedConnectionAliases.DatabaseConnectionName);
+        // abortConnect=false: a Redis outage must not stop Admin; writes are queued and retried (KeySync).
+        builder.AddRedisClient(SeedConnectionAliases.RedisConnectionName,
+            configureOptions: options => options.AbortOnConnectFail = false);
+
+        var services = builder.Services;
+        services.TryAddSingleton(TimeProvider.System);
+
+        services.AddOptions<AdminAuthOptions>()
+            .Configure<IConfiguration>((options, configuration) =>
+                options.ApiKey = configuration[AdminAuthOptions.ConfigurationKey])
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<AdminAuthOptions>, AdminAuthOptionsValidator>();
+        services.AddOptions<AdminStartupOptions>().BindConfiguration(AdminStartupOptions.SectionName).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<AdminStartupOptions>, AdminStartupOptionsValidator>();
+        services.AddOptions<KeySyncOptions>().BindConfiguration(KeySyncOptions.SectionName).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<KeySyncOptions>, KeySyncOptionsValidator>();
+
+        services.AddSingleton<AdminKeyVerifier>();
+        services.AddAuthentication(AdminKeyAuthenticationHandler.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, AdminKeyAuthenticationHandler>(AdminKeyAuthenticationHandler.SchemeName, null);
+        services.AddAuthorizationBuilder()
+            .AddPolicy(AdminKeyAuthenticationHandler.PolicyName, policy => policy
+                .AddAuthenticationSchemes(AdminKeyAuthenticationHandler.SchemeName)
+                .RequireAuthenticatedUser());
+
+        services.AddScoped<DatabaseMigrator>();
+        services.AddSingleton<ApiKeyRedisWriter>();
+        services.AddSingleton<KeySyncQueue>();
+        services.AddScoped<KeyPublisher>();
+        // Registered before the web server's own hosted service, so migrations finish before the API serves.
+        services.AddHostedService<AdminStartupService>();
+        services.AddHostedService<KeySyncWorker>();
+
+        services.Configure<JsonOptions>(options =>
+            options.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
+        // Binding failures throw, so BadRequestExceptionHandler can explain them (default: a bare 400 outside Development).
+        services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
+        services.AddProblemDetails();
+        services.AddExceptionHandler<BadRequestExceptionHandler>();
+        services.AddOpenApi();
+
+        return builder;
+    }
+
+    public static WebApplication MapAdminApi(this WebApplication app)
+    {
+        app.UseExceptionHandler();
+        app.UseAuthentication();
+        app.UseAuthorization();
+
+        // The API description carries no secrets, so it stays readable without the admin key.
+        app.MapOpenApi();
+        app.MapScalarApiReference();
+
+        app.MapGroup("/admin")
+            .RequireAuthorization(AdminKeyAuthenticationHandler.PolicyName)
+            .MapApiKeysApi();
+
+        return app;
+    }
+}

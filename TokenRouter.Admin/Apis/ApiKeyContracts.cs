@@ -1,0 +1,44 @@
+using TokenRouter.Admin.Data;
+
+namespace TokenRouter.Admin.Apis;
+
+// Wire shapes of /admin/api-keys. Property names go out as snake_case (see AdminExtensions).
+
+/// <summary>Body of <c>POST /admin/api-keys</c>. Null limits mean "unlimited".</summary>
+public sealed record CreateApiKeyRequest(
+    string? Name,
+    decimal? QuotaUsd,
+    int? RpmLimit,
+    int? TpmLimit,
+    DateTimeOffset? ExpiresAt);
+
+/// <summary>A key as listed: never the secret, only its recognisable prefix.</summary>
+public sealed record ApiKeyResponse(
+    Guid Id,
+    string Name,
+    string KeyPrefix,
+    decimal? QuotaUsd,
+    int? RpmLimit,
+    int? TpmLimit,
+    bool Enabled,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset? ExpiresAt,
+    DateTimeOffset? RevokedAt)
+{
+    public static ApiKeyResponse From(ApiKey key) => new(
+        key.Id, key.Name, key.KeyPrefix, key.QuotaUsd.Trimmed(), key.RequestsPerMinute, key.TokensPerMinute,
+        key.Enabled, key.CreatedAt, key.ExpiresAt, key.RevokedAt);
+}
+
+/// <summary>The one response that carries the key itself; it cannot be retrieved again.</summary>
+public sealed record CreatedApiKeyResponse(
+    Guid Id,
+    string Name,
+    string Key,
+    string KeyPrefix,
+    decimal? QuotaUsd,
+    int? RpmLimit,
+    int? TpmLimit,
+    bool Enabled,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset? ExpiresAt);

@@ -1,0 +1,103 @@
+using System.Text;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata;
+
+namespace TokenRouter.Admin.Data;
+
+/// <summary>The Postgres schema Admin owns: keys, prices and the usage ledger. Names are snake_case.</summary>
+public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : DbContext(options)
+{
+    // Money: USD with enough scale for a fraction of a cent per request; prices: USD per 1M tokens.
+    private const int MoneyPrecision = 20, MoneyScale = 10;
+    private const int PricePrecision = 18, PriceScale = 6;
+
+    public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
+    public DbSet<ModelPrice> ModelPrices => Set<ModelPrice>();
+    public DbSet<UsageRecord> UsageRecords => Set<UsageRecord>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        modelBuilder.Entity<ApiKey>(key =>
+        {
+            key.ToTable("api_keys");
+            key.HasKey(k => k.Id);
+            key.Property(k => k.Name).HasMaxLength(200);
+            key.Property(k => k.KeyHash).HasMaxLength(64).IsFixedLength();
+            key.HasIndex(k => k.KeyHash).IsUnique();
+            key.Property(k => k.KeyPrefix).HasMaxLength(16);
+            key.Property(k => k.QuotaUsd).HasPrecision(MoneyPrecision, MoneyScale);
+        });
+
+        modelBuilder.Entity<ModelPrice>(price =>
+        {
+            price.ToTable("model_prices");
+            price.HasKey(p => p.Model);
+            price.Property(p => p.Model).HasMaxLength(200);
+            price.Property(p => p.InputPerMTok).HasPrecision(PricePrecision, PriceScale);
+            price.Property(p => p.CachedInputPerMTok).HasPrecision(PricePrecision, PriceScale);
+            price.Property(p => p.CacheWrite5mPerMTok).HasPrecision(PricePrecision, PriceScale);
+            price.Property(p => p.CacheWrite1hPerMTok).HasPrecision(PricePrecision, PriceScale);
+            price.Property(p => p.OutputPerMTok).HasPrecision(PricePrecision, PriceScale);
+        });
+
+        modelBuilder.Entity<UsageRecord>(usage =>
+        {
+            usage.ToTable("usage_records");
+            usage.HasKey(u => u.RequestId);
+            usage.Property(u => u.RequestId).HasMaxLength(128);
+            usage.Property(u => u.Model).HasMaxLength(200);
+            usage.Property(u => u.Provider).HasMaxLength(64);
+            usage.Property(u => u.CostUsd).HasPrecision(MoneyPrecision, MoneyScale);
+            usage.Property(u => u.CacheSavingsUsd).HasPrecision(MoneyPrecision, MoneyScale);
+            usage.Property(u => u.DedupSavingsUsd).HasPrecision(MoneyPrecision, MoneyScale);
+            // Per-key reports over a time range; no FK: usage of configuration keys has no api_keys row.
+            usage.HasIndex(u => new { u.ApiKeyId, u.CreatedAt });
+        });
+
+        ApplySnakeCaseNames(modelBuilder);
+    }
+
+    /// <summary>snake_case columns, keys and indexes, so hand-written SQL and dashboards need no quoting.</summary>
+    private static void ApplySnakeCaseNames(ModelBuilder modelBuilder)
+    {
+        foreach (var entity in modelBuilder.Model.GetEntityTypes())
+        {
+            var table = StoreObjectIdentifier.Table(entity.GetTableName()!, entity.GetSchema());
+            foreach (var property in entity.GetProperties())
+            {
+                property.SetColumnName(ToSnakeCase(property.GetColumnName(table) ?? property.Name));
+            }
+            foreach (var key in entity.GetKeys())
+            {
+                key.SetName(ToSnakeCase(key.GetName()!));
+            }
+            foreach (var index in entity.GetIndexes())
+            {
+                index.SetDatabaseName(ToSnakeCase(index.GetDatabaseName()!));
+            }
+        }
+    }
+
+    internal static string ToSnakeCase(string name)
+    {
+        var sb = new StringBuilder(name.Length + 8);
+        for (var i = 0; i < name.Length; i++)
+        {
+            var c = name[i];
+            if (char.IsUpper(c))
+            {
+                // Break before an upper-case letter that follows a lower-case letter or digit ("CacheWrite5m" → "cache_write5m").
+                if (i > 0 && name[i - 1] != '_' && (char.IsLower(name[i - 1]) || char.IsDigit(name[i - 1])))
+                {
+                    sb.Append('_');
+                }
+                sb.Append(char.ToLowerInvariant(c));
+            }
+            else
+            {
+                sb.Append(c);
+            }
+        }
+        return sb.ToString();
+    }
+}

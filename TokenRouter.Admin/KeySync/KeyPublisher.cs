@@ -1,0 +1,68 @@
+using Microsoft.EntityFrameworkCore;
+using StackExchange.Redis;
+using TokenRouter.Admin.Data;
+
+namespace TokenRouter.Admin.KeySync;
+
+/// <summary>
+/// Brings Redis in line with Postgres. Endpoints call <see cref="PublishAsync"/> after each write; start-up calls
+/// <see cref="ReconcileAllAsync"/> so a flushed or stale Redis heals. When Redis is unreachable the change is
+/// queued and <see cref="KeySyncWorker"/> retries it in the background (and the next start-up reconciles
+/// everything anyway, so nothing is lost if the process stops first).
+/// </summary>
+public sealed partial class KeyPublisher(
+    ApiKeyRedisWriter writer,
+    KeySyncQueue queue,
+    AdminDbContext db,
+    TimeProvider time,
+    ILogger<KeyPublisher> logger)
+{
+    private const int ReconcileBatchSize = 256;
+
+    /// <summary>Syncs one key now, or queues it when Redis is unreachable. Never throws for Redis trouble.</summary>
+    public async Task PublishAsync(ApiKey key)
+    {
+        if (!writer.IsConnected)
+        {
+            // Fail fast instead of waiting for the client's backlog timeout on every admin request.
+            LogQueued(logger, key.Id, "Redis is not connected");
+            queue.Enqueue(key.Id);
+            return;
+        }
+
+        try
+        {
+            await writer.SyncAsync(key);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            LogQueued(logger, key.Id, e.Message);
+            queue.Enqueue(key.Id);
+        }
+    }
+
+    /// <summary>Republishes every active key and deletes the hashes of inactive ones. Returns how many were published.</summary>
+    public async Task<int> ReconcileAllAsync(CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var keys = await db.ApiKeys.AsNoTracking().OrderBy(k => k.CreatedAt).ToListAsync(cancellationToken);
+        foreach (var batch in keys.Chunk(ReconcileBatchSize))
+        {
+            // Pipelined: one round trip's latency per batch, not per key. Only removals are announced: gateways'
+            // auth caches are short-lived, but a revoked key must stop working at once.
+            await Task.WhenAll(batch.Select(k => writer.SyncAsync(k, announce: !k.IsActiveAt(now))));
+        }
+        return keys.Count(k => k.IsActiveAt(now));
+    }
+
+    /// <summary>Syncs the given keys from their current database state (the worker's retry path).</summary>
+    public async Task SyncByIdAsync(IReadOnlyCollection<Guid> keyIds, CancellationToken cancellationToken)
+    {
+        var keys = await db.ApiKeys.AsNoTracking().Where(k => keyIds.Contains(k.Id)).ToListAsync(cancellationToken);
+        await Task.WhenAll(keys.Select(k => writer.SyncAsync(k)));
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning,
+        Message = "Could not write API key {KeyId} to Redis ({Reason}); the database has it and a background retry is queued")]
+    private static partial void LogQueued(ILogger logger, Guid keyId, string reason);
+}

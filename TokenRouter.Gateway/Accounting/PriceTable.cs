@@ -1,0 +1,82 @@
+using Microsoft.Extensions.Options;
+
+namespace TokenRouter.Gateway.Accounting;
+
+/// <summary>List prices in USD per million tokens.</summary>
+public sealed record ModelPrice(
+    decimal Input,
+    decimal CachedInput,
+    decimal CacheWrite5m,
+    decimal CacheWrite1h,
+    decimal Output);
+
+/// <summary>Section <c>Pricing</c>: <c>Pricing:Models:{model}:Input</c> … overrides or adds prices.</summary>
+public sealed class PricingOptions
+{
+    public const string SectionName = "Pricing";
+    public Dictionary<string, ModelPrice> Models { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+}
+
+/// <summary>
+/// The price table: shipped list prices, overridable per model. A dated model name (<c>gpt-4o-2024-08-06</c>,
+/// <c>claude-sonnet-4-5-20250929</c>) takes the price of its longest listed prefix. A model with no price is
+/// reported as unpriced, never billed $0.
+/// </summary>
+public sealed class PriceTable
+{
+    // Sources: the providers' public pricing pages. OpenAI and DeepSeek charge nothing for cache writes;
+    // Anthropic charges 1.25x input for 5-minute writes, 2x for 1-hour writes, 0.1x for reads.
+    public static readonly IReadOnlyDictionary<string, ModelPrice> ListPrices = new Dictionary<string, ModelPrice>(StringComparer.OrdinalIgnoreCase)
+    {
+        ["gpt-5"] = new(1.25m, 0.125m, 0, 0, 10.00m),
+        ["gpt-5-mini"] = new(0.25m, 0.025m, 0, 0, 2.00m),
+        ["gpt-5-nano"] = new(0.05m, 0.005m, 0, 0, 0.40m),
+        ["gpt-4.1"] = new(2.00m, 0.50m, 0, 0, 8.00m),
+        ["gpt-4.1-mini"] = new(0.40m, 0.10m, 0, 0, 1.60m),
+        ["gpt-4.1-nano"] = new(0.10m, 0.025m, 0, 0, 0.40m),
+        ["gpt-4o"] = new(2.50m, 1.25m, 0, 0, 10.00m),
+        ["gpt-4o-mini"] = new(0.15m, 0.075m, 0, 0, 0.60m),
+        ["o1"] = new(15.00m, 7.50m, 0, 0, 60.00m),
+        ["o3"] = new(2.00m, 0.50m, 0, 0, 8.00m),
+        ["o3-mini"] = new(1.10m, 0.55m, 0, 0, 4.40m),
+        ["o4-mini"] = new(1.10m, 0.275m, 0, 0, 4.40m),
+        ["claude-opus-4-5"] = new(5.00m, 0.50m, 6.25m, 10.00m, 25.00m),
+        ["claude-opus-4-1"] = new(15.00m, 1.50m, 18.75m, 30.00m, 75.00m),
+        ["claude-opus-4"] = new(15.00m, 1.50m, 18.75m, 30.00m, 75.00m),
+        ["claude-sonnet-4-5"] = new(3.00m, 0.30m, 3.75m, 6.00m, 15.00m),
+        ["claude-sonnet-4"] = new(3.00m, 0.30m, 3.75m, 6.00m, 15.00m),
+        ["claude-3-7-sonnet"] = new(3.00m, 0.30m, 3.75m, 6.00m, 15.00m),
+        ["claude-haiku-4-5"] = new(1.00m, 0.10m, 1.25m, 2.00m, 5.00m),
+        ["claude-3-5-haiku"] = new(0.80m, 0.08m, 1.00m, 1.60m, 4.00m),
+        ["deepseek-chat"] = new(0.28m, 0.028m, 0, 0, 0.42m),
+        ["deepseek-reasoner"] = new(0.28m, 0.028m, 0, 0, 0.42m),
+        // The simulator bills like the models it imitates, so its savings read like real ones.
+        ["sim-openai"] = new(2.50m, 1.25m, 0, 0, 10.00m),
+        ["sim-anthropic"] = new(3.00m, 0.30m, 3.75m, 6.00m, 15.00m),
+        ["sim-deepseek"] = new(0.28m, 0.028m, 0, 0, 0.42m),
+    };
+
+    private readonly Dictionary<string, ModelPrice> _prices;
+    private readonly string[] _byLengthDesc;
+
+    public PriceTable(IOptions<PricingOptions> options)
+    {
+        _prices = new Dictionary<string, ModelPrice>(ListPrices, StringComparer.OrdinalIgnoreCase);
+        foreach (var (model, price) in options.Value.Models) _prices[model] = price;
+        _byLengthDesc = [.. _prices.Keys.OrderByDescending(k => k.Length)];
+    }
+
+    public IReadOnlyDictionary<string, ModelPrice> Prices => _prices;
+
+    public bool TryGet(string model, out ModelPrice price)
+    {
+        if (_prices.TryGetValue(model, out price!)) return true;
+        foreach (var key in _byLengthDesc)
+        {
+            if (model.Length > key.Length && model.StartsWith(key, StringComparison.OrdinalIgnoreCase) && model[key.Length] == '-'
+                && _prices.TryGetValue(key, out price!)) return true;
+        }
+        price = null!;
+        return false;
+    }
+}

@@ -1,0 +1,16 @@
+using TokenRouter.Gateway.Pipeline;
+using TokenRouter.Gateway.Providers.Forwarding;
+
+namespace TokenRouter.Gateway.Apis;
+
+/// <summary>OpenAI-compatible <c>POST /v1/chat/completions</c>.</summary>
+public static class ChatCompletionsApi
+{
+    public static RouteGroupBuilder MapChatCompletionsApi(this RouteGroupBuilder v1)
+    {
+        v1.MapPost("/chat/completions", (HttpContext context, ChatForwarder forwarder) => forwarder.HandleAsync(context, ApiFormat.OpenAI))
+            .WithName("CreateChatCompletion")
+            .DisableAntiforgery();
+        return v1;
+    }
+}

@@ -1,0 +1,16 @@
+using TokenRouter.Gateway.Pipeline;
+using TokenRouter.Gateway.Providers.Forwarding;
+
+namespace TokenRouter.Gateway.Apis;
+
+/// <summary>Anthropic-compatible <c>POST /v1/messages</c>: any provider, answered in Anthropic's format.</summary>
+public static class MessagesApi
+{
+    public static RouteGroupBuilder MapMessagesApi(this RouteGroupBuilder v1)
+    {
+        v1.MapPost("/messages", (HttpContext context, ChatForwarder forwarder) => forwarder.HandleAsync(context, ApiFormat.Anthropic))
+            .WithName("CreateMessage")
+            .DisableAntiforgery();
+        return v1;
+    }
+}

@@ -1,0 +1,47 @@
+using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Auth;
+using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Pipeline;
+using TokenRouter.Gateway.Providers;
+
+namespace TokenRouter.Gateway.Apis;
+
+/// <summary>OpenAI-compatible <c>GET /v1/models</c>: every routable model — the priced models of each configured
+/// provider and the simulator's <c>sim-*</c> models.</summary>
+public static class ModelsApi
+{
+    public sealed record ModelEntry(string Id, string Object, long Created, string OwnedBy);
+    public sealed record ModelList(string Object, IReadOnlyList<ModelEntry> Data);
+
+    public static RouteGroupBuilder MapModelsApi(this RouteGroupBuilder v1)
+    {
+        v1.MapGet("/models", ListModelsAsync).WithName("ListModels");
+        return v1;
+    }
+
+    private static async Task<IResult> ListModelsAsync(HttpContext context, ApiKeyAuthenticator authenticator, ModelRouter router, PriceTable prices)
+    {
+        try
+        {
+            await authenticator.AuthenticateAsync(context.Request, context.RequestAborted);
+        }
+        catch (ApiError error)
+        {
+            return new ApiErrorResult(error, ApiFormat.OpenAI);
+        }
+        var data = new List<ModelEntry>();
+        foreach (var model in prices.Prices.Keys.Order(StringComparer.Ordinal))
+        {
+            try
+            {
+                var target = router.Resolve(model);
+                data.Add(new ModelEntry(model, "model", 0, target.Provider.Name));
+            }
+            catch (ApiError)
+            {
+                // Its provider is not configured here: not routable, not listed.
+            }
+        }
+        return TypedResults.Ok(new ModelList("list", data));
+    }
+}

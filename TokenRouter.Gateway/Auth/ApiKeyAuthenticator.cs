@@ -1,0 +1,160 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Security.Cryptography;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+using TokenRouter.Contracts;
+using TokenRouter.Gateway.Configuration;
+using TokenRouter.Gateway.Errors;
+
+namespace TokenRouter.Gateway.Auth;
+
+/// <summary>
+/// Authenticates client keys (<c>Authorization: Bearer</c> or <c>x-api-key</c>). Static keys from
+/// <c>TOKENROUTER_API_KEYS</c> work in every mode; keys created by Admin are read from Redis (see
+/// <see cref="RedisContract"/>) and cached locally for <c>AUTH_CACHE_TTL</c>, so the hot path rarely touches Redis
+/// and a revoked key stops working within that TTL (sooner: Admin's change notification evicts the entry).
+/// </summary>
+public sealed partial class ApiKeyAuthenticator : IDisposable
+{
+    private readonly Dictionary<string, ClientIdentity> _staticKeys = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, CacheEntry> _cache = new(StringComparer.Ordinal);
+    private readonly IConnectionMultiplexer? _redis;
+    private readonly TimeSpan _ttl;
+    private readonly TimeProvider _time;
+    private readonly ILogger<ApiKeyAuthenticator> _logger;
+    private const int MaxCacheEntries = 100_000;
+
+    private readonly record struct CacheEntry(ClientIdentity? Identity, long ExpiresAt);
+
+    public ApiKeyAuthenticator(IOptions<GatewayOptions> options, ILogger<ApiKeyAuthenticator> logger, TimeProvider time,
+        IConnectionMultiplexer? redis = null)
+    {
+        _redis = redis;
+        _ttl = options.Value.AuthCacheTtl;
+        _time = time;
+        _logger = logger;
+
+        var configured = (options.Value.ApiKeys ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var key in configured) AddStatic(key);
+        if (_staticKeys.Count == 0 && redis is null)
+        {
+            // Embedded mode with no keys configured: a newcomer still needs one to try the gateway.
+            var generated = RedisContract.ClientKeyPrefix + Base64Url(RandomNumberGenerator.GetBytes(32));
+            AddStatic(generated);
+            LogGeneratedKey(generated);
+        }
+        if (redis is not null)
+        {
+            redis.GetSubscriber().Subscribe(RedisChannel.Literal(RedisContract.KeysChangedChannel), (_, changed) =>
+            {
+                if (!changed.IsNullOrEmpty) _cache.TryRemove(changed.ToString(), out CacheEntry _);
+            });
+        }
+    }
+
+    public bool UsesRedis => _redis is not null;
+
+    private void AddStatic(string key)
+    {
+        var hash = RedisContract.HashClientKey(key);
+        _staticKeys[hash] = new ClientIdentity("static-" + hash[..12], "static", hash);
+    }
+
+    /// <summary>Reads the key from the request headers; null when none was sent.</summary>
+    public static string? ExtractKey(HttpRequest request)
+    {
+        var authorization = request.Headers.Authorization.ToString();
+        if (authorization.Length > 7 && authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+            return authorization[7..].Trim();
+        var apiKey = request.Headers["x-api-key"].ToString();
+        return apiKey.Length > 0 ? apiKey.Trim() : null;
+    }
+
+    public async ValueTask<ClientIdentity> AuthenticateAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        var key = ExtractKey(request);
+        if (string.IsNullOrEmpty(key))
+            throw ApiError.Unauthorized("Missing API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.");
+        var hash = RedisContract.HashClientKey(key);
+        if (_staticKeys.TryGetValue(hash, out var staticIdentity)) return staticIdentity;
+
+        var now = _time.GetTimestamp();
+        if (!_cache.TryGetValue(hash, out var entry) || entry.ExpiresAt < now)
+        {
+            var identity = _redis is null ? null : await LookupAsync(hash);
+            // Unknown keys are remembered briefly too, so a client hammering with a bad key cannot hammer Redis.
+            var ttl = identity is null ? TimeSpan.FromTicks(Math.Min(_ttl.Ticks, TimeSpan.FromSeconds(5).Ticks)) : _ttl;
+            entry = new CacheEntry(identity, now + (long)(ttl.TotalSeconds * _time.TimestampFrequency));
+            if (_cache.Count >= MaxCacheEntries) _cache.Clear();
+            _cache[hash] = entry;
+        }
+
+        var found = entry.Identity;
+        if (found is null) throw ApiError.Unauthorized("Invalid API key.");
+        if (found.ExpiresAt is { } expires && expires <= _time.GetUtcNow()) throw ApiError.Unauthorized("This API key has expired.");
+        return found;
+    }
+
+    private async Task<ClientIdentity?> LookupAsync(string hash)
+    {
+        HashEntry[] fields;
+        try
+        {
+            fields = await _redis!.GetDatabase().HashGetAllAsync(RedisContract.ApiKeyHashKey(hash));
+        }
+        catch (RedisException ex)
+        {
+            LogRedisUnavailable(ex.GetType().Name);
+            throw new ApiError(StatusCodes.Status503ServiceUnavailable, "api_error", "The key store is temporarily unavailable; retry shortly.", "key_store_unavailable")
+            {
+                RetryAfterSeconds = 1,
+            };
+        }
+        if (fields.Length == 0) return null;
+        string? id = null, name = null;
+        decimal? quota = null;
+        int? rpm = null, tpm = null;
+        DateTimeOffset? expires = null;
+        var enabled = true;
+        foreach (var f in fields)
+        {
+            var value = f.Value.ToString();
+            switch (f.Name.ToString())
+            {
+                case RedisContract.KeyFields.Id: id = value; break;
+                case RedisContract.KeyFields.Name: name = value; break;
+                case RedisContract.KeyFields.Enabled: enabled = value == "1"; break;
+                case RedisContract.KeyFields.QuotaUsd when decimal.TryParse(value, NumberStyles.Number, CultureInfo.InvariantCulture, out var q): quota = q; break;
+                case RedisContract.KeyFields.RequestsPerMinute when int.TryParse(value, CultureInfo.InvariantCulture, out var r): rpm = r; break;
+                case RedisContract.KeyFields.TokensPerMinute when int.TryParse(value, CultureInfo.InvariantCulture, out var t): tpm = t; break;
+                case RedisContract.KeyFields.ExpiresAtUnix when long.TryParse(value, CultureInfo.InvariantCulture, out var e): expires = DateTimeOffset.FromUnixTimeSeconds(e); break;
+            }
+        }
+        if (!enabled || id is null) return null;
+        return new ClientIdentity(id, name ?? "", hash, quota, rpm, tpm, expires);
+    }
+
+    private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+
+    public void Dispose()
+    {
+        if (_redis is not null)
+        {
+            try
+            {
+                _redis.GetSubscriber().Unsubscribe(RedisChannel.Literal(RedisContract.KeysChangedChannel));
+            }
+            catch (RedisException)
+            {
+                // Shutting down; the subscription dies with the connection anyway.
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "No TOKENROUTER_API_KEYS configured and no Redis: generated a client key for this run (shown once): {Key}")]
+    private partial void LogGeneratedKey(string key);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Redis key lookup failed ({Error}); answering 503")]
+    private partial void LogRedisUnavailable(string error);
+}

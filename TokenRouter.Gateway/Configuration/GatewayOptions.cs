@@ -1,0 +1,56 @@
+using Microsoft.Extensions.Options;
+
+namespace TokenRouter.Gateway.Configuration;
+
+public enum DedupScope
+{
+    /// <summary>Only requests made with the same API key coalesce.</summary>
+    Key,
+    /// <summary>Identical requests coalesce across keys (one tenant's gateway).</summary>
+    Global,
+}
+
+/// <summary>Gateway behaviour. Section <c>Gateway</c>; the seed's variable names are aliases (see <see cref="SeedConfigurationAliases"/>).</summary>
+public sealed class GatewayOptions
+{
+    public const string SectionName = "Gateway";
+
+    /// <summary>Comma-separated client keys accepted in every mode (<c>TOKENROUTER_API_KEYS</c>).</summary>
+    public string? ApiKeys { get; set; }
+    public long MaxRequestBodyBytes { get; set; } = 8 * 1024 * 1024;
+    public TimeSpan AuthCacheTtl { get; set; } = TimeSpan.FromSeconds(30);
+
+    public bool ToolSortEnabled { get; set; } = true;
+    public bool CanonicalizeEnabled { get; set; } = true;
+    public bool CacheInjectEnabled { get; set; } = true;
+    /// <summary>Anthropic breakpoint TTL policy: <c>5m</c>, <c>1h</c>, or <c>mixed</c> (1 h on tools and system, 5 m on turns).</summary>
+    public string AnthropicCacheTtl { get; set; } = "5m";
+    /// <summary>How long a conversation's tool order is remembered: as long as the providers' caches live.</summary>
+    public TimeSpan ToolOrderMemoryTtl { get; set; } = TimeSpan.FromHours(1);
+
+    public bool DedupEnabled { get; set; } = true;
+    public TimeSpan DedupTtl { get; set; } = TimeSpan.FromMinutes(2);
+    public DedupScope DedupScope { get; set; } = DedupScope.Key;
+
+    /// <summary>Anthropic requires <c>max_tokens</c>; used when an OpenAI client sends none.</summary>
+    public int AnthropicDefaultMaxTokens { get; set; } = 4096;
+
+    /// <summary>Longest wait for a provider's response headers before answering 504.</summary>
+    public TimeSpan ProviderResponseTimeout { get; set; } = TimeSpan.FromMinutes(5);
+}
+
+public sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
+{
+    public ValidateOptionsResult Validate(string? name, GatewayOptions o)
+    {
+        var errors = new List<string>();
+        if (o.MaxRequestBodyBytes < 1024) errors.Add("Gateway:MaxRequestBodyBytes must be at least 1024.");
+        if (o.AuthCacheTtl < TimeSpan.Zero) errors.Add("Gateway:AuthCacheTtl (AUTH_CACHE_TTL) must not be negative.");
+        if (o.DedupTtl <= TimeSpan.Zero) errors.Add("Gateway:DedupTtl (DEDUP_TTL) must be positive, e.g. 2m.");
+        if (o.ProviderResponseTimeout <= TimeSpan.Zero) errors.Add("Gateway:ProviderResponseTimeout must be positive.");
+        if (o.AnthropicCacheTtl is not ("5m" or "1h" or "mixed")) errors.Add("Gateway:AnthropicCacheTtl must be 5m, 1h or mixed.");
+        if (o.AnthropicDefaultMaxTokens < 1) errors.Add("Gateway:AnthropicDefaultMaxTokens must be positive.");
+        if (o.ToolOrderMemoryTtl <= TimeSpan.Zero) errors.Add("Gateway:ToolOrderMemoryTtl must be positive.");
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

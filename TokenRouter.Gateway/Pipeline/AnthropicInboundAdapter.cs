@@ -1,0 +1,235 @@
+using System.Text.Json;
+using TokenRouter.Gateway.Errors;
+using static TokenRouter.Gateway.Pipeline.JsonReading;
+
+namespace TokenRouter.Gateway.Pipeline;
+
+/// <summary>Parses an Anthropic messages request into an <see cref="Envelope"/>. Unknown fields are kept.</summary>
+public static class AnthropicInboundAdapter
+{
+    public static Envelope Parse(ReadOnlyMemory<byte> body, IDisposable? bodyOwner = null)
+    {
+        var document = InboundJson.ParseDocument(body);
+        try
+        {
+            return Read(document, bodyOwner);
+        }
+        catch
+        {
+            document.Dispose();
+            throw;
+        }
+    }
+
+    private static Envelope Read(JsonDocument document, IDisposable? bodyOwner)
+    {
+        var root = document.RootElement;
+        if (root.ValueKind != JsonValueKind.Object)
+            throw ApiError.InvalidRequest("The request body must be a JSON object.");
+
+        string? model = null;
+        JsonElement messages = default, tools = default, system = default;
+        var envelope = new Envelope { ClientFormat = ApiFormat.Anthropic, Document = document, BodyOwner = bodyOwner, Model = "" };
+        List<KeyValuePair<string, JsonElement>>? extra = null;
+
+        foreach (var p in root.EnumerateObject())
+        {
+            var v = p.Value;
+            if (p.NameEquals("model"u8)) model = RequireString(v, "model");
+            else if (p.NameEquals("messages"u8)) messages = v;
+            else if (p.NameEquals("system"u8)) system = v;
+            else if (p.NameEquals("tools"u8)) tools = v;
+            else if (p.NameEquals("stream"u8)) envelope.Stream = OptionalBool(v, "stream");
+            else if (p.NameEquals("max_tokens"u8)) envelope.MaxTokens = OptionalPositiveInt(v, "max_tokens");
+            else if (p.NameEquals("temperature"u8)) envelope.Temperature = OptionalNumber(v, "temperature");
+            else if (p.NameEquals("top_p"u8)) envelope.TopP = OptionalNumber(v, "top_p");
+            else if (p.NameEquals("stop_sequences"u8)) envelope.Stop = StopSequences(v, "stop_sequences");
+            else if (p.NameEquals("tool_choice"u8)) (envelope.ToolChoice, envelope.ParallelToolCalls) = ReadToolChoice(v);
+            else AddExtra(ref extra, p);
+        }
+
+        if (string.IsNullOrEmpty(model)) throw ApiError.InvalidRequest("model: Field required", "model");
+        if (envelope.MaxTokens is null) throw ApiError.InvalidRequest("max_tokens: Field required", "max_tokens");
+        envelope.Model = model;
+        envelope.Extra = extra;
+
+        switch (system.ValueKind)
+        {
+            case JsonValueKind.Undefined or JsonValueKind.Null:
+                break;
+            case JsonValueKind.String:
+                envelope.System = [new ContentPart { Kind = PartKind.Text, Text = system.GetString() }];
+                envelope.SystemWasString = true;
+                break;
+            case JsonValueKind.Array:
+                envelope.System = ReadBlocks(system, "system");
+                break;
+            default:
+                throw ApiError.InvalidRequest("system: must be a string or an array of text blocks", "system");
+        }
+
+        if (messages.ValueKind == JsonValueKind.Undefined) throw ApiError.InvalidRequest("messages: Field required", "messages");
+        RequireArray(messages, "messages");
+        envelope.Messages = new List<Message>(messages.GetArrayLength());
+        var i = 0;
+        foreach (var m in messages.EnumerateArray()) envelope.Messages.Add(ReadMessage(m, i++));
+        if (envelope.Messages.Count == 0) throw ApiError.InvalidRequest("messages: at least one message is required", "messages");
+
+        if (tools.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null))
+        {
+            RequireArray(tools, "tools");
+            envelope.Tools = new List<ToolDefinition>(tools.GetArrayLength());
+            i = 0;
+            foreach (var t in tools.EnumerateArray()) envelope.Tools.Add(ReadTool(t, i++));
+        }
+        return envelope;
+    }
+
+    private static Message ReadMessage(JsonElement m, int index)
+    {
+        var at = $"messages.{index}";
+        RequireObject(m, at);
+        var role = m.TryGetProperty("role", out var r) ? RequireString(r, at + ".role") : throw ApiError.InvalidRequest($"{at}.role: Field required", at + ".role");
+        var message = new Message
+        {
+            Role = role switch
+            {
+                "user" => MessageRole.User,
+                "assistant" => MessageRole.Assistant,
+                _ => throw ApiError.InvalidRequest($"{at}.role: Input should be 'user' or 'assistant'", at + ".role"),
+            },
+        };
+        if (!m.TryGetProperty("content", out var content)) throw ApiError.InvalidRequest($"{at}.content: Field required", at + ".content");
+        switch (content.ValueKind)
+        {
+            case JsonValueKind.String:
+                message.Text = content.GetString();
+                break;
+            case JsonValueKind.Array:
+                message.Parts = ReadBlocks(content, at + ".content");
+                break;
+            default:
+                throw ApiError.InvalidRequest($"{at}.content: must be a string or an array of content blocks", at + ".content");
+        }
+        foreach (var p in m.EnumerateObject())
+        {
+            if (!p.NameEquals("role"u8) && !p.NameEquals("content"u8)) (message.Extra ??= []).Add(new(p.Name, p.Value));
+        }
+        return message;
+    }
+
+    internal static List<ContentPart> ReadBlocks(JsonElement array, string at)
+    {
+        var parts = new List<ContentPart>(array.GetArrayLength());
+        var i = 0;
+        foreach (var block in array.EnumerateArray())
+        {
+            var here = $"{at}.{i++}";
+            RequireObject(block, here);
+            var type = block.TryGetProperty("type", out var t) ? RequireString(t, here + ".type") : throw ApiError.InvalidRequest($"{here}.type: Field required", here + ".type");
+            var cache = block.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, here + ".cache_control") : null;
+            switch (type)
+            {
+                case "text":
+                    parts.Add(new ContentPart
+                    {
+                        Kind = PartKind.Text,
+                        Text = block.TryGetProperty("text", out var text) ? RequireString(text, here + ".text") : throw ApiError.InvalidRequest($"{here}.text: Field required", here + ".text"),
+                        CacheControl = cache,
+                        Raw = block,
+                    });
+                    break;
+                case "image":
+                    var part = new ContentPart { Kind = PartKind.Image, CacheControl = cache, Raw = block };
+                    if (block.TryGetProperty("source", out var src) && src.ValueKind == JsonValueKind.Object)
+                    {
+                        var srcType = src.TryGetProperty("type", out var st) ? st.GetString() : null;
+                        if (srcType == "base64")
+                        {
+                            part.MediaType = src.TryGetProperty("media_type", out var mt) ? OptionalString(mt, here + ".source.media_type") : null;
+                            part.Data = src.TryGetProperty("data", out var d) ? OptionalString(d, here + ".source.data") : null;
+                        }
+                        else if (srcType == "url")
+                        {
+                            part.Url = src.TryGetProperty("url", out var u) ? OptionalString(u, here + ".source.url") : null;
+                        }
+                    }
+                    parts.Add(part);
+                    break;
+                case "tool_use":
+                    var input = block.TryGetProperty("input", out var inp) ? inp : default;
+                    parts.Add(new ContentPart
+                    {
+                        Kind = PartKind.ToolUse,
+                        Id = block.TryGetProperty("id", out var id) ? RequireString(id, here + ".id") : throw ApiError.InvalidRequest($"{here}.id: Field required", here + ".id"),
+                        Name = block.TryGetProperty("name", out var n) ? RequireString(n, here + ".name") : throw ApiError.InvalidRequest($"{here}.name: Field required", here + ".name"),
+                        Arguments = input.ValueKind == JsonValueKind.Undefined ? "{}" : input.GetRawText(),
+                        CacheControl = cache,
+                        Raw = block,
+                    });
+                    break;
+                case "tool_result":
+                    var result = new ContentPart
+                    {
+                        Kind = PartKind.ToolResult,
+                        Id = block.TryGetProperty("tool_use_id", out var tu) ? RequireString(tu, here + ".tool_use_id") : throw ApiError.InvalidRequest($"{here}.tool_use_id: Field required", here + ".tool_use_id"),
+                        IsError = block.TryGetProperty("is_error", out var ie) && OptionalBool(ie, here + ".is_error"),
+                        CacheControl = cache,
+                        Raw = block,
+                    };
+                    if (block.TryGetProperty("content", out var rc))
+                    {
+                        if (rc.ValueKind == JsonValueKind.String) result.Text = rc.GetString();
+                        else if (rc.ValueKind == JsonValueKind.Array) result.Content = ReadBlocks(rc, here + ".content");
+                        else if (rc.ValueKind != JsonValueKind.Null) throw ApiError.InvalidRequest($"{here}.content: must be a string or an array of blocks", here + ".content");
+                    }
+                    parts.Add(result);
+                    break;
+                default:
+                    parts.Add(new ContentPart { Kind = PartKind.Other, CacheControl = cache, Raw = block });
+                    break;
+            }
+        }
+        return parts;
+    }
+
+    private static ToolDefinition ReadTool(JsonElement t, int index)
+    {
+        var at = $"tools.{index}";
+        RequireObject(t, at);
+        var type = t.TryGetProperty("type", out var ty) ? OptionalString(ty, at + ".type") : null;
+        var cache = t.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, at + ".cache_control") : null;
+        var name = t.TryGetProperty("name", out var n) ? RequireString(n, at + ".name") : throw ApiError.InvalidRequest($"{at}.name: Field required", at + ".name");
+        if (type is not null and not "custom")
+            return new ToolDefinition { Name = name, IsRaw = true, Raw = t, CacheControl = cache };
+        var schema = t.TryGetProperty("input_schema", out var s) ? s : throw ApiError.InvalidRequest($"{at}.input_schema: Field required", at + ".input_schema");
+        RequireObject(schema, at + ".input_schema");
+        return new ToolDefinition
+        {
+            Name = name,
+            Description = t.TryGetProperty("description", out var d) ? OptionalString(d, at + ".description") : null,
+            Parameters = schema,
+            CacheControl = cache,
+            Raw = t,
+        };
+    }
+
+    private static (ToolChoice?, bool?) ReadToolChoice(JsonElement v)
+    {
+        if (v.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return (null, null);
+        RequireObject(v, "tool_choice");
+        var type = v.TryGetProperty("type", out var t) ? RequireString(t, "tool_choice.type") : throw ApiError.InvalidRequest("tool_choice.type: Field required", "tool_choice.type");
+        bool? disableParallel = v.TryGetProperty("disable_parallel_tool_use", out var dp) ? OptionalBool(dp, "tool_choice.disable_parallel_tool_use") : null;
+        var choice = type switch
+        {
+            "auto" => new ToolChoice(ToolChoiceKind.Auto, null, disableParallel),
+            "any" => new ToolChoice(ToolChoiceKind.Required, null, disableParallel),
+            "none" => new ToolChoice(ToolChoiceKind.None),
+            "tool" => new ToolChoice(ToolChoiceKind.Function,
+                v.TryGetProperty("name", out var n) ? RequireString(n, "tool_choice.name") : throw ApiError.InvalidRequest("tool_choice.name: Field required", "tool_choice.name"),
+                disableParallel),
+            _ => throw ApiError.InvalidRequest($"tool_choice.type: '{type}' is not one of auto, any, tool, none", "tool_choice.type"),
+        };
+        return (choice, disableParallel is null ? null : !disableParallel);
+    }
+}

@@ -1,0 +1,103 @@
+using System.IO.Hashing;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace TokenRouter.Gateway.Pipeline;
+
+/// <summary>
+/// Pipeline stage: System → Tools → History → Query. Providers render tools before messages, so the only thing
+/// to arrange is the tool list: one canonical order that is stable within a conversation. A conversation seen for
+/// the first time gets name order; one already seen keeps the order it used, with new tools appended (sorting a
+/// grown list would move tools and invalidate the cached tail). Messages are never reordered.
+/// </summary>
+public sealed class Arranger(ToolOrderMemory memory)
+{
+    public void Arrange(Envelope envelope, string scope)
+    {
+        var tools = envelope.Tools;
+        if (tools.Count < 2) return;
+
+        var root = ConversationRoot(envelope, scope);
+        if (memory.TryGet(root, out var known))
+        {
+            var added = false;
+            tools.Sort((a, b) =>
+            {
+                var ia = Array.IndexOf(known, a.Name);
+                var ib = Array.IndexOf(known, b.Name);
+                if (ia >= 0 && ib >= 0) return ia.CompareTo(ib);
+                if (ia >= 0) return -1;
+                if (ib >= 0) return 1;
+                return string.CompareOrdinal(a.Name, b.Name);
+            });
+            foreach (var t in tools)
+            {
+                if (Array.IndexOf(known, t.Name) < 0)
+                {
+                    added = true;
+                    break;
+                }
+            }
+            if (added) memory.Set(root, Names(tools, known));
+            else memory.Touch(root, known);
+            return;
+        }
+
+        tools.Sort(static (a, b) => string.CompareOrdinal(a.Name, b.Name));
+        memory.Set(root, Names(tools, []));
+    }
+
+    /// <summary>Remembered names: everything the conversation has used so far (a tool dropped for a turn keeps its slot).</summary>
+    private static string[] Names(List<ToolDefinition> tools, string[] known)
+    {
+        var names = new List<string>(known.Length + tools.Count);
+        names.AddRange(known);
+        foreach (var t in tools)
+        {
+            if (Array.IndexOf(known, t.Name) < 0) names.Add(t.Name);
+        }
+        return [.. names];
+    }
+
+    /// <summary>The conversation's identity: tenant + system + first user turn.</summary>
+    public static UInt128 ConversationRoot(Envelope envelope, string scope)
+    {
+        var hash = new XxHash128();
+        Append(hash, scope);
+        Append(hash, envelope.Model);
+        if (envelope.System is { } system)
+        {
+            foreach (var part in system) Append(hash, part.Text);
+        }
+        foreach (var m in envelope.Messages)
+        {
+            if (m.Role is MessageRole.System or MessageRole.Developer)
+            {
+                AppendContent(hash, m);
+                continue;
+            }
+            if (m.Role == MessageRole.User)
+            {
+                AppendContent(hash, m);
+                break;
+            }
+        }
+        return hash.GetCurrentHashAsUInt128();
+    }
+
+    private static void AppendContent(XxHash128 hash, Message m)
+    {
+        Append(hash, m.Text);
+        if (m.Parts is { } parts)
+        {
+            foreach (var p in parts) Append(hash, p.Text);
+        }
+    }
+
+    private static void Append(XxHash128 hash, string? s)
+    {
+        if (s is null) return;
+        hash.Append(MemoryMarshal.AsBytes(s.AsSpan()));
+        hash.Append([0]);
+    }
+}

@@ -1,0 +1,55 @@
+using System.IO.Hashing;
+using System.Runtime.InteropServices;
+
+namespace TokenRouter.Gateway.Pipeline;
+
+/// <summary>
+/// Pipeline stage: PrefixHash (model + system + tools in canonical form: the shared cacheable prefix) and FullHash
+/// (the whole canonical upstream request, the provider it goes to and the dedup scope). FullHash is taken over the
+/// outbound bytes, which are canonical by construction, so two requests share it exactly when they would send
+/// the same bytes to the same provider. XxHash128: fast, and collisions are confined to one scope by default.
+/// </summary>
+public static class Hasher
+{
+    public static string ComputePrefixHash(Envelope envelope)
+    {
+        var hash = new XxHash128();
+        AppendString(hash, envelope.Model);
+        if (envelope.System is { } system)
+        {
+            foreach (var part in system) AppendString(hash, part.Text);
+        }
+        foreach (var m in envelope.Messages)
+        {
+            if (m.Role is not (MessageRole.System or MessageRole.Developer)) break;
+            AppendString(hash, m.Text);
+            if (m.Parts is { } parts) foreach (var p in parts) AppendString(hash, p.Text);
+        }
+        foreach (var tool in envelope.Tools)
+        {
+            AppendString(hash, tool.Name);
+            AppendString(hash, tool.Description);
+            if (tool.CanonicalParameters is { } canonical) hash.Append(canonical);
+            else if (tool.Parameters.ValueKind != System.Text.Json.JsonValueKind.Undefined) hash.Append(JsonMarshal.GetRawUtf8Value(tool.Parameters));
+            else if (tool.IsRaw) hash.Append(JsonMarshal.GetRawUtf8Value(tool.Raw));
+        }
+        return ToHex(hash.GetCurrentHashAsUInt128());
+    }
+
+    public static string ComputeFullHash(ReadOnlySpan<byte> outboundBody, string providerName, string scope)
+    {
+        var hash = new XxHash128();
+        AppendString(hash, scope);
+        AppendString(hash, providerName);
+        hash.Append(outboundBody);
+        return ToHex(hash.GetCurrentHashAsUInt128());
+    }
+
+    private static void AppendString(XxHash128 hash, string? s)
+    {
+        if (s is not null) hash.Append(MemoryMarshal.AsBytes(s.AsSpan()));
+        hash.Append([0xFF]);
+    }
+
+    private static string ToHex(UInt128 value) => value.ToString("x32");
+}

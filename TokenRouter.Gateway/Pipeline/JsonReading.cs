@@ -1,0 +1,96 @@
+using System.Text.Json;
+using TokenRouter.Gateway.Errors;
+
+namespace TokenRouter.Gateway.Pipeline;
+
+/// <summary>Typed reads of request fields that fail with a 400 naming the offending field.</summary>
+internal static class JsonReading
+{
+    public static string RequireString(JsonElement e, string param)
+    {
+        if (e.ValueKind != JsonValueKind.String)
+            throw ApiError.InvalidRequest($"'{param}' must be a string.", param);
+        return e.GetString()!;
+    }
+
+    public static string? OptionalString(JsonElement e, string param) => e.ValueKind switch
+    {
+        JsonValueKind.Null or JsonValueKind.Undefined => null,
+        JsonValueKind.String => e.GetString(),
+        _ => throw ApiError.InvalidRequest($"'{param}' must be a string.", param),
+    };
+
+    public static bool OptionalBool(JsonElement e, string param) => e.ValueKind switch
+    {
+        JsonValueKind.True => true,
+        JsonValueKind.False or JsonValueKind.Null or JsonValueKind.Undefined => false,
+        _ => throw ApiError.InvalidRequest($"'{param}' must be a boolean.", param),
+    };
+
+    public static bool? OptionalNullableBool(JsonElement e, string param) => e.ValueKind switch
+    {
+        JsonValueKind.True => true,
+        JsonValueKind.False => false,
+        JsonValueKind.Null or JsonValueKind.Undefined => null,
+        _ => throw ApiError.InvalidRequest($"'{param}' must be a boolean.", param),
+    };
+
+    public static int? OptionalPositiveInt(JsonElement e, string param)
+    {
+        if (e.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return null;
+        if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out var v) || v < 1)
+            throw ApiError.InvalidRequest($"'{param}' must be a positive integer.", param);
+        return v;
+    }
+
+    public static double? OptionalNumber(JsonElement e, string param)
+    {
+        if (e.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return null;
+        if (e.ValueKind != JsonValueKind.Number)
+            throw ApiError.InvalidRequest($"'{param}' must be a number.", param);
+        return e.GetDouble();
+    }
+
+    public static List<string>? StopSequences(JsonElement e, string param)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.Null or JsonValueKind.Undefined:
+                return null;
+            case JsonValueKind.String:
+                return [e.GetString()!];
+            case JsonValueKind.Array:
+                var list = new List<string>(e.GetArrayLength());
+                foreach (var item in e.EnumerateArray()) list.Add(RequireString(item, param));
+                return list;
+            default:
+                throw ApiError.InvalidRequest($"'{param}' must be a string or an array of strings.", param);
+        }
+    }
+
+    public static void RequireObject(JsonElement e, string param)
+    {
+        if (e.ValueKind != JsonValueKind.Object)
+            throw ApiError.InvalidRequest($"'{param}' must be an object.", param);
+    }
+
+    public static void RequireArray(JsonElement e, string param)
+    {
+        if (e.ValueKind != JsonValueKind.Array)
+            throw ApiError.InvalidRequest($"'{param}' must be an array.", param);
+    }
+
+    public static CacheControl? CacheControlOf(JsonElement e, string param)
+    {
+        if (e.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return null;
+        RequireObject(e, param);
+        string? ttl = null;
+        if (e.TryGetProperty("ttl", out var t)) ttl = OptionalString(t, param + ".ttl");
+        if (ttl is not null and not "5m" and not "1h")
+            throw ApiError.InvalidRequest($"'{param}.ttl' must be \"5m\" or \"1h\".", param);
+        return ttl == "1h" ? CacheControl.OneHour : CacheControl.FiveMinutes;
+    }
+
+    public static void AddExtra(ref List<KeyValuePair<string, JsonElement>>? extra, JsonProperty p) =>
+        (extra ??= []).Add(new(p.Name, p.Value));
+}

@@ -1,0 +1,275 @@
+using System.Text.Json;
+using TokenRouter.Gateway.Errors;
+using static TokenRouter.Gateway.Pipeline.JsonReading;
+
+namespace TokenRouter.Gateway.Pipeline;
+
+/// <summary>Parses an OpenAI chat-completions request into an <see cref="Envelope"/>. Unknown fields are kept.</summary>
+public static class OpenAIInboundAdapter
+{
+    public static Envelope Parse(ReadOnlyMemory<byte> body, IDisposable? bodyOwner = null)
+    {
+        var document = InboundJson.ParseDocument(body);
+        try
+        {
+            return Read(document, bodyOwner);
+        }
+        catch
+        {
+            document.Dispose();
+            throw;
+        }
+    }
+
+    private static Envelope Read(JsonDocument document, IDisposable? bodyOwner)
+    {
+        var root = document.RootElement;
+        if (root.ValueKind != JsonValueKind.Object)
+            throw ApiError.InvalidRequest("The request body must be a JSON object.");
+
+        string? model = null;
+        JsonElement messages = default, tools = default;
+        var envelope = new Envelope { ClientFormat = ApiFormat.OpenAI, Document = document, BodyOwner = bodyOwner, Model = "" };
+        List<KeyValuePair<string, JsonElement>>? extra = null;
+
+        foreach (var p in root.EnumerateObject())
+        {
+            var v = p.Value;
+            if (p.NameEquals("model"u8)) model = RequireString(v, "model");
+            else if (p.NameEquals("messages"u8)) messages = v;
+            else if (p.NameEquals("tools"u8)) tools = v;
+            else if (p.NameEquals("stream"u8)) envelope.Stream = OptionalBool(v, "stream");
+            else if (p.NameEquals("stream_options"u8))
+            {
+                if (v.ValueKind == JsonValueKind.Object && v.TryGetProperty("include_usage", out var iu))
+                    envelope.ClientWantsStreamUsage = OptionalBool(iu, "stream_options.include_usage");
+                else if (v.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
+                    throw ApiError.InvalidRequest("'stream_options' must be an object.", "stream_options");
+            }
+            else if (p.NameEquals("max_tokens"u8)) envelope.MaxTokens = OptionalPositiveInt(v, "max_tokens");
+            else if (p.NameEquals("max_completion_tokens"u8))
+            {
+                envelope.MaxTokens = OptionalPositiveInt(v, "max_completion_tokens");
+                envelope.MaxTokensIsCompletionTokens = envelope.MaxTokens is not null;
+            }
+            else if (p.NameEquals("temperature"u8)) envelope.Temperature = OptionalNumber(v, "temperature");
+            else if (p.NameEquals("top_p"u8)) envelope.TopP = OptionalNumber(v, "top_p");
+            else if (p.NameEquals("stop"u8)) envelope.Stop = StopSequences(v, "stop");
+            else if (p.NameEquals("tool_choice"u8)) envelope.ToolChoice = ReadToolChoice(v);
+            else if (p.NameEquals("parallel_tool_calls"u8)) envelope.ParallelToolCalls = OptionalNullableBool(v, "parallel_tool_calls");
+            else if (p.NameEquals("prompt_cache_key"u8)) envelope.PromptCacheKey = OptionalString(v, "prompt_cache_key");
+            else AddExtra(ref extra, p);
+        }
+
+        if (string.IsNullOrEmpty(model)) throw ApiError.InvalidRequest("'model' is required.", "model");
+        envelope.Model = model;
+        envelope.Extra = extra;
+
+        if (messages.ValueKind == JsonValueKind.Undefined) throw ApiError.InvalidRequest("'messages' is required.", "messages");
+        RequireArray(messages, "messages");
+        if (messages.GetArrayLength() == 0) throw ApiError.InvalidRequest("'messages' must contain at least one message.", "messages");
+        envelope.Messages = new List<Message>(messages.GetArrayLength());
+        var i = 0;
+        foreach (var m in messages.EnumerateArray()) envelope.Messages.Add(ReadMessage(m, i++));
+
+        if (tools.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null))
+        {
+            RequireArray(tools, "tools");
+            envelope.Tools = new List<ToolDefinition>(tools.GetArrayLength());
+            i = 0;
+            foreach (var t in tools.EnumerateArray()) envelope.Tools.Add(ReadTool(t, i++));
+        }
+        return envelope;
+    }
+
+    private static Message ReadMessage(JsonElement m, int index)
+    {
+        var at = $"messages[{index}]";
+        RequireObject(m, at);
+        MessageRole? role = null;
+        var message = new Message { Role = MessageRole.User };
+        List<KeyValuePair<string, JsonElement>>? extra = null;
+        JsonElement content = default;
+        foreach (var p in m.EnumerateObject())
+        {
+            var v = p.Value;
+            if (p.NameEquals("role"u8)) role = ParseRole(RequireString(v, at + ".role"), at);
+            else if (p.NameEquals("content"u8)) content = v;
+            else if (p.NameEquals("tool_calls"u8)) message.ToolCalls = ReadToolCalls(v, at);
+            else if (p.NameEquals("tool_call_id"u8)) message.ToolCallId = OptionalString(v, at + ".tool_call_id");
+            else if (p.NameEquals("name"u8)) message.Name = OptionalString(v, at + ".name");
+            else AddExtra(ref extra, p);
+        }
+        message.Role = role ?? throw ApiError.InvalidRequest($"'{at}.role' is required.", at + ".role");
+        message.Extra = extra;
+
+        switch (content.ValueKind)
+        {
+            case JsonValueKind.String:
+                message.Text = content.GetString();
+                break;
+            case JsonValueKind.Array:
+                message.Parts = ReadParts(content, at + ".content");
+                break;
+            case JsonValueKind.Null or JsonValueKind.Undefined:
+                if (message.Role != MessageRole.Assistant)
+                    throw ApiError.InvalidRequest($"'{at}.content' is required for role '{RoleName(message.Role)}'.", at + ".content");
+                break;
+            default:
+                throw ApiError.InvalidRequest($"'{at}.content' must be a string or an array of content parts.", at + ".content");
+        }
+        if (message.Role == MessageRole.Tool && message.ToolCallId is null)
+            throw ApiError.InvalidRequest($"'{at}.tool_call_id' is required for role 'tool'.", at + ".tool_call_id");
+        return message;
+    }
+
+    private static List<ContentPart> ReadParts(JsonElement array, string at)
+    {
+        var parts = new List<ContentPart>(array.GetArrayLength());
+        var i = 0;
+        foreach (var part in array.EnumerateArray())
+        {
+            var here = $"{at}[{i++}]";
+            RequireObject(part, here);
+            var type = part.TryGetProperty("type", out var t) ? RequireString(t, here + ".type") : null;
+            switch (type)
+            {
+                case "text":
+                    parts.Add(new ContentPart
+                    {
+                        Kind = PartKind.Text,
+                        Text = part.TryGetProperty("text", out var text) ? RequireString(text, here + ".text") : "",
+                        CacheControl = part.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, here + ".cache_control") : null,
+                        Raw = part,
+                    });
+                    break;
+                case "image_url":
+                    string? url = null;
+                    if (part.TryGetProperty("image_url", out var iu))
+                        url = iu.ValueKind == JsonValueKind.String ? iu.GetString()
+                            : iu.ValueKind == JsonValueKind.Object && iu.TryGetProperty("url", out var u) ? OptionalString(u, here + ".image_url.url") : null;
+                    if (url is null) throw ApiError.InvalidRequest($"'{here}.image_url.url' is required.", here + ".image_url");
+                    parts.Add(new ContentPart { Kind = PartKind.Image, Url = url, Raw = part });
+                    break;
+                case null:
+                    throw ApiError.InvalidRequest($"'{here}.type' is required.", here + ".type");
+                default:
+                    parts.Add(new ContentPart { Kind = PartKind.Other, Raw = part });
+                    break;
+            }
+        }
+        return parts;
+    }
+
+    private static List<ToolCall>? ReadToolCalls(JsonElement v, string at)
+    {
+        if (v.ValueKind == JsonValueKind.Null) return null;
+        RequireArray(v, at + ".tool_calls");
+        var calls = new List<ToolCall>(v.GetArrayLength());
+        var i = 0;
+        foreach (var call in v.EnumerateArray())
+        {
+            var here = $"{at}.tool_calls[{i++}]";
+            RequireObject(call, here);
+            if (!call.TryGetProperty("function", out var fn) || fn.ValueKind != JsonValueKind.Object)
+                throw ApiError.InvalidRequest($"'{here}.function' is required.", here + ".function");
+            var args = fn.TryGetProperty("arguments", out var a) ? a.ValueKind switch
+            {
+                JsonValueKind.String => a.GetString()!,
+                JsonValueKind.Object or JsonValueKind.Array => a.GetRawText(),
+                _ => throw ApiError.InvalidRequest($"'{here}.function.arguments' must be a string.", here + ".function.arguments"),
+            } : "{}";
+            calls.Add(new ToolCall
+            {
+                Id = call.TryGetProperty("id", out var id) ? RequireString(id, here + ".id") : throw ApiError.InvalidRequest($"'{here}.id' is required.", here + ".id"),
+                Name = fn.TryGetProperty("name", out var n) ? RequireString(n, here + ".function.name") : throw ApiError.InvalidRequest($"'{here}.function.name' is required.", here + ".function.name"),
+                Arguments = args,
+            });
+        }
+        return calls;
+    }
+
+    private static ToolDefinition ReadTool(JsonElement t, int index)
+    {
+        var at = $"tools[{index}]";
+        RequireObject(t, at);
+        var type = t.TryGetProperty("type", out var ty) ? RequireString(ty, at + ".type") : "function";
+        if (type != "function")
+            return new ToolDefinition { Name = type, IsRaw = true, Raw = t };
+        if (!t.TryGetProperty("function", out var fn) || fn.ValueKind != JsonValueKind.Object)
+            throw ApiError.InvalidRequest($"'{at}.function' is required.", at + ".function");
+        var name = fn.TryGetProperty("name", out var n) ? RequireString(n, at + ".function.name") : null;
+        if (string.IsNullOrEmpty(name)) throw ApiError.InvalidRequest($"'{at}.function.name' is required.", at + ".function.name");
+        var parameters = fn.TryGetProperty("parameters", out var ps) ? ps : default;
+        if (parameters.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Object or JsonValueKind.Null))
+            throw ApiError.InvalidRequest($"'{at}.function.parameters' must be a JSON schema object.", at + ".function.parameters");
+        return new ToolDefinition
+        {
+            Name = name,
+            Description = fn.TryGetProperty("description", out var d) ? OptionalString(d, at + ".function.description") : null,
+            Parameters = parameters.ValueKind == JsonValueKind.Null ? default : parameters,
+            Strict = fn.TryGetProperty("strict", out var s) ? OptionalNullableBool(s, at + ".function.strict") : null,
+            CacheControl = t.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, at + ".cache_control") : null,
+            Raw = t,
+        };
+    }
+
+    private static ToolChoice? ReadToolChoice(JsonElement v)
+    {
+        switch (v.ValueKind)
+        {
+            case JsonValueKind.Null or JsonValueKind.Undefined:
+                return null;
+            case JsonValueKind.String:
+                return v.GetString() switch
+                {
+                    "auto" => new ToolChoice(ToolChoiceKind.Auto),
+                    "none" => new ToolChoice(ToolChoiceKind.None),
+                    "required" => new ToolChoice(ToolChoiceKind.Required),
+                    var other => throw ApiError.InvalidRequest($"'tool_choice' value '{other}' is not one of auto, none, required.", "tool_choice"),
+                };
+            case JsonValueKind.Object when v.TryGetProperty("function", out var fn) && fn.ValueKind == JsonValueKind.Object
+                                          && fn.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String:
+                return new ToolChoice(ToolChoiceKind.Function, n.GetString());
+            default:
+                throw ApiError.InvalidRequest("'tool_choice' must be \"auto\", \"none\", \"required\" or {\"type\":\"function\",\"function\":{\"name\":…}}.", "tool_choice");
+        }
+    }
+
+    private static MessageRole ParseRole(string role, string at) => role switch
+    {
+        "system" => MessageRole.System,
+        "developer" => MessageRole.Developer,
+        "user" => MessageRole.User,
+        "assistant" => MessageRole.Assistant,
+        "tool" => MessageRole.Tool,
+        _ => throw ApiError.InvalidRequest($"'{at}.role' '{role}' is not one of system, developer, user, assistant, tool.", at + ".role"),
+    };
+
+    public static string RoleName(MessageRole role) => role switch
+    {
+        MessageRole.System => "system",
+        MessageRole.Developer => "developer",
+        MessageRole.User => "user",
+        MessageRole.Assistant => "assistant",
+        _ => "tool",
+    };
+}
+
+internal static class InboundJson
+{
+    private static readonly JsonDocumentOptions Options = new() { MaxDepth = 128 };
+
+    public static JsonDocument ParseDocument(ReadOnlyMemory<byte> body)
+    {
+        if (body.IsEmpty) throw ApiError.InvalidRequest("The request body is empty; a JSON object is required.");
+        try
+        {
+            return JsonDocument.Parse(body, Options);
+        }
+        catch (JsonException ex)
+        {
+            throw ApiError.InvalidJson(ex.Message.Split(" Path:")[0]);
+        }
+    }
+}

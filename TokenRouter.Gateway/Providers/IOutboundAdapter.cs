@@ -1,0 +1,27 @@
+using System.Buffers;
+using System.Text.Json;
+using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Pipeline;
+
+namespace TokenRouter.Gateway.Providers;
+
+/// <summary>
+/// Pipeline stage OutboundAdapter: writes the envelope in one provider's wire format and reads that provider's
+/// usage. One implementation per provider kind.
+/// </summary>
+public interface IOutboundAdapter
+{
+    ProviderKind Kind { get; }
+
+    /// <summary>The request path relative to the provider's base URL, e.g. <c>chat/completions</c>.</summary>
+    string RequestPath { get; }
+
+    /// <summary>Writes the upstream request body. Streaming requests always ask the provider for usage.</summary>
+    void WriteRequest(Envelope envelope, string upstreamModel, IBufferWriter<byte> output);
+
+    /// <summary>Adds the provider's authentication and version headers.</summary>
+    void AddHeaders(HttpRequestMessage request, ProviderEndpoint provider);
+
+    /// <summary>Reads the usage object of a non-streaming response (the response's root object).</summary>
+    Usage ReadUsage(JsonElement responseRoot);
+}
