@@ -7,6 +7,8 @@ using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Apis;
 using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Configuration;
+using TokenRouter.Gateway.Dedup;
+using TokenRouter.Gateway.Telemetry;
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
@@ -54,6 +56,8 @@ public static class GatewayExtensions
         services.AddSingleton<InMemoryUsageSink>();
         services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<InMemoryUsageSink>());
         services.AddSingleton<SelfAddress>();
+        services.AddSingleton<InflightRegistry>();
+        services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<ChatForwarder>();
 
         services.AddSimulator(builder.Configuration);

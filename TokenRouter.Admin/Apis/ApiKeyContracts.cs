@@ -4,13 +4,14 @@ namespace TokenRouter.Admin.Apis;
 
 // Wire shapes of /admin/api-keys. Property names go out as snake_case (see AdminExtensions).
 
-/// <summary>Body of <c>POST /admin/api-keys</c>. Null limits mean "unlimited".</summary>
+/// <summary>Body of <c>POST /admin/api-keys</c>. Absent or null limits mean "unlimited"; the name is required
+/// (checked by the endpoint, so a missing one gets a field-level message rather than a deserialization error).</summary>
 public sealed record CreateApiKeyRequest(
     string? Name,
-    decimal? QuotaUsd,
-    int? RpmLimit,
-    int? TpmLimit,
-    DateTimeOffset? ExpiresAt);
+    decimal? QuotaUsd = null,
+    int? RpmLimit = null,
+    int? TpmLimit = null,
+    DateTimeOffset? ExpiresAt = null);
 
 /// <summary>A key as listed: never the secret, only its recognisable prefix.</summary>
 public sealed record ApiKeyResponse(

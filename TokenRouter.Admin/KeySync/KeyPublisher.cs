@@ -19,6 +19,9 @@ public sealed partial class KeyPublisher(
 {
     private const int ReconcileBatchSize = 256;
 
+    // Margin for clocks of other Admin replicas when looking for revocations that raced a bulk write.
+    private static readonly TimeSpan RevocationRaceMargin = TimeSpan.FromSeconds(5);
+
     /// <summary>Syncs one key now, or queues it when Redis is unreachable. Never throws for Redis trouble.</summary>
     public async Task PublishAsync(ApiKey key)
     {
@@ -52,14 +55,29 @@ public sealed partial class KeyPublisher(
             // auth caches are short-lived, but a revoked key must stop working at once.
             await Task.WhenAll(batch.Select(k => writer.SyncAsync(k, announce: !k.IsActiveAt(now))));
         }
+        await ReapplyRevocationsSinceAsync(now, cancellationToken);
         return keys.Count(k => k.IsActiveAt(now));
     }
 
     /// <summary>Syncs the given keys from their current database state (the worker's retry path).</summary>
     public async Task SyncByIdAsync(IReadOnlyCollection<Guid> keyIds, CancellationToken cancellationToken)
     {
+        var now = time.GetUtcNow();
         var keys = await db.ApiKeys.AsNoTracking().Where(k => keyIds.Contains(k.Id)).ToListAsync(cancellationToken);
         await Task.WhenAll(keys.Select(k => writer.SyncAsync(k)));
+        await ReapplyRevocationsSinceAsync(now, cancellationToken);
+    }
+
+    /// <summary>
+    /// A revoke that commits while a bulk write is in flight may have its Redis delete overtaken by our (older)
+    /// snapshot of the key. Deleting what was revoked since the bulk read began closes that window: a revoke that
+    /// commits later deletes after our write anyway.
+    /// </summary>
+    private async Task ReapplyRevocationsSinceAsync(DateTimeOffset since, CancellationToken cancellationToken)
+    {
+        var threshold = since - RevocationRaceMargin;
+        var revoked = await db.ApiKeys.AsNoTracking().Where(k => k.RevokedAt >= threshold).ToListAsync(cancellationToken);
+        await Task.WhenAll(revoked.Select(k => writer.SyncAsync(k)));
     }
 
     [LoggerMessage(Level = LogLevel.Warning,

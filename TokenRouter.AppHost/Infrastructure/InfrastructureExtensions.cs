@@ -83,6 +83,7 @@ public static class InfrastructureExtensions
             LocalPostgresSetup.ResolveDataRoot(builder.Configuration[LocalPostgresSetup.DataDirectoryKey], asRoot),
             asRoot);
 
+        // Working directory: the temp folder, which the postgres user can enter even when the repo sits under /root.
         var postgres = builder.AddResource(new LocalPostgresResource(PostgresName, setup.Command, Path.GetTempPath()))
             .WithEndpoint(scheme: "tcp", name: LocalPostgresResource.EndpointName)
             .WithArgs(context =>

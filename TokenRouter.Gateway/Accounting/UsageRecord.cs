@@ -13,6 +13,8 @@ public sealed record UsageRecord
     public decimal DedupSavingsUsd { get; init; }
     public bool Unpriced { get; init; }
     public bool Deduplicated { get; init; }
+    /// <summary>The provider's usage never arrived (every client left mid-stream): tokens are estimated.</summary>
+    public bool Estimated { get; init; }
     public bool Stream { get; init; }
     public int Status { get; init; }
     public double LatencyMs { get; init; }

@@ -13,7 +13,22 @@ namespace TokenRouter.Contracts;
 /// start-up, so a flushed Redis heals itself. After a change Admin publishes the hash id on
 /// <see cref="KeysChangedChannel"/> so gateways can drop their local auth cache entry early.</para>
 /// <para><b>Usage</b>: the gateway appends one entry per request to the stream <see cref="UsageStream"/>;
-/// Admin drains it with the consumer group <see cref="UsageConsumerGroup"/> into Postgres, idempotently by request id.</para>
+/// Admin drains it with the consumer group <see cref="UsageConsumerGroup"/> into Postgres, idempotently by request id,
+/// and trims what it has acknowledged (the gateway never trims: an entry must not vanish before Admin has it). Entry
+/// fields are <see cref="UsageFields"/>: numbers are invariant-culture text, flags <c>"1"</c>/<c>"0"</c>. A gateway
+/// writes its entries in batches through a script that also records the batch's sequence number under
+/// <see cref="UsageBatchSeqKey"/>, so a batch retried after an ambiguous failure (timeout) is not appended twice.</para>
+/// <para><b>Quotas</b> (USD budgets of keys with <see cref="KeyFields.QuotaUsd"/>): per key id one hash
+/// <see cref="QuotaKey"/> with the integer fields <see cref="QuotaFields.SpentNanoUsd"/> (settled spend, never expires)
+/// and <see cref="QuotaFields.ReservedNanoUsd"/> (worst-case cost of requests in flight), and a sorted set
+/// <see cref="QuotaHoldsKey"/> of those reservations, member <c>{reservation id}:{nano-USD}</c> scored by its expiry in
+/// unix ms (a gateway that dies mid-request cannot pin quota forever: expired holds are released). Amounts are
+/// nano-USD (1e-9 USD) integers so Lua compares them exactly. Spend is tracked only while a key has a quota; Admin may
+/// seed <see cref="QuotaFields.SpentNanoUsd"/> from its ledger when it sets or resets a quota (HSET; DEL resets it).</para>
+/// <para><b>Rate limits</b> (<see cref="KeyFields.RequestsPerMinute"/>, <see cref="KeyFields.TokensPerMinute"/>): per key
+/// id one hash <see cref="RateKey"/> holding the current fixed one-minute window: <see cref="RateFields.Window"/> (unix
+/// minute), <see cref="RateFields.Requests"/>, <see cref="RateFields.Tokens"/>; it expires two minutes after its last
+/// change. Only gateways write quota and rate keys. The <c>{key id}</c> hash tag keeps one key's hashes in one cluster slot.</para>
 /// </remarks>
 public static class RedisContract
 {
@@ -37,6 +52,59 @@ public static class RedisContract
     }
 
     public static string ApiKeyHashKey(string keyHashHex) => ApiKeyPrefix + keyHashHex;
+
+    /// <summary>Fields of one <see cref="UsageStream"/> entry (one request).</summary>
+    public static class UsageFields
+    {
+        public const string RequestId = "request_id";
+        public const string KeyId = "key_id";
+        public const string Model = "model";                          // the upstream model as routed
+        public const string Provider = "provider";
+        public const string PromptTokens = "prompt_tokens";           // all input, cached and cache writes included
+        public const string CachedReadTokens = "cached_read_tokens";
+        public const string CacheWrite5mTokens = "cache_write_5m_tokens";
+        public const string CacheWrite1hTokens = "cache_write_1h_tokens";
+        public const string CompletionTokens = "completion_tokens";
+        public const string CostUsd = "cost_usd";                     // empty when unpriced
+        public const string CacheSavingsUsd = "cache_savings_usd";
+        public const string DedupSavingsUsd = "dedup_savings_usd";
+        public const string Unpriced = "unpriced";                    // "1" or "0"
+        public const string Deduplicated = "deduplicated";            // "1" or "0"
+        public const string Stream = "stream";                        // "1" or "0"
+        public const string Status = "status";                        // HTTP status; 499 = the client left
+        public const string LatencyMs = "latency_ms";                 // integer milliseconds
+        public const string TimestampUnixMs = "ts";                   // unix milliseconds
+    }
+
+    /// <summary>Fields of the <see cref="QuotaKey"/> hash: integer nano-USD.</summary>
+    public static class QuotaFields
+    {
+        public const string SpentNanoUsd = "spent";
+        public const string ReservedNanoUsd = "reserved";
+    }
+
+    /// <summary>Fields of the <see cref="RateKey"/> hash.</summary>
+    public static class RateFields
+    {
+        public const string Window = "w";
+        public const string Requests = "r";
+        public const string Tokens = "t";
+    }
+
+    public const string QuotaPrefix = "tokenrouter:quota:";
+    public const string RatePrefix = "tokenrouter:rate:";
+
+    /// <summary><c>tokenrouter:quota:{keyId}</c>: settled spend and reserved amount of one key.</summary>
+    public static string QuotaKey(string keyId) => QuotaPrefix + "{" + keyId + "}";
+
+    /// <summary><c>tokenrouter:quota:{keyId}:holds</c>: the reservations in flight.</summary>
+    public static string QuotaHoldsKey(string keyId) => QuotaPrefix + "{" + keyId + "}:holds";
+
+    /// <summary><c>tokenrouter:rate:{keyId}</c>: the key's current rate window.</summary>
+    public static string RateKey(string keyId) => RatePrefix + "{" + keyId + "}";
+
+    /// <summary><c>{tokenrouter:usage}:seq:{instance}</c>: last usage batch a gateway instance appended (same slot as the stream).</summary>
+    public static string UsageBatchSeqKey(string instanceId) => "{" + UsageStream + "}:seq:" + instanceId;
 
     /// <summary>Lower-case hex SHA-256 of a client key: what Admin stores and what the gateway looks up.</summary>
     public static string HashClientKey(string clientKey)

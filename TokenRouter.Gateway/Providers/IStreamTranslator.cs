@@ -21,4 +21,7 @@ public interface IStreamTranslator
 
     /// <summary>True once the provider's own end-of-stream marker arrived (<c>[DONE]</c> or <c>message_stop</c>).</summary>
     bool Finished { get; }
+
+    /// <summary>True once the provider reported an error mid-stream; it was already passed on to the client.</summary>
+    bool Failed { get; }
 }

@@ -23,6 +23,12 @@ internal sealed class AnthropicMessagesSimulator(SimPrefixCache cache, Simulator
 
     private readonly record struct Breakpoint(int Block, bool OneHour, string Path);
 
+    /// <summary>Where a block sits, as Anthropic names it in errors; formatted only when needed.</summary>
+    private readonly record struct BlockPath(string Section, int Index, int Content = -1)
+    {
+        public override string ToString() => Content < 0 ? $"{Section}.{Index}" : $"{Section}.{Index}.content.{Content}";
+    }
+
     public SimCompletion Process(JsonElement root)
     {
         if (root.ValueKind != JsonValueKind.Object)
@@ -95,7 +101,7 @@ internal sealed class AnthropicMessagesSimulator(SimPrefixCache cache, Simulator
                 }
 
                 w.Raw("\n"u8);
-                EndBlock(w, tool, $"tools.{i++}", blockEnds, breakpoints);
+                EndBlock(w, tool, new BlockPath("tools", i++), blockEnds, breakpoints);
             }
         }
 
@@ -113,8 +119,8 @@ internal sealed class AnthropicMessagesSimulator(SimPrefixCache cache, Simulator
                 var i = 0;
                 foreach (var block in system.EnumerateArray())
                 {
-                    RenderContentBlock(w, block, $"system.{i}");
-                    EndBlock(w, block, $"system.{i++}", blockEnds, breakpoints);
+                    RenderContentBlock(w, block, new BlockPath("system", i));
+                    EndBlock(w, block, new BlockPath("system", i++), blockEnds, breakpoints);
                 }
             }
             else
@@ -182,8 +188,8 @@ internal sealed class AnthropicMessagesSimulator(SimPrefixCache cache, Simulator
                 foreach (var block in content.EnumerateArray())
                 {
                     hasToolResult |= block.ValueKind == JsonValueKind.Object && block.TryGetProperty("type", out var type) && type.ValueEquals("tool_result");
-                    RenderContentBlock(w, block, $"messages.{m}.content.{c}");
-                    EndBlock(w, block, $"messages.{m}.content.{c++}", blockEnds, breakpoints);
+                    RenderContentBlock(w, block, new BlockPath("messages", m, c));
+                    EndBlock(w, block, new BlockPath("messages", m, c++), blockEnds, breakpoints);
                 }
             }
 
@@ -209,7 +215,7 @@ internal sealed class AnthropicMessagesSimulator(SimPrefixCache cache, Simulator
         return (endsWithUserText, lastUserTurn.ToString());
     }
 
-    private static void RenderContentBlock(SimPromptWriter w, JsonElement block, string path)
+    private static void RenderContentBlock(SimPromptWriter w, JsonElement block, BlockPath path)
     {
         if (block.ValueKind != JsonValueKind.Object || !block.TryGetProperty("type", out var type))
             throw new SimRequestException(SimError.InvalidRequest($"{path}.type: Field required"));
@@ -273,11 +279,11 @@ internal sealed class AnthropicMessagesSimulator(SimPrefixCache cache, Simulator
         w.Raw("\n"u8);
     }
 
-    private static void EndBlock(SimPromptWriter w, JsonElement block, string path, List<int> blockEnds, List<Breakpoint> breakpoints)
+    private static void EndBlock(SimPromptWriter w, JsonElement block, BlockPath path, List<int> blockEnds, List<Breakpoint> breakpoints)
     {
         blockEnds.Add(w.Length);
         if (block.ValueKind == JsonValueKind.Object && block.TryGetProperty("cache_control", out var cc) && cc.ValueKind != JsonValueKind.Null)
-            breakpoints.Add(new Breakpoint(blockEnds.Count - 1, ReadCacheControl(cc, path + ".cache_control"), path));
+            breakpoints.Add(new Breakpoint(blockEnds.Count - 1, ReadCacheControl(cc, $"{path}.cache_control"), path.ToString()));
     }
 
     private static bool ReadCacheControl(JsonElement cc, string path)

@@ -77,23 +77,29 @@ internal sealed class SimPrefixCache(TimeProvider time, int maxEntries)
                     Interlocked.Decrement(ref _count);
             }
 
-            // Still too many live entries: drop the least recently used (earliest expiry) down to 90 %.
-            var target = maxEntries - (maxEntries / 10);
-            var excess = Volatile.Read(ref _count) - target;
+            // Still too many live entries: drop the least recently used (earliest expiry) down to ~90 %.
+            // The cut-off comes from a bounded sample so a trim never copies or sorts the whole cache.
+            var count = Volatile.Read(ref _count);
+            var excess = count - (maxEntries - (maxEntries / 10));
             if (excess <= 0)
                 return;
-            var snapshot = _entries.ToArray();
-            var expiries = new long[snapshot.Length];
-            for (var i = 0; i < snapshot.Length; i++)
-                expiries[i] = snapshot[i].Value & ~LongTtlFlag;
-            Array.Sort(expiries, snapshot);
-            for (var i = 0; i < snapshot.Length && excess > 0; i++)
+            var sample = new long[Math.Min(count, 4096)];
+            var step = Math.Max(1, count / sample.Length);
+            int seen = 0, taken = 0;
+            foreach (var entry in _entries)
             {
-                if (_entries.TryRemove(snapshot[i]))
-                {
+                if (seen++ % step == 0 && taken < sample.Length)
+                    sample[taken++] = entry.Value & ~LongTtlFlag;
+            }
+
+            if (taken == 0)
+                return;
+            Array.Sort(sample, 0, taken);
+            var cutoff = sample[Math.Clamp((int)((long)excess * taken / count), 0, taken - 1)];
+            foreach (var entry in _entries)
+            {
+                if ((entry.Value & ~LongTtlFlag) <= cutoff && _entries.TryRemove(entry))
                     Interlocked.Decrement(ref _count);
-                    excess--;
-                }
             }
         }
         finally

@@ -35,9 +35,17 @@ internal sealed class SimPromptWriter : IDisposable
                 var raw = JsonMarshal.GetRawUtf8Value(value);
                 var inner = raw[1..^1];
                 if (inner.IndexOf((byte)'\\') < 0)
+                {
                     _buffer.Write(inner);
+                }
                 else
-                    Text(value.GetString()!);
+                {
+                    // Unescape straight into the buffer; decoded UTF-8 is never longer than its escaped form.
+                    var reader = new Utf8JsonReader(raw);
+                    reader.Read();
+                    _buffer.Advance(reader.CopyString(_buffer.GetSpan(inner.Length)));
+                }
+
                 break;
             case JsonValueKind.Null:
             case JsonValueKind.Undefined:
@@ -56,6 +64,8 @@ internal sealed class SimPromptWriter : IDisposable
 
     public void Json(JsonElement value)
     {
+        if (TryWriteCompactRaw(JsonMarshal.GetRawUtf8Value(value)))
+            return;
         _json.Reset(_buffer);
         value.WriteTo(_json);
         _json.Flush();
@@ -81,6 +91,36 @@ internal sealed class SimPromptWriter : IDisposable
         _json.WriteEndObject();
         _json.Flush();
     }
+
+    /// <summary>
+    /// Copies raw JSON that is already what the writer would produce (printable ASCII, no escapes, no
+    /// whitespace between tokens); the common case costs a few vectorized scans instead of a re-serialization.
+    /// </summary>
+    private bool TryWriteCompactRaw(ReadOnlySpan<byte> raw)
+    {
+        if (raw.IndexOfAnyExceptInRange((byte)0x20, (byte)0x7E) >= 0 || raw.IndexOf((byte)'\\') >= 0)
+            return false;
+
+        // Without backslashes every quote toggles in/out of a string; whitespace is only allowed inside.
+        var rest = raw;
+        var inString = false;
+        while (true)
+        {
+            var quote = rest.IndexOf((byte)'"');
+            var segment = quote < 0 ? rest : rest[..quote];
+            if (!inString && segment.IndexOfAny(InterTokenWhitespace) >= 0)
+                return false;
+            if (quote < 0)
+                break;
+            inString = !inString;
+            rest = rest[(quote + 1)..];
+        }
+
+        _buffer.Write(raw);
+        return true;
+    }
+
+    private static readonly System.Buffers.SearchValues<byte> InterTokenWhitespace = System.Buffers.SearchValues.Create(" \t\r\n"u8);
 
     public void Dispose()
     {

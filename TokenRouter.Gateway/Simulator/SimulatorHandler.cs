@@ -79,7 +79,7 @@ internal sealed class SimulatorHandler
                 await WriteCompletionAsync(context, format, completion, ct);
             }
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        catch (Exception e) when (e is OperationCanceledException or IOException && ct.IsCancellationRequested)
         {
             // The client went away; nothing left to send.
         }

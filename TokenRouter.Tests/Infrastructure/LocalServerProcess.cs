@@ -35,13 +35,15 @@ internal sealed class LocalServerProcess : IDisposable
     private const string WatchdogScript = """
         exec </dev/null >/dev/null 2>&1
         owner=$1; server=$2; signal=$3; directory=$4
-        while kill -0 "$owner" 2>/dev/null; do
-          kill -0 "$server" 2>/dev/null || exit 0
+        # alive = exists and is not a zombie (an orphan's zombie may never be reaped in a container)
+        alive() { state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1); [ -n "$state" ] && [ "$state" != Z ]; }
+        while alive "$owner"; do
+          alive "$server" || exit 0
           sleep 1
         done
         kill -"$signal" "$server" 2>/dev/null
         i=0
-        while kill -0 "$server" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.2; i=$((i+1)); done
+        while alive "$server" && [ "$i" -lt 50 ]; do sleep 0.2; i=$((i+1)); done
         kill -KILL "$server" 2>/dev/null
         rm -rf "$directory"
         """;
@@ -281,16 +283,18 @@ internal sealed class LocalServerProcess : IDisposable
         return File.Exists(file) && int.TryParse(File.ReadAllText(file).Trim(), CultureInfo.InvariantCulture, out pid);
     }
 
+    /// <summary>Exists and is not a zombie (orphans' zombies may never be reaped in a container).</summary>
     private static bool IsAlive(int pid)
     {
         try
         {
-            using var process = Process.GetProcessById(pid);
-            return !process.HasExited;
+            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
+            var afterName = stat.LastIndexOf(") ", StringComparison.Ordinal);
+            return afterName > 0 && afterName + 2 < stat.Length && stat[afterName + 2] != 'Z';
         }
-        catch (ArgumentException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return false;
+            return false; // no such process
         }
     }
 }

@@ -16,7 +16,7 @@ public sealed class AnthropicAdapterRequestTests
     [Fact]
     public void OpenAIAgentTurn_TranslatesSystemToolsToolCallsToolResultsImagesAndSampling()
     {
-        using var envelope = OpenAI("""
+        using var envelope = ParseOpenAI("""
         {"model":"gpt-4o","max_tokens":256,"temperature":0.5,"top_p":0.9,"stop":["END"],"user":"u1","seed":3,
          "messages":[
           {"role":"system","content":"You are terse."},
@@ -66,7 +66,7 @@ public sealed class AnthropicAdapterRequestTests
     [Fact]
     public void SingleSystemString_IsSentAsString_AndMissingMaxTokensUsesTheDefault()
     {
-        using var envelope = OpenAI("""{"model":"gpt-4o","stream":true,"messages":[{"role":"system","content":"Be kind."},{"role":"user","content":"Hi"}]}""");
+        using var envelope = ParseOpenAI("""{"model":"gpt-4o","stream":true,"messages":[{"role":"system","content":"Be kind."},{"role":"user","content":"Hi"}]}""");
 
         Assert.Equal(
             """{"model":"claude-x","max_tokens":4096,"system":"Be kind.","messages":[{"role":"user","content":"Hi"}],"stream":true}""",
@@ -77,7 +77,7 @@ public sealed class AnthropicAdapterRequestTests
     [Fact]
     public void ConfiguredDefaultMaxTokens_IsUsedWhenTheClientSentNone()
     {
-        using var envelope = OpenAI("""{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}]}""");
+        using var envelope = ParseOpenAI("""{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}]}""");
 
         Assert.Equal(
             """{"model":"claude-x","max_tokens":1000,"messages":[{"role":"user","content":"Hi"}]}""",
@@ -98,10 +98,10 @@ public sealed class AnthropicAdapterRequestTests
     public void ToolChoice_MapsToAnthropicTypes_WithParallelCallsDisabledWhenAsked(string? toolChoice, string? parallel, string expected)
     {
         var extra = (toolChoice is null ? "" : $",\"tool_choice\":{toolChoice}") + (parallel is null ? "" : $",\"parallel_tool_calls\":{parallel}");
-        using var envelope = OpenAI($$"""
+        using var envelope = ParseOpenAI("""
             {"model":"m","messages":[{"role":"user","content":"Hi"}],
-             "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]{{extra}}}
-            """);
+             "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]
+            """ + extra + "}");
 
         using var doc = Parse(Write(_adapter, envelope, "c"));
 
@@ -111,7 +111,7 @@ public sealed class AnthropicAdapterRequestTests
     [Fact]
     public void ToolChoice_IsOmittedForAnOpenAIClientWithoutTools()
     {
-        using var envelope = OpenAI("""{"model":"m","messages":[{"role":"user","content":"Hi"}],"tool_choice":"none"}""");
+        using var envelope = ParseOpenAI("""{"model":"m","messages":[{"role":"user","content":"Hi"}],"tool_choice":"none"}""");
 
         using var doc = Parse(Write(_adapter, envelope, "c"));
 
@@ -122,7 +122,7 @@ public sealed class AnthropicAdapterRequestTests
     [Fact]
     public void FunctionWithoutParameters_GetsAnEmptyObjectSchema_AndOpenAIServerToolsAreNotSent()
     {
-        using var envelope = OpenAI("""
+        using var envelope = ParseOpenAI("""
             {"model":"m","messages":[{"role":"user","content":"Hi"}],
              "tools":[{"type":"function","function":{"name":"ping","strict":true}},{"type":"custom","custom":{"name":"grammar"}}]}
             """);
@@ -135,7 +135,7 @@ public sealed class AnthropicAdapterRequestTests
     [Fact]
     public void CacheBreakpoints_GoOnTheLastBlockOfEachMarkedMessage_AndOnMarkedTools()
     {
-        using var envelope = OpenAI("""
+        using var envelope = ParseOpenAI("""
         {"model":"gpt-4o","max_tokens":50,
          "messages":[
           {"role":"system","content":"Rules."},
@@ -174,7 +174,7 @@ public sealed class AnthropicAdapterRequestTests
     [Fact]
     public void ToolCallArguments_ThatAreNotAJsonObject_BecomeAnEmptyInput()
     {
-        using var envelope = OpenAI("""
+        using var envelope = ParseOpenAI("""
         {"model":"m","messages":[
           {"role":"user","content":"Go"},
           {"role":"assistant","content":null,"tool_calls":[
@@ -200,7 +200,7 @@ public sealed class AnthropicAdapterRequestTests
     [Fact]
     public void ToolCallIds_OutsideAnthropicsAlphabet_AreRewrittenTheSameWayInToolUseAndToolResult()
     {
-        using var envelope = OpenAI("""
+        using var envelope = ParseOpenAI("""
         {"model":"m","messages":[
           {"role":"user","content":"Go"},
           {"role":"assistant","content":null,"tool_calls":[{"id":"functions.f:0","type":"function","function":{"name":"f","arguments":"{}"}}]},
@@ -218,7 +218,7 @@ public sealed class AnthropicAdapterRequestTests
     [Fact]
     public void EmptyAssistantText_IsDropped_AndAnEmptyAssistantMessageDoesNotBreakAlternation()
     {
-        using var envelope = OpenAI("""
+        using var envelope = ParseOpenAI("""
         {"model":"m","messages":[
           {"role":"user","content":"One"},
           {"role":"assistant","content":""},
@@ -233,7 +233,7 @@ public sealed class AnthropicAdapterRequestTests
     [Fact]
     public void ToolMessageWithPartsAndRefusalPart_AreTranslatedToBlocks()
     {
-        using var envelope = OpenAI("""
+        using var envelope = ParseOpenAI("""
         {"model":"m","messages":[
           {"role":"user","content":"Go"},
           {"role":"assistant","content":[{"type":"refusal","refusal":"I can't."}],"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]},
@@ -251,7 +251,7 @@ public sealed class AnthropicAdapterRequestTests
     [Fact]
     public void AudioPart_IsRejectedWithA400_InsteadOfBeingDropped()
     {
-        using var envelope = OpenAI("""
+        using var envelope = ParseOpenAI("""
             {"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AAAA","format":"wav"}}]}]}
             """);
 
@@ -263,7 +263,7 @@ public sealed class AnthropicAdapterRequestTests
     [Fact]
     public void ImageDataUrlThatIsNotBase64_IsRejectedWithA400()
     {
-        using var envelope = OpenAI("""
+        using var envelope = ParseOpenAI("""
             {"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/svg+xml,<svg/>"}}]}]}
             """);
 
@@ -273,7 +273,7 @@ public sealed class AnthropicAdapterRequestTests
     [Fact]
     public void OpenAITemperatureAboveOne_IsClampedToAnthropicsRange()
     {
-        using var envelope = OpenAI("""{"model":"m","temperature":1.6,"messages":[{"role":"user","content":"Hi"}]}""");
+        using var envelope = ParseOpenAI("""{"model":"m","temperature":1.6,"messages":[{"role":"user","content":"Hi"}]}""");
 
         using var doc = Parse(Write(_adapter, envelope, "c"));
 

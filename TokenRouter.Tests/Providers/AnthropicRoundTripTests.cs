@@ -12,7 +12,7 @@ public sealed class AnthropicRoundTripTests
     [Fact]
     public void AnthropicRequest_KeepsCacheControlBlocksServerToolsAndUnknownFields()
     {
-        using var envelope = Anthropic("""
+        using var envelope = ParseAnthropic("""
         {"model":"claude-sonnet-4-5","max_tokens":1024,
          "system":[{"type":"text","text":"Be brief.","cache_control":{"type":"ephemeral","ttl":"1h"}}],
          "tools":[
@@ -58,7 +58,7 @@ public sealed class AnthropicRoundTripTests
     [Fact]
     public void StringSystem_StaysAString_UntilTheCacheInjectorMarksIt()
     {
-        using var envelope = Anthropic("""{"model":"c","max_tokens":10,"system":"Be brief.","messages":[{"role":"user","content":"Hi"}]}""");
+        using var envelope = ParseAnthropic("""{"model":"c","max_tokens":10,"system":"Be brief.","messages":[{"role":"user","content":"Hi"}]}""");
 
         Assert.Equal("""{"model":"c","max_tokens":10,"system":"Be brief.","messages":[{"role":"user","content":"Hi"}]}""", Write(_adapter, envelope, "c"));
 
@@ -73,7 +73,7 @@ public sealed class AnthropicRoundTripTests
     [Fact]
     public void InjectedCacheControl_ReplacesTheClientsOnRawBlocksAndTools_AndClearingItRemovesIt()
     {
-        using var envelope = Anthropic("""
+        using var envelope = ParseAnthropic("""
         {"model":"c","max_tokens":10,
          "tools":[{"type":"bash_20250124","name":"bash","cache_control":{"type":"ephemeral"}}],
          "messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"d"}}]}]}
@@ -91,7 +91,7 @@ public sealed class AnthropicRoundTripTests
     [Fact]
     public void CanonicalizedToolUseInput_IsWrittenInsteadOfTheClientsBytes()
     {
-        using var envelope = Anthropic("""
+        using var envelope = ParseAnthropic("""
         {"model":"c","max_tokens":10,
          "tools":[{"name":"f","input_schema":{"type":"object","properties":{"b":{"type":"string"},"a":{"type":"string"}}}}],
          "messages":[{"role":"user","content":"Go"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{ "b": "2", "a": "1" }}]}]}

@@ -11,7 +11,7 @@ public sealed class OpenAIAdapterCrossFormatTests
     [Fact]
     public void AnthropicRequest_ToolUseBecomesToolCalls_ToolResultsBecomeToolMessagesBeforeTheUserText()
     {
-        using var envelope = Anthropic("""
+        using var envelope = ParseAnthropic("""
         {"model":"claude-x","max_tokens":100,"system":"Be brief.",
          "messages":[
           {"role":"user","content":"Weather?"},
@@ -50,7 +50,7 @@ public sealed class OpenAIAdapterCrossFormatTests
     [Fact]
     public void AnthropicAssistantTurnOfOnlyToolUse_HasNullContentAndToolCalls()
     {
-        using var envelope = Anthropic("""
+        using var envelope = ParseAnthropic("""
         {"model":"claude-x","max_tokens":100,
          "messages":[
           {"role":"user","content":"Go"},

@@ -9,9 +9,9 @@ namespace TokenRouter.Tests.Providers;
 /// <summary>Helpers for the golden tests: parse requests the way the gateway does and compare JSON byte for byte.</summary>
 internal static class ProviderTestJson
 {
-    public static Envelope OpenAI(string json) => OpenAIInboundAdapter.Parse(Encoding.UTF8.GetBytes(json));
+    public static Envelope ParseOpenAI(string json) => OpenAIInboundAdapter.Parse(Encoding.UTF8.GetBytes(json));
 
-    public static Envelope Anthropic(string json) => AnthropicInboundAdapter.Parse(Encoding.UTF8.GetBytes(json));
+    public static Envelope ParseAnthropic(string json) => AnthropicInboundAdapter.Parse(Encoding.UTF8.GetBytes(json));
 
     /// <summary>The expected JSON without insignificant whitespace; key order and string contents are kept.</summary>
     public static string Compact(string json)

@@ -130,7 +130,7 @@ public sealed class ResponseTranslatorTests
     [InlineData("refusal", "content_filter")]
     public void AnthropicStopReason_MapsToOpenAIFinishReason(string stopReason, string finishReason)
     {
-        var json = $$"""{"id":"msg_1","content":[],"stop_reason":"{{stopReason}}","usage":{"input_tokens":1,"output_tokens":1}}""";
+        var json = """{"id":"msg_1","content":[],"usage":{"input_tokens":1,"output_tokens":1},"stop_reason":""" + "\"" + stopReason + "\"}";
 
         using var doc = JsonDocument.Parse(Translate(ApiFormat.Anthropic, ApiFormat.OpenAI, json, default, "m"));
 
@@ -144,7 +144,7 @@ public sealed class ResponseTranslatorTests
     [InlineData("content_filter", "refusal")]
     public void OpenAIFinishReason_MapsToAnthropicStopReason(string finishReason, string stopReason)
     {
-        var json = $$"""{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"{{finishReason}}"}]}""";
+        var json = """{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":""" + "\"" + finishReason + "\"}]}";
 
         using var doc = JsonDocument.Parse(Translate(ApiFormat.OpenAI, ApiFormat.Anthropic, json, default, "m"));
 

@@ -34,21 +34,23 @@ public sealed class SimCoreTests
         Assert.NotEqual(SimHash.Of(Encoding.UTF8.GetBytes(new string('x', 512))), SimHash.Of(Encoding.UTF8.GetBytes(new string('x', 511) + "y")));
     }
 
-    [Fact]
-    public void PrefixCacheStaysBoundedAndKeepsTheMostRecentEntries()
+    [Theory]
+    [InlineData(1_000)]
+    [InlineData(20_000)]
+    public void PrefixCacheStaysBoundedAndKeepsTheMostRecentEntries(int maxEntries)
     {
         var clock = new ManualTimeProvider();
-        var cache = new SimPrefixCache(clock, maxEntries: 1_000);
+        var cache = new SimPrefixCache(clock, maxEntries);
         var now = cache.NowTicks;
         SimHash last = default;
 
-        for (var i = 0; i < 10_000; i++)
+        for (var i = 0; i < maxEntries * 10; i++)
         {
             last = SimHash.Of(BitConverter.GetBytes(i));
             cache.Put(last, now + i, TimeSpan.FromMinutes(5));
         }
 
-        Assert.InRange(cache.Count, 1, 1_000);
+        Assert.InRange(cache.Count, maxEntries / 2, maxEntries);
         Assert.True(cache.TryGet(last, now, out _));
         Assert.False(cache.TryGet(SimHash.Of(BitConverter.GetBytes(0)), now, out _));
     }

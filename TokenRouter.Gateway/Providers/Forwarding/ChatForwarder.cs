@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
@@ -8,16 +7,20 @@ using Microsoft.Extensions.Options;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Configuration;
+using TokenRouter.Gateway.Dedup;
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers.Streaming;
+using TokenRouter.Gateway.Telemetry;
 
 namespace TokenRouter.Gateway.Providers.Forwarding;
 
 /// <summary>
 /// The chat request path for both client APIs: authenticate, read, parse (InboundAdapter), route, run the
-/// pipeline, forward (Proxy) and answer in the client's format, metering every request. Streams are relayed event
-/// by event and never buffered; the upstream call is cancelled when the client goes away.
+/// pipeline, coalesce identical in-flight requests (Dedup), forward (Proxy) and answer in the client's format.
+/// The upstream call runs as a pump into an <see cref="InflightExchange"/>; every client — the leader's and each
+/// follower — is a listener that reads it at its own pace, so one client leaving never cuts off another, and the
+/// call is cancelled only when nobody listens. The pump meters the call whoever is still listening.
 /// </summary>
 public sealed partial class ChatForwarder(
     ApiKeyAuthenticator authenticator,
@@ -25,17 +28,22 @@ public sealed partial class ChatForwarder(
     RequestPipeline pipeline,
     OutboundAdapters adapters,
     ProviderHttpClient http,
+    InflightRegistry inflight,
     PriceTable prices,
     IUsageSink usageSink,
+    GatewayMetrics metrics,
     SelfAddress selfAddress,
     IOptionsMonitor<GatewayOptions> options,
     TimeProvider time,
-    ILogger<ChatForwarder> logger)
+    ILogger<ChatForwarder> logger,
+    IDedupBroker? broker = null)
 {
     public const string CostHeader = "x-tokenrouter-cost-usd";
     public const string CacheSavingsHeader = "x-tokenrouter-cache-savings-usd";
     public const string CachedTokensHeader = "x-tokenrouter-cached-tokens";
     public const string UnpricedHeader = "x-tokenrouter-unpriced";
+    public const string DeduplicatedHeader = "x-tokenrouter-deduplicated";
+    public const string DedupSavingsHeader = "x-tokenrouter-dedup-savings-usd";
     public const string PrefixHashHeader = "x-tokenrouter-prefix-hash";
     public const string FullHashHeader = "x-tokenrouter-full-hash";
     public const string ProviderHeader = "x-tokenrouter-provider";
@@ -44,12 +52,23 @@ public sealed partial class ChatForwarder(
     private const int MaxResponseBytes = 64 * 1024 * 1024;
     private readonly HashSet<string> _unpricedLogged = new(StringComparer.OrdinalIgnoreCase);
 
+    /// <summary>What the upstream pump needs; it outlives the leader's HTTP request if followers still listen.</summary>
+    private sealed record UpstreamCall(
+        string RequestId, ClientIdentity Identity, RouteTarget Target, string ClientModel, bool Stream,
+        PreparedRequest Prepared, long Started, string? AnthropicVersion, string? AnthropicBeta);
+
+    /// <summary>One client reading an exchange.</summary>
+    private sealed record Listener(
+        HttpContext Context, ApiFormat ClientFormat, string ClientModel, bool ClientWantsStreamUsage,
+        ClientIdentity Identity, RouteTarget Target, string RequestId, long Started, bool Follower, bool Originator);
+
     public async Task<IResult> HandleAsync(HttpContext context, ApiFormat clientFormat)
     {
         var started = time.GetTimestamp();
         var requestId = "req_" + Guid.CreateVersion7().ToString("N");
         context.Response.Headers[RequestIdHeader] = requestId;
         var o = options.CurrentValue;
+        metrics.InflightChanged(1);
         try
         {
             var identity = await authenticator.AuthenticateAsync(context.Request, context.RequestAborted);
@@ -66,19 +85,57 @@ public sealed partial class ChatForwarder(
                 body.Dispose();
                 throw;
             }
+
+            InflightExchange exchange;
+            Listener listener;
             using (envelope)
             {
                 var target = router.Resolve(envelope.Model);
                 if (target.Provider.BaseUri is null) router.SetSimulatorBase(selfAddress.Resolve());
-                using var prepared = pipeline.Prepare(envelope, target, identity);
+                var pipelineStarted = time.GetTimestamp();
+                var prepared = pipeline.Prepare(envelope, target, identity);
+                metrics.PipelineCompleted(time.GetElapsedTime(pipelineStarted));
+
                 var headers = context.Response.Headers;
                 headers[PrefixHashHeader] = prepared.PrefixHash;
                 headers[FullHashHeader] = prepared.FullHash;
                 headers[ProviderHeader] = target.Provider.Name;
-                var exchange = new Exchange(context, clientFormat, envelope, target, identity, requestId, started);
-                await ForwardAsync(exchange, prepared);
-                return TypedResults.Empty;
+
+                bool leader;
+                if (o.DedupEnabled) exchange = inflight.Join(prepared.FullHash, envelope.Stream, out leader);
+                else
+                {
+                    exchange = new InflightExchange(prepared.FullHash, envelope.Stream, time.GetTimestamp());
+                    exchange.TryListen();
+                    leader = true;
+                }
+
+                var remote = false;
+                if (leader)
+                {
+                    var call = new UpstreamCall(requestId, identity, target, envelope.Model, envelope.Stream, prepared, started,
+                        clientFormat == ApiFormat.Anthropic ? context.Request.Headers["anthropic-version"].ToString() : null,
+                        clientFormat == ApiFormat.Anthropic ? context.Request.Headers["anthropic-beta"].ToString() : null);
+                    remote = o.DedupEnabled && broker is not null && !await ClaimAcrossReplicasAsync(exchange, context.RequestAborted);
+                    metrics.Overhead(time.GetElapsedTime(started));
+                    if (remote) _ = FollowRemoteAsync(exchange, call);
+                    else _ = PumpAsync(exchange, call, registered: o.DedupEnabled);
+                }
+                else prepared.Dispose();
+
+                listener = new Listener(context, clientFormat, envelope.Model, envelope.ClientWantsStreamUsage, identity, target,
+                    requestId, started, Follower: !leader || remote, Originator: leader);
             }
+
+            try
+            {
+                await DeliverAsync(exchange, listener);
+            }
+            finally
+            {
+                exchange.Leave();
+            }
+            return TypedResults.Empty;
         }
         catch (ApiError error) when (!context.Response.HasStarted)
         {
@@ -87,176 +144,378 @@ public sealed partial class ChatForwarder(
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
-            return TypedResults.Empty; // the client left before we answered
+            return TypedResults.Empty; // the client left
+        }
+        finally
+        {
+            metrics.InflightChanged(-1);
         }
     }
 
-    /// <summary>Everything one forwarded request carries through the proxy stage.</summary>
-    private sealed record Exchange(
-        HttpContext Context, ApiFormat ClientFormat, Envelope Envelope, RouteTarget Target, ClientIdentity Identity,
-        string RequestId, long Started);
+    // ---- Dedup across replicas ---------------------------------------------------------------------------
 
-    private async Task ForwardAsync(Exchange x, PreparedRequest prepared)
+    /// <summary>True when this replica leads the request across replicas (or Redis is unreachable: then it leads locally).</summary>
+    private async Task<bool> ClaimAcrossReplicasAsync(InflightExchange exchange, CancellationToken cancellationToken)
     {
-        var provider = x.Target.Provider;
+        try
+        {
+            if (!await broker!.TryClaimAsync(exchange.Key, cancellationToken)) return false;
+            exchange.Mirror = broker.CreatePublisher(exchange.Key);
+            return true;
+        }
+        catch (StackExchange.Redis.RedisException ex)
+        {
+            LogDedupBrokerUnavailable(ex.GetType().Name);
+            return true;
+        }
+    }
+
+    /// <summary>Another replica leads: relay its response, or make our own call if it dies before answering.</summary>
+    private async Task FollowRemoteAsync(InflightExchange exchange, UpstreamCall call)
+    {
+        var ownCall = false;
+        try
+        {
+            ownCall = await broker!.FollowAsync(exchange.Key, exchange, () => PumpAsync(exchange, call, registered: true), exchange.Upstream.Token);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogRemoteFollowFailure(ex, call.RequestId);
+            if (exchange.Error is null && !exchange.IsCompleted) exchange.Fail(ApiError.BadGateway("The replica leading this request stopped answering."));
+        }
+        finally
+        {
+            if (!ownCall)
+            {
+                inflight.Remove(exchange);
+                call.Prepared.Dispose();
+            }
+        }
+    }
+
+    // ---- Proxy: the upstream pump ------------------------------------------------------------------------
+
+    private async Task PumpAsync(InflightExchange exchange, UpstreamCall call, bool registered)
+    {
+        var provider = call.Target.Provider;
         var adapter = adapters.For(provider.Kind);
-        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(provider.BaseUri!, adapter.RequestPath))
-        {
-            Content = new ReadOnlyMemoryContent(prepared.Body.WrittenMemory),
-            Version = HttpVersion.Version11,
-            VersionPolicy = HttpVersionPolicy.RequestVersionOrHigher,
-        };
-        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-        adapter.AddHeaders(request, provider);
-        if (provider.Kind == ProviderKind.Anthropic && x.ClientFormat == ApiFormat.Anthropic)
-        {
-            // The client chose the API version and betas it was written against.
-            CopyHeader(x.Context.Request, request, "anthropic-version");
-            CopyHeader(x.Context.Request, request, "anthropic-beta");
-        }
-
-        var aborted = x.Context.RequestAborted;
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(aborted);
-        timeout.CancelAfter(options.CurrentValue.ProviderResponseTimeout);
-        HttpResponseMessage response;
+        var usage = default(Usage);
+        var status = 0;
+        var estimated = false;
+        exchange.ProducedLocally = true;
         try
         {
-            response = await http.Invoker.SendAsync(request, timeout.Token);
-        }
-        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
-        {
-            Record(x, default, 499);
-            throw;
-        }
-        catch (OperationCanceledException)
-        {
-            Record(x, default, 504);
-            throw ApiError.GatewayTimeout($"The provider '{provider.Name}' did not answer within {options.CurrentValue.ProviderResponseTimeout.TotalSeconds:0} s.");
-        }
-        catch (HttpRequestException ex)
-        {
-            Record(x, default, 502);
-            throw ApiError.BadGateway($"The provider '{provider.Name}' could not be reached ({ex.HttpRequestError}).");
-        }
-
-        using (response)
-        {
-            // Past the headers, a stream may legitimately run for minutes.
-            timeout.CancelAfter(Timeout.InfiniteTimeSpan);
-            var status = (int)response.StatusCode;
-            if (status is < 200 or > 299)
+            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(provider.BaseUri!, adapter.RequestPath))
             {
-                await RelayProviderErrorAsync(x, response, status);
+                Content = new ReadOnlyMemoryContent(call.Prepared.Body.WrittenMemory),
+                Version = HttpVersion.Version11,
+                VersionPolicy = HttpVersionPolicy.RequestVersionOrHigher,
+            };
+            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            adapter.AddHeaders(request, provider);
+            if (provider.Kind == ProviderKind.Anthropic)
+            {
+                // An Anthropic client chose the API version and betas it was written against.
+                if (!string.IsNullOrEmpty(call.AnthropicVersion)) SetHeader(request, "anthropic-version", call.AnthropicVersion);
+                if (!string.IsNullOrEmpty(call.AnthropicBeta)) SetHeader(request, "anthropic-beta", call.AnthropicBeta);
+            }
+
+            var cancel = exchange.Upstream.Token;
+            var timeout = options.CurrentValue.ProviderResponseTimeout;
+            using var headersTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+            headersTimeout.CancelAfter(timeout);
+            var sent = time.GetTimestamp();
+            HttpResponseMessage response;
+            try
+            {
+                response = await http.Invoker.SendAsync(request, headersTimeout.Token);
+            }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                status = 499;
+                exchange.Fail(new ApiError(499, "api_error", "Every client left before the provider answered."));
                 return;
             }
-            if (x.Envelope.Stream) await RelayStreamAsync(x, response, adapter);
-            else await RelayJsonAsync(x, response, adapter);
-        }
-    }
-
-    private async Task RelayJsonAsync(Exchange x, HttpResponseMessage response, IOutboundAdapter adapter)
-    {
-        using var body = await ReadBoundedAsync(response, x);
-        Usage usage;
-        using var output = new PooledBufferWriter(body.WrittenCount + 512);
-        try
-        {
-            var reader = new Utf8JsonReader(body.WrittenSpan);
-            using var doc = JsonDocument.ParseValue(ref reader);
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new JsonException("not an object");
-            usage = adapter.ReadUsage(doc.RootElement);
-            if (x.Target.Provider.WireFormat == x.ClientFormat) output.Write(body.WrittenSpan);
-            else ResponseTranslator.TranslateJson(x.Target.Provider.WireFormat, x.ClientFormat, doc.RootElement, usage, x.Envelope.Model, output);
-        }
-        catch (JsonException)
-        {
-            Record(x, default, 502);
-            throw ApiError.BadGateway($"The provider '{x.Target.Provider.Name}' sent a response that is not valid JSON.");
-        }
-
-        var cost = Price(x, usage);
-        var headers = x.Context.Response.Headers;
-        headers[CachedTokensHeader] = usage.CachedReadTokens.ToString(CultureInfo.InvariantCulture);
-        if (cost.Priced)
-        {
-            headers[CostHeader] = cost.CostUsd.ToString("0.##########", CultureInfo.InvariantCulture);
-            headers[CacheSavingsHeader] = cost.CacheSavingsUsd.ToString("0.##########", CultureInfo.InvariantCulture);
-        }
-        else headers[UnpricedHeader] = "true";
-        Record(x, usage, 200, cost);
-
-        x.Context.Response.StatusCode = 200;
-        x.Context.Response.ContentType = "application/json";
-        x.Context.Response.ContentLength = output.WrittenCount;
-        await x.Context.Response.Body.WriteAsync(output.WrittenMemory, x.Context.RequestAborted);
-    }
-
-    private async Task RelayStreamAsync(Exchange x, HttpResponseMessage response, IOutboundAdapter adapter)
-    {
-        var media = response.Content.Headers.ContentType?.MediaType;
-        if (media is not null && !media.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase))
-        {
-            // A provider that ignored "stream": relay its JSON answer as a normal response rather than fail.
-            if (media.Contains("json", StringComparison.OrdinalIgnoreCase))
+            catch (OperationCanceledException)
             {
-                x.Envelope.Stream = false;
-                await RelayJsonAsync(x, response, adapter);
+                status = 504;
+                exchange.Fail(ApiError.GatewayTimeout($"The provider '{provider.Name}' did not answer within {timeout.TotalSeconds:0} s."));
                 return;
             }
-            Record(x, default, 502);
-            throw ApiError.BadGateway($"The provider '{x.Target.Provider.Name}' answered a streaming request with '{media}'.");
-        }
-
-        var translator = StreamTranslators.Create(x.Target.Provider.WireFormat, x.ClientFormat, x.Envelope.ClientWantsStreamUsage, x.Envelope.Model);
-        var client = x.Context.Response;
-        client.StatusCode = 200;
-        client.ContentType = "text/event-stream";
-        client.Headers.CacheControl = "no-cache";
-        client.Headers["X-Accel-Buffering"] = "no";
-        var aborted = x.Context.RequestAborted;
-        await client.StartAsync(aborted);
-
-        var writer = client.BodyWriter;
-        var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
-        using var parser = new SseParser();
-        var status = 200;
-        try
-        {
-            await using var upstream = await response.Content.ReadAsStreamAsync(aborted);
-            while (true)
-            {
-                var n = await upstream.ReadAsync(buffer, aborted);
-                if (n == 0) break;
-                parser.Feed(buffer.AsSpan(0, n), translator, writer);
-                if (writer.UnflushedBytes > 0) await writer.FlushAsync(aborted);
-            }
-            parser.Flush(translator, writer);
-            if (!translator.Finished)
+            catch (HttpRequestException ex)
             {
                 status = 502;
-                LogStreamTruncated(x.RequestId, x.Target.Provider.Name);
-                WriteStreamError(writer, x.ClientFormat, ApiError.BadGateway("The provider ended the stream early."));
+                exchange.Fail(ApiError.BadGateway($"The provider '{provider.Name}' could not be reached ({ex.HttpRequestError})."));
+                return;
             }
-            else translator.Complete(writer);
-            await writer.FlushAsync(aborted);
+            metrics.UpstreamHeaders(time.GetElapsedTime(sent), provider.Name);
+
+            using (response)
+            {
+                status = (int)response.StatusCode;
+                var media = response.Content.Headers.ContentType?.MediaType;
+                exchange.SetHead(status, media);
+                await using var upstream = await response.Content.ReadAsStreamAsync(cancel);
+                if (status is >= 200 and <= 299 && IsEventStream(media))
+                {
+                    (usage, estimated) = await PumpStreamAsync(exchange, upstream, call, cancel);
+                    if (usage.IsEmpty && exchange.Error is null) status = 502;
+                }
+                else
+                {
+                    using var body = await ReadBoundedAsync(upstream, response.Content.Headers.ContentLength, provider.Name, cancel);
+                    if (status is >= 200 and <= 299 && !TryReadUsage(adapter, body.WrittenSpan, out usage))
+                    {
+                        status = 502;
+                        exchange.Fail(ApiError.BadGateway($"The provider '{provider.Name}' sent a response that is not valid JSON."));
+                        return;
+                    }
+                    exchange.Append(body.WrittenSpan);
+                    exchange.Complete(usage);
+                }
+            }
         }
-        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+        catch (OperationCanceledException) when (exchange.Upstream.IsCancellationRequested)
         {
-            status = 499; // the client left; disposing the response cancels the upstream call
+            // Everyone left mid-response; what the provider produced so far is still billed (estimated if needed).
+            status = 499;
+            if (exchange.Error is null) exchange.Fail(new ApiError(499, "api_error", "Every client left."), usage);
+        }
+        catch (ApiError error)
+        {
+            status = error.Status;
+            exchange.Fail(error, usage);
         }
         catch (Exception ex) when (ex is IOException or HttpRequestException)
         {
             status = 502;
-            LogStreamTruncated(x.RequestId, x.Target.Provider.Name);
-            WriteStreamError(writer, x.ClientFormat, ApiError.BadGateway("The provider's stream broke off."));
-            await writer.FlushAsync(CancellationToken.None);
+            exchange.Fail(ApiError.BadGateway($"The provider '{provider.Name}' broke off its response."), usage);
+        }
+        catch (Exception ex)
+        {
+            // The pump runs detached from any request: nothing may escape it unobserved.
+            status = 500;
+            LogPumpFailure(ex, call.RequestId);
+            exchange.Fail(new ApiError(500, "api_error", "The gateway failed while relaying the provider's response."), usage);
+        }
+        finally
+        {
+            if (registered) inflight.Remove(exchange);
+            if (usage.IsEmpty && exchange.Usage is { IsEmpty: false } seen) usage = seen;
+            if (status == 499 && usage.IsEmpty && exchange.Stream)
+            {
+                usage = new Usage(call.Prepared.Body.WrittenCount / 4, 0, 0, 0, 0);
+                estimated = true;
+            }
+            var cost = Price(call.Target, call.ClientModel, usage);
+            RecordUsage(new UsageRecord
+            {
+                RequestId = call.RequestId,
+                KeyId = call.Identity.KeyId,
+                Model = call.Target.UpstreamModel,
+                Provider = call.Target.Provider.Name,
+                Usage = usage,
+                CostUsd = cost.Priced ? cost.CostUsd : null,
+                CacheSavingsUsd = cost.CacheSavingsUsd,
+                Unpriced = !cost.Priced,
+                Estimated = estimated,
+                Stream = call.Stream,
+                Status = status,
+                LatencyMs = time.GetElapsedTime(call.Started).TotalMilliseconds,
+                Timestamp = time.GetUtcNow(),
+            });
+            call.Prepared.Dispose();
+            exchange.Upstream.Dispose();
+        }
+    }
+
+    /// <summary>Copies the provider's stream into the exchange as it arrives, reading its usage on the way.</summary>
+    private static async Task<(Usage, bool Estimated)> PumpStreamAsync(InflightExchange exchange, Stream upstream, UpstreamCall call, CancellationToken cancel)
+    {
+        var scanner = new UsageScanner(call.Target.Provider.WireFormat);
+        using var parser = new SseParser();
+        var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            while (true)
+            {
+                int n;
+                try
+                {
+                    n = await upstream.ReadAsync(buffer, cancel);
+                }
+                catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+                {
+                    var partial = scanner.Usage;
+                    if (partial.CompletionTokens == 0)
+                        partial = partial with
+                        {
+                            PromptTokens = partial.PromptTokens > 0 ? partial.PromptTokens : call.Prepared.Body.WrittenCount / 4,
+                            CompletionTokens = scanner.Events,
+                        };
+                    exchange.Fail(new ApiError(499, "api_error", "Every client left."), partial);
+                    return (partial, true);
+                }
+                if (n == 0) break;
+                exchange.Append(buffer.AsSpan(0, n));
+                parser.Feed(buffer.AsSpan(0, n), scanner, null!);
+            }
+            parser.Flush(scanner, null!);
+            if (!scanner.Finished)
+            {
+                exchange.Fail(ApiError.BadGateway(scanner.Failed ? "The provider reported an error mid-stream." : "The provider ended the stream early."), scanner.Usage);
+                return (scanner.Usage, false);
+            }
+            exchange.Complete(scanner.Usage);
+            return (scanner.Usage, false);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
-            var usage = translator.Usage;
-            Record(x, usage, status, Price(x, usage));
         }
+    }
+
+    // ---- Delivery: one client reading the exchange -------------------------------------------------------
+
+    private async Task DeliverAsync(InflightExchange exchange, Listener l)
+    {
+        var aborted = l.Context.RequestAborted;
+        await exchange.WaitForHeadAsync(aborted);
+        if (exchange.Status == 0)
+        {
+            if (l.Follower) RecordFollower(exchange, l, exchange.Error?.Status ?? 502);
+            throw exchange.Error ?? ApiError.BadGateway("The provider gave no response.");
+        }
+
+        if (exchange.Status is < 200 or > 299)
+        {
+            var errorBody = await ReadAllAsync(exchange, aborted);
+            if (l.Follower) RecordFollower(exchange, l, exchange.Status);
+            await RelayProviderErrorAsync(l, exchange.Status, errorBody);
+            return;
+        }
+
+        if (IsEventStream(exchange.ContentType)) await DeliverStreamAsync(exchange, l);
+        else await DeliverJsonAsync(exchange, l);
+    }
+
+    private async Task DeliverJsonAsync(InflightExchange exchange, Listener l)
+    {
+        var body = await ReadAllAsync(exchange, l.Context.RequestAborted);
+        if (exchange.Error is { } error)
+        {
+            if (l.Follower) RecordFollower(exchange, l, error.Status);
+            throw error;
+        }
+
+        var usage = exchange.Usage;
+        var providerFormat = l.Target.Provider.WireFormat;
+        using var translated = providerFormat == l.ClientFormat ? null : new PooledBufferWriter(body.Length + 512);
+        if (translated is not null)
+        {
+            var reader = new Utf8JsonReader(body);
+            using var doc = JsonDocument.ParseValue(ref reader);
+            ResponseTranslator.TranslateJson(providerFormat, l.ClientFormat, doc.RootElement, usage, l.ClientModel, translated);
+        }
+
+        var headers = l.Context.Response.Headers;
+        headers[CachedTokensHeader] = usage.CachedReadTokens.ToString(CultureInfo.InvariantCulture);
+        var cost = Price(l.Target, l.ClientModel, usage);
+        if (!cost.Priced) headers[UnpricedHeader] = "true";
+        else if (l.Follower)
+        {
+            headers[CostHeader] = "0";
+            headers[CacheSavingsHeader] = "0";
+            headers[DedupSavingsHeader] = Usd(cost.CostUsd);
+        }
+        else
+        {
+            headers[CostHeader] = Usd(cost.CostUsd);
+            headers[CacheSavingsHeader] = Usd(cost.CacheSavingsUsd);
+        }
+        if (l.Follower)
+        {
+            headers[DeduplicatedHeader] = "true";
+            RecordFollower(exchange, l, 200);
+        }
+
+        var response = l.Context.Response;
+        response.StatusCode = 200;
+        response.ContentType = "application/json";
+        ReadOnlyMemory<byte> payload = translated is null ? body : translated.WrittenMemory;
+        response.ContentLength = payload.Length;
+        await response.Body.WriteAsync(payload, l.Context.RequestAborted);
+    }
+
+    private async Task DeliverStreamAsync(InflightExchange exchange, Listener l)
+    {
+        var translator = StreamTranslators.Create(l.Target.Provider.WireFormat, l.ClientFormat, l.ClientWantsStreamUsage, l.ClientModel, time);
+        var response = l.Context.Response;
+        response.StatusCode = 200;
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        if (l.Follower) response.Headers[DeduplicatedHeader] = "true";
+        var aborted = l.Context.RequestAborted;
+        await response.StartAsync(aborted);
+
+        var writer = response.BodyWriter;
+        using var parser = new SseParser();
+        var status = 200;
+        try
+        {
+            var index = 0;
+            while (true)
+            {
+                var count = await exchange.WaitForChunksAsync(index, aborted);
+                if (count == index) break;
+                for (; index < count; index++) parser.Feed(exchange.Chunk(index), translator, writer);
+                if (writer.UnflushedBytes > 0) await writer.FlushAsync(aborted);
+            }
+            parser.Flush(translator, writer);
+            if (translator.Failed) status = 502; // the provider's own error event already reached the client
+            else if (exchange.Error is { } error)
+            {
+                status = error.Status;
+                WriteStreamError(writer, l.ClientFormat, error.Status == 499 ? ApiError.BadGateway("The provider's stream was cancelled.") : error);
+            }
+            else if (translator.Finished) translator.Complete(writer);
+            else
+            {
+                status = 502;
+                WriteStreamError(writer, l.ClientFormat, ApiError.BadGateway("The provider ended the stream early."));
+            }
+            await writer.FlushAsync(aborted);
+        }
+        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+        {
+            status = 499;
+        }
+        finally
+        {
+            if (l.Follower) RecordFollower(exchange, l, status);
+        }
+    }
+
+    private static async Task<byte[]> ReadAllAsync(InflightExchange exchange, CancellationToken cancellationToken)
+    {
+        var index = 0;
+        while (true)
+        {
+            var count = await exchange.WaitForChunksAsync(index, cancellationToken);
+            if (count == index) break;
+            index = count;
+        }
+        if (index == 1) return exchange.Chunk(0);
+        var all = new byte[exchange.BodyBytes];
+        var offset = 0;
+        for (var i = 0; i < index; i++)
+        {
+            var chunk = exchange.Chunk(i);
+            chunk.CopyTo(all, offset);
+            offset += chunk.Length;
+        }
+        return all;
     }
 
     /// <summary>An error after the stream started can only be told as a final event in the client's format.</summary>
@@ -267,20 +526,22 @@ public sealed partial class ChatForwarder(
         else SseWriter.WriteData(writer, json);
     }
 
-    private async Task RelayProviderErrorAsync(Exchange x, HttpResponseMessage response, int status)
+    private static async Task RelayProviderErrorAsync(Listener l, int status, byte[] body)
     {
-        using var body = await ReadBoundedAsync(response, x);
-        Record(x, default, status);
-        if (x.Target.Provider.WireFormat == x.ClientFormat && LooksLikeJson(body.WrittenSpan))
+        if (l.Target.Provider.WireFormat == l.ClientFormat && LooksLikeJson(body))
         {
-            x.Context.Response.StatusCode = status;
-            x.Context.Response.ContentType = "application/json";
-            if (response.Headers.RetryAfter is { } retry) x.Context.Response.Headers.RetryAfter = retry.ToString();
-            await x.Context.Response.Body.WriteAsync(body.WrittenMemory, x.Context.RequestAborted);
+            l.Context.Response.StatusCode = status;
+            l.Context.Response.ContentType = "application/json";
+            await l.Context.Response.Body.WriteAsync(body, l.Context.RequestAborted);
             return;
         }
-        throw ProviderErrors.FromResponse(status, body.WrittenSpan, x.Target.Provider.Name);
+        throw ProviderErrors.FromResponse(status, body, l.Target.Provider.Name);
     }
+
+    // ---- Helpers -----------------------------------------------------------------------------------------
+
+    private static bool IsEventStream(string? media) =>
+        media is not null && media.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase);
 
     private static bool LooksLikeJson(ReadOnlySpan<byte> body)
     {
@@ -288,27 +549,41 @@ public sealed partial class ChatForwarder(
         return !body.IsEmpty && body[0] == (byte)'{';
     }
 
-    private static async Task<PooledBufferWriter> ReadBoundedAsync(HttpResponseMessage response, Exchange x)
+    private static bool TryReadUsage(IOutboundAdapter adapter, ReadOnlySpan<byte> body, out Usage usage)
     {
-        var output = new PooledBufferWriter(response.Content.Headers.ContentLength is { } cl and < MaxResponseBytes ? (int)cl + 1 : 16 * 1024);
+        usage = default;
         try
         {
-            await using var stream = await response.Content.ReadAsStreamAsync(x.Context.RequestAborted);
+            var reader = new Utf8JsonReader(body);
+            using var doc = JsonDocument.ParseValue(ref reader);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) return false;
+            usage = adapter.ReadUsage(doc.RootElement);
+            return true;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
+    private static async Task<PooledBufferWriter> ReadBoundedAsync(Stream stream, long? contentLength, string providerName, CancellationToken cancellationToken)
+    {
+        var output = new PooledBufferWriter(contentLength is { } cl and < MaxResponseBytes ? (int)cl + 1 : 16 * 1024);
+        try
+        {
             while (true)
             {
-                var memory = output.GetMemory(8192);
-                var n = await stream.ReadAsync(memory, x.Context.RequestAborted);
-                if (n == 0) break;
+                var n = await stream.ReadAsync(output.GetMemory(8192), cancellationToken);
+                if (n == 0) return output;
                 output.Advance(n);
                 if (output.WrittenCount > MaxResponseBytes)
                     throw ApiError.BadGateway($"The provider's response exceeded {MaxResponseBytes} bytes.");
             }
-            return output;
         }
         catch (Exception ex) when (ex is IOException or HttpRequestException)
         {
             output.Dispose();
-            throw ApiError.BadGateway($"The provider '{x.Target.Provider.Name}' broke off its response.");
+            throw ApiError.BadGateway($"The provider '{providerName}' broke off its response.");
         }
         catch
         {
@@ -317,43 +592,54 @@ public sealed partial class ChatForwarder(
         }
     }
 
-    private Cost Price(Exchange x, in Usage usage)
+    private Cost Price(RouteTarget target, string clientModel, in Usage usage)
     {
-        if (prices.TryGet(x.Target.UpstreamModel, out var price) || prices.TryGet(x.Envelope.Model, out price))
+        if (prices.TryGet(target.UpstreamModel, out var price) || prices.TryGet(clientModel, out price))
             return CostCalculator.Compute(usage, price);
         lock (_unpricedLogged)
         {
-            if (_unpricedLogged.Add(x.Target.UpstreamModel)) LogUnpriced(x.Target.UpstreamModel);
+            if (_unpricedLogged.Add(target.UpstreamModel)) LogUnpriced(target.UpstreamModel);
         }
         return Cost.Unpriced;
     }
 
-    private void Record(Exchange x, Usage usage, int status, Cost? cost = null)
+    /// <summary>A follower cost nothing upstream; what it would have cost is the dedup saving.</summary>
+    private void RecordFollower(InflightExchange exchange, Listener l, int status)
     {
-        var c = cost ?? (usage.IsEmpty ? new Cost(0, 0, true) : Price(x, usage));
-        usageSink.Record(new UsageRecord
+        // The first request here fell back to its own call after the leading replica died: the pump metered it.
+        if (l.Originator && exchange.ProducedLocally) return;
+        var usage = exchange.Usage;
+        var cost = Price(l.Target, l.ClientModel, usage);
+        RecordUsage(new UsageRecord
         {
-            RequestId = x.RequestId,
-            KeyId = x.Identity.KeyId,
-            Model = x.Target.UpstreamModel,
-            Provider = x.Target.Provider.Name,
+            RequestId = l.RequestId,
+            KeyId = l.Identity.KeyId,
+            Model = l.Target.UpstreamModel,
+            Provider = l.Target.Provider.Name,
             Usage = usage,
-            CostUsd = c.Priced ? c.CostUsd : null,
-            CacheSavingsUsd = c.CacheSavingsUsd,
-            Unpriced = !c.Priced,
-            Stream = x.Envelope.Stream,
+            CostUsd = cost.Priced ? 0 : null,
+            DedupSavingsUsd = status is >= 200 and <= 299 && cost.Priced ? cost.CostUsd : 0,
+            Unpriced = !cost.Priced,
+            Deduplicated = true,
+            Stream = exchange.Stream,
             Status = status,
-            LatencyMs = time.GetElapsedTime(x.Started).TotalMilliseconds,
+            LatencyMs = time.GetElapsedTime(l.Started).TotalMilliseconds,
             Timestamp = time.GetUtcNow(),
         });
     }
 
-    private static void CopyHeader(HttpRequest from, HttpRequestMessage to, string name)
+    private void RecordUsage(UsageRecord record)
     {
-        var value = from.Headers[name];
-        if (value.Count == 0) return;
-        to.Headers.Remove(name);
-        to.Headers.TryAddWithoutValidation(name, (IEnumerable<string>)value!);
+        usageSink.Record(record);
+        metrics.RequestCompleted(record);
+    }
+
+    private static string Usd(decimal value) => value.ToString("0.##########", CultureInfo.InvariantCulture);
+
+    private static void SetHeader(HttpRequestMessage request, string name, string value)
+    {
+        request.Headers.Remove(name);
+        request.Headers.TryAddWithoutValidation(name, value);
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} has no price: its usage is recorded as unpriced, not billed $0. Add it under Pricing:Models.")]
@@ -362,6 +648,12 @@ public sealed partial class ChatForwarder(
     [LoggerMessage(Level = LogLevel.Warning, Message = "Request {RequestId} failed upstream: {Status} {Message}")]
     private partial void LogUpstreamFailure(string requestId, int status, string message);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Request {RequestId}: the stream from {Provider} ended before its final event")]
-    private partial void LogStreamTruncated(string requestId, string provider);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dedup across replicas is unavailable ({Error}); coalescing within this replica only")]
+    private partial void LogDedupBrokerUnavailable(string error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Request {RequestId}: following another replica's response failed")]
+    private partial void LogRemoteFollowFailure(Exception exception, string requestId);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Request {RequestId}: relaying the provider's response failed")]
+    private partial void LogPumpFailure(Exception exception, string requestId);
 }

@@ -14,6 +14,7 @@ public sealed class AnthropicStreamPassthrough : IStreamTranslator
 
     public Usage Usage => _usage.ToUsage();
     public bool Finished { get; private set; }
+    public bool Failed { get; private set; }
 
     public void OnEvent(ReadOnlySpan<byte> eventName, ReadOnlySpan<byte> data, IBufferWriter<byte> output)
     {
@@ -26,6 +27,9 @@ public sealed class AnthropicStreamPassthrough : IStreamTranslator
                 break;
             case AnthropicEventKind.MessageStop:
                 Finished = true;
+                break;
+            case AnthropicEventKind.Error:
+                Failed = true;
                 break;
         }
         // SDKs dispatch on the event line: name an event the upstream left unnamed after its type.

@@ -34,6 +34,7 @@ public sealed class AnthropicToOpenAIStream : IStreamTranslator
 
     public Usage Usage => _usage.ToUsage();
     public bool Finished { get; private set; }
+    public bool Failed { get; private set; }
 
     public void OnEvent(ReadOnlySpan<byte> eventName, ReadOnlySpan<byte> data, IBufferWriter<byte> output)
     {
@@ -245,6 +246,7 @@ public sealed class AnthropicToOpenAIStream : IStreamTranslator
     /// <summary>An upstream error mid-stream, told the way OpenAI tells it: a <c>data: {"error":{…}}</c> event.</summary>
     private void WriteError(ReadOnlySpan<byte> data, IBufferWriter<byte> output)
     {
+        Failed = true;
         string? type = null, message = null;
         if (TryParse(data, out var doc))
         {

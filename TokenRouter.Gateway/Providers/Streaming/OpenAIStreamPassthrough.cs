@@ -14,6 +14,7 @@ public sealed class OpenAIStreamPassthrough(bool clientWantsUsage) : IStreamTran
 
     public Usage Usage => _usage;
     public bool Finished { get; private set; }
+    public bool Failed { get; private set; }
 
     public void OnEvent(ReadOnlySpan<byte> eventName, ReadOnlySpan<byte> data, IBufferWriter<byte> output)
     {
@@ -23,6 +24,7 @@ public sealed class OpenAIStreamPassthrough(bool clientWantsUsage) : IStreamTran
             SseWriter.WriteData(output, data);
             return;
         }
+        if (data.StartsWith("{\"error\""u8)) Failed = true;
         if (HasUsageObject(data) && TryReadUsage(data, out var usage, out var choicesEmpty))
         {
             _usage = usage;

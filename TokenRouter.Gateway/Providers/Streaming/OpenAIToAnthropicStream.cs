@@ -27,6 +27,7 @@ public sealed class OpenAIToAnthropicStream(string clientModel) : IStreamTransla
 
     public Usage Usage => _usage;
     public bool Finished { get; private set; }
+    public bool Failed { get; private set; }
 
     private struct ToolDelta
     {
@@ -185,6 +186,7 @@ public sealed class OpenAIToAnthropicStream(string clientModel) : IStreamTransla
     /// <summary>An upstream error mid-stream, in Anthropic's shape: <c>event: error</c>.</summary>
     private void WriteError(ReadOnlySpan<byte> errorObject, IBufferWriter<byte> output)
     {
+        Failed = true;
         string? type = null, code = null, message = null;
         try
         {

@@ -1,0 +1,128 @@
+using BenchmarkDotNet.Attributes;
+using Microsoft.Extensions.Options;
+using TokenRouter.Gateway.Auth;
+using TokenRouter.Gateway.Configuration;
+using TokenRouter.Gateway.Pipeline;
+using TokenRouter.Gateway.Providers;
+
+namespace TokenRouter.Benchmarks;
+
+/// <summary>Everything a benchmark needs to run the gateway's pure pipeline without HTTP or DI.</summary>
+internal sealed class PipelineFixture
+{
+    public LateTurnRequest.Sample Sample { get; } = LateTurnRequest.Build();
+    public RequestPipeline Pipeline { get; }
+    public RouteTarget OpenAITarget { get; } = new(new ProviderEndpoint { Name = "sim-openai", Kind = ProviderKind.OpenAI, BaseUri = new Uri("http://127.0.0.1/sim/openai/v1/") }, "sim-openai");
+    public RouteTarget AnthropicTarget { get; } = new(new ProviderEndpoint { Name = "sim-anthropic", Kind = ProviderKind.Anthropic, BaseUri = new Uri("http://127.0.0.1/sim/anthropic/") }, "sim-anthropic");
+    public ClientIdentity Identity { get; } = new("bench-key", "bench", "0000");
+
+    public PipelineFixture()
+    {
+        var options = new GatewayOptions();
+        Pipeline = new RequestPipeline(
+            new Canonicalizer(),
+            new Arranger(new ToolOrderMemory(TimeProvider.System)),
+            new OutboundAdapters(Options.Create(options)),
+            new FixedOptionsMonitor<GatewayOptions>(options));
+    }
+
+    private sealed class FixedOptionsMonitor<T>(T value) : IOptionsMonitor<T>
+    {
+        public T CurrentValue => value;
+        public T Get(string? name) => value;
+        public IDisposable? OnChange(Action<T, string?> listener) => null;
+    }
+}
+
+/// <summary>
+/// The request path's CPU work on one real late-turn agent request (~30 KB): parse alone, and parse + every pipeline
+/// stage + outbound write + both hashes for an OpenAI and an Anthropic upstream. Each invocation parses a fresh
+/// envelope (the stages mutate it), so the Prepare numbers include the parse. Allocation is expected to scale
+/// with the body: the JsonDocument, one object per message/tool and the pooled outbound buffer's growth.
+/// </summary>
+[MemoryDiagnoser]
+public class PipelineBenchmarks
+{
+    private PipelineFixture _f = null!;
+    private byte[] _body = [];
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _f = new PipelineFixture();
+        _body = _f.Sample.Body;
+        Console.WriteLine($"// Input: {_f.Sample.SessionId}, {_f.Sample.Turns} turns, {_f.Sample.Tools} tools, {_body.Length} bytes");
+    }
+
+    [Benchmark(Description = "Parse (OpenAIInboundAdapter)")]
+    public int Parse()
+    {
+        using var envelope = OpenAIInboundAdapter.Parse(_body);
+        return envelope.Messages.Count;
+    }
+
+    [Benchmark(Description = "Prepare → OpenAI (parse+stages+write+hashes)")]
+    public int PrepareOpenAI()
+    {
+        using var envelope = OpenAIInboundAdapter.Parse(_body);
+        using var prepared = _f.Pipeline.Prepare(envelope, _f.OpenAITarget, _f.Identity);
+        return prepared.Body.WrittenCount;
+    }
+
+    [Benchmark(Description = "Prepare → Anthropic (parse+stages+write+hashes)")]
+    public int PrepareAnthropic()
+    {
+        using var envelope = OpenAIInboundAdapter.Parse(_body);
+        using var prepared = _f.Pipeline.Prepare(envelope, _f.AnthropicTarget, _f.Identity);
+        return prepared.Body.WrittenCount;
+    }
+}
+
+/// <summary>
+/// The stages without the parse (Chunker → Arranger → Canonicalizer → Hasher → CacheInjector → OutboundAdapter →
+/// Hasher): each iteration runs over <see cref="Batch"/> envelopes parsed beforehand in an iteration setup.
+/// </summary>
+[MemoryDiagnoser]
+[InvocationCount(Batch, 1)]
+public class PipelineStagesBenchmarks
+{
+    public const int Batch = 256;
+
+    private PipelineFixture _f = null!;
+    private readonly Envelope[] _envelopes = new Envelope[Batch];
+    private int _next;
+
+    [GlobalSetup]
+    public void Setup() => _f = new PipelineFixture();
+
+    [IterationSetup]
+    public void ParseBatch()
+    {
+        for (var i = 0; i < Batch; i++)
+        {
+            _envelopes[i]?.Dispose();
+            _envelopes[i] = OpenAIInboundAdapter.Parse(_f.Sample.Body);
+        }
+        _next = 0;
+    }
+
+    [Benchmark(Description = "Stages → OpenAI (no parse)")]
+    public int StagesOpenAI()
+    {
+        using var prepared = _f.Pipeline.Prepare(_envelopes[_next++], _f.OpenAITarget, _f.Identity);
+        return prepared.Body.WrittenCount;
+    }
+
+    [Benchmark(Description = "Stages → Anthropic (no parse)")]
+    public int StagesAnthropic()
+    {
+        using var prepared = _f.Pipeline.Prepare(_envelopes[_next++], _f.AnthropicTarget, _f.Identity);
+        return prepared.Body.WrittenCount;
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        foreach (var e in _envelopes) e?.Dispose();
+    }
+}

@@ -1,0 +1,79 @@
+using System.Diagnostics;
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Diagnosers;
+using Perfolizer.Horology;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Running;
+using TokenRouter.Benchmarks;
+
+// Usage (from the repo root):
+//   dotnet run -c Release --project bench/TokenRouter.Benchmarks -- --quick --filter '*'     ~1–2 min
+//   dotnet run -c Release --project bench/TokenRouter.Benchmarks -- --filter '*'             full BenchmarkDotNet job
+//   dotnet run -c Release --project bench/TokenRouter.Benchmarks -- --latency                per-call p50/p95/p99 (no BDN)
+// Every other argument goes to BenchmarkDotNet (--filter, --job, --exporters, …).
+
+if (args.Contains("--latency"))
+{
+    PerCallLatency.Run(args.Contains("--quick") ? 5_000 : 50_000);
+    return;
+}
+
+var quick = args.Contains("--quick");
+var job = quick
+    ? Job.Default.WithId("Quick").WithLaunchCount(1).WithWarmupCount(4).WithIterationCount(15).WithIterationTime(TimeInterval.FromMilliseconds(250))
+    : Job.Default;
+var config = ManualConfig.Create(DefaultConfig.Instance)
+    .AddJob(job)
+    .AddDiagnoser(MemoryDiagnoser.Default)
+    .AddColumn(StatisticColumn.Median, StatisticColumn.P95, StatisticColumn.CreatePercentileColumn(99), StatisticColumn.Max)
+    .WithOptions(ConfigOptions.JoinSummary);
+var bdnArgs = args.Where(a => a != "--quick").ToArray();
+if (!bdnArgs.Contains("--filter")) bdnArgs = [.. bdnArgs, "--filter", "*"];
+BenchmarkSwitcher.FromAssembly(typeof(PipelineBenchmarks).Assembly).Run(bdnArgs, config);
+
+/// <summary>
+/// BenchmarkDotNet's percentiles are over iteration means; a budget such as "p99 &lt; 50 µs" is about single
+/// requests. This times every call separately (after a warm-up, in this process) and reports the distribution.
+/// </summary>
+internal static class PerCallLatency
+{
+    public static void Run(int calls)
+    {
+        var benchmarks = new PipelineBenchmarks();
+        benchmarks.Setup();
+        var cases = new (string Name, Func<int> Call)[]
+        {
+            ("Parse (OpenAIInboundAdapter)", benchmarks.Parse),
+            ("Prepare → OpenAI (parse+stages+write+hashes)", benchmarks.PrepareOpenAI),
+            ("Prepare → Anthropic (parse+stages+write+hashes)", benchmarks.PrepareAnthropic),
+        };
+        Console.WriteLine($"Per-call latency over {calls:N0} calls each (after {calls / 5:N0} warm-up calls), Stopwatch per call, GC {(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")}:");
+        Console.WriteLine();
+        Console.WriteLine("| Benchmark | Mean | P50 | P95 | P99 | P99.9 | Max | Allocated/call | Gen0 GCs |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        var ticks = new long[calls];
+        foreach (var (name, call) in cases)
+        {
+            for (var i = 0; i < calls / 5; i++) call();
+            GC.Collect();
+            var gen0 = GC.CollectionCount(0);
+            var allocated = GC.GetAllocatedBytesForCurrentThread();
+            var sink = 0;
+            for (var i = 0; i < calls; i++)
+            {
+                var start = Stopwatch.GetTimestamp();
+                sink += call();
+                ticks[i] = Stopwatch.GetTimestamp() - start;
+            }
+            allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
+            gen0 = GC.CollectionCount(0) - gen0;
+            GC.KeepAlive(sink);
+            Array.Sort(ticks);
+            double Us(long t) => t * 1_000_000.0 / Stopwatch.Frequency;
+            double P(double q) => Us(ticks[Math.Min(calls - 1, (int)Math.Ceiling(q * calls) - 1)]);
+            var mean = Us(ticks.Sum()) / calls;
+            Console.WriteLine($"| {name} | {mean:F1} µs | {P(0.50):F1} µs | {P(0.95):F1} µs | {P(0.99):F1} µs | {P(0.999):F1} µs | {Us(ticks[^1]):F1} µs | {allocated / calls / 1024.0:F1} KB | {gen0} |");
+        }
+    }
+}
