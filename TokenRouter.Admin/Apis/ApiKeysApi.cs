@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using TokenRouter.Admin.Data;
 using TokenRouter.Admin.KeySync;
-using TokenRouter.Contracts;
+using TokenRouter.Admin.Contracts;
 
 namespace TokenRouter.Admin.Apis;
 

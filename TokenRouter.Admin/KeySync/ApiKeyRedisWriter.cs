@@ -1,7 +1,7 @@
 using System.Globalization;
 using StackExchange.Redis;
 using TokenRouter.Admin.Data;
-using TokenRouter.Contracts;
+using TokenRouter.Admin.Contracts;
 
 namespace TokenRouter.Admin.KeySync;
 

@@ -1,7 +1,12 @@
 using System.Security.Cryptography;
 using System.Text;
 
+// Compiled into both processes; each gets its own namespace so a test that references both sees no ambiguity.
+#if TOKENROUTER_ADMIN
+namespace TokenRouter.Admin.Contracts;
+#else
 namespace TokenRouter.Contracts;
+#endif
 
 /// <summary>
 /// The whole contract between Admin (writer) and the Gateway (reader) in Redis. This one file is compiled into

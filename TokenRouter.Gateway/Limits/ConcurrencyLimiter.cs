@@ -39,7 +39,7 @@ public sealed class ConcurrencyLimiter
     {
         providerSlot = null;
         if (!TryIncrement(ref _global, limits.GlobalConcurrent)) return ConcurrencyRejection.Global;
-        if (!TryIncrement(ref stream ? ref _stream : ref _nonStream, stream ? limits.StreamConcurrent : limits.NonStreamConcurrent))
+        if (!TryIncrement(ref KindCounter(stream), stream ? limits.StreamConcurrent : limits.NonStreamConcurrent))
         {
             Interlocked.Decrement(ref _global);
             return stream ? ConcurrencyRejection.Stream : ConcurrencyRejection.NonStream;
@@ -47,7 +47,7 @@ public sealed class ConcurrencyLimiter
         var box = _providers.GetOrAdd(provider, static _ => new StrongBox<int>());
         if (!TryIncrement(ref box.Value, limits.ProviderConcurrent))
         {
-            Interlocked.Decrement(ref stream ? ref _stream : ref _nonStream);
+            Interlocked.Decrement(ref KindCounter(stream));
             Interlocked.Decrement(ref _global);
             return ConcurrencyRejection.Provider;
         }
@@ -58,9 +58,11 @@ public sealed class ConcurrencyLimiter
     public void Release(bool stream, StrongBox<int> providerSlot)
     {
         Interlocked.Decrement(ref providerSlot.Value);
-        Interlocked.Decrement(ref stream ? ref _stream : ref _nonStream);
+        Interlocked.Decrement(ref KindCounter(stream));
         Interlocked.Decrement(ref _global);
     }
+
+    private ref int KindCounter(bool stream) => ref stream ? ref _stream : ref _nonStream;
 
     private static bool TryIncrement(ref int counter, int limit)
     {

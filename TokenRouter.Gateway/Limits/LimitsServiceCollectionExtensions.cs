@@ -1,0 +1,29 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Telemetry;
+
+namespace TokenRouter.Gateway.Limits;
+
+public static class LimitsServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers <see cref="AdmissionController"/> with <c>Limits</c> options (validated at start-up). Per-key limits
+    /// and quotas live in Redis when an <see cref="IConnectionMultiplexer"/> is registered, in this process otherwise.
+    /// </summary>
+    public static IServiceCollection AddGatewayLimits(this IServiceCollection services)
+    {
+        services.AddOptions<LimitsOptions>().BindConfiguration(LimitsOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<LimitsOptions>, LimitsOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<GatewayMetrics>();
+        services.TryAddSingleton<PriceTable>();
+        services.TryAddSingleton<ConcurrencyLimiter>();
+        services.TryAddSingleton<IKeyLimitStore>(sp => sp.GetService<IConnectionMultiplexer>() is { } redis
+            ? new RedisKeyLimitStore(redis, sp.GetRequiredService<ILogger<RedisKeyLimitStore>>())
+            : new LocalKeyLimitStore());
+        services.TryAddSingleton<AdmissionController>();
+        return services;
+    }
+}
