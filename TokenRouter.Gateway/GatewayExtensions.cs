@@ -35,8 +35,13 @@ public static class GatewayExtensions
             .Configure<IOptions<GatewayOptions>>((kestrel, gateway) => kestrel.Limits.MaxRequestBodySize = gateway.Value.MaxRequestBodyBytes + 1);
         services.AddOptions<PricingOptions>().BindConfiguration(PricingOptions.SectionName).ValidateOnStart();
 
-        if (!string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString("redis")))
+        var redis = !string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString("redis"));
+        if (redis)
+        {
             builder.AddRedisClient("redis");
+            services.AddSingleton<RedisPriceOverrides>();
+            services.AddHostedService(sp => sp.GetRequiredService<RedisPriceOverrides>());
+        }
 
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton(sp => new ApiKeyAuthenticator(

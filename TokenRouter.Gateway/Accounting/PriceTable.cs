@@ -56,25 +56,40 @@ public sealed class PriceTable
         ["sim-deepseek"] = new(0.28m, 0.028m, 0, 0, 0.42m),
     };
 
-    private readonly Dictionary<string, ModelPrice> _prices;
-    private readonly string[] _byLengthDesc;
+    private readonly IReadOnlyDictionary<string, ModelPrice> _configured;
+    private volatile Snapshot _snapshot;
+
+    /// <summary>Prices and their keys longest first (for prefix matching), swapped whole when an override changes.</summary>
+    private sealed record Snapshot(Dictionary<string, ModelPrice> Prices, string[] ByLengthDesc);
 
     public PriceTable(IOptions<PricingOptions> options)
     {
-        _prices = new Dictionary<string, ModelPrice>(ListPrices, StringComparer.OrdinalIgnoreCase);
-        foreach (var (model, price) in options.Value.Models) _prices[model] = price;
-        _byLengthDesc = [.. _prices.Keys.OrderByDescending(k => k.Length)];
+        _configured = new Dictionary<string, ModelPrice>(options.Value.Models, StringComparer.OrdinalIgnoreCase);
+        _snapshot = Build(new Dictionary<string, ModelPrice>(StringComparer.OrdinalIgnoreCase));
     }
 
-    public IReadOnlyDictionary<string, ModelPrice> Prices => _prices;
+    public IReadOnlyDictionary<string, ModelPrice> Prices => _snapshot.Prices;
+
+    /// <summary>Replaces the overrides published by Admin. Precedence: Admin overrides, then configuration, then list prices.</summary>
+    public void SetOverrides(IReadOnlyDictionary<string, ModelPrice> overrides) =>
+        _snapshot = Build(overrides);
+
+    private Snapshot Build(IReadOnlyDictionary<string, ModelPrice> overrides)
+    {
+        var prices = new Dictionary<string, ModelPrice>(ListPrices, StringComparer.OrdinalIgnoreCase);
+        foreach (var (model, price) in _configured) prices[model] = price;
+        foreach (var (model, price) in overrides) prices[model] = price;
+        return new Snapshot(prices, [.. prices.Keys.OrderByDescending(k => k.Length)]);
+    }
 
     public bool TryGet(string model, out ModelPrice price)
     {
-        if (_prices.TryGetValue(model, out price!)) return true;
-        foreach (var key in _byLengthDesc)
+        var snapshot = _snapshot;
+        if (snapshot.Prices.TryGetValue(model, out price!)) return true;
+        foreach (var key in snapshot.ByLengthDesc)
         {
             if (model.Length > key.Length && model.StartsWith(key, StringComparison.OrdinalIgnoreCase) && model[key.Length] == '-'
-                && _prices.TryGetValue(key, out price!)) return true;
+                && snapshot.Prices.TryGetValue(key, out price!)) return true;
         }
         price = null!;
         return false;

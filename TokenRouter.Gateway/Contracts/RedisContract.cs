@@ -111,6 +111,24 @@ public static class RedisContract
     /// <summary><c>{tokenrouter:usage}:seq:{instance}</c>: last usage batch a gateway instance appended (same slot as the stream).</summary>
     public static string UsageBatchSeqKey(string instanceId) => "{" + UsageStream + "}:seq:" + instanceId;
 
+    /// <summary>
+    /// Price overrides edited in Admin: hash <c>tokenrouter:prices</c>, field = model name, value = JSON
+    /// <c>{"input","cached_input","cache_write_5m","cache_write_1h","output"}</c> in USD per million tokens
+    /// (invariant numbers). Admin publishes the model name on <see cref="PricesChangedChannel"/> after a change;
+    /// gateways overlay these on their shipped list prices.
+    /// </summary>
+    public const string PricesHash = "tokenrouter:prices";
+    public const string PricesChangedChannel = "tokenrouter:prices:changed";
+
+    public static class PriceFields
+    {
+        public const string Input = "input";
+        public const string CachedInput = "cached_input";
+        public const string CacheWrite5m = "cache_write_5m";
+        public const string CacheWrite1h = "cache_write_1h";
+        public const string Output = "output";
+    }
+
     /// <summary>Lower-case hex SHA-256 of a client key: what Admin stores and what the gateway looks up.</summary>
     public static string HashClientKey(string clientKey)
     {

@@ -1,0 +1,235 @@
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Threading.Channels;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using StackExchange.Redis;
+using TokenRouter.Contracts;
+using TokenRouter.Gateway.Telemetry;
+
+namespace TokenRouter.Gateway.Accounting;
+
+/// <summary>
+/// Ships usage records to the Redis stream Admin drains (<see cref="RedisContract.UsageStream"/>, fields
+/// <see cref="RedisContract.UsageFields"/>). <see cref="Record"/> only enqueues; a background loop appends batches.
+/// </summary>
+/// <remarks>
+/// <para>Loss policy: records wait in memory while Redis is away (a batch is retried with backoff until it lands), up to
+/// <see cref="Capacity"/> records (100 000 by default: minutes of traffic at hundreds of requests a second). Above
+/// 80 % a warning is logged; only when the buffer is full are new records refused, counted in <see cref="Dropped"/>
+/// and logged, never blocking the request and never evicting records already queued. Records still queued at shutdown
+/// get a last flush of up to 10 seconds.</para>
+/// <para>Exactly once: each batch is appended by one script together with this instance's batch sequence number
+/// (<see cref="RedisContract.UsageBatchSeqKey"/>); a batch retried after a timeout that did reach Redis is skipped.</para>
+/// </remarks>
+public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
+{
+    public const int DefaultCapacity = 100_000;
+    private const int MaxBatch = 256;
+    private static readonly TimeSpan ShutdownFlushTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
+    private const int ArgsPerRecord = 36;
+
+    // KEYS: stream, seq key. ARGV: batch seq, args per entry, then the entries' field/value pairs back to back.
+    private const string AppendScript = """
+        local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+        if tonumber(ARGV[1]) <= last then return 0 end
+        local n = tonumber(ARGV[2])
+        local i = 3
+        while i <= #ARGV do
+          redis.call('XADD', KEYS[1], '*', unpack(ARGV, i, i + n - 1))
+          i = i + n
+        end
+        redis.call('SET', KEYS[2], ARGV[1], 'EX', 86400)
+        return 1
+        """;
+
+    private readonly IConnectionMultiplexer _redis;
+    private readonly ILogger<RedisUsageSink> _logger;
+    private readonly Channel<UsageRecord> _queue;
+    private readonly RedisKey[] _keys;
+    private int _backlog;
+    private long _dropped;
+    private long _sequence;
+    private int _highWater;
+    private int _droppingLogged;
+
+    public RedisUsageSink(IConnectionMultiplexer redis, ILogger<RedisUsageSink> logger, IMeterFactory? meterFactory = null,
+        int capacity = DefaultCapacity)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        _redis = redis;
+        _logger = logger;
+        Capacity = capacity;
+        _queue = Channel.CreateBounded<UsageRecord>(new BoundedChannelOptions(capacity)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait, // TryWrite then fails instead of evicting a queued record
+        });
+        _keys = [RedisContract.UsageStream, RedisContract.UsageBatchSeqKey(Guid.NewGuid().ToString("N"))];
+        if (meterFactory is not null)
+        {
+            var meter = meterFactory.Create(GatewayMetrics.MeterName);
+            meter.CreateObservableGauge("tokenrouter.usage.backlog", () => Backlog, "{record}",
+                "Usage records waiting to be written to the Redis usage stream.");
+            meter.CreateObservableCounter("tokenrouter.usage.dropped", () => Dropped, "{record}",
+                "Usage records refused because the backlog was full.");
+        }
+    }
+
+    public int Capacity { get; }
+
+    /// <summary>Records accepted but not yet in Redis (queued or in the batch being written).</summary>
+    public int Backlog => Volatile.Read(ref _backlog);
+
+    /// <summary>Records refused because the backlog was full.</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
+
+    public void Record(UsageRecord record)
+    {
+        var backlog = Interlocked.Increment(ref _backlog);
+        if (!_queue.Writer.TryWrite(record))
+        {
+            Interlocked.Decrement(ref _backlog);
+            Interlocked.Increment(ref _dropped);
+            if (Interlocked.Exchange(ref _droppingLogged, 1) == 0) LogDropping(Capacity);
+            return;
+        }
+        if (backlog >= Capacity / 5 * 4 && Interlocked.Exchange(ref _highWater, 1) == 0) LogBacklogHigh(backlog, Capacity);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var batch = new List<UsageRecord>(MaxBatch);
+        var sequence = 0L;
+        try
+        {
+            while (await _queue.Reader.WaitToReadAsync(stoppingToken))
+            {
+                Fill(batch);
+                sequence = ++_sequence;
+                await AppendAsync(batch, sequence, stoppingToken);
+                batch.Clear();
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Shutting down: one last flush below.
+        }
+
+        using var flush = new CancellationTokenSource(ShutdownFlushTimeout);
+        try
+        {
+            if (batch.Count > 0) await AppendAsync(batch, sequence, flush.Token); // the batch the stop interrupted
+            batch.Clear();
+            while (Fill(batch) > 0)
+            {
+                await AppendAsync(batch, ++_sequence, flush.Token);
+                batch.Clear();
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            LogLostAtShutdown(Backlog);
+        }
+    }
+
+    private int Fill(List<UsageRecord> batch)
+    {
+        while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var record)) batch.Add(record);
+        return batch.Count;
+    }
+
+    /// <summary>Writes one batch, retrying with backoff until it lands or <paramref name="ct"/> ends.</summary>
+    private async Task AppendAsync(List<UsageRecord> batch, long sequence, CancellationToken ct)
+    {
+        var args = new RedisValue[2 + batch.Count * ArgsPerRecord];
+        args[0] = sequence;
+        args[1] = ArgsPerRecord;
+        var i = 2;
+        foreach (var record in batch) i = Write(args, i, record);
+
+        var delay = TimeSpan.FromMilliseconds(100);
+        var failing = false;
+        while (true)
+        {
+            try
+            {
+                await _redis.GetDatabase().ScriptEvaluateAsync(AppendScript, _keys, args);
+                break;
+            }
+            catch (RedisException ex)
+            {
+                if (!failing) LogOutage(ex.GetType().Name, Backlog);
+                failing = true;
+                await Task.Delay(delay, ct);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxBackoff.Ticks));
+            }
+        }
+        var backlog = Interlocked.Add(ref _backlog, -batch.Count);
+        if (failing) LogRecovered(backlog);
+        if (backlog < Capacity / 2)
+        {
+            Volatile.Write(ref _highWater, 0);
+            Volatile.Write(ref _droppingLogged, 0);
+        }
+    }
+
+    /// <summary>One stream entry: <see cref="ArgsPerRecord"/> field/value arguments, invariant-culture numbers.</summary>
+    internal static int Write(RedisValue[] args, int i, UsageRecord r)
+    {
+        var u = r.Usage;
+        args[i++] = RedisContract.UsageFields.RequestId; args[i++] = r.RequestId;
+        args[i++] = RedisContract.UsageFields.KeyId; args[i++] = r.KeyId;
+        args[i++] = RedisContract.UsageFields.Model; args[i++] = r.Model;
+        args[i++] = RedisContract.UsageFields.Provider; args[i++] = r.Provider;
+        args[i++] = RedisContract.UsageFields.PromptTokens; args[i++] = u.PromptTokens;
+        args[i++] = RedisContract.UsageFields.CachedReadTokens; args[i++] = u.CachedReadTokens;
+        args[i++] = RedisContract.UsageFields.CacheWrite5mTokens; args[i++] = u.CacheWrite5mTokens;
+        args[i++] = RedisContract.UsageFields.CacheWrite1hTokens; args[i++] = u.CacheWrite1hTokens;
+        args[i++] = RedisContract.UsageFields.CompletionTokens; args[i++] = u.CompletionTokens;
+        args[i++] = RedisContract.UsageFields.CostUsd; args[i++] = r.CostUsd is { } cost ? Usd(cost) : "";
+        args[i++] = RedisContract.UsageFields.CacheSavingsUsd; args[i++] = Usd(r.CacheSavingsUsd);
+        args[i++] = RedisContract.UsageFields.DedupSavingsUsd; args[i++] = Usd(r.DedupSavingsUsd);
+        args[i++] = RedisContract.UsageFields.Unpriced; args[i++] = r.Unpriced ? "1" : "0";
+        args[i++] = RedisContract.UsageFields.Deduplicated; args[i++] = r.Deduplicated ? "1" : "0";
+        args[i++] = RedisContract.UsageFields.Stream; args[i++] = r.Stream ? "1" : "0";
+        args[i++] = RedisContract.UsageFields.Status; args[i++] = r.Status;
+        args[i++] = RedisContract.UsageFields.LatencyMs; args[i++] = (long)Math.Round(r.LatencyMs, MidpointRounding.AwayFromZero);
+        args[i++] = RedisContract.UsageFields.TimestampUnixMs; args[i++] = r.Timestamp.ToUnixTimeMilliseconds();
+        return i;
+    }
+
+    private static string Usd(decimal value) => value.ToString("0.############################", CultureInfo.InvariantCulture);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Redis usage stream unavailable ({Error}); buffering usage records in memory (backlog {Backlog}) and retrying")]
+    private partial void LogOutage(string error, int backlog);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Redis usage stream reachable again; backlog now {Backlog}")]
+    private partial void LogRecovered(int backlog);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Usage backlog at {Backlog} of {Capacity} records: Redis is not keeping up or is away")]
+    private partial void LogBacklogHigh(int backlog, int capacity);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Usage backlog full ({Capacity} records): new usage records are dropped until Redis catches up")]
+    private partial void LogDropping(int capacity);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Shutdown: {Backlog} usage records could not be written to Redis in time and are lost")]
+    private partial void LogLostAtShutdown(int backlog);
+}
+
+public static class RedisUsageSinkServiceCollectionExtensions
+{
+    /// <summary>
+    /// Replaces the <see cref="IUsageSink"/> with <see cref="RedisUsageSink"/> (also a hosted service, and resolvable as
+    /// itself for its <see cref="RedisUsageSink.Backlog"/>). Needs an <see cref="IConnectionMultiplexer"/>.
+    /// </summary>
+    public static IServiceCollection AddRedisUsageSink(this IServiceCollection services)
+    {
+        services.TryAddSingleton(sp => new RedisUsageSink(
+            sp.GetRequiredService<IConnectionMultiplexer>(), sp.GetRequiredService<ILogger<RedisUsageSink>>(),
+            sp.GetService<IMeterFactory>()));
+        services.Replace(ServiceDescriptor.Singleton<IUsageSink>(sp => sp.GetRequiredService<RedisUsageSink>()));
+        services.AddHostedService(sp => sp.GetRequiredService<RedisUsageSink>());
+        return services;
+    }
+}
