@@ -142,19 +142,14 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     /// <summary>Writes one batch, retrying with backoff until it lands or <paramref name="ct"/> ends.</summary>
     private async Task AppendAsync(List<UsageRecord> batch, long sequence, CancellationToken ct)
     {
-        var args = new RedisValue[2 + batch.Count * ArgsPerRecord];
-        args[0] = sequence;
-        args[1] = ArgsPerRecord;
-        var i = 2;
-        foreach (var record in batch) i = Write(args, i, record);
-
+        var args = Arguments(batch, sequence);
         var delay = TimeSpan.FromMilliseconds(100);
         var failing = false;
         while (true)
         {
             try
             {
-                await _redis.GetDatabase().ScriptEvaluateAsync(AppendScript, _keys, args);
+                await AppendOnceAsync(args);
                 break;
             }
             catch (RedisException ex)
@@ -172,6 +167,20 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
             Volatile.Write(ref _highWater, 0);
             Volatile.Write(ref _droppingLogged, 0);
         }
+    }
+
+    /// <summary>One attempt at one batch; false when this batch sequence number was already appended.</summary>
+    internal async Task<bool> AppendOnceAsync(RedisValue[] args) =>
+        (int)await _redis.GetDatabase().ScriptEvaluateAsync(AppendScript, _keys, args) == 1;
+
+    internal static RedisValue[] Arguments(IReadOnlyList<UsageRecord> batch, long sequence)
+    {
+        var args = new RedisValue[2 + batch.Count * ArgsPerRecord];
+        args[0] = sequence;
+        args[1] = ArgsPerRecord;
+        var i = 2;
+        foreach (var record in batch) i = Write(args, i, record);
+        return args;
     }
 
     /// <summary>One stream entry: <see cref="ArgsPerRecord"/> field/value arguments, invariant-culture numbers.</summary>

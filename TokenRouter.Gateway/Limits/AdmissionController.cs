@@ -44,6 +44,7 @@ public sealed partial class AdmissionController(
     public async ValueTask<Admission> AdmitAsync(ClientIdentity identity, string upstreamModel, string providerName, bool stream,
         int promptBytes, int? maxTokens, CancellationToken ct)
     {
+        // The store call itself is not cancelled: abandoning a script that may still run could strand a reservation.
         ct.ThrowIfCancellationRequested();
         var o = options.CurrentValue;
         StrongBox<int>? providerSlot = null;

@@ -79,11 +79,11 @@ public sealed class LocalKeyLimitStore : IKeyLimitStore
             }
             if (s.Window is { } window && s.TokenDelta != 0)
             {
-                if (state.Window == window) state.Tokens = Math.Max(0, state.Tokens + s.TokenDelta);
+                var now = Windows.MinuteOf(s.NowUnixMs);
+                if (state.Window == window && window >= now) state.Tokens = Math.Max(0, state.Tokens + s.TokenDelta);
                 else if (s.TokenDelta > 0)
                 {
                     // The admission's window is over: tokens produced since count in the current one.
-                    var now = Windows.MinuteOf(s.NowUnixMs);
                     if (state.Window >= now) state.Tokens += s.TokenDelta;
                     else
                     {

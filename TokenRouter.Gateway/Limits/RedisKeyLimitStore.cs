@@ -15,9 +15,8 @@ namespace TokenRouter.Gateway.Limits;
 /// clock lags joins the newer window), so replicas agree on one counter per key. A settlement is idempotent per
 /// reservation (the hold is removed once); a settlement that could not reach Redis is retried in the background.
 /// </remarks>
-public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposable
+public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposable, IDisposable
 {
-    private const int WindowTtlMs = 120_000;
     private const int MaxPendingSettlements = 100_000;
 
     // KEYS: rate hash, quota hash, holds zset. ARGV: now ms, rpm, tpm (-1 = none), estimated tokens, quota nanos (-1 =
@@ -92,11 +91,12 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
         local delta = tonumber(ARGV[6])
         if applied and admitted >= 0 and delta ~= 0 then
           local w = tonumber(redis.call('HGET', KEYS[1], 'w'))
-          if w == admitted then
+          local now = tonumber(ARGV[7])
+          if w == admitted and w >= now then
             if redis.call('HINCRBY', KEYS[1], 't', ARGV[6]) < 0 then redis.call('HSET', KEYS[1], 't', 0) end
             redis.call('PEXPIRE', KEYS[1], 120000)
           elseif delta > 0 then
-            if w and w >= tonumber(ARGV[7]) then
+            if w and w >= now then
               redis.call('HINCRBY', KEYS[1], 't', ARGV[6])
             else
               redis.call('HSET', KEYS[1], 'w', ARGV[7], 'r', 0, 't', ARGV[6])
@@ -219,10 +219,18 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
 
     public async ValueTask DisposeAsync()
     {
+        if (_stopping.IsCancellationRequested) return;
         await _stopping.CancelAsync();
         await _retryLoop;
         if (_pending.Reader.Count > 0) LogPendingAtShutdown(_pending.Reader.Count);
-        _stopping.Dispose();
+    }
+
+    // A container disposed synchronously must not throw for an async-only singleton; the loop ends on its own.
+    public void Dispose()
+    {
+        if (_stopping.IsCancellationRequested) return;
+        _stopping.Cancel();
+        if (_pending.Reader.Count > 0) LogPendingAtShutdown(_pending.Reader.Count);
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not settle requests' quota/TPM in Redis ({Error}); retrying in the background until it answers")]

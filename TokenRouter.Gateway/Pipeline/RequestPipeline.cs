@@ -1,7 +1,9 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Options;
 using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Providers;
+using TokenRouter.Gateway.Telemetry;
 
 namespace TokenRouter.Gateway.Pipeline;
 
@@ -25,16 +27,30 @@ public sealed class RequestPipeline(Canonicalizer canonicalizer, Arranger arrang
     public PreparedRequest Prepare(Envelope envelope, RouteTarget target, ClientIdentity identity)
     {
         var o = options.CurrentValue;
-        Chunker.Chunk(envelope);
-        if (o.ToolSortEnabled) arranger.Arrange(envelope, identity.Scope);
-        if (o.CanonicalizeEnabled) canonicalizer.Canonicalize(envelope);
-        var prefixHash = envelope.PrefixHash = Hasher.ComputePrefixHash(envelope);
-        if (o.CacheInjectEnabled) CacheInjector.Inject(envelope, target.Provider.Kind, identity.Scope, o.AnthropicCacheTtl);
+        using (Stage("Chunker")) Chunker.Chunk(envelope);
+        if (o.ToolSortEnabled)
+        {
+            using (Stage("Arranger")) arranger.Arrange(envelope, identity.Scope);
+        }
+        if (o.CanonicalizeEnabled)
+        {
+            using (Stage("Canonicalizer")) canonicalizer.Canonicalize(envelope);
+        }
+        string prefixHash;
+        using (var hashing = Stage("Hasher.Prefix"))
+        {
+            prefixHash = envelope.PrefixHash = Hasher.ComputePrefixHash(envelope);
+            hashing?.SetTag(GatewayActivity.PrefixHash, prefixHash);
+        }
+        if (o.CacheInjectEnabled)
+        {
+            using (Stage("CacheInjector")) CacheInjector.Inject(envelope, target.Provider.Kind, identity.Scope, o.AnthropicCacheTtl);
+        }
 
         var body = new PooledBufferWriter(EstimateSize(envelope));
         try
         {
-            adapters.For(target.Provider.Kind).WriteRequest(envelope, target.UpstreamModel, body);
+            using (Stage("OutboundAdapter")) adapters.For(target.Provider.Kind).WriteRequest(envelope, target.UpstreamModel, body);
         }
         catch
         {
@@ -42,8 +58,20 @@ public sealed class RequestPipeline(Canonicalizer canonicalizer, Arranger arrang
             throw;
         }
         var scope = o.DedupScope == DedupScope.Global ? "global" : identity.Scope;
-        return new PreparedRequest(body, prefixHash, Hasher.ComputeFullHash(body.WrittenSpan, target.Provider.Name, scope));
+        string fullHash;
+        using (Stage("Hasher.Full")) fullHash = Hasher.ComputeFullHash(body.WrittenSpan, target.Provider.Name, scope);
+        if (Activity.Current is { } request)
+        {
+            request.SetTag(GatewayActivity.Model, envelope.Model);
+            request.SetTag(GatewayActivity.Provider, target.Provider.Name);
+            request.SetTag(GatewayActivity.PrefixHash, prefixHash);
+            request.SetTag(GatewayActivity.FullHash, fullHash);
+        }
+        return new PreparedRequest(body, prefixHash, fullHash);
     }
+
+    /// <summary>A child span for one stage; null (and free) when nobody is tracing.</summary>
+    private static Activity? Stage(string name) => GatewayActivity.Source.StartActivity(name, ActivityKind.Internal);
 
     private static int EstimateSize(Envelope envelope) =>
         envelope.Document is null ? 4096 : Math.Max(4096, System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(envelope.Document.RootElement).Length + 1024);

@@ -17,7 +17,8 @@ internal enum ClientProgram
     B,
     /// <summary>C: re-serializes tool definitions with object keys in descending order.</summary>
     C,
-    /// <summary>D: re-serializes tool-call arguments in history Python-style with spaces (<c>{"a": 1}</c>).</summary>
+    /// <summary>D: re-serializes tool-call arguments in history Python-style with spaces (<c>{"a": 1}</c>); the assistant
+    /// message it just received is sent back verbatim once, then re-serialized with the rest of the history.</summary>
     D,
     /// <summary>The canonical form: tools by name (a tool added later appended), sorted keys, compact sorted arguments.</summary>
     Canonical,
@@ -33,12 +34,20 @@ internal sealed class ClientSession
     /// <summary>A tool the conversation adds at turn <see cref="GrowAt"/> (appended after the initial tools).</summary>
     public JsonObject? AddedTool { get; init; }
     public int GrowAt { get; init; } = int.MaxValue;
-    /// <summary>The turns with the client's argument formatting applied.</summary>
+    /// <summary>The turns as the client keeps them in its history (its argument formatting applied).</summary>
     public required List<JsonObject> Turns { get; init; }
+    /// <summary>True when the newest turns (from the previous response on) go out verbatim as received, not yet
+    /// re-serialized like the older history (client D).</summary>
+    public bool FreshTurnsVerbatim { get; init; }
     /// <summary>Key order for Anthropic <c>tool_use.input</c> objects and tool objects.</summary>
     public KeyOrder InputKeyOrder { get; init; }
     public KeyOrder ToolKeyOrder { get; init; }
     public List<int> RequestPoints { get; } = [];
+
+    /// <summary>Turn <paramref name="i"/> as sent in a request whose previous request was <c>turns[:previousK]</c>:
+    /// <c>turns[previousK]</c> is the assistant message that request received.</summary>
+    public JsonObject TurnAt(int i, int previousK) =>
+        FreshTurnsVerbatim && i >= previousK ? Source.Turns[i]!.AsObject() : Turns[i];
 
     public IEnumerable<JsonObject> ToolsAt(int k) => AddedTool is not null && k >= GrowAt ? InitialTools.Append(AddedTool) : InitialTools;
 
@@ -123,6 +132,7 @@ internal sealed class ClientSession
             AddedTool = added is null ? null : (JsonObject)JsonShapes.Reorder(added, toolKeys)!,
             GrowAt = growAt,
             Turns = turns,
+            FreshTurnsVerbatim = client == ClientProgram.D,
             InputKeyOrder = client == ClientProgram.Canonical ? KeyOrder.Ascending : KeyOrder.Keep,
             ToolKeyOrder = toolKeys,
         };

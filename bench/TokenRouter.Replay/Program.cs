@@ -5,7 +5,7 @@ using TokenRouter.Replay;
 // reports what the upstream cache made of them. See bench/README.md.
 //
 //   replay run --gateway http://127.0.0.1:5199 --key sk-… --mode direct|best|gateway [--label NAME]
-//              [--vendors openai,deepseek,anthropic] [--sessions 60|all] [--concurrency 12] [--timeout 30]
+//              [--vendors openai,deepseek,anthropic] [--sessions N|all (default)] [--concurrency 12] [--timeout 30]
 //              [--max-requests 6000] [--deadline 240] [--results bench/results/cache-replay.runs.tmp] [--workload PATH]
 //   replay report [--results FILE] [--markdown bench/results/cache-replay.md]
 
@@ -54,7 +54,7 @@ try
             if (!uri.IsLoopback) throw new ArgumentException($"Refusing a non-loopback gateway address {uri}: the replay only talks to a local gateway.");
             var vendors = Opt("vendors", string.Join(',', Runner.AllVendors)).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             if (vendors.FirstOrDefault(v => !Runner.AllVendors.Contains(v)) is { } bad) throw new ArgumentException($"Unknown vendor '{bad}'.");
-            var sessions = Opt("sessions", "60") is "all" ? 0 : IntOpt("sessions", 60);
+            var sessions = Opt("sessions", "all") is "all" ? 0 : IntOpt("sessions", 0);
             var concurrency = Math.Clamp(IntOpt("concurrency", 12), 1, 64);
             if (mode == "gateway" && !options.ContainsKey("key")) throw new ArgumentException("--key is required in gateway mode.");
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(resultsPath))!);

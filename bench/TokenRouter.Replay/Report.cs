@@ -64,7 +64,7 @@ internal static class Report
         sb.AppendLine();
         sb.AppendLine("### Cached ratio per client program");
         sb.AppendLine();
-        sb.AppendLine("A = as recorded, B = tool order shuffled per conversation (half of them add a tool mid-way), C = schema keys re-ordered, D = spaced argument JSON. In BEST every position sends the canonical form.");
+        sb.AppendLine("A = as recorded, B = tool order shuffled per conversation (half of them add a tool mid-way), C = schema keys re-ordered, D = tool-call arguments re-serialized with spaces once they are history (the newest assistant message goes back verbatim once, so its form changes between turns; Anthropic `input` objects are unaffected). In BEST every position sends the canonical form.");
         sb.AppendLine();
         sb.AppendLine("| Vendor | Mode | A | B | C | D |");
         sb.AppendLine("|---|---|---:|---:|---:|---:|");

@@ -8,11 +8,11 @@ internal static class RequestFactory
 {
     public const int AnthropicMaxTokens = 1024;
 
-    public static byte[] OpenAI(ClientSession s, int k, string model)
+    public static byte[] OpenAI(ClientSession s, int k, int previousK, string model)
     {
         var messages = new JsonArray();
         if (s.Source.System is { } system) messages.Add(new JsonObject { ["role"] = "system", ["content"] = system });
-        for (var i = 0; i < k; i++) messages.Add(s.Turns[i].DeepClone());
+        for (var i = 0; i < k; i++) messages.Add(s.TurnAt(i, previousK).DeepClone());
         var request = new JsonObject { ["model"] = model, ["messages"] = messages };
         var tools = new JsonArray();
         foreach (var t in s.ToolsAt(k)) tools.Add(t.DeepClone());
@@ -32,7 +32,7 @@ internal static class RequestFactory
         var messageOfTurn = new int[k];
         for (var i = 0; i < k; i++)
         {
-            var turn = s.Turns[i];
+            var turn = s.TurnAt(i, previousK);
             var role = turn["role"]!.GetValue<string>();
             var blocks = new JsonArray();
             var anthropicRole = role == "assistant" ? "assistant" : "user";

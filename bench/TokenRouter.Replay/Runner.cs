@@ -130,7 +130,7 @@ internal sealed class Runner(RunSettings settings)
                     if (Interlocked.Decrement(ref budget) < 0) return;
                     var body = vendor == "anthropic"
                         ? RequestFactory.Anthropic(s, k, previousK, model, idealBreakpoints: best)
-                        : RequestFactory.OpenAI(s, k, model);
+                        : RequestFactory.OpenAI(s, k, previousK, model);
                     previousK = k;
                     var one = await SendAsync(http, path, vendor, body, errors, gate, ct);
                     lock (gate)

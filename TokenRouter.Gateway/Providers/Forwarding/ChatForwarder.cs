@@ -123,6 +123,7 @@ public sealed partial class ChatForwarder(
                 }
                 else prepared.Dispose();
 
+                System.Diagnostics.Activity.Current?.SetTag(GatewayActivity.Deduplicated, !leader || remote);
                 listener = new Listener(context, clientFormat, envelope.Model, envelope.ClientWantsStreamUsage, identity, target,
                     requestId, started, Follower: !leader || remote, Originator: leader);
             }
@@ -203,6 +204,9 @@ public sealed partial class ChatForwarder(
         var status = 0;
         var estimated = false;
         exchange.ProducedLocally = true;
+        using var span = GatewayActivity.Source.StartActivity("Upstream", System.Diagnostics.ActivityKind.Client);
+        span?.SetTag(GatewayActivity.Provider, provider.Name);
+        span?.SetTag(GatewayActivity.Model, call.Target.UpstreamModel);
         try
         {
             using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(provider.BaseUri!, adapter.RequestPath))
@@ -306,6 +310,14 @@ public sealed partial class ChatForwarder(
             {
                 usage = new Usage(call.Prepared.Body.WrittenCount / 4, 0, 0, 0, 0);
                 estimated = true;
+            }
+            if (span is not null)
+            {
+                span.SetTag("http.response.status_code", status);
+                span.SetTag(GatewayActivity.InputTokens, usage.PromptTokens);
+                span.SetTag(GatewayActivity.CachedInputTokens, usage.CachedReadTokens);
+                span.SetTag(GatewayActivity.OutputTokens, usage.CompletionTokens);
+                if (status is < 200 or > 299) span.SetStatus(System.Diagnostics.ActivityStatusCode.Error);
             }
             var cost = Price(call.Target, call.ClientModel, usage);
             RecordUsage(new UsageRecord

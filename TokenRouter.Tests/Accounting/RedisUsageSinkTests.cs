@@ -1,0 +1,173 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging.Abstractions;
+using StackExchange.Redis;
+using TokenRouter.Gateway.Accounting;
+using TokenRouter.Tests.Infrastructure;
+
+namespace TokenRouter.Tests.Accounting;
+
+/// <summary>
+/// The usage stream writer against a Redis server of this class's own (the stream name is global, and one test
+/// takes the server away and back).
+/// </summary>
+public sealed class RedisUsageSinkTests : IAsyncLifetime
+{
+    // The contract's wire names, spelled out independently of RedisContract so drift on either side fails here.
+    private const string Stream = "tokenrouter:usage";
+    private static readonly string[] Fields =
+    [
+        "request_id", "key_id", "model", "provider", "prompt_tokens", "cached_read_tokens", "cache_write_5m_tokens",
+        "cache_write_1h_tokens", "completion_tokens", "cost_usd", "cache_savings_usd", "dedup_savings_usd", "unpriced",
+        "deduplicated", "stream", "status", "latency_ms", "ts",
+    ];
+
+    private RedisServer _server = null!;
+    private ConnectionMultiplexer _redis = null!;
+
+    public async Task InitializeAsync()
+    {
+        _server = await RedisServer.StartNewAsync();
+        _redis = await ConnectionMultiplexer.ConnectAsync(
+            $"{_server.ConnectionString},abortConnect=false,asyncTimeout=2000,syncTimeout=2000,connectTimeout=2000");
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _redis.DisposeAsync();
+        await _server.DisposeAsync();
+    }
+
+    private static UsageRecord Sample(string requestId, bool priced = true) => new()
+    {
+        RequestId = requestId,
+        KeyId = "5f0c7f7e-0000-4000-8000-000000000001",
+        Model = "claude-sonnet-4-5-20250929",
+        Provider = "anthropic",
+        Usage = new Usage(1200, 1000, 100, 50, 300),
+        CostUsd = priced ? 0.0071225m : null,
+        CacheSavingsUsd = priced ? 0.0025m : 0m,
+        DedupSavingsUsd = 0.0123m,
+        Unpriced = !priced,
+        Deduplicated = true,
+        Stream = true,
+        Status = 499,
+        LatencyMs = 1234.5,
+        Timestamp = DateTimeOffset.FromUnixTimeMilliseconds(1_767_225_600_123),
+    };
+
+    [Fact]
+    public async Task Records_land_in_the_usage_stream_with_every_contract_field()
+    {
+        var sink = new RedisUsageSink(_redis, NullLogger<RedisUsageSink>.Instance);
+        await sink.StartAsync(CancellationToken.None);
+        sink.Record(Sample("req_priced"));
+        sink.Record(Sample("req_unpriced", priced: false));
+        var entries = await WaitForEntriesAsync(2);
+        await sink.StopAsync(CancellationToken.None);
+
+        var priced = entries.Single(e => e["request_id"] == "req_priced");
+        Assert.Equal(Fields.Order(StringComparer.Ordinal), priced.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal("5f0c7f7e-0000-4000-8000-000000000001", priced["key_id"]);
+        Assert.Equal("claude-sonnet-4-5-20250929", priced["model"]);
+        Assert.Equal("anthropic", priced["provider"]);
+        Assert.Equal("1200", priced["prompt_tokens"]);
+        Assert.Equal("1000", priced["cached_read_tokens"]);
+        Assert.Equal("100", priced["cache_write_5m_tokens"]);
+        Assert.Equal("50", priced["cache_write_1h_tokens"]);
+        Assert.Equal("300", priced["completion_tokens"]);
+        Assert.Equal("0.0071225", priced["cost_usd"]);
+        Assert.Equal("0.0025", priced["cache_savings_usd"]);
+        Assert.Equal("0.0123", priced["dedup_savings_usd"]);
+        Assert.Equal("0", priced["unpriced"]);
+        Assert.Equal("1", priced["deduplicated"]);
+        Assert.Equal("1", priced["stream"]);
+        Assert.Equal("499", priced["status"]);
+        Assert.Equal("1235", priced["latency_ms"]);
+        Assert.Equal("1767225600123", priced["ts"]);
+
+        var unpriced = entries.Single(e => e["request_id"] == "req_unpriced");
+        Assert.Equal("", unpriced["cost_usd"]);
+        Assert.Equal("1", unpriced["unpriced"]);
+        Assert.Equal("0", unpriced["cache_savings_usd"]);
+        Assert.Equal(0, sink.Backlog);
+    }
+
+    [Fact]
+    public async Task A_redis_outage_loses_no_record_and_duplicates_none()
+    {
+        var sink = new RedisUsageSink(_redis, NullLogger<RedisUsageSink>.Instance);
+        await sink.StartAsync(CancellationToken.None);
+        await _server.StopAsync();
+
+        const int count = 700; // more than two batches
+        for (var i = 0; i < count; i++) sink.Record(Sample($"req_{i:D4}"));
+        Assert.Equal(count, sink.Backlog); // nothing could be written: all of it waits in memory
+
+        await _server.StartAsync();
+        var entries = await WaitForEntriesAsync(count);
+        await EventuallyAsync(() => sink.Backlog == 0, "the backlog to drain");
+        await sink.StopAsync(CancellationToken.None);
+
+        Assert.Equal(count, entries.Count);
+        Assert.Equal(count, await _redis.GetDatabase().StreamLengthAsync(Stream));
+        Assert.Equal(Enumerable.Range(0, count).Select(i => $"req_{i:D4}"), entries.Select(e => e["request_id"]).Order(StringComparer.Ordinal));
+        Assert.Equal(0, sink.Dropped);
+    }
+
+    [Fact]
+    public async Task A_batch_replayed_after_an_ambiguous_failure_is_not_appended_twice()
+    {
+        var sink = new RedisUsageSink(_redis, NullLogger<RedisUsageSink>.Instance);
+        var args = RedisUsageSink.Arguments([Sample("req_a"), Sample("req_b")], sequence: 1);
+        Assert.True(await sink.AppendOnceAsync(args));
+        Assert.False(await sink.AppendOnceAsync(args)); // the same batch again, as after a timeout that did reach Redis
+        Assert.True(await sink.AppendOnceAsync(RedisUsageSink.Arguments([Sample("req_c")], sequence: 2)));
+        Assert.Equal(3, await _redis.GetDatabase().StreamLengthAsync(Stream));
+    }
+
+    [Fact]
+    public async Task A_full_backlog_refuses_new_records_without_blocking_or_evicting_queued_ones()
+    {
+        var sink = new RedisUsageSink(_redis, NullLogger<RedisUsageSink>.Instance, capacity: 3);
+        // Not started: nothing drains, as when Redis stays away.
+        for (var i = 0; i < 5; i++) sink.Record(Sample($"req_{i}"));
+        Assert.Equal(3, sink.Backlog);
+        Assert.Equal(2, sink.Dropped);
+
+        await sink.StartAsync(CancellationToken.None);
+        var entries = await WaitForEntriesAsync(3);
+        await sink.StopAsync(CancellationToken.None);
+        Assert.Equal(["req_0", "req_1", "req_2"], entries.Select(e => e["request_id"]).Order(StringComparer.Ordinal));
+    }
+
+    private async Task<List<Dictionary<string, string>>> WaitForEntriesAsync(int count)
+    {
+        List<Dictionary<string, string>> entries = [];
+        await EventuallyAsync(async () =>
+        {
+            try
+            {
+                var read = await _redis.GetDatabase().StreamRangeAsync(Stream);
+                entries = [.. read.Select(e => e.Values.ToDictionary(v => v.Name.ToString(), v => v.Value.ToString()))];
+                return entries.Count >= count;
+            }
+            catch (RedisException)
+            {
+                return false; // still reconnecting
+            }
+        }, $"{count} entries in the usage stream");
+        return entries;
+    }
+
+    private static Task EventuallyAsync(Func<bool> condition, string what) => EventuallyAsync(() => Task.FromResult(condition()), what);
+
+    private static async Task EventuallyAsync(Func<Task<bool>> condition, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            if (clock.Elapsed > TimeSpan.FromSeconds(60)) throw new Xunit.Sdk.XunitException($"Timed out waiting for {what}.");
+            await Task.Delay(50);
+        }
+    }
+}
