@@ -10,10 +10,13 @@ using TokenRouter.Admin.Configuration;
 using TokenRouter.Admin.Data;
 using TokenRouter.Admin.Hosting;
 using TokenRouter.Admin.KeySync;
+using TokenRouter.Admin.Ledger;
+using TokenRouter.Admin.Pricing;
+using TokenRouter.Admin.Quotas;
 
 namespace Microsoft.Extensions.Hosting;
 
-/// <summary>Wires the Admin control plane: Postgres, Redis, admin-key auth, key sync and the <c>/admin</c> API.</summary>
+/// <summary>Wires the Admin control plane: Postgres, Redis, admin-key auth, key and price sync, the usage ledger and the <c>/admin</c> API.</summary>
 public static class AdminExtensions
 {
     public static TBuilder AddAdminServices<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
@@ -41,6 +44,8 @@ public static class AdminExtensions
         services.AddSingleton<IValidateOptions<AdminStartupOptions>, AdminStartupOptionsValidator>();
         services.AddOptions<KeySyncOptions>().BindConfiguration(KeySyncOptions.SectionName).ValidateOnStart();
         services.AddSingleton<IValidateOptions<KeySyncOptions>, KeySyncOptionsValidator>();
+        services.AddOptions<UsageLedgerOptions>().BindConfiguration(UsageLedgerOptions.SectionName).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<UsageLedgerOptions>, UsageLedgerOptionsValidator>();
 
         services.AddSingleton<AdminKeyVerifier>();
         services.AddAuthentication(AdminKeyAuthenticationHandler.SchemeName)
@@ -54,9 +59,17 @@ public static class AdminExtensions
         services.AddSingleton<ApiKeyRedisWriter>();
         services.AddSingleton<KeySyncQueue>();
         services.AddScoped<KeyPublisher>();
-        // Registered before the web server's own hosted service, so migrations finish before the API serves.
+        services.AddSingleton<PriceRedisWriter>();
+        services.AddScoped<PricePublisher>();
+        services.AddScoped<QuotaSpendSeeder>();
+        services.AddScoped<UsageLedgerWriter>();
+        services.AddSingleton<UsageLedgerStatus>();
+        // Registered before the web server's own hosted service, so migrations finish before the API serves, and
+        // before the ledger consumer, so it never writes to a table that is not there yet.
         services.AddHostedService<AdminStartupService>();
         services.AddHostedService<KeySyncWorker>();
+        services.AddHostedService<RedisReconnectWatcher>();
+        services.AddHostedService<UsageLedgerConsumer>();
 
         services.Configure<JsonOptions>(options =>
             options.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
@@ -81,7 +94,10 @@ public static class AdminExtensions
 
         app.MapGroup("/admin")
             .RequireAuthorization(AdminKeyAuthenticationHandler.PolicyName)
-            .MapApiKeysApi();
+            .MapApiKeysApi()
+            .MapPricingApi()
+            .MapUsageApi()
+            .MapLedgerApi();
 
         return app;
     }

@@ -1,5 +1,6 @@
 using TokenRouter.AppHost;
 using TokenRouter.AppHost.Infrastructure;
+using TokenRouter.AppHost.Monitoring;
 
 var builder = DistributedApplication.CreateBuilder(args);
 
@@ -18,14 +19,18 @@ if (infrastructure.Redis is { } redis)
 }
 
 // Admin owns the Postgres schema, so it exists only where there is a database.
+IResourceBuilder<ProjectResource>? admin = null;
 if (infrastructure is { Database: { } database, Redis: { } adminRedis })
 {
-    builder.AddProject<Projects.TokenRouter_Admin>("admin")
+    admin = builder.AddProject<Projects.TokenRouter_Admin>("admin")
         .WithDefaultHttpEndpoint()
         .WithHttpHealthCheck("/health")
         .WithReference(database).WaitFor(database)
         .WithReference(adminRedis).WaitFor(adminRedis)
         .WithEnvironment("ADMIN_API_KEY", builder.AddAdminApiKey());
 }
+
+// Prometheus scraping both apps' /metrics, and Grafana with the TokenRouter dashboard where containers run.
+builder.AddTokenRouterMonitoring(infrastructure.Choice, gateway, admin);
 
 builder.Build().Run();

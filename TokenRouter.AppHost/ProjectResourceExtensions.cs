@@ -3,6 +3,7 @@ namespace TokenRouter.AppHost;
 public static class ProjectResourceExtensions
 {
     public const string AdminApiKeyParameter = "admin-api-key";
+    public const string GatewayApiKeyParameter = "gateway-api-key";
 
     /// <summary>
     /// Adds an http endpoint unless the project's launch profile already brought one, so the AppHost works whether
@@ -29,5 +30,17 @@ public static class ProjectResourceExtensions
         // No special characters: the key is pasted into curl headers and shell variables.
         var generated = new GenerateParameterDefault { MinLength = 32, Special = false };
         return builder.AddParameter(AdminApiKeyParameter, generated, secret: true, persist: true);
+    }
+
+    /// <summary>
+    /// A client key for the gateway when the user configured none: <c>Parameters:gateway-api-key</c> when set, otherwise
+    /// generated on first run and persisted to the AppHost's user secrets (stable across runs; shown in the dashboard's
+    /// parameters and by <c>dotnet user-secrets list --project TokenRouter.AppHost</c>).
+    /// </summary>
+    public static IResourceBuilder<ParameterResource> AddGatewayApiKey(this IDistributedApplicationBuilder builder)
+    {
+        // No special characters: the key is pasted into curl headers, SDK settings and shell variables.
+        var generated = new GenerateParameterDefault { MinLength = 40, Special = false };
+        return builder.AddParameter(GatewayApiKeyParameter, generated, secret: true, persist: true);
     }
 }

@@ -8,6 +8,7 @@ using TokenRouter.Gateway.Apis;
 using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Dedup;
+using TokenRouter.Gateway.Limits;
 using TokenRouter.Gateway.Telemetry;
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Pipeline;
@@ -39,6 +40,7 @@ public static class GatewayExtensions
         if (redis)
         {
             builder.AddRedisClient("redis");
+            services.AddRedisDedupBroker();
             services.AddSingleton<RedisPriceOverrides>();
             services.AddHostedService(sp => sp.GetRequiredService<RedisPriceOverrides>());
         }
@@ -64,6 +66,9 @@ public static class GatewayExtensions
         services.AddSingleton<InflightRegistry>();
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<ChatForwarder>();
+
+        services.AddGatewayLimits();
+        if (redis) services.AddRedisUsageSink();
 
         services.AddSimulator(builder.Configuration);
         services.Configure<JsonOptions>(o => o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
@@ -100,6 +105,8 @@ public static class GatewayExtensions
     {
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TokenRouter.Gateway");
         var router = app.Services.GetRequiredService<ModelRouter>();
+        // Built now, not at the first request: in embedded mode it generates and shows the newcomer's key.
+        app.Services.GetRequiredService<ApiKeyAuthenticator>();
         var redis = app.Services.GetService<IConnectionMultiplexer>() is not null;
         logger.LogInformation("TokenRouter gateway ready: mode={Mode}; providers: {Providers}",
             redis ? "redis (keys from Admin + TOKENROUTER_API_KEYS)" : "embedded (in-memory; keys from TOKENROUTER_API_KEYS)",

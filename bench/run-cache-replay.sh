@@ -64,9 +64,10 @@ start_gateway() {
   exit 1
 }
 
+FAILED=0
 replay() {
   timeout 600 "${REPLAY[@]}" run --gateway "$BASE" --key "$KEY" --sessions "$SESSIONS" --concurrency "$CONCURRENCY" \
-    --vendors "$VENDORS" --results "$RESULTS" "$@"
+    --vendors "$VENDORS" --results "$RESULTS" "$@" || FAILED=1
 }
 
 rm -f "$RESULTS"
@@ -96,4 +97,9 @@ run_gateway_mode gateway-no-cacheinject "${on[@]}" CACHE_INJECT_ENABLED=false Ga
 
 echo "== report ($(( $(date +%s) - started )) s)"
 "${REPLAY[@]}" report --results "$RESULTS" --markdown "$MARKDOWN"
-echo "Written: $MARKDOWN (gateway logs in $LOGS)"
+if [ "$FAILED" -ne 0 ]; then
+  echo "Some requests failed (see the report's Errors section); gateway logs kept in $LOGS" >&2
+  exit 2
+fi
+rm -rf "$LOGS"
+echo "Written: $MARKDOWN"

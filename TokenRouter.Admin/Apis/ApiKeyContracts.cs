@@ -43,3 +43,16 @@ public sealed record CreatedApiKeyResponse(
     bool Enabled,
     DateTimeOffset CreatedAt,
     DateTimeOffset? ExpiresAt);
+
+/// <summary>
+/// Body of <c>PATCH /admin/api-keys/{id}</c>: only the fields present change. For <c>quota_usd</c>, <c>rpm_limit</c>,
+/// <c>tpm_limit</c> and <c>expires_at</c> an explicit null removes the limit; <c>name</c> and <c>enabled</c> cannot be
+/// null. A revoked key cannot be enabled again (409).
+/// </summary>
+public sealed record UpdateApiKeyRequest(
+    string? Name = null,
+    decimal? QuotaUsd = null,
+    int? RpmLimit = null,
+    int? TpmLimit = null,
+    DateTimeOffset? ExpiresAt = null,
+    bool? Enabled = null);

@@ -1,15 +1,20 @@
 using System.Buffers.Text;
 using System.Security.Cryptography;
+using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
 using TokenRouter.Admin.Data;
 using TokenRouter.Admin.KeySync;
 using TokenRouter.Admin.Contracts;
+using TokenRouter.Admin.Quotas;
+using JsonOptions = Microsoft.AspNetCore.Http.Json.JsonOptions;
 
 namespace TokenRouter.Admin.Apis;
 
-/// <summary><c>/admin/api-keys</c>: create (the key is shown once), list, get and revoke client keys.</summary>
-public static class ApiKeysApi
+/// <summary><c>/admin/api-keys</c>: create (the key is shown once), list, get, update and revoke client keys.</summary>
+public static partial class ApiKeysApi
 {
     public const int MaxNameLength = 200;
     public const int KeyPrefixLength = 12;
@@ -23,6 +28,14 @@ public static class ApiKeysApi
             .WithSummary("Creates a client key; the response is the only time the key is shown.");
         keys.MapGet("", ListAsync).WithName("ListApiKeys").WithSummary("Lists keys without their secrets.");
         keys.MapGet("/{id:guid}", GetAsync).WithName("GetApiKey");
+        keys.MapPatch("/{id:guid}", UpdateAsync).WithName("UpdateApiKey")
+            .WithSummary("Changes a key's name, limits, expiry or enabled flag; only the fields sent change.")
+            .WithDescription("Fields: name, quota_usd, rpm_limit, tpm_limit, expires_at, enabled. An explicit null removes " +
+                             "quota_usd, rpm_limit, tpm_limit or expires_at (unlimited / never expires). Unknown fields are " +
+                             "rejected. A revoked key cannot be enabled again: 409. The key is republished to Redis at once.")
+            .Accepts<UpdateApiKeyRequest>("application/json")
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType);
         keys.MapDelete("/{id:guid}", RevokeAsync).WithName("RevokeApiKey")
             .WithSummary("Revokes a key: the gateway stops accepting it.");
         return admin;
@@ -99,6 +112,154 @@ public static class ApiKeysApi
         return TypedResults.NoContent();
     }
 
+    private static readonly string[] UpdatableFields = ["name", "quota_usd", "rpm_limit", "tpm_limit", "expires_at", "enabled"];
+
+    /// <summary>
+    /// PATCH with merge semantics. The body is read by hand because "absent" (keep) and "null" (remove the limit) must
+    /// be told apart, which a bound record cannot do; <see cref="UpdateApiKeyRequest"/> documents its shape.
+    /// </summary>
+    internal static async Task<Results<Ok<ApiKeyResponse>, NotFound, ValidationProblem, ProblemHttpResult>> UpdateAsync(
+        Guid id, HttpRequest httpRequest, AdminDbContext db, KeyPublisher publisher, QuotaSpendSeeder seeder,
+        KeySyncQueue queue, IOptions<JsonOptions> jsonOptions, TimeProvider time, ILoggerFactory loggers,
+        CancellationToken cancellationToken)
+    {
+        if (!httpRequest.HasJsonContentType())
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType,
+                title: "The request body must be JSON.", detail: "Send 'Content-Type: application/json'.");
+        }
+
+        UpdateApiKeyRequest request;
+        HashSet<string> present;
+        try
+        {
+            using var document = await JsonDocument.ParseAsync(httpRequest.Body, default, cancellationToken);
+            if (document.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest,
+                    title: "The request could not be read.", detail: "The body must be a JSON object.");
+            }
+            present = document.RootElement.EnumerateObject().Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+            var unknown = present.Where(name => !UpdatableFields.Contains(name)).ToList();
+            if (unknown.Count > 0)
+            {
+                return TypedResults.ValidationProblem(
+                    unknown.ToDictionary(name => name, _ => new[] { $"Unknown field. Updatable: {string.Join(", ", UpdatableFields)}." }),
+                    title: "The API key update is not valid.");
+            }
+            request = document.RootElement.Deserialize<UpdateApiKeyRequest>(jsonOptions.Value.SerializerOptions)!;
+        }
+        catch (JsonException e)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest,
+                title: "The request could not be read.", detail: e.Message);
+        }
+
+        var key = await db.ApiKeys.SingleOrDefaultAsync(k => k.Id == id, cancellationToken);
+        if (key is null)
+        {
+            return TypedResults.NotFound();
+        }
+
+        var now = time.GetUtcNow();
+        var errors = ValidateUpdate(request, present, now);
+        if (errors.Count > 0)
+        {
+            return TypedResults.ValidationProblem(errors, title: "The API key update is not valid.");
+        }
+        if (request.Enabled is true && key.RevokedAt is not null)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The API key is revoked.",
+                detail: "A revoked key cannot be enabled again; create a new key instead.");
+        }
+
+        var gainsQuota = key.QuotaUsd is null && present.Contains("quota_usd") && request.QuotaUsd is not null;
+        if (present.Contains("name"))
+        {
+            key.Name = request.Name!.Trim();
+        }
+        if (present.Contains("quota_usd"))
+        {
+            key.QuotaUsd = request.QuotaUsd is { } quota ? Math.Round(quota, 10) : null;
+        }
+        if (present.Contains("rpm_limit"))
+        {
+            key.RequestsPerMinute = request.RpmLimit;
+        }
+        if (present.Contains("tpm_limit"))
+        {
+            key.TokensPerMinute = request.TpmLimit;
+        }
+        if (present.Contains("expires_at"))
+        {
+            key.ExpiresAt = request.ExpiresAt is { } expires ? TruncateToMicroseconds(expires.ToUniversalTime()) : null;
+        }
+        if (present.Contains("enabled"))
+        {
+            key.Enabled = request.Enabled!.Value;
+        }
+        await db.SaveChangesAsync(cancellationToken);
+
+        if (gainsQuota)
+        {
+            // The gateway tracks spend only while a key has a quota: start it from what the ledger already holds.
+            await SeedSpendAsync(seeder, queue, key.Id, loggers, cancellationToken);
+        }
+        var current = await publisher.PublishCurrentAsync(key.Id, cancellationToken);
+        return TypedResults.Ok(ApiKeyResponse.From(current ?? key));
+    }
+
+    private static async Task SeedSpendAsync(
+        QuotaSpendSeeder seeder, KeySyncQueue queue, Guid keyId, ILoggerFactory loggers, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await seeder.SeedAsync(keyId, cancellationToken);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            LogSeedDeferred(loggers.CreateLogger(typeof(ApiKeysApi)), keyId, e.Message);
+            queue.EnqueueResync(RedisResync.QuotaSpend);
+        }
+    }
+
+    internal static Dictionary<string, string[]> ValidateUpdate(UpdateApiKeyRequest request, IReadOnlySet<string> present, DateTimeOffset now)
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (present.Contains("name"))
+        {
+            if (string.IsNullOrWhiteSpace(request.Name))
+            {
+                errors["name"] = ["The name cannot be empty or null."];
+            }
+            else if (request.Name.Trim().Length > MaxNameLength)
+            {
+                errors["name"] = [$"The name must be at most {MaxNameLength} characters."];
+            }
+        }
+        if (present.Contains("quota_usd") && request.QuotaUsd is < 0 or > MaxQuotaUsd)
+        {
+            errors["quota_usd"] = [$"The quota must be between 0 and {MaxQuotaUsd:0} USD (null means unlimited)."];
+        }
+        if (present.Contains("rpm_limit") && request.RpmLimit <= 0)
+        {
+            errors["rpm_limit"] = ["The requests-per-minute limit must be positive (null means unlimited)."];
+        }
+        if (present.Contains("tpm_limit") && request.TpmLimit <= 0)
+        {
+            errors["tpm_limit"] = ["The tokens-per-minute limit must be positive (null means unlimited)."];
+        }
+        if (present.Contains("expires_at") && request.ExpiresAt <= now)
+        {
+            errors["expires_at"] = ["The expiry must be in the future (null means never)."];
+        }
+        if (present.Contains("enabled") && request.Enabled is null)
+        {
+            errors["enabled"] = ["enabled must be true or false."];
+        }
+        return errors;
+    }
+
     internal static Dictionary<string, string[]> Validate(CreateApiKeyRequest request, DateTimeOffset now)
     {
         var errors = new Dictionary<string, string[]>();
@@ -140,4 +301,8 @@ public static class ApiKeysApi
 
     private static DateTimeOffset TruncateToMicroseconds(DateTimeOffset value) =>
         new(value.UtcTicks - value.UtcTicks % 10, TimeSpan.Zero);
+
+    [LoggerMessage(Level = LogLevel.Warning,
+        Message = "Could not seed the quota spend of API key {KeyId} in Redis ({Reason}); a background resync is queued")]
+    private static partial void LogSeedDeferred(ILogger logger, Guid keyId, string reason);
 }

@@ -14,6 +14,7 @@ public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : D
     public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
     public DbSet<ModelPrice> ModelPrices => Set<ModelPrice>();
     public DbSet<UsageRecord> UsageRecords => Set<UsageRecord>();
+    public DbSet<UsageDeadLetter> UsageDeadLetters => Set<UsageDeadLetter>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
@@ -52,6 +53,18 @@ public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : D
             usage.Property(u => u.DedupSavingsUsd).HasPrecision(MoneyPrecision, MoneyScale);
             // Per-key reports over a time range; no FK: usage of configuration keys has no api_keys row.
             usage.HasIndex(u => new { u.ApiKeyId, u.CreatedAt });
+            // Reports over a time range across all keys (by model, provider or day).
+            usage.HasIndex(u => u.CreatedAt);
+        });
+
+        modelBuilder.Entity<UsageDeadLetter>(dead =>
+        {
+            dead.ToTable("usage_dead_letters");
+            dead.HasKey(d => d.StreamId);
+            dead.Property(d => d.StreamId).HasMaxLength(64);
+            dead.Property(d => d.RequestId).HasMaxLength(128);
+            dead.Property(d => d.Reason).HasMaxLength(500);
+            dead.Property(d => d.Fields).HasColumnType("jsonb");
         });
 
         ApplySnakeCaseNames(modelBuilder);

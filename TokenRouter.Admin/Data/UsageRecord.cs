@@ -21,6 +21,9 @@ public sealed class UsageRecord
     public decimal DedupSavingsUsd { get; set; }
     public bool Unpriced { get; set; }
     public bool Deduplicated { get; set; }
+
+    /// <summary>The provider's usage never arrived (every client left mid-stream), so the gateway estimated the tokens.</summary>
+    public bool Estimated { get; set; }
     public bool Stream { get; set; }
     public int Status { get; set; }
     public int LatencyMs { get; set; }

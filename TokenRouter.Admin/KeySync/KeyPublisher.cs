@@ -44,6 +44,33 @@ public sealed partial class KeyPublisher(
         }
     }
 
+    /// <summary>
+    /// Publishes the key as the database has it now (not as a caller's possibly stale entity) and returns that state.
+    /// If a revoke committed while we wrote an active snapshot, the snapshot is removed again: a revoke that commits
+    /// later deletes after our write anyway, so a revoked key can never be resurrected in Redis by an update.
+    /// </summary>
+    public async Task<ApiKey?> PublishCurrentAsync(Guid keyId, CancellationToken cancellationToken)
+    {
+        var key = await db.ApiKeys.AsNoTracking().SingleOrDefaultAsync(k => k.Id == keyId, cancellationToken);
+        if (key is null)
+        {
+            return null;
+        }
+
+        await PublishAsync(key);
+        if (key.IsActiveAt(time.GetUtcNow()))
+        {
+            var revoked = await db.ApiKeys.AsNoTracking()
+                .SingleOrDefaultAsync(k => k.Id == keyId && k.RevokedAt != null, cancellationToken);
+            if (revoked is not null)
+            {
+                await PublishAsync(revoked);
+                return revoked;
+            }
+        }
+        return key;
+    }
+
     /// <summary>Republishes every active key and deletes the hashes of inactive ones. Returns how many were published.</summary>
     public async Task<int> ReconcileAllAsync(CancellationToken cancellationToken)
     {

@@ -2,17 +2,32 @@ using System.Collections.Concurrent;
 
 namespace TokenRouter.Admin.KeySync;
 
+/// <summary>What has to be rewritten to Redis as a whole (Postgres is the truth for all three).</summary>
+[Flags]
+public enum RedisResync
+{
+    None = 0,
+    /// <summary>Every key snapshot (and removal of inactive ones).</summary>
+    Keys = 1,
+    /// <summary>The price overrides hash.</summary>
+    Prices = 2,
+    /// <summary>Quota spend of keys whose Redis quota hash lost it, from the ledger.</summary>
+    QuotaSpend = 4,
+    All = Keys | Prices | QuotaSpend,
+}
+
 /// <summary>
-/// Keys whose Redis snapshot could not be written (Redis down) and still need one. Postgres stays the truth;
-/// <see cref="KeySyncWorker"/> retries these in the background until Redis takes them.
+/// Redis writes that could not be made (Redis down) and still need to be: single keys, or whole resyncs after start-up
+/// or a reconnect found Redis unreachable or emptied. Postgres stays the truth; <see cref="KeySyncWorker"/> retries
+/// these in the background until Redis takes them.
 /// </summary>
 public sealed class KeySyncQueue
 {
     private readonly ConcurrentDictionary<Guid, byte> _pending = new();
     private readonly SemaphoreSlim _signal = new(0);
-    private volatile bool _fullResyncPending;
+    private int _resync;
 
-    public bool IsEmpty => !_fullResyncPending && _pending.IsEmpty;
+    public bool IsEmpty => Volatile.Read(ref _resync) == 0 && _pending.IsEmpty;
 
     public void Enqueue(Guid keyId)
     {
@@ -21,19 +36,24 @@ public sealed class KeySyncQueue
     }
 
     /// <summary>Asks for every key to be republished (start-up found Redis unreachable).</summary>
-    public void EnqueueFullResync()
+    public void EnqueueFullResync() => EnqueueResync(RedisResync.Keys);
+
+    public void EnqueueResync(RedisResync what)
     {
-        _fullResyncPending = true;
+        if (what == RedisResync.None)
+        {
+            return;
+        }
+        Interlocked.Or(ref _resync, (int)what);
         _signal.Release();
     }
 
     public Task WaitAsync(CancellationToken cancellationToken) => _signal.WaitAsync(cancellationToken);
 
-    /// <summary>Takes what is pending; a failed attempt hands it back with <see cref="Requeue"/>.</summary>
-    public (bool FullResync, IReadOnlyList<Guid> KeyIds) TakeAll()
+    /// <summary>Takes what is pending; a failed attempt hands back what it could not do with <see cref="Requeue"/>.</summary>
+    public (RedisResync Resync, IReadOnlyList<Guid> KeyIds) TakeAll()
     {
-        var full = _fullResyncPending;
-        _fullResyncPending = false;
+        var resync = (RedisResync)Interlocked.Exchange(ref _resync, 0);
         var ids = new List<Guid>(_pending.Count);
         foreach (var id in _pending.Keys)
         {
@@ -42,15 +62,12 @@ public sealed class KeySyncQueue
                 ids.Add(id);
             }
         }
-        return (full, ids);
+        return (resync, ids);
     }
 
-    public void Requeue(bool fullResync, IEnumerable<Guid> keyIds)
+    public void Requeue(RedisResync resync, IEnumerable<Guid> keyIds)
     {
-        if (fullResync)
-        {
-            _fullResyncPending = true;
-        }
+        Interlocked.Or(ref _resync, (int)resync);
         foreach (var id in keyIds)
         {
             _pending.TryAdd(id, 0);

@@ -34,6 +34,15 @@ namespace TokenRouter.Contracts;
 /// id one hash <see cref="RateKey"/> holding the current fixed one-minute window: <see cref="RateFields.Window"/> (unix
 /// minute), <see cref="RateFields.Requests"/>, <see cref="RateFields.Tokens"/>; it expires two minutes after its last
 /// change. Only gateways write quota and rate keys. The <c>{key id}</c> hash tag keeps one key's hashes in one cluster slot.</para>
+/// <para><b>Dedup across replicas</b> (gateways only; Admin never reads these): per in-flight request FullHash (which
+/// already includes the dedup scope) the leading replica holds <see cref="DedupOwnerKey"/> = its claim id (SET NX PX,
+/// refreshed while the call runs, deleted at its end). It mirrors the provider's response into the stream
+/// <see cref="DedupEventsKey"/> of that claim, entries with explicit ids <c>0-1</c>, <c>0-2</c>, … in order (a retried
+/// write cannot duplicate one, a reader can see a gap), fields <see cref="DedupFields"/>, one of the
+/// <see cref="DedupEntryTypes"/> each; the stream expires <c>Dedup:Retention</c> after its last write. Replicas
+/// relaying it register in the sorted set <see cref="DedupFollowersKey"/> (member follower id, score its deadline in
+/// Redis-clock unix ms) so the leader keeps its call alive for them after its own clients left. The <c>{FullHash}</c> hash
+/// tag keeps one request's keys in one cluster slot.</para>
 /// </remarks>
 public static class RedisContract
 {
@@ -127,6 +136,46 @@ public static class RedisContract
         public const string CacheWrite5m = "cache_write_5m";
         public const string CacheWrite1h = "cache_write_1h";
         public const string Output = "output";
+    }
+
+    public const string DedupPrefix = "tokenrouter:dedup:";
+
+    /// <summary><c>tokenrouter:dedup:{fullHash}:owner</c>: the claim id of the replica leading the request.</summary>
+    public static string DedupOwnerKey(string fullHash) => DedupPrefix + "{" + fullHash + "}:owner";
+
+    /// <summary><c>tokenrouter:dedup:{fullHash}:events:{claimId}</c>: the leader's response, one stream per claim so a later
+    /// claim of the same request never mixes with an earlier one's leftovers.</summary>
+    public static string DedupEventsKey(string fullHash, string claimId) => DedupPrefix + "{" + fullHash + "}:events:" + claimId;
+
+    /// <summary><c>tokenrouter:dedup:{fullHash}:followers:{claimId}</c>: replicas relaying that claim's response.</summary>
+    public static string DedupFollowersKey(string fullHash, string claimId) => DedupPrefix + "{" + fullHash + "}:followers:" + claimId;
+
+    /// <summary>Values of <see cref="DedupFields.Type"/>.</summary>
+    public static class DedupEntryTypes
+    {
+        public const string Head = "head";    // status, content_type (absent when the provider sent none)
+        public const string Chunk = "chunk";  // data: raw response bytes, in order
+        public const string End = "end";      // the usage fields
+        public const string Fail = "fail";    // status, error_type, message, code?, param?, the usage fields
+        public const string Gone = "gone";    // the leader stopped (shut down) without an answer: followers take over
+    }
+
+    /// <summary>Fields of a <see cref="DedupEventsKey"/> entry. Numbers are invariant-culture integers.</summary>
+    public static class DedupFields
+    {
+        public const string Type = "t";
+        public const string Status = "status";
+        public const string ContentType = "content_type";
+        public const string Data = "data";
+        public const string ErrorType = "error_type";
+        public const string Message = "message";
+        public const string Code = "code";
+        public const string Param = "param";
+        public const string PromptTokens = "prompt_tokens";
+        public const string CachedReadTokens = "cached_read_tokens";
+        public const string CacheWrite5mTokens = "cache_write_5m_tokens";
+        public const string CacheWrite1hTokens = "cache_write_1h_tokens";
+        public const string CompletionTokens = "completion_tokens";
     }
 
     /// <summary>Lower-case hex SHA-256 of a client key: what Admin stores and what the gateway looks up.</summary>

@@ -13,8 +13,12 @@ public interface IDedupBroker
     /// <summary>Claims the cross-replica lead for <paramref name="key"/>; false when another replica leads it now.</summary>
     Task<bool> TryClaimAsync(string key, CancellationToken cancellationToken);
 
-    /// <summary>The leader's mirror: everything the upstream pump writes to the exchange is published for other replicas.</summary>
-    IExchangeMirror CreatePublisher(string key);
+    /// <summary>
+    /// The leader's mirror for the <paramref name="exchange"/> it just claimed: everything the upstream pump writes to the
+    /// exchange is published for other replicas. The mirror may listen to the exchange itself so that the upstream call
+    /// outlives this replica's own clients while other replicas still relay it.
+    /// </summary>
+    IExchangeMirror CreatePublisher(InflightExchange exchange);
 
     /// <summary>
     /// Feeds <paramref name="exchange"/> from the replica that leads <paramref name="key"/> until its response ends.

@@ -15,6 +15,10 @@ public sealed class InflightRegistry(IOptionsMonitor<GatewayOptions> options, Ti
 
     public int Count => _inflight.Count;
 
+    /// <summary>How many listen to the exchange in flight for <paramref name="key"/> right now (0 when none is): for
+    /// diagnostics and for tests that must know every request has attached before letting the provider answer.</summary>
+    public int ListenersOf(string key) => _inflight.TryGetValue(key, out var exchange) ? exchange.Listeners : 0;
+
     /// <summary>Joins the exchange in flight for <paramref name="key"/> as a listener, or creates one and returns
     /// <c>leader = true</c>: the caller must then produce it (call upstream) and <see cref="Remove"/> it when done.</summary>
     public InflightExchange Join(string key, bool stream, out bool leader)

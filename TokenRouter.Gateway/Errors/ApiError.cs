@@ -61,7 +61,7 @@ public sealed class ApiErrorResult(ApiError error, ApiFormat format) : IResult, 
     public static byte[] Serialize(ApiError error, ApiFormat format)
     {
         using var buffer = new PooledBufferWriter();
-        using (var w = new Utf8JsonWriter(buffer))
+        using (var w = new Utf8JsonWriter(buffer, CanonicalJson.WriterOptions))
         {
             w.WriteStartObject();
             if (format == ApiFormat.Anthropic)

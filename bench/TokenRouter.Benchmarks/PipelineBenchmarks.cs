@@ -16,14 +16,15 @@ internal sealed class PipelineFixture
     public RouteTarget AnthropicTarget { get; } = new(new ProviderEndpoint { Name = "sim-anthropic", Kind = ProviderKind.Anthropic, BaseUri = new Uri("http://127.0.0.1/sim/anthropic/") }, "sim-anthropic");
     public ClientIdentity Identity { get; } = new("bench-key", "bench", "0000");
 
+    public GatewayOptions Options { get; } = new();
+    public Canonicalizer Canonicalizer { get; } = new();
+    public Arranger Arranger { get; } = new(new ToolOrderMemory(TimeProvider.System));
+    public OutboundAdapters Adapters { get; }
+
     public PipelineFixture()
     {
-        var options = new GatewayOptions();
-        Pipeline = new RequestPipeline(
-            new Canonicalizer(),
-            new Arranger(new ToolOrderMemory(TimeProvider.System)),
-            new OutboundAdapters(Options.Create(options)),
-            new FixedOptionsMonitor<GatewayOptions>(options));
+        Adapters = new OutboundAdapters(Microsoft.Extensions.Options.Options.Create(Options));
+        Pipeline = new RequestPipeline(Canonicalizer, Arranger, Adapters, new FixedOptionsMonitor<GatewayOptions>(Options));
     }
 
     private sealed class FixedOptionsMonitor<T>(T value) : IOptionsMonitor<T>
@@ -54,6 +55,14 @@ public class PipelineBenchmarks
         Console.WriteLine($"// Input: {_f.Sample.SessionId}, {_f.Sample.Turns} turns, {_f.Sample.Tools} tools, {_body.Length} bytes");
     }
 
+    /// <summary>The floor under any parse: System.Text.Json's own document parse of the same bytes.</summary>
+    [Benchmark(Description = "JsonDocument.Parse alone (floor)")]
+    public int JsonDocumentParse()
+    {
+        using var document = System.Text.Json.JsonDocument.Parse(_body);
+        return document.RootElement.GetArrayLength_Safe();
+    }
+
     [Benchmark(Description = "Parse (OpenAIInboundAdapter)")]
     public int Parse()
     {
@@ -76,6 +85,12 @@ public class PipelineBenchmarks
         using var prepared = _f.Pipeline.Prepare(envelope, _f.AnthropicTarget, _f.Identity);
         return prepared.Body.WrittenCount;
     }
+}
+
+internal static class JsonElementExtensions
+{
+    public static int GetArrayLength_Safe(this System.Text.Json.JsonElement e) =>
+        e.ValueKind == System.Text.Json.JsonValueKind.Array ? e.GetArrayLength() : e.ValueKind == System.Text.Json.JsonValueKind.Object ? 1 : 0;
 }
 
 /// <summary>

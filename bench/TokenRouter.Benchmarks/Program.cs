@@ -11,12 +11,13 @@ using TokenRouter.Benchmarks;
 // Usage (from the repo root):
 //   dotnet run -c Release --project bench/TokenRouter.Benchmarks -- --quick --filter '*'     ~1–2 min
 //   dotnet run -c Release --project bench/TokenRouter.Benchmarks -- --filter '*'             full BenchmarkDotNet job
-//   dotnet run -c Release --project bench/TokenRouter.Benchmarks -- --latency                per-call p50/p95/p99 (no BDN)
+//   dotnet run -c Release --project bench/TokenRouter.Benchmarks -- --latency                per-call p50/p95/p99 + per-stage means (no BDN)
 // Every other argument goes to BenchmarkDotNet (--filter, --job, --exporters, …).
 
 if (args.Contains("--latency"))
 {
     PerCallLatency.Run(args.Contains("--quick") ? 5_000 : 50_000);
+    StageBreakdown.Run(args.Contains("--quick") ? 2_000 : 20_000);
     return;
 }
 
@@ -67,31 +68,56 @@ internal static class PerCallLatency
     {
         var benchmarks = new PipelineBenchmarks();
         benchmarks.Setup();
-        var cases = new (string Name, Func<int> Call)[]
+        // The stages alone: envelopes are parsed untimed in batches, then each Prepare is timed.
+        var stages = new PipelineStagesBenchmarks();
+        stages.Setup();
+        var stagesLeft = 0;
+        Func<int> Stages(Func<int> prepare) => () =>
         {
-            ("Parse (OpenAIInboundAdapter)", benchmarks.Parse),
-            ("Prepare → OpenAI (parse+stages+write+hashes)", benchmarks.PrepareOpenAI),
-            ("Prepare → Anthropic (parse+stages+write+hashes)", benchmarks.PrepareAnthropic),
+            if (stagesLeft == 0)
+            {
+                stages.ParseBatch();
+                stagesLeft = PipelineStagesBenchmarks.Batch;
+            }
+            stagesLeft--;
+            return prepare();
         };
-        Console.WriteLine($"Per-call latency over {calls:N0} calls each (after {calls / 5:N0} warm-up calls), Stopwatch per call, GC {(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")}:");
+        var cases = new (string Name, Func<int> Call, bool Batched)[]
+        {
+            ("JsonDocument.Parse alone (floor)", benchmarks.JsonDocumentParse, false),
+            ("Parse (OpenAIInboundAdapter)", benchmarks.Parse, false),
+            ("Prepare → OpenAI (parse+stages+write+hashes)", benchmarks.PrepareOpenAI, false),
+            ("Prepare → Anthropic (parse+stages+write+hashes)", benchmarks.PrepareAnthropic, false),
+            ("Stages → OpenAI (no parse)", Stages(stages.StagesOpenAI), true),
+            ("Stages → Anthropic (no parse)", Stages(stages.StagesAnthropic), true),
+        };
+        Console.WriteLine($"Per-call latency over {calls:N0} calls each (after {calls / 5:N0} warm-up calls), Stopwatch per call, GC {(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")}.");
+        Console.WriteLine("Stages rows: envelopes parsed beforehand in untimed batches of " + PipelineStagesBenchmarks.Batch + "; Gen0 GCs there include the batches' parsing.");
         Console.WriteLine();
         Console.WriteLine("| Benchmark | Mean | P50 | P95 | P99 | P99.9 | Max | Allocated/call | Gen0 GCs |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         var ticks = new long[calls];
-        foreach (var (name, call) in cases)
+        foreach (var (name, call, batched) in cases)
         {
             for (var i = 0; i < calls / 5; i++) call();
+            stagesLeft = 0;
             GC.Collect();
             var gen0 = GC.CollectionCount(0);
-            var allocated = GC.GetAllocatedBytesForCurrentThread();
+            long allocated = 0;
             var sink = 0;
             for (var i = 0; i < calls; i++)
             {
+                if (batched && stagesLeft == 0)
+                {
+                    stages.ParseBatch(); // untimed, and its allocations are not counted
+                    stagesLeft = PipelineStagesBenchmarks.Batch;
+                }
+                var before = GC.GetAllocatedBytesForCurrentThread();
                 var start = Stopwatch.GetTimestamp();
                 sink += call();
                 ticks[i] = Stopwatch.GetTimestamp() - start;
+                allocated += GC.GetAllocatedBytesForCurrentThread() - before;
             }
-            allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
             gen0 = GC.CollectionCount(0) - gen0;
             GC.KeepAlive(sink);
             Array.Sort(ticks);

@@ -72,7 +72,11 @@ internal sealed class ClientSession
                 if (s.Turns[i]?["tool_calls"] is JsonArray calls)
                     foreach (var c in calls) usedBefore.Add(c?["function"]?["name"]?.GetValue<string>() ?? "");
             }
-            var candidate = tools.LastOrDefault(t => !usedBefore.Contains(ToolName(t)));
+            // The unused tool nearest the middle of the name order: a client that sorts would insert it mid-list,
+            // one that appends puts it last (the design's "trap" needs the difference to exist).
+            var byName = tools.OrderBy(ToolName, StringComparer.Ordinal).ToList();
+            var candidate = byName.Where(t => !usedBefore.Contains(ToolName(t)))
+                .OrderBy(t => Math.Abs(byName.IndexOf(t) - (byName.Count - 1) / 2.0)).FirstOrDefault();
             if (candidate is not null)
             {
                 added = candidate;

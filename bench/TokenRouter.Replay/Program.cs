@@ -15,6 +15,7 @@ const string Usage = """
                              [--vendors openai,deepseek,anthropic] [--sessions N|all] [--concurrency N]
                              [--timeout SECONDS] [--max-requests N] [--deadline SECONDS] [--results FILE] [--workload PATH]
       TokenRouter.Replay report [--results FILE] [--markdown FILE]
+      TokenRouter.Replay sample --position I --request J [--vendor openai|deepseek|anthropic] [--mode direct|best] [--sessions N|all]
     modes: direct  = clients straight to the gateway's /sim routes (no gateway pipeline)
            best    = the canonical, cache-ideal form straight to /sim (ideal Anthropic breakpoints)
            gateway = clients through /v1/chat/completions and /v1/messages (label it with the switches in force)
@@ -72,6 +73,27 @@ try
                 resultsPath,
                 options.GetValueOrDefault("workload"));
             return await new Runner(settings).RunAsync();
+        }
+        case "sample":
+        {
+            // The body one client position sends for one request (debugging aid): positions are as in a run of --sessions.
+            var all = TokenRouter.Bench.WorkloadFile.Load(TokenRouter.Bench.WorkloadFile.Locate(options.GetValueOrDefault("workload")));
+            var selected = Runner.Select(all, Opt("sessions", "all") is "all" ? 0 : IntOpt("sessions", 0));
+            var position = IntOpt("position", 0);
+            var client = (ClientProgram)(position % 4);
+            var session = ClientSession.Create(selected[position], Opt("mode", "direct") == "best" ? ClientProgram.Canonical : client,
+                client == ClientProgram.B && position / 4 % 2 == 0);
+            var request = Math.Clamp(IntOpt("request", 0), 0, session.RequestPoints.Count - 1);
+            var k = session.RequestPoints[request];
+            var previousK = request == 0 ? 0 : session.RequestPoints[request - 1];
+            var vendor = Opt("vendor", "openai");
+            var body = vendor == "anthropic"
+                ? RequestFactory.Anthropic(session, k, previousK, "sim-anthropic", Opt("mode", "direct") == "best")
+                : RequestFactory.OpenAI(session, k, previousK, "sim-" + vendor);
+            Console.Error.WriteLine($"{selected[position].Id}: client {session.Client}, request {request + 1}/{session.RequestPoints.Count} (turns[:{k}]), " +
+                                    $"grows at turn {(session.AddedTool is null ? "–" : session.GrowAt.ToString(CultureInfo.InvariantCulture))}");
+            Console.WriteLine(System.Text.Encoding.UTF8.GetString(body));
+            return 0;
         }
         case "report":
         {

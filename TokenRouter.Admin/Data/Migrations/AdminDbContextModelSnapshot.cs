@@ -129,6 +129,39 @@ namespace TokenRouter.Admin.Data.Migrations
                     b.ToTable("model_prices", (string)null);
                 });
 
+            modelBuilder.Entity("TokenRouter.Admin.Data.UsageDeadLetter", b =>
+                {
+                    b.Property<string>("StreamId")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("stream_id");
+
+                    b.Property<string>("Fields")
+                        .IsRequired()
+                        .HasColumnType("jsonb")
+                        .HasColumnName("fields");
+
+                    b.Property<string>("Reason")
+                        .IsRequired()
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)")
+                        .HasColumnName("reason");
+
+                    b.Property<DateTimeOffset>("ReceivedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("received_at");
+
+                    b.Property<string>("RequestId")
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)")
+                        .HasColumnName("request_id");
+
+                    b.HasKey("StreamId")
+                        .HasName("pk_usage_dead_letters");
+
+                    b.ToTable("usage_dead_letters", (string)null);
+                });
+
             modelBuilder.Entity("TokenRouter.Admin.Data.UsageRecord", b =>
                 {
                     b.Property<string>("RequestId")
@@ -179,6 +212,10 @@ namespace TokenRouter.Admin.Data.Migrations
                         .HasColumnType("boolean")
                         .HasColumnName("deduplicated");
 
+                    b.Property<bool>("Estimated")
+                        .HasColumnType("boolean")
+                        .HasColumnName("estimated");
+
                     b.Property<int>("LatencyMs")
                         .HasColumnType("integer")
                         .HasColumnName("latency_ms");
@@ -213,6 +250,9 @@ namespace TokenRouter.Admin.Data.Migrations
 
                     b.HasKey("RequestId")
                         .HasName("pk_usage_records");
+
+                    b.HasIndex("CreatedAt")
+                        .HasDatabaseName("ix_usage_records_created_at");
 
                     b.HasIndex("ApiKeyId", "CreatedAt")
                         .HasDatabaseName("ix_usage_records_api_key_id_created_at");

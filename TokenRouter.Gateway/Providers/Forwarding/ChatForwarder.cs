@@ -9,6 +9,7 @@ using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Dedup;
 using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Limits;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers.Streaming;
 using TokenRouter.Gateway.Telemetry;
@@ -29,6 +30,7 @@ public sealed partial class ChatForwarder(
     OutboundAdapters adapters,
     ProviderHttpClient http,
     InflightRegistry inflight,
+    AdmissionController admissions,
     PriceTable prices,
     IUsageSink usageSink,
     GatewayMetrics metrics,
@@ -55,7 +57,7 @@ public sealed partial class ChatForwarder(
     /// <summary>What the upstream pump needs; it outlives the leader's HTTP request if followers still listen.</summary>
     private sealed record UpstreamCall(
         string RequestId, ClientIdentity Identity, RouteTarget Target, string ClientModel, bool Stream,
-        PreparedRequest Prepared, long Started, string? AnthropicVersion, string? AnthropicBeta);
+        PreparedRequest Prepared, Admission Admission, long Started, string? AnthropicVersion, string? AnthropicBeta);
 
     /// <summary>One client reading an exchange.</summary>
     private sealed record Listener(
@@ -101,6 +103,19 @@ public sealed partial class ChatForwarder(
                 headers[FullHashHeader] = prepared.FullHash;
                 headers[ProviderHeader] = target.Provider.Name;
 
+                // Limits and the worst-case quota reservation come before anything leaves for the provider.
+                Admission admission;
+                try
+                {
+                    admission = await admissions.AdmitAsync(identity, target.UpstreamModel, target.Provider.Name, envelope.Stream,
+                        prepared.Body.WrittenCount, envelope.MaxTokens, context.RequestAborted);
+                }
+                catch
+                {
+                    prepared.Dispose();
+                    throw;
+                }
+
                 bool leader;
                 if (o.DedupEnabled) exchange = inflight.Join(prepared.FullHash, envelope.Stream, out leader);
                 else
@@ -113,7 +128,7 @@ public sealed partial class ChatForwarder(
                 var remote = false;
                 if (leader)
                 {
-                    var call = new UpstreamCall(requestId, identity, target, envelope.Model, envelope.Stream, prepared, started,
+                    var call = new UpstreamCall(requestId, identity, target, envelope.Model, envelope.Stream, prepared, admission, started,
                         clientFormat == ApiFormat.Anthropic ? context.Request.Headers["anthropic-version"].ToString() : null,
                         clientFormat == ApiFormat.Anthropic ? context.Request.Headers["anthropic-beta"].ToString() : null);
                     remote = o.DedupEnabled && broker is not null && !await ClaimAcrossReplicasAsync(exchange, context.RequestAborted);
@@ -121,7 +136,12 @@ public sealed partial class ChatForwarder(
                     if (remote) _ = FollowRemoteAsync(exchange, call);
                     else _ = PumpAsync(exchange, call, registered: o.DedupEnabled);
                 }
-                else prepared.Dispose();
+                else
+                {
+                    // A follower costs nothing: its reservation is released, its request still counted.
+                    prepared.Dispose();
+                    await admission.DisposeAsync();
+                }
 
                 System.Diagnostics.Activity.Current?.SetTag(GatewayActivity.Deduplicated, !leader || remote);
                 listener = new Listener(context, clientFormat, envelope.Model, envelope.ClientWantsStreamUsage, identity, target,
@@ -161,7 +181,7 @@ public sealed partial class ChatForwarder(
         try
         {
             if (!await broker!.TryClaimAsync(exchange.Key, cancellationToken)) return false;
-            exchange.Mirror = broker.CreatePublisher(exchange.Key);
+            exchange.Mirror = broker.CreatePublisher(exchange);
             return true;
         }
         catch (StackExchange.Redis.RedisException ex)
@@ -190,6 +210,7 @@ public sealed partial class ChatForwarder(
             {
                 inflight.Remove(exchange);
                 call.Prepared.Dispose();
+                await call.Admission.DisposeAsync();
             }
         }
     }
@@ -320,6 +341,8 @@ public sealed partial class ChatForwarder(
                 if (status is < 200 or > 299) span.SetStatus(System.Diagnostics.ActivityStatusCode.Error);
             }
             var cost = Price(call.Target, call.ClientModel, usage);
+            if (!usage.IsEmpty) call.Admission.Settle(cost.Priced ? cost.CostUsd : null, usage.TotalTokens);
+            await call.Admission.DisposeAsync();
             RecordUsage(new UsageRecord
             {
                 RequestId = call.RequestId,

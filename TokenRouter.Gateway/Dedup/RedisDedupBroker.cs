@@ -1,0 +1,546 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+using TokenRouter.Contracts;
+using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Errors;
+
+namespace TokenRouter.Gateway.Dedup;
+
+/// <summary>
+/// Coalesces identical in-flight requests across gateway replicas through Redis (keys and entry format:
+/// <see cref="RedisContract"/>, "Dedup across replicas").
+/// </summary>
+/// <remarks>
+/// <para>Claim: <c>SET owner {claim} NX PX lease</c> (a script that returns the current owner when it fails, so a follower
+/// knows which claim's stream to read). The leader's <see cref="RedisExchangePublisher"/> appends the response to that
+/// claim's stream; a background sweep renews the lease of every running call (every third of the lease, at most every
+/// second) and the registrations of every follower. At the end the leader deletes its claim and the stream expires.</para>
+/// <para>Followers poll the stream with non-blocking XREAD (2 ms, doubling to <see cref="RedisDedupOptions.MaxPollInterval"/>):
+/// a blocking read would stall the shared multiplexer. When nothing arrives for <see cref="RedisDedupOptions.LeaderWait"/>
+/// and the claim is no longer the leader's (the lease ran out: it died), a follower that has received nothing yet
+/// claims the request itself and makes the call, publishing it in turn (or follows whoever claimed first); one that is
+/// mid-response fails with 502, since a response cannot be resumed. A leader shutting down hands off at once.</para>
+/// </remarks>
+public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
+{
+    // KEYS: owner. ARGV: claim, lease ms. Returns nil when claimed, else the current owner's claim.
+    private const string ClaimScript = """
+        local current = redis.call('GET', KEYS[1])
+        if current then return current end
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        return false
+        """;
+
+    // KEYS: events, owner, followers. ARGV: retention ms, final (1/0), claim, then per entry: id, n, n field/value items.
+    // pcall: an entry a retried batch already wrote is refused by its id, and that is fine.
+    private const string AppendScript = """
+        local i = 4
+        while i <= #ARGV do
+          local n = tonumber(ARGV[i + 1])
+          redis.pcall('XADD', KEYS[1], ARGV[i], unpack(ARGV, i + 2, i + 1 + n))
+          i = i + 2 + n
+        end
+        redis.call('PEXPIRE', KEYS[1], ARGV[1])
+        if ARGV[2] == '1' then
+          if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+          redis.call('PEXPIRE', KEYS[3], ARGV[1])
+        end
+        return 1
+        """;
+
+    // KEYS: owner, events, followers. ARGV: claim, lease ms, retention ms. Renews the claim (or takes it back if it lapsed
+    // and nobody else took it) and returns how many followers are registered and alive.
+    private const string RenewLeaderScript = """
+        local current = redis.call('GET', KEYS[1])
+        if current == ARGV[1] then
+          redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        elseif not current then
+          redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        end
+        redis.call('PEXPIRE', KEYS[2], ARGV[3])
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        return redis.call('ZCOUNT', KEYS[3], now, '+inf')
+        """;
+
+    // KEYS: followers. ARGV: follower id, lease ms, key ttl ms. Scores are deadlines on Redis's clock (no replica clock skew).
+    private const string RenewFollowerScript = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+        redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+        redis.call('PEXPIRE', KEYS[1], ARGV[3])
+        return 1
+        """;
+
+    private static readonly TimeSpan MinPoll = TimeSpan.FromMilliseconds(2);
+    private static readonly TimeSpan MaxOwnerCheckInterval = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan HandOffTimeout = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan[] RetryDelays = [TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(1)];
+    private const int ReadBatch = 256;
+    private const int MaxGenerations = 4;
+
+    private readonly IConnectionMultiplexer _redis;
+    private readonly RedisDedupOptions _options;
+    private readonly ILogger<RedisDedupBroker> _logger;
+    private readonly string _replicaId = Guid.NewGuid().ToString("N")[..12];
+    private readonly ConcurrentDictionary<string, string> _won = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, string> _observed = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<RedisExchangePublisher, byte> _publishers = new();
+    private readonly ConcurrentDictionary<FollowerRegistration, byte> _followers = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly CancellationTokenRegistration _applicationStopping;
+    private readonly Task _sweep;
+    private readonly RedisValue _leaseMs;
+    private readonly RedisValue _retentionMs;
+    private long _sequence;
+    private int _stopRequested;
+    private int _disposed;
+
+    public RedisDedupBroker(IConnectionMultiplexer redis, IOptions<RedisDedupOptions> options, ILogger<RedisDedupBroker> logger,
+        IHostApplicationLifetime? lifetime = null)
+    {
+        _redis = redis;
+        _options = options.Value;
+        _logger = logger;
+        _leaseMs = (long)_options.Lease.TotalMilliseconds;
+        _retentionMs = (long)_options.Retention.TotalMilliseconds;
+        if (lifetime is not null) _applicationStopping = lifetime.ApplicationStopping.Register(static b => ((RedisDedupBroker)b!).RequestStop(), this);
+        var tick = TimeSpan.FromTicks(Math.Min(_options.Lease.Ticks / 3, TimeSpan.TicksPerSecond));
+        _sweep = Task.Run(() => SweepAsync(tick));
+    }
+
+    /// <summary>This replica is shutting down: failures of its calls are handed off, not relayed.</summary>
+    public bool IsStopping => Volatile.Read(ref _stopRequested) == 1;
+
+    /// <summary>Calls this replica leads and publishes right now.</summary>
+    public int PublishingCount => _publishers.Count;
+
+    /// <summary>Remote calls this replica relays right now.</summary>
+    public int FollowingCount => _followers.Count;
+
+    private IDatabase Db => _redis.GetDatabase();
+
+    // ---- Leading ------------------------------------------------------------------------------------------
+
+    /// <remarks>Deliberately not cancelled with the request: a claim abandoned half-way would leave a lease with nobody
+    /// publishing behind it, and other replicas would wait a lease for nothing. The forwarder's own catch handles
+    /// <see cref="RedisException"/> (lead locally), so every Redis failure surfaces as one.</remarks>
+    public async Task<bool> TryClaimAsync(string key, CancellationToken cancellationToken)
+    {
+        var claim = NewId();
+        string? owner;
+        try
+        {
+            owner = await ClaimAsync(key, claim);
+        }
+        catch (Exception ex) when (ex is not RedisException && IsRedisFailure(ex))
+        {
+            throw new RedisException($"Claiming an in-flight request failed: {ex.Message}", ex);
+        }
+        if (owner is null)
+        {
+            _won[key] = claim;
+            return true;
+        }
+        _observed[key] = owner;
+        return false;
+    }
+
+    public IExchangeMirror CreatePublisher(InflightExchange exchange)
+    {
+        if (!_won.TryRemove(exchange.Key, out var claim))
+        {
+            // Only reachable if the caller did not claim first; publishing without a claim would mislead followers.
+            LogPublisherWithoutClaim(exchange.Key);
+            return NullMirror.Instance;
+        }
+        return StartPublishing(exchange, claim);
+    }
+
+    private RedisExchangePublisher StartPublishing(InflightExchange exchange, string claim)
+    {
+        var publisher = new RedisExchangePublisher(this, exchange, claim);
+        _publishers[publisher] = 0;
+        if (IsStopping) publisher.HandOff();
+        return publisher;
+    }
+
+    internal async Task<bool> AppendAsync(RedisExchangePublisher publisher, List<RedisExchangePublisher.Entry> batch, long firstId, bool final)
+    {
+        var args = new List<RedisValue>(3 + batch.Count * 8) { _retentionMs, final ? "1" : "0", publisher.Claim };
+        var id = firstId;
+        foreach (var entry in batch)
+        {
+            args.Add("0-" + (id++).ToString(CultureInfo.InvariantCulture));
+            entry.WriteTo(args);
+        }
+        RedisKey[] keys = [publisher.Events, publisher.Owner, publisher.Followers];
+        var values = args.ToArray();
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                await Db.ScriptEvaluateAsync(AppendScript, keys, values);
+                return true;
+            }
+            catch (Exception ex) when (IsRedisFailure(ex) && attempt < RetryDelays.Length && !IsDisposed)
+            {
+                await Task.Delay(RetryDelays[attempt]);
+            }
+            catch (Exception ex) when (IsRedisFailure(ex))
+            {
+                LogPublishFailed(publisher.Exchange.Key, ex.GetType().Name, ex.Message);
+                return false;
+            }
+        }
+    }
+
+    internal void Retire(RedisExchangePublisher publisher) => _publishers.TryRemove(publisher, out _);
+
+    // ---- Following ----------------------------------------------------------------------------------------
+
+    public async Task<bool> FollowAsync(string key, InflightExchange exchange, Func<Task> ownCall, CancellationToken cancellationToken)
+    {
+        _observed.TryRemove(key, out var claim);
+        for (var generation = 0; ; generation++)
+        {
+            if (claim is null)
+            {
+                // Nobody leads (the leader died, or finished before we looked): lead ourselves, or follow whoever was first.
+                var mine = NewId();
+                string? owner;
+                try
+                {
+                    owner = await ClaimAsync(key, mine);
+                }
+                catch (Exception ex) when (IsRedisFailure(ex))
+                {
+                    LogOwnCall(key, "Redis is unreachable");
+                    await ownCall();
+                    return true;
+                }
+                if (owner is null || generation >= MaxGenerations)
+                {
+                    if (owner is null) exchange.Mirror = StartPublishing(exchange, mine);
+                    LogOwnCall(key, owner is null ? "the leading replica is gone" : "leaders keep failing");
+                    await ownCall();
+                    return true;
+                }
+                claim = owner;
+            }
+
+            var outcome = await RelayAsync(key, claim, exchange, cancellationToken);
+            switch (outcome)
+            {
+                case FollowOutcome.Relayed:
+                    return false;
+                case FollowOutcome.Cancelled:
+                    // Every client here left; nothing to relay to.
+                    if (!exchange.IsCompleted) exchange.Fail(new ApiError(499, "api_error", "Every client left."));
+                    return false;
+                case FollowOutcome.Stopping:
+                    if (!exchange.IsCompleted) exchange.Fail(ApiError.BadGateway("The gateway is shutting down."));
+                    return false;
+                case FollowOutcome.LeaderGoneMidResponse:
+                    LogLeaderLost(key);
+                    exchange.Fail(ApiError.BadGateway("The replica leading this request stopped answering."));
+                    return false;
+                case FollowOutcome.Unreachable:
+                    LogOwnCall(key, "Redis is unreachable");
+                    await ownCall();
+                    return true;
+                default: // LeaderGone before any byte: take over
+                    claim = null;
+                    break;
+            }
+        }
+    }
+
+    private enum FollowOutcome { Relayed, Cancelled, Stopping, LeaderGone, LeaderGoneMidResponse, Unreachable }
+
+    private async Task<FollowOutcome> RelayAsync(string key, string claim, InflightExchange exchange, CancellationToken cancellationToken)
+    {
+        var events = (RedisKey)RedisContract.DedupEventsKey(key, claim);
+        var owner = (RedisKey)RedisContract.DedupOwnerKey(key);
+        var registration = new FollowerRegistration(RedisContract.DedupFollowersKey(key, claim), NewId());
+        _followers[registration] = 0;
+        var db = Db;
+        var head = false;
+        try
+        {
+            await RenewFollowerAsync(registration);
+            RedisValue position = "0-0";
+            long expected = 1;
+            var lastNews = Stopwatch.GetTimestamp();
+            var lastContact = lastNews;
+            var nextOwnerCheck = 0L;
+            var ownerGone = false;
+            var delay = MinPoll;
+            while (true)
+            {
+                if (cancellationToken.IsCancellationRequested) return FollowOutcome.Cancelled;
+                if (_stopping.IsCancellationRequested) return FollowOutcome.Stopping;
+
+                StreamEntry[]? entries = null;
+                try
+                {
+                    entries = await db.StreamReadAsync(events, position, ReadBatch);
+                    lastContact = Stopwatch.GetTimestamp();
+                }
+                catch (Exception ex) when (IsRedisFailure(ex))
+                {
+                    // Counted as silence; persistent failure ends below as Unreachable.
+                }
+
+                if (entries is { Length: > 0 })
+                {
+                    foreach (var entry in entries)
+                    {
+                        var seq = Sequence(entry.Id);
+                        if (seq < expected) continue;
+                        if (seq > expected) return head ? FollowOutcome.LeaderGoneMidResponse : FollowOutcome.LeaderGone; // a lost write
+                        expected++;
+                        position = entry.Id;
+                        switch ((string?)entry[RedisContract.DedupFields.Type])
+                        {
+                            case RedisContract.DedupEntryTypes.Head:
+                                head = true;
+                                exchange.SetHead(ReadInt(entry, RedisContract.DedupFields.Status), NullIfEmpty(entry[RedisContract.DedupFields.ContentType]));
+                                break;
+                            case RedisContract.DedupEntryTypes.Chunk:
+                                exchange.Append(((ReadOnlyMemory<byte>)entry[RedisContract.DedupFields.Data]).Span);
+                                break;
+                            case RedisContract.DedupEntryTypes.End:
+                                exchange.Complete(ReadUsage(entry));
+                                return FollowOutcome.Relayed;
+                            case RedisContract.DedupEntryTypes.Fail:
+                                var status = ReadInt(entry, RedisContract.DedupFields.Status);
+                                // 499: the leader's own clients all left and it gave up before seeing us; not the provider's answer.
+                                if (status == 499) return head ? FollowOutcome.LeaderGoneMidResponse : FollowOutcome.LeaderGone;
+                                exchange.Fail(ReadError(entry, status), ReadUsage(entry));
+                                return FollowOutcome.Relayed;
+                            default: // gone, or a type this version does not know
+                                return head ? FollowOutcome.LeaderGoneMidResponse : FollowOutcome.LeaderGone;
+                        }
+                    }
+                    lastNews = Stopwatch.GetTimestamp();
+                    ownerGone = false;
+                    delay = MinPoll;
+                    continue;
+                }
+
+                // The leader deletes its claim in the same script that writes its last entry, so one more read after
+                // seeing the claim gone is enough to tell "finished" from "died".
+                if (ownerGone) return head ? FollowOutcome.LeaderGoneMidResponse : FollowOutcome.LeaderGone;
+
+                var now = Stopwatch.GetTimestamp();
+                if (Stopwatch.GetElapsedTime(lastNews, now) >= _options.LeaderWait)
+                {
+                    if (Stopwatch.GetElapsedTime(lastContact, now) >= _options.LeaderWait)
+                        return head ? FollowOutcome.LeaderGoneMidResponse : FollowOutcome.Unreachable;
+                    if (now >= nextOwnerCheck)
+                    {
+                        nextOwnerCheck = now + (long)(Math.Min(_options.LeaderWait.TotalSeconds, MaxOwnerCheckInterval.TotalSeconds) * Stopwatch.Frequency);
+                        try
+                        {
+                            var current = await db.StringGetAsync(owner);
+                            lastContact = Stopwatch.GetTimestamp();
+                            if (current != claim)
+                            {
+                                ownerGone = true;
+                                continue;
+                            }
+                        }
+                        catch (Exception ex) when (IsRedisFailure(ex))
+                        {
+                        }
+                    }
+                }
+
+                try
+                {
+                    await Task.Delay(delay, cancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    return FollowOutcome.Cancelled;
+                }
+                delay = delay * 2 > _options.MaxPollInterval ? _options.MaxPollInterval : delay * 2;
+            }
+        }
+        finally
+        {
+            _followers.TryRemove(registration, out _);
+            _ = UnregisterAsync(registration);
+        }
+    }
+
+    private async Task UnregisterAsync(FollowerRegistration registration)
+    {
+        try
+        {
+            await Db.SortedSetRemoveAsync(registration.Key, registration.Id);
+        }
+        catch (Exception ex) when (IsRedisFailure(ex))
+        {
+            // Its deadline runs out on its own.
+        }
+    }
+
+    private Task RenewFollowerAsync(FollowerRegistration registration) =>
+        Db.ScriptEvaluateAsync(RenewFollowerScript, [registration.Key], [registration.Id, _leaseMs, (long)(_options.Lease + _options.Retention).TotalMilliseconds]);
+
+    // ---- The sweep: leases, registrations, holds ------------------------------------------------------------
+
+    private async Task SweepAsync(TimeSpan tick)
+    {
+        using var timer = new PeriodicTimer(tick);
+        var work = new List<Task>();
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stopping.Token))
+            {
+                work.Clear();
+                foreach (var publisher in _publishers.Keys)
+                    if (!publisher.IsClosed) work.Add(RenewLeaderAsync(publisher));
+                foreach (var registration in _followers.Keys) work.Add(RenewFollowerSafelyAsync(registration));
+                await Task.WhenAll(work);
+            }
+        }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task RenewLeaderAsync(RedisExchangePublisher publisher)
+    {
+        long followers;
+        try
+        {
+            followers = (long)await Db.ScriptEvaluateAsync(RenewLeaderScript, [publisher.Owner, publisher.Events, publisher.Followers],
+                [publisher.Claim, _leaseMs, _retentionMs]);
+        }
+        catch (Exception ex) when (IsRedisFailure(ex))
+        {
+            // Without Redis no other replica can be relaying this call: stop keeping it alive for them.
+            followers = 0;
+        }
+        if (followers == 0 && publisher.OnlyHoldListens) publisher.ReleaseHold();
+    }
+
+    private async Task RenewFollowerSafelyAsync(FollowerRegistration registration)
+    {
+        try
+        {
+            await RenewFollowerAsync(registration);
+        }
+        catch (Exception ex) when (IsRedisFailure(ex))
+        {
+            // Its deadline may run out; the leader then stops holding the call only if its own clients left too.
+        }
+    }
+
+    // ---- Shutdown -----------------------------------------------------------------------------------------
+
+    private void RequestStop() => Interlocked.Exchange(ref _stopRequested, 1);
+
+    private bool IsDisposed => Volatile.Read(ref _disposed) == 1;
+
+    /// <summary>Hands every call still running off to its followers, so they take over now instead of after the lease.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
+        RequestStop();
+        await _stopping.CancelAsync();
+        foreach (var publisher in _publishers.Keys) publisher.HandOff();
+        var handOff = Stopwatch.GetTimestamp();
+        while (!_publishers.IsEmpty && Stopwatch.GetElapsedTime(handOff) < HandOffTimeout) await Task.Delay(10);
+        await _sweep;
+        _applicationStopping.Dispose();
+        _stopping.Dispose();
+    }
+
+    // ---- Helpers ------------------------------------------------------------------------------------------
+
+    private async Task<string?> ClaimAsync(string key, string claim)
+    {
+        var result = await Db.ScriptEvaluateAsync(ClaimScript, [RedisContract.DedupOwnerKey(key)], [claim, _leaseMs]);
+        return result.IsNull ? null : (string?)result;
+    }
+
+    private string NewId() => _replicaId + "." + Interlocked.Increment(ref _sequence).ToString(CultureInfo.InvariantCulture);
+
+    private static bool IsRedisFailure(Exception ex) => ex is RedisException or TimeoutException or ObjectDisposedException;
+
+    private static long Sequence(RedisValue id)
+    {
+        var text = (string?)id;
+        var dash = text?.IndexOf('-') ?? -1;
+        return dash >= 0 && long.TryParse(text.AsSpan(dash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var seq) ? seq : 0;
+    }
+
+    private static int ReadInt(StreamEntry entry, string field) =>
+        int.TryParse((string?)entry[field], NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) ? value : 0;
+
+    private static string? NullIfEmpty(RedisValue value) => value.IsNullOrEmpty ? null : (string?)value;
+
+    private static Usage ReadUsage(StreamEntry entry) => new(
+        ReadInt(entry, RedisContract.DedupFields.PromptTokens),
+        ReadInt(entry, RedisContract.DedupFields.CachedReadTokens),
+        ReadInt(entry, RedisContract.DedupFields.CacheWrite5mTokens),
+        ReadInt(entry, RedisContract.DedupFields.CacheWrite1hTokens),
+        ReadInt(entry, RedisContract.DedupFields.CompletionTokens));
+
+    private static ApiError ReadError(StreamEntry entry, int status) => new(
+        status == 0 ? 502 : status,
+        NullIfEmpty(entry[RedisContract.DedupFields.ErrorType]) ?? "api_error",
+        NullIfEmpty(entry[RedisContract.DedupFields.Message]) ?? "The provider call failed.",
+        NullIfEmpty(entry[RedisContract.DedupFields.Code]),
+        NullIfEmpty(entry[RedisContract.DedupFields.Param]));
+
+    private sealed record FollowerRegistration(RedisKey Key, string Id);
+
+    private sealed class NullMirror : IExchangeMirror
+    {
+        public static readonly NullMirror Instance = new();
+        public void Head(int status, string? contentType) { }
+        public void Chunk(ReadOnlySpan<byte> bytes) { }
+        public void Complete(Usage usage) { }
+        public void Fail(ApiError error, Usage usage) { }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dedup: publishing the response of {Key} to other replicas failed ({Error}: {Message}); they will make their own call")]
+    private partial void LogPublishFailed(string key, string error, string message);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dedup: a publisher for {Key} was requested without a claim; not publishing")]
+    private partial void LogPublisherWithoutClaim(string key);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Dedup: making our own call for {Key}: {Reason}")]
+    private partial void LogOwnCall(string key, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dedup: the replica leading {Key} stopped mid-response; its followers here get 502")]
+    private partial void LogLeaderLost(string key);
+}
+
+public static class RedisDedupServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers <see cref="RedisDedupBroker"/> as the <see cref="IDedupBroker"/> (options: section <c>Dedup</c>, see
+    /// <see cref="RedisDedupOptions"/>). Needs an <see cref="IConnectionMultiplexer"/>; call it only when Redis is configured.
+    /// </summary>
+    public static IServiceCollection AddRedisDedupBroker(this IServiceCollection services)
+    {
+        services.AddOptions<RedisDedupOptions>()
+            .Configure<IConfiguration>((o, configuration) => RedisDedupOptions.Bind(configuration.GetSection(RedisDedupOptions.SectionName), o))
+            .ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RedisDedupOptions>, RedisDedupOptionsValidator>());
+        services.TryAddSingleton<RedisDedupBroker>();
+        services.TryAddSingleton<IDedupBroker>(sp => sp.GetRequiredService<RedisDedupBroker>());
+        return services;
+    }
+}

@@ -1,0 +1,222 @@
+using System.Buffers;
+using StackExchange.Redis;
+using TokenRouter.Contracts;
+using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Errors;
+
+namespace TokenRouter.Gateway.Dedup;
+
+/// <summary>
+/// The leader's <see cref="IExchangeMirror"/>: queues what the upstream pump writes and appends it to the claim's events
+/// stream in order, in the background (the pump never waits for Redis). Consecutive body chunks written while a batch is
+/// on its way are merged into one entry. It also listens to the exchange itself (the "hold"), so the upstream call is
+/// not cancelled when this replica's clients leave while other replicas still relay it; the broker's sweep releases the
+/// hold once no replica follows any more.
+/// </summary>
+internal sealed class RedisExchangePublisher : IExchangeMirror
+{
+    private const int MaxMergedChunkBytes = 256 * 1024;
+
+    private readonly RedisDedupBroker _broker;
+    private readonly Lock _lock = new();
+    private List<Entry> _pending = [];
+    private bool _flushing;
+    private bool _closed;     // the last entry (end, fail or gone) is queued: nothing more is accepted
+    private bool _abandoned;  // Redis refused our writes: followers notice the silence and the lapsed claim
+    private long _written;    // entries sent so far; the next gets id 0-(_written + 1)
+    private int _holding;
+
+    public RedisExchangePublisher(RedisDedupBroker broker, InflightExchange exchange, string claim)
+    {
+        _broker = broker;
+        Exchange = exchange;
+        Claim = claim;
+        Owner = RedisContract.DedupOwnerKey(exchange.Key);
+        Events = RedisContract.DedupEventsKey(exchange.Key, claim);
+        Followers = RedisContract.DedupFollowersKey(exchange.Key, claim);
+        _holding = exchange.TryListen() ? 1 : 0;
+    }
+
+    public InflightExchange Exchange { get; }
+    public string Claim { get; }
+    public RedisKey Owner { get; }
+    public RedisKey Events { get; }
+    public RedisKey Followers { get; }
+
+    /// <summary>True while the publisher keeps the call alive and no client of this replica listens to it any more.</summary>
+    public bool OnlyHoldListens => Volatile.Read(ref _holding) == 1 && Exchange.Listeners <= 1 && !Exchange.IsCompleted;
+
+    public bool IsClosed
+    {
+        get { lock (_lock) return _closed; }
+    }
+
+    public void Head(int status, string? contentType)
+    {
+        var entry = new Entry(RedisContract.DedupEntryTypes.Head);
+        entry.Add(RedisContract.DedupFields.Status, status);
+        if (contentType is not null) entry.Add(RedisContract.DedupFields.ContentType, contentType);
+        Enqueue(entry, last: false);
+    }
+
+    public void Chunk(ReadOnlySpan<byte> bytes)
+    {
+        lock (_lock)
+        {
+            if (_closed || _abandoned) return;
+            var last = _pending.Count > 0 ? _pending[^1] : null;
+            if (last?.Data is null || last.Data.WrittenCount + bytes.Length > MaxMergedChunkBytes)
+            {
+                last = new Entry(RedisContract.DedupEntryTypes.Chunk) { Data = new ArrayBufferWriter<byte>(Math.Max(bytes.Length, 4096)) };
+                _pending.Add(last);
+            }
+            last.Data.Write(bytes);
+            KickLocked();
+        }
+    }
+
+    public void Complete(Usage usage)
+    {
+        var entry = new Entry(RedisContract.DedupEntryTypes.End);
+        entry.AddUsage(usage);
+        Enqueue(entry, last: true);
+    }
+
+    public void Fail(ApiError error, Usage usage)
+    {
+        // A failure while this replica shuts down is its own, not the provider's: followers should take over, not inherit it.
+        if (_broker.IsStopping)
+        {
+            Enqueue(new Entry(RedisContract.DedupEntryTypes.Gone), last: true);
+            return;
+        }
+        var entry = new Entry(RedisContract.DedupEntryTypes.Fail);
+        entry.Add(RedisContract.DedupFields.Status, error.Status);
+        entry.Add(RedisContract.DedupFields.ErrorType, error.Type);
+        entry.Add(RedisContract.DedupFields.Message, error.Message);
+        if (error.Code is not null) entry.Add(RedisContract.DedupFields.Code, error.Code);
+        if (error.Param is not null) entry.Add(RedisContract.DedupFields.Param, error.Param);
+        entry.AddUsage(usage);
+        Enqueue(entry, last: true);
+    }
+
+    /// <summary>This replica is going away before its call ended: tell followers to take over, and stop holding the call.</summary>
+    public void HandOff()
+    {
+        Enqueue(new Entry(RedisContract.DedupEntryTypes.Gone), last: true);
+        ReleaseHold();
+    }
+
+    /// <summary>Stops keeping the upstream call alive for other replicas (cancels it if no client here listens either).</summary>
+    public void ReleaseHold()
+    {
+        if (Interlocked.Exchange(ref _holding, 0) == 1) Exchange.Leave();
+    }
+
+    private void Enqueue(Entry entry, bool last)
+    {
+        lock (_lock)
+        {
+            if (_closed || _abandoned) return;
+            _pending.Add(entry);
+            _closed = last;
+            KickLocked();
+        }
+    }
+
+    private void KickLocked()
+    {
+        if (_flushing || _abandoned) return;
+        _flushing = true;
+        ThreadPool.UnsafeQueueUserWorkItem(static p => _ = p.FlushAsync(), this, preferLocal: false);
+    }
+
+    /// <summary>One writer per publisher, so batches land in order; each batch is one script call.</summary>
+    private async Task FlushAsync()
+    {
+        while (true)
+        {
+            List<Entry> batch;
+            bool final;
+            lock (_lock)
+            {
+                if (_pending.Count == 0 || _abandoned)
+                {
+                    _flushing = false;
+                    return;
+                }
+                batch = _pending;
+                _pending = [];
+                final = _closed; // the closing entry is queued last, so it is in this batch
+            }
+
+            var firstId = _written + 1;
+            _written += batch.Count;
+            if (!await _broker.AppendAsync(this, batch, firstId, final))
+            {
+                Abandon();
+                return;
+            }
+            if (final)
+            {
+                _broker.Retire(this);
+                lock (_lock) _flushing = false;
+                return;
+            }
+        }
+    }
+
+    private void Abandon()
+    {
+        lock (_lock)
+        {
+            _abandoned = true;
+            _flushing = false;
+            _pending.Clear();
+        }
+        _broker.Retire(this);
+        ReleaseHold();
+    }
+
+    /// <summary>One stream entry: its field/value pairs, and for a body chunk the bytes merged so far.</summary>
+    internal sealed class Entry
+    {
+        private readonly List<RedisValue> _fields = new(4);
+
+        public Entry(string type)
+        {
+            _fields.Add(RedisContract.DedupFields.Type);
+            _fields.Add(type);
+        }
+
+        public ArrayBufferWriter<byte>? Data { get; init; }
+
+        public void Add(string field, RedisValue value)
+        {
+            _fields.Add(field);
+            _fields.Add(value);
+        }
+
+        public void AddUsage(in Usage usage)
+        {
+            Add(RedisContract.DedupFields.PromptTokens, usage.PromptTokens);
+            Add(RedisContract.DedupFields.CachedReadTokens, usage.CachedReadTokens);
+            Add(RedisContract.DedupFields.CacheWrite5mTokens, usage.CacheWrite5mTokens);
+            Add(RedisContract.DedupFields.CacheWrite1hTokens, usage.CacheWrite1hTokens);
+            Add(RedisContract.DedupFields.CompletionTokens, usage.CompletionTokens);
+        }
+
+        /// <summary>Appends "count, field, value, …" to a script's arguments.</summary>
+        public void WriteTo(List<RedisValue> args)
+        {
+            var dataFields = Data is null ? 0 : 2;
+            args.Add(_fields.Count + dataFields);
+            args.AddRange(_fields);
+            if (Data is not null)
+            {
+                args.Add(RedisContract.DedupFields.Data);
+                args.Add(Data.WrittenMemory);
+            }
+        }
+    }
+}

@@ -1,0 +1,376 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Anthropic;
+using Anthropic.Exceptions;
+using Anthropic.Models.Messages;
+using TokenRouter.Tests.Infrastructure;
+
+namespace TokenRouter.Tests.Apis;
+
+/// <summary>
+/// The Anthropic-compatible <c>POST /v1/messages</c> driven by the official Anthropic SDK, against each provider type
+/// (OpenAI, DeepSeek and Anthropic format) served by the fake provider over real HTTP.
+/// </summary>
+public sealed class MessagesApiTests : IAsyncLifetime
+{
+    private FakeProvider _provider = null!;
+    private GatewayFactory _gateway = null!;
+
+    public async Task InitializeAsync()
+    {
+        _provider = await FakeProvider.StartAsync();
+        _gateway = new GatewayFactory(GatewayFactory.ProvidersAt(_provider));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _gateway.DisposeAsync();
+        await _provider.DisposeAsync();
+    }
+
+    private AnthropicClient Client() => Matrix.AnthropicClient(_gateway);
+
+    // ───────────────────────────── text ─────────────────────────────
+
+    [Theory]
+    [InlineData("gpt-4o")]
+    [InlineData("deepseek-chat")]
+    [InlineData("claude-sonnet-4-5")]
+    public async Task Non_streaming_text_reaches_the_anthropic_sdk_from_every_provider_type(string model)
+    {
+        Matrix.RespondText(_provider, model, "Bonjour from upstream", input: 42, output: 7);
+        var request = new MessageCreateParams
+        {
+            Model = model,
+            MaxTokens = 256,
+            System = "Answer in French.",
+            Messages = [new UserMessageParam("Say hello")],
+        };
+
+        var message = await Client().Messages.Create(request);
+
+        Assert.True(Assert.Single(message.Content).TryPickText(out var text));
+        Assert.Equal("Bonjour from upstream", text.Text);
+        Assert.Equal("end_turn", message.StopReason!.Raw());
+        Assert.Equal(model, message.Model.Raw());
+        Assert.StartsWith("msg_", message.ID, StringComparison.Ordinal);
+        Assert.Equal(42, message.Usage.InputTokens);
+        Assert.Equal(7, message.Usage.OutputTokens);
+
+        var upstream = Assert.Single(_provider.Requests);
+        Matrix.AssertReachedProvider(upstream, model);
+        Assert.False(upstream.IsStreaming);
+        var sent = upstream.Json!.Value;
+        switch (Matrix.KindOf(model))
+        {
+            case ProviderType.Anthropic:
+                Assert.Equal("Answer in French.", Matrix.TextOf(sent.GetProperty("system")));
+                Assert.Equal(256, sent.GetProperty("max_tokens").GetInt32());
+                Assert.Equal("Say hello", Matrix.TextOf(Assert.Single(sent.GetProperty("messages").EnumerateArray()).GetProperty("content")));
+                break;
+            default:
+                var messages = sent.GetProperty("messages");
+                Assert.Equal(["system", "user"], messages.EnumerateArray().Select(m => m.GetProperty("role").GetString()));
+                Assert.Equal("Answer in French.", messages[0].GetProperty("content").GetString());
+                Assert.Equal("Say hello", messages[1].GetProperty("content").GetString());
+                // OpenAI's current name for the limit; DeepSeek only knows max_tokens.
+                var limit = Matrix.KindOf(model) == ProviderType.OpenAI ? "max_completion_tokens" : "max_tokens";
+                Assert.Equal(256, sent.GetProperty(limit).GetInt32());
+                break;
+        }
+    }
+
+    [Theory]
+    [InlineData("gpt-4o")]
+    [InlineData("deepseek-chat")]
+    [InlineData("claude-sonnet-4-5")]
+    public async Task Streaming_text_reaches_the_anthropic_sdk_as_deltas_with_usage_and_stop_from_every_provider_type(string model)
+    {
+        const string text = "one two three four five six seven eight";
+        Matrix.RespondText(_provider, model, text, input: 42, output: 8);
+
+        var received = new StringBuilder();
+        var deltas = 0;
+        RawMessageStartEvent? start = null;
+        RawMessageDeltaEvent? end = null;
+        var stops = 0;
+        var order = new List<string>();
+        await foreach (var e in Client().Messages.CreateStreaming(Matrix.AnthropicParams(model, [new UserMessageParam("Count")])))
+        {
+            if (e.TryPickStart(out var s))
+            {
+                start = s;
+                order.Add("message_start");
+            }
+            else if (e.TryPickContentBlockDelta(out var blockDelta) && blockDelta.Delta.TryPickText(out var piece))
+            {
+                deltas++;
+                received.Append(piece.Text);
+            }
+            else if (e.TryPickDelta(out var messageDelta))
+            {
+                end = messageDelta;
+                order.Add("message_delta");
+            }
+            else if (e.TryPickStop(out _))
+            {
+                stops++;
+                order.Add("message_stop");
+            }
+        }
+
+        Assert.Equal(["message_start", "message_delta", "message_stop"], order);
+        Assert.Equal(text, received.ToString());
+        Assert.True(deltas > 1, $"the text should arrive as several deltas, got {deltas}");
+        Assert.NotNull(start);
+        Assert.Equal(model, start.Message.Model.Raw());
+        Assert.NotNull(end);
+        Assert.Equal("end_turn", end.Delta.StopReason!.Raw());
+        Assert.Equal(42, end.Usage.InputTokens);
+        Assert.Equal(8, end.Usage.OutputTokens);
+        Assert.Equal(1, stops);
+
+        var upstream = Assert.Single(_provider.Requests);
+        Matrix.AssertReachedProvider(upstream, model);
+        Assert.True(upstream.IsStreaming);
+        if (Matrix.KindOf(model) != ProviderType.Anthropic)
+        {
+            Assert.True(upstream.IncludeUsage, "an OpenAI-format provider is asked for the stream's usage");
+        }
+    }
+
+    // ───────────────────────────── tool round trip ─────────────────────────────
+
+    [Theory]
+    [InlineData("gpt-4o", false)]
+    [InlineData("gpt-4o", true)]
+    [InlineData("deepseek-chat", false)]
+    [InlineData("deepseek-chat", true)]
+    [InlineData("claude-sonnet-4-5", false)]
+    [InlineData("claude-sonnet-4-5", true)]
+    public async Task Tool_round_trip_from_the_anthropic_sdk_reaches_each_provider_in_its_own_format(string model, bool stream)
+    {
+        // Turn 1: the model asks for the tool.
+        Matrix.RespondToolCall(_provider, model, Matrix.WeatherTool, Matrix.WeatherArguments);
+        MessageParam question = new UserMessageParam(Matrix.WeatherQuestion);
+
+        var (id, name, input) = await ToolTurnAsync(model, stream, [question]);
+
+        Assert.Equal(Matrix.WeatherTool, name);
+        Assert.False(string.IsNullOrEmpty(id));
+        Matrix.AssertSameJson(Matrix.WeatherArguments, input);
+        AssertToolDefinitionSent(_provider.Requests[0], model);
+
+        // Turn 2: the assistant's tool_use and the user's tool_result go back; the model answers in text.
+        Matrix.RespondText(_provider, model, "18°C and sunny in Paris.", input: 120, output: 9);
+        var toolUse = new ToolUseBlockParam
+        {
+            ID = id,
+            Name = name,
+            Input = JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(input)!,
+        };
+        var toolResult = new ToolResultBlockParam(id) { Content = Matrix.WeatherResult };
+        var answer = await TextTurnAsync(model, stream,
+        [
+            question,
+            new AssistantMessageParam(new List<ContentBlockParam> { toolUse }),
+            new UserMessageParam(new List<ContentBlockParam> { toolResult }),
+        ]);
+
+        Assert.Equal("18°C and sunny in Paris.", answer);
+        var turn2 = _provider.Requests[1];
+        Assert.Equal(stream, turn2.IsStreaming);
+        if (Matrix.KindOf(model) == ProviderType.Anthropic) AssertAnthropicToolRoundTrip(turn2, id);
+        else Matrix.AssertOpenAIToolRoundTrip(turn2, id, Matrix.WeatherQuestion);
+    }
+
+    private static void AssertToolDefinitionSent(RecordedRequest request, string model)
+    {
+        var tool = Assert.Single(request.Json!.Value.GetProperty("tools").EnumerateArray());
+        if (Matrix.KindOf(model) == ProviderType.Anthropic)
+        {
+            Assert.Equal(Matrix.WeatherTool, tool.GetProperty("name").GetString());
+            Assert.Equal("string", tool.GetProperty("input_schema").GetProperty("properties").GetProperty("city").GetProperty("type").GetString());
+        }
+        else
+        {
+            Assert.Equal("function", tool.GetProperty("type").GetString());
+            Assert.Equal(Matrix.WeatherTool, tool.GetProperty("function").GetProperty("name").GetString());
+            Assert.Equal("string", tool.GetProperty("function").GetProperty("parameters").GetProperty("properties").GetProperty("city").GetProperty("type").GetString());
+        }
+    }
+
+    /// <summary>The Anthropic provider gets the blocks as the client sent them (the gateway may add cache breakpoints).</summary>
+    private static void AssertAnthropicToolRoundTrip(RecordedRequest request, string id)
+    {
+        var messages = request.Json!.Value.GetProperty("messages");
+        Assert.Equal(["user", "assistant", "user"], messages.EnumerateArray().Select(m => m.GetProperty("role").GetString()));
+        Assert.Equal(Matrix.WeatherQuestion, Matrix.TextOf(messages[0].GetProperty("content")));
+
+        var toolUse = Assert.Single(messages[1].GetProperty("content").EnumerateArray());
+        Assert.Equal("tool_use", toolUse.GetProperty("type").GetString());
+        Assert.Equal(id, toolUse.GetProperty("id").GetString());
+        Assert.Equal(Matrix.WeatherTool, toolUse.GetProperty("name").GetString());
+        Matrix.AssertSameJson(Matrix.WeatherArguments, toolUse.GetProperty("input").GetRawText());
+
+        var toolResult = Assert.Single(messages[2].GetProperty("content").EnumerateArray());
+        Assert.Equal("tool_result", toolResult.GetProperty("type").GetString());
+        Assert.Equal(id, toolResult.GetProperty("tool_use_id").GetString());
+        Assert.Equal(Matrix.WeatherResult, Matrix.TextOf(toolResult.GetProperty("content")));
+    }
+
+    /// <summary>Turn 1 through the SDK: the tool_use block (id, name, input JSON), reassembled from deltas when streamed.</summary>
+    private async Task<(string Id, string Name, string Input)> ToolTurnAsync(string model, bool stream, IReadOnlyList<MessageParam> messages)
+    {
+        var request = Matrix.AnthropicParams(model, messages, withTools: true);
+        if (!stream)
+        {
+            var message = await Client().Messages.Create(request);
+            Assert.Equal("tool_use", message.StopReason!.Raw());
+            Assert.True(Assert.Single(message.Content).TryPickToolUse(out var block));
+            return (block.ID, block.Name, JsonSerializer.Serialize(block.Input));
+        }
+
+        string? id = null, name = null, stopReason = null;
+        var input = new StringBuilder();
+        var pieces = 0;
+        await foreach (var e in Client().Messages.CreateStreaming(request))
+        {
+            if (e.TryPickContentBlockStart(out var blockStart) && blockStart.ContentBlock.TryPickToolUse(out var toolUse))
+            {
+                id = toolUse.ID;
+                name = toolUse.Name;
+            }
+            else if (e.TryPickContentBlockDelta(out var blockDelta) && blockDelta.Delta.TryPickInputJson(out var json))
+            {
+                pieces += json.PartialJson.Length > 0 ? 1 : 0;
+                input.Append(json.PartialJson);
+            }
+            else if (e.TryPickDelta(out var messageDelta))
+            {
+                stopReason = messageDelta.Delta.StopReason?.Raw();
+            }
+        }
+
+        Assert.Equal("tool_use", stopReason);
+        Assert.True(pieces > 1, $"the input should arrive in several pieces, got {pieces}");
+        Assert.NotNull(id);
+        Assert.NotNull(name);
+        return (id, name, input.ToString());
+    }
+
+    /// <summary>Turn 2 through the SDK: the final text, whole or from the stream.</summary>
+    private async Task<string> TextTurnAsync(string model, bool stream, IReadOnlyList<MessageParam> messages)
+    {
+        var request = Matrix.AnthropicParams(model, messages, withTools: true);
+        if (!stream)
+        {
+            var message = await Client().Messages.Create(request);
+            Assert.Equal("end_turn", message.StopReason!.Raw());
+            Assert.True(Assert.Single(message.Content).TryPickText(out var text));
+            return text.Text;
+        }
+
+        var received = new StringBuilder();
+        await foreach (var e in Client().Messages.CreateStreaming(request))
+        {
+            if (e.TryPickContentBlockDelta(out var blockDelta) && blockDelta.Delta.TryPickText(out var piece)) received.Append(piece.Text);
+        }
+
+        return received.ToString();
+    }
+
+    // ───────────────────────────── errors and keys ─────────────────────────────
+
+    [Theory]
+    [InlineData("{not json", 400, "invalid_request_error")]
+    [InlineData("""{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"x"}]}""", 400, "invalid_request_error")]
+    [InlineData("""{"model":"gpt-4o","max_tokens":"ten","messages":[{"role":"user","content":"x"}]}""", 400, "invalid_request_error")]
+    [InlineData("""{"model":"llama-9000","max_tokens":16,"messages":[{"role":"user","content":"x"}]}""", 404, "not_found_error")]
+    public async Task Invalid_messages_requests_get_the_anthropic_error_shape_with_the_right_status(string body, int status, string errorType)
+    {
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.PostAsync("v1/messages", Matrix.Json(body));
+
+        Assert.Equal(status, (int)response.StatusCode);
+        await AssertAnthropicErrorAsync(response, errorType);
+        Assert.Equal(0, _provider.CallCount);
+    }
+
+    [Fact]
+    public async Task Missing_max_tokens_error_names_the_field()
+    {
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.PostAsync("v1/messages", Matrix.Json("""{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"x"}]}"""));
+
+        var error = await AssertAnthropicErrorAsync(response, "invalid_request_error");
+        Assert.Contains("max_tokens", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Unknown_model_surfaces_in_the_anthropic_sdk_as_not_found()
+    {
+        var error = await Assert.ThrowsAsync<AnthropicNotFoundException>(() =>
+            Client().Messages.Create(Matrix.AnthropicParams("llama-9000", [new UserMessageParam("x")])));
+
+        Assert.Equal(HttpStatusCode.NotFound, error.StatusCode);
+        Assert.Contains("llama-9000", error.ResponseBody, StringComparison.Ordinal);
+        Assert.Equal(0, _provider.CallCount);
+    }
+
+    [Fact]
+    public async Task X_api_key_header_is_accepted_as_the_client_key()
+    {
+        _provider.RespondAnthropicText("keyed", new AnthropicUsage(3, 1));
+        using var http = _gateway.CreateGatewayClient(key: null);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v1/messages")
+        {
+            Content = Matrix.Json("""{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"x"}]}"""),
+        };
+        request.Headers.Add("x-api-key", GatewayFactory.ClientKey);
+        request.Headers.Add("anthropic-version", "2023-06-01");
+
+        using var response = await http.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.Equal("keyed", body.RootElement.GetProperty("content")[0].GetProperty("text").GetString());
+        var upstream = Assert.Single(_provider.Requests);
+        Assert.Equal("sk-upstream-anthropic", upstream.Header("x-api-key"));
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("sk-tr-not-a-real-key")]
+    public async Task Missing_or_unknown_key_gets_401_in_the_anthropic_error_shape(string? key)
+    {
+        using var http = _gateway.CreateGatewayClient(key: null);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v1/messages")
+        {
+            Content = Matrix.Json("""{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"x"}]}"""),
+        };
+        if (key is not null) request.Headers.Add("x-api-key", key);
+
+        using var response = await http.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        await AssertAnthropicErrorAsync(response, "authentication_error");
+        Assert.Equal(0, _provider.CallCount);
+    }
+
+    /// <summary>Asserts <c>{"type":"error","error":{"type":…,"message":…}}</c>; returns the inner error.</summary>
+    private static async Task<JsonElement> AssertAnthropicErrorAsync(HttpResponseMessage response, string errorType)
+    {
+        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var root = doc.RootElement;
+        Assert.Equal("error", root.GetProperty("type").GetString());
+        var error = root.GetProperty("error");
+        Assert.Equal(errorType, error.GetProperty("type").GetString());
+        Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("message").GetString()));
+        return error.Clone();
+    }
+}

@@ -1,0 +1,301 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+using TokenRouter.Contracts;
+using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Dedup;
+using TokenRouter.Gateway.Errors;
+using TokenRouter.Tests.Infrastructure;
+using static TokenRouter.Tests.Dedup.DedupTestKit;
+
+namespace TokenRouter.Tests.Dedup;
+
+/// <summary>
+/// <see cref="RedisDedupBroker"/> against a real Redis, one broker (with its own connection) per simulated replica,
+/// driving <see cref="InflightExchange"/>s directly the way the forwarder's pump and listeners do.
+/// </summary>
+public sealed class RedisDedupBrokerTests : IAsyncLifetime
+{
+    private RedisServer _redis = null!;
+    private readonly List<IAsyncDisposable> _owned = [];
+    private readonly string _key = "test-" + Guid.NewGuid().ToString("N");
+
+    public async Task InitializeAsync() => _redis = await RedisServer.GetSharedAsync();
+
+    public async Task DisposeAsync()
+    {
+        for (var i = _owned.Count - 1; i >= 0; i--) await _owned[i].DisposeAsync();
+    }
+
+    private sealed record Replica(RedisDedupBroker Broker, ConnectionMultiplexer Connection);
+
+    private async Task<Replica> ReplicaAsync(TimeSpan? lease = null, TimeSpan? leaderWait = null)
+    {
+        var connection = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString + ",abortConnect=false,asyncTimeout=1000");
+        var broker = new RedisDedupBroker(connection, Options.Create(new RedisDedupOptions
+        {
+            Lease = lease ?? TimeSpan.FromSeconds(1),
+            LeaderWait = leaderWait ?? TimeSpan.FromMilliseconds(200),
+        }), NullLogger<RedisDedupBroker>.Instance);
+        _owned.Add(connection);
+        _owned.Add(broker);
+        return new Replica(broker, connection);
+    }
+
+    private InflightExchange NewExchange()
+    {
+        var exchange = new InflightExchange(_key, stream: true, Stopwatch.GetTimestamp());
+        Assert.True(exchange.TryListen()); // the client that created it
+        return exchange;
+    }
+
+    private async Task<InflightExchange> LeadAsync(Replica replica)
+    {
+        var exchange = NewExchange();
+        Assert.True(await replica.Broker.TryClaimAsync(_key, CancellationToken.None));
+        exchange.Mirror = replica.Broker.CreatePublisher(exchange);
+        return exchange;
+    }
+
+    private static byte[] Body(InflightExchange exchange)
+    {
+        var count = exchange.WaitForChunksAsync(0, CancellationToken.None).AsTask().GetAwaiter().GetResult();
+        return [.. Enumerable.Range(0, count).SelectMany(exchange.Chunk)];
+    }
+
+    private static Func<Task> NoOwnCall => () => throw new InvalidOperationException("the follower should not make its own call");
+
+    [Fact]
+    public async Task Follower_receives_the_leaders_head_bytes_and_usage_exactly()
+    {
+        var a = await ReplicaAsync();
+        var b = await ReplicaAsync();
+        var leading = await LeadAsync(a);
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var following = NewExchange();
+        var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None);
+
+        var random = new Random(7);
+        var written = new List<byte>();
+        leading.SetHead(200, "text/event-stream");
+        foreach (var size in new[] { 1, 17, 4096, 300_000, 3, 70_000 })
+        {
+            var chunk = new byte[size];
+            random.NextBytes(chunk);
+            written.AddRange(chunk);
+            leading.Append(chunk);
+        }
+        var usage = new Usage(PromptTokens: 2000, CachedReadTokens: 1024, CacheWrite5mTokens: 5, CacheWrite1hTokens: 6, CompletionTokens: 77);
+        leading.Complete(usage);
+
+        Assert.False(await follow.WaitAsync(Bounded));
+        Assert.Equal(200, following.Status);
+        Assert.Equal("text/event-stream", following.ContentType);
+        Assert.Equal(usage, following.Usage);
+        Assert.Null(following.Error);
+        Assert.Equal(written.ToArray(), Body(following));
+        await WaitUntilAsync(() => a.Broker.PublishingCount == 0 && b.Broker.FollowingCount == 0, () => "both sides should be done");
+        Assert.False(await a.Connection.GetDatabase().KeyExistsAsync(RedisContract.DedupOwnerKey(_key)));
+    }
+
+    [Fact]
+    public async Task Follower_receives_the_leaders_provider_error_and_usage()
+    {
+        var a = await ReplicaAsync();
+        var b = await ReplicaAsync();
+        var leading = await LeadAsync(a);
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var following = NewExchange();
+        var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None);
+
+        leading.Fail(new ApiError(429, "rate_limit_error", "Slow down.", "rate_limit_exceeded", "model"), new Usage(10, 0, 0, 0, 1));
+
+        Assert.False(await follow.WaitAsync(Bounded));
+        var error = Assert.IsType<ApiError>(following.Error);
+        Assert.Equal(429, error.Status);
+        Assert.Equal("rate_limit_error", error.Type);
+        Assert.Equal("Slow down.", error.Message);
+        Assert.Equal("rate_limit_exceeded", error.Code);
+        Assert.Equal("model", error.Param);
+        Assert.Equal(new Usage(10, 0, 0, 0, 1), following.Usage);
+        Assert.True(following.IsCompleted);
+    }
+
+    [Fact]
+    public async Task Follower_takes_over_with_its_own_published_call_when_the_leader_dies_before_answering()
+    {
+        var a = await ReplicaAsync();
+        var b = await ReplicaAsync();
+        await LeadAsync(a);
+        var db = b.Connection.GetDatabase();
+        var deadClaim = (string?)await db.StringGetAsync(RedisContract.DedupOwnerKey(_key));
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+
+        await a.Connection.DisposeAsync(); // A crashes: no more renewals, no more writes
+        var following = NewExchange();
+        var ownCalls = 0;
+        var tookOver = await b.Broker.FollowAsync(_key, following, () =>
+        {
+            Interlocked.Increment(ref ownCalls);
+            following.SetHead(200, "application/json");
+            following.Append("{\"ok\":true}"u8);
+            following.Complete(new Usage(1, 0, 0, 0, 1));
+            return Task.CompletedTask;
+        }, CancellationToken.None).WaitAsync(Bounded);
+
+        Assert.True(tookOver);
+        Assert.Equal(1, ownCalls);
+        Assert.Equal("RedisExchangePublisher", following.Mirror?.GetType().Name); // B publishes its own call in turn
+        await WaitUntilAsync(() => b.Broker.PublishingCount == 0, () => "B's publisher should retire");
+        // B claimed the request in A's place and published its own call under its claim.
+        var server = b.Connection.GetServers()[0];
+        var claims = server.Keys(pattern: RedisContract.DedupPrefix + "{" + _key + "}:events:*").Select(k => k.ToString()).ToList();
+        var takeover = Assert.Single(claims, k => !k.EndsWith(":" + deadClaim, StringComparison.Ordinal));
+        var entries = await db.StreamRangeAsync(takeover);
+        Assert.Equal(["head", "chunk", "end"], entries.Select(e => (string)e[RedisContract.DedupFields.Type]!).ToArray());
+    }
+
+    [Fact]
+    public async Task Follower_mid_response_fails_with_bad_gateway_when_the_leader_dies()
+    {
+        var a = await ReplicaAsync();
+        var b = await ReplicaAsync();
+        var leading = await LeadAsync(a);
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var following = NewExchange();
+        var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None);
+        leading.SetHead(200, "text/event-stream");
+        leading.Append("data: {\"partial\":true}\n\n"u8);
+        await WaitUntilAsync(() => following.BodyBytes > 0, () => "the first bytes should reach the follower");
+
+        await a.Connection.DisposeAsync();
+
+        Assert.False(await follow.WaitAsync(Bounded));
+        Assert.Equal(502, following.Error?.Status);
+        Assert.Equal(200, following.Status);
+    }
+
+    [Fact]
+    public async Task Only_one_of_two_follower_replicas_takes_over_a_dead_leader_and_the_other_relays_it()
+    {
+        var a = await ReplicaAsync();
+        var b = await ReplicaAsync();
+        var c = await ReplicaAsync();
+        await LeadAsync(a);
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        Assert.False(await c.Broker.TryClaimAsync(_key, CancellationToken.None));
+        await a.Connection.DisposeAsync();
+
+        var ownCalls = 0;
+        Func<Task> OwnCall(InflightExchange exchange) => () =>
+        {
+            Interlocked.Increment(ref ownCalls);
+            exchange.SetHead(200, "application/json");
+            exchange.Append("{\"answer\":\"from the new leader\"}"u8);
+            exchange.Complete(new Usage(5, 0, 0, 0, 5));
+            return Task.CompletedTask;
+        };
+        var atB = NewExchange();
+        var atC = NewExchange();
+        var results = await Task.WhenAll(
+            b.Broker.FollowAsync(_key, atB, OwnCall(atB), CancellationToken.None),
+            c.Broker.FollowAsync(_key, atC, OwnCall(atC), CancellationToken.None)).WaitAsync(Bounded);
+
+        Assert.Equal(1, ownCalls);
+        Assert.Single(results, tookOver => tookOver);
+        Assert.Equal("{\"answer\":\"from the new leader\"}"u8.ToArray(), Body(atB));
+        Assert.Equal(Body(atB), Body(atC));
+        Assert.Equal(new Usage(5, 0, 0, 0, 5), atC.Usage);
+    }
+
+    [Fact]
+    public async Task A_later_claim_of_the_same_request_never_replays_an_earlier_claims_events()
+    {
+        var a = await ReplicaAsync();
+        var b = await ReplicaAsync();
+        var first = await LeadAsync(a);
+        first.SetHead(200, "application/json");
+        first.Append("{\"n\":1}"u8);
+        first.Complete(default);
+        await WaitUntilAsync(() => a.Broker.PublishingCount == 0, () => "the first call should finish publishing");
+
+        var second = await LeadAsync(a);
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var following = NewExchange();
+        var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None);
+        second.SetHead(201, "application/json");
+        second.Append("{\"n\":2}"u8);
+        second.Complete(default);
+
+        Assert.False(await follow.WaitAsync(Bounded));
+        Assert.Equal(201, following.Status);
+        Assert.Equal("{\"n\":2}"u8.ToArray(), Body(following));
+    }
+
+    [Fact]
+    public async Task Follow_stops_when_every_local_client_left()
+    {
+        var a = await ReplicaAsync();
+        var b = await ReplicaAsync();
+        await LeadAsync(a);
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var following = NewExchange();
+        using var allLeft = new CancellationTokenSource();
+        var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, allLeft.Token);
+        await WaitUntilAsync(() => b.Broker.FollowingCount == 1, () => "B should follow");
+
+        await allLeft.CancelAsync();
+
+        Assert.False(await follow.WaitAsync(Bounded));
+        Assert.Equal(499, following.Error?.Status);
+        Assert.Equal(0, b.Broker.FollowingCount);
+    }
+
+    [Fact]
+    public async Task Leader_keeps_its_call_for_a_follower_replica_and_cancels_it_once_nobody_listens_anywhere()
+    {
+        var a = await ReplicaAsync();
+        var b = await ReplicaAsync();
+        var leading = await LeadAsync(a);
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var following = NewExchange();
+        using var bLeft = new CancellationTokenSource();
+        var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, bLeft.Token);
+        await WaitUntilAsync(() => b.Broker.FollowingCount == 1, () => "B should follow");
+
+        leading.Leave(); // A's only client leaves: the publisher still listens for B
+        Assert.False(leading.Upstream.IsCancellationRequested);
+        leading.SetHead(200, "text/event-stream");
+        leading.Append("data: 1\n\n"u8);
+        await WaitUntilAsync(() => following.BodyBytes > 0, () => "B should still be fed");
+
+        await bLeft.CancelAsync();
+        await follow.WaitAsync(Bounded);
+        await WaitUntilAsync(() => leading.Upstream.IsCancellationRequested, () => "A's call should be cancelled once nobody listens");
+    }
+
+    [Fact]
+    public async Task Leader_shutting_down_hands_off_at_once_instead_of_after_its_lease()
+    {
+        // A lease and a leader wait far longer than the bounded wait below: only the hand-off can be this quick.
+        var a = await ReplicaAsync(lease: TimeSpan.FromMinutes(2), leaderWait: TimeSpan.FromMinutes(1));
+        var b = await ReplicaAsync(lease: TimeSpan.FromMinutes(2), leaderWait: TimeSpan.FromMinutes(1));
+        await LeadAsync(a);
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var following = NewExchange();
+        var ownCall = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var follow = b.Broker.FollowAsync(_key, following, () =>
+        {
+            ownCall.SetResult();
+            following.Complete(default);
+            return Task.CompletedTask;
+        }, CancellationToken.None);
+        await WaitUntilAsync(() => b.Broker.FollowingCount == 1, () => "B should follow");
+
+        await a.Broker.DisposeAsync();
+
+        await ownCall.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(await follow.WaitAsync(Bounded));
+    }
+}

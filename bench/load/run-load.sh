@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# End-to-end load benchmark of the gateway against a zero-latency fake provider, next to a plain nginx proxy_pass hop
+# measured in the same run (DESIGN.md "Budgets"). Writes bench/results/load.md. See bench/load/README.md.
+#
+#   bench/load/run-load.sh                         # 2 rounds (~9 min on 2 cores)
+#   ROUNDS=1 DURATION=10 bench/load/run-load.sh    # a quicker look
+#
+# Everything listens on 127.0.0.1 only; every wrk run is bounded (-d), and every process started here is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+LOAD=$ROOT/bench/load
+
+ROUNDS=${ROUNDS:-2}
+DURATION=${DURATION:-15}          # seconds per wrk -c64 run
+C1_DURATION=${C1_DURATION:-10}    # seconds per wrk -c1 run
+WARMUP=${WARMUP:-10}              # seconds of load before measuring a freshly started gateway (tiered JIT)
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-64}
+TIMING_N=${TIMING_N:-200}         # sequential requests per time-to-first-byte / first-chunk measurement
+SLOW_N=${SLOW_N:-40}              # sequential requests against the trickling stream
+FAKE_PORT=${FAKE_PORT:-18081}
+FAKE_SSE_PORT=${FAKE_SSE_PORT:-18082}
+HOP_PORT=${HOP_PORT:-18091}
+HOP_SSE_PORT=${HOP_SSE_PORT:-18092}
+GW_PORT=${GW_PORT:-18100}
+KEY=sk-tr-bench
+RUNS=${RUNS_FILE:-$ROOT/bench/results/load.runs.tmp}
+MARKDOWN=${MARKDOWN:-$ROOT/bench/results/load.md}
+GATEWAY_DIR=$ROOT/TokenRouter.Gateway/bin/Release/net10.0
+WORK=$(mktemp -d /tmp/tokenrouter-load.XXXXXX)
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+HZ=$(getconf CLK_TCK)
+
+log() { printf '%s  %s\n' "$(date +%T)" "$*" >&2; }
+
+# ---- tools ------------------------------------------------------------------------------------------------------
+missing=()
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v curl >/dev/null || missing+=(curl)
+command -v python3 >/dev/null || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+for port in $FAKE_PORT $FAKE_SSE_PORT $HOP_PORT $HOP_SSE_PORT $GW_PORT; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    echo "Port $port is already in use on 127.0.0.1; set the *_PORT variables to free ports." >&2
+    exit 1
+  fi
+done
+
+# ---- processes: started here, stopped on exit -------------------------------------------------------------------
+FAKE_PID="" HOP_PID="" GW_PID=""
+stop_pid() {
+  local pid=$1 sig=${2:-TERM}
+  [ -n "$pid" ] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -"$sig" "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+}
+stop_gateway() { stop_pid "$GW_PID"; GW_PID=""; }
+cleanup() {
+  stop_gateway
+  stop_pid "$HOP_PID" QUIT
+  stop_pid "$FAKE_PID" QUIT
+  HOP_PID="" FAKE_PID=""
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "Nothing listens on 127.0.0.1:$1" >&2
+  exit 1
+}
+
+# ---- the zero-latency fake provider and the nginx hop -----------------------------------------------------------
+# The canned bodies go into the config as `return 200 '...'` (nginx's static module answers POST with 405); they
+# must therefore hold no single quote, backslash or dollar sign.
+for f in fake-response.json fake-stream.sse; do
+  if grep -q "['\\\$]" "$LOAD/$f"; then echo "$f must not contain ' \\ or \$" >&2; exit 1; fi
+done
+RESPONSE_BODY=$(cat "$LOAD/fake-response.json")
+STREAM_BODY=$(cat "$LOAD/fake-stream.sse"; echo x)   # keep the trailing blank line
+STREAM_BODY=${STREAM_BODY%x}
+
+common_http='
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  client_body_buffer_size 64k;
+  client_body_temp_path '"$WORK"'/tmp-body;
+  proxy_temp_path '"$WORK"'/tmp-proxy;
+  fastcgi_temp_path '"$WORK"'/tmp-fcgi;
+  uwsgi_temp_path '"$WORK"'/tmp-uwsgi;
+  scgi_temp_path '"$WORK"'/tmp-scgi;
+'
+cat >"$WORK/fake.conf" <<EOF
+worker_processes 2;
+daemon off;
+pid $WORK/fake.pid;
+error_log $WORK/fake.error.log warn;
+events { worker_connections 4096; }
+http {
+$common_http
+  server {
+    listen 127.0.0.1:$FAKE_PORT backlog=4096;
+    location = /v1/chat/completions { default_type application/json; return 200 '$RESPONSE_BODY'; }
+  }
+  server {
+    listen 127.0.0.1:$FAKE_SSE_PORT backlog=4096;
+    # A zero-latency stream: the whole canned SSE body at once.
+    location = /v1/chat/completions { default_type text/event-stream; return 200 '$STREAM_BODY'; }
+    # A trickling stream for the first-chunk check: the first event at once, the rest at 48 KB/s (~60 ms).
+    location = /slow/chat/completions {
+      default_type text/event-stream; limit_rate_after 600; limit_rate 48k;
+      return 200 '$STREAM_BODY';
+    }
+  }
+}
+EOF
+cat >"$WORK/hop.conf" <<EOF
+worker_processes 2;
+daemon off;
+pid $WORK/hop.pid;
+error_log $WORK/hop.error.log warn;
+events { worker_connections 4096; }
+http {
+$common_http
+  upstream fake { server 127.0.0.1:$FAKE_PORT; keepalive 256; }
+  upstream fake_sse { server 127.0.0.1:$FAKE_SSE_PORT; keepalive 256; }
+  server {
+    listen 127.0.0.1:$HOP_PORT backlog=4096;
+    location / { proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+  server {
+    listen 127.0.0.1:$HOP_SSE_PORT backlog=4096;
+    location / {
+      proxy_pass http://fake_sse; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+EOF
+mkdir -p "$WORK"/tmp-body "$WORK"/tmp-proxy "$WORK"/tmp-fcgi "$WORK"/tmp-uwsgi "$WORK"/tmp-scgi
+nginx -t -q -p "$WORK" -c "$WORK/fake.conf"
+nginx -t -q -p "$WORK" -c "$WORK/hop.conf"
+nginx -p "$WORK" -c "$WORK/fake.conf" 2>>"$WORK/fake.error.log" &
+FAKE_PID=$!
+nginx -p "$WORK" -c "$WORK/hop.conf" 2>>"$WORK/hop.error.log" &
+HOP_PID=$!
+wait_port $FAKE_PORT; wait_port $FAKE_SSE_PORT; wait_port $HOP_PORT; wait_port $HOP_SSE_PORT
+
+# ---- the gateway ------------------------------------------------------------------------------------------------
+log "build (Release)"
+for attempt in 1 2 3 4 5; do
+  if dotnet build "$ROOT/TokenRouter.Gateway/TokenRouter.Gateway.csproj" -c Release -nologo -v q >"$WORK/build.log" 2>&1; then break; fi
+  if [ $attempt = 5 ]; then cat "$WORK/build.log" >&2; exit 1; fi
+  log "build failed (someone may be mid-edit); retrying in 60 s"; sleep 60
+done
+
+# start_gateway NAME UPSTREAM_BASE DEDUP: all pipeline switches and limits on, set under their configuration keys
+# and their seed aliases. DeepSeek points at the trickling stream (used only for the first-chunk check).
+start_gateway() {
+  local name=$1 base=$2 dedup=$3
+  (cd "$GATEWAY_DIR" && exec env \
+      ASPNETCORE_URLS="http://127.0.0.1:$GW_PORT" ASPNETCORE_ENVIRONMENT=Production \
+      TOKENROUTER_API_KEYS=$KEY OPENAI_BASE_URL="$base" OPENAI_API_KEY=x \
+      DEEPSEEK_BASE_URL="http://127.0.0.1:$FAKE_SSE_PORT/slow" DEEPSEEK_API_KEY=x \
+      Logging__LogLevel__Default=Warning \
+      TOOL_SORT_ENABLED=true Gateway__ToolSortEnabled=true CANONICALIZE_ENABLED=true Gateway__CanonicalizeEnabled=true \
+      CACHE_INJECT_ENABLED=true Gateway__CacheInjectEnabled=true RATE_LIMIT_ENABLED=true Limits__Enabled=true \
+      DEDUP_ENABLED=$dedup Gateway__DedupEnabled=$dedup \
+      ${GATEWAY_ENV:-} \
+      dotnet TokenRouter.Gateway.dll) >"$WORK/gateway-$name.log" 2>&1 &
+  GW_PID=$!
+  for _ in $(seq 1 120); do
+    if curl -s -o /dev/null --max-time 2 -f "http://127.0.0.1:$GW_PORT/health"; then return 0; fi
+    kill -0 "$GW_PID" 2>/dev/null || break
+    sleep 0.5
+  done
+  echo "The gateway ($name) did not become healthy; its log:" >&2
+  cat "$WORK/gateway-$name.log" >&2
+  exit 1
+}
+
+# ---- measuring --------------------------------------------------------------------------------------------------
+# CPU ticks (utime+stime) of a process and its direct children (nginx master + workers).
+cpu_ticks() {
+  local pid=$1 total=0 p
+  [ -n "$pid" ] || { echo 0; return; }
+  for p in $pid $(cat /proc/$pid/task/*/children 2>/dev/null); do
+    if [ -r /proc/$p/stat ]; then
+      total=$(( total + $(sed 's/.*) //' /proc/$p/stat | awk '{print $12 + $13}') ))
+    fi
+  done
+  echo $total
+}
+# Busy ticks of the whole box (all CPUs).
+box_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+us() { echo $(( $1 * 1000000 / HZ )); }
+
+# measure ROUND PHASE TARGET URL BODY UNIQUE THREADS CONNS SECONDS
+measure() {
+  local round=$1 phase=$2 target=$3 url=$4 body=$5 unique=$6 threads=$7 conns=$8 seconds=$9
+  local g0 h0 f0 b0 g1 h1 f1 b1 out result
+  g0=$(cpu_ticks "$GW_PID"); h0=$(cpu_ticks "$HOP_PID"); f0=$(cpu_ticks "$FAKE_PID"); b0=$(box_ticks)
+  out=$(BODY_FILE=$body API_KEY=$KEY UNIQUE=$unique timeout $((seconds + 30)) \
+        wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency -s "$LOAD/chat.lua" "$url")
+  g1=$(cpu_ticks "$GW_PID"); h1=$(cpu_ticks "$HOP_PID"); f1=$(cpu_ticks "$FAKE_PID"); b1=$(box_ticks)
+  result=$(grep '^RESULT ' <<<"$out" | sed 's/^RESULT //')
+  [ -n "$result" ] || { echo "wrk gave no result for $target: $out" >&2; exit 1; }
+  echo "kind=wrk round=$round phase=$phase target=$target threads=$threads conns=$conns seconds=$seconds $result" \
+       "cpu_gw_us=$(us $((g1 - g0))) cpu_hop_us=$(us $((h1 - h0))) cpu_fake_us=$(us $((f1 - f0))) cpu_box_us=$(us $((b1 - b0)))" >>"$RUNS"
+  log "$(printf '%-26s %s' "$phase/$target c$conns" "$(awk '{for(i=1;i<=NF;i++){split($i,a,"=");v[a[1]]=a[2]}} END{printf "%.0f req/s  p50 %.2f ms  p99 %.2f ms  errors %d", v["requests"]/v["duration_us"]*1e6, v["lat_p50"]/1000, v["lat_p99"]/1000, v["err_status"]+v["err_read"]+v["err_connect"]+v["err_timeout"]}' <<<"$result")")"
+}
+
+warm() { # warm URL BODY UNIQUE
+  BODY_FILE=$2 API_KEY=$KEY UNIQUE=$3 timeout $((WARMUP + 30)) wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$LOAD/chat.lua" "$1" >/dev/null
+}
+
+# Time to first byte as curl sees it: TIMING_N sequential requests on one keep-alive connection (+1 not counted).
+curl_ttfb() { # curl_ttfb ROUND TARGET URL BODY
+  local args=() i
+  for i in $(seq 0 "$TIMING_N"); do args+=("$3"); done
+  curl -s -o /dev/null -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' --data-binary @"$4" \
+       -w '%{http_code} %{time_starttransfer} %{time_total}\n' "${args[@]}" >"$WORK/ttfb.txt"
+  if awk '$1 != 200 {bad=1} END {exit !bad}' "$WORK/ttfb.txt"; then echo "curl TTFB: non-200 from $3" >&2; exit 1; fi
+  echo "kind=curl round=$1 target=$2 $(tail -n +2 "$WORK/ttfb.txt" | sort -k2,2g | awk '{t[NR]=$2; s+=$2; tt+=$3} END {printf "n=%d ttfb_mean_ms=%.4f ttfb_p50_ms=%.4f total_mean_ms=%.4f", NR, s/NR*1000, t[int((NR+1)/2)]*1000, tt/NR*1000}')" >>"$RUNS"
+}
+
+stream_timing() { # stream_timing ROUND SPEED TARGET URL BODY N
+  local json
+  json=$(python3 "$LOAD/stream_timing.py" "$4" "$5" "$KEY" "$6")
+  echo "kind=stream round=$1 speed=$2 target=$3 json=$json" >>"$RUNS"
+}
+
+check() { # check URL BODY EXPECT
+  local out
+  out=$(curl -s --max-time 10 -w '\n%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' --data-binary @"$2" "$1")
+  if [ "$(tail -n1 <<<"$out")" != 200 ] || ! grep -qF "$3" <<<"$out"; then
+    echo "Sanity check failed for $1:" >&2; echo "$out" | head -c 2000 >&2; exit 1
+  fi
+}
+
+DIRECT=http://127.0.0.1:$FAKE_PORT/v1/chat/completions
+DIRECT_SSE=http://127.0.0.1:$FAKE_SSE_PORT/v1/chat/completions
+SLOW_SSE=http://127.0.0.1:$FAKE_SSE_PORT/slow/chat/completions
+HOP=http://127.0.0.1:$HOP_PORT/v1/chat/completions
+HOP_SSE=http://127.0.0.1:$HOP_SSE_PORT/v1/chat/completions
+HOP_SLOW=http://127.0.0.1:$HOP_SSE_PORT/slow/chat/completions
+GW=http://127.0.0.1:$GW_PORT/v1/chat/completions
+REQ=$LOAD/request.json
+REQ_SSE=$LOAD/request-stream.json
+REQ_SLOW=$WORK/request-slow.json
+sed 's/"model":"gpt-4o"/"model":"deepseek-chat"/' "$REQ_SSE" >"$REQ_SLOW"
+
+check "$DIRECT" "$REQ" '"chat.completion"'
+check "$HOP" "$REQ" '"chat.completion"'
+check "$HOP_SSE" "$REQ_SSE" 'data: [DONE]'
+
+mkdir -p "$(dirname "$RUNS")"
+: >"$RUNS"
+{
+  echo "kind=meta started=$(date -u +%FT%TZ) rounds=$ROUNDS duration=$DURATION c1_duration=$C1_DURATION warmup=$WARMUP threads=$THREADS conns=$CONNS" \
+       "timing_n=$TIMING_N slow_n=$SLOW_N body_bytes=$(wc -c <"$REQ") stream_body_bytes=$(wc -c <"$REQ_SSE")" \
+       "response_bytes=$(wc -c <"$LOAD/fake-response.json") stream_response_bytes=$(wc -c <"$LOAD/fake-stream.sse")"
+  echo "kind=env cpus=$(nproc) kernel=$(uname -r) dotnet=$(dotnet --version) nginx=$(nginx -v 2>&1 | sed 's#.*/##')" \
+       "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}') commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)" \
+       "dirty=$(git -C "$ROOT" status --porcelain -- TokenRouter.Gateway 2>/dev/null | wc -l)"
+} >>"$RUNS"
+
+started=$(date +%s)
+for round in $(seq 1 "$ROUNDS"); do
+  log "== round $round / $ROUNDS: non-streaming (gateway dedup off)"
+  start_gateway "r$round-json" "http://127.0.0.1:$FAKE_PORT/v1" false
+  check "$GW" "$REQ" '"chat.completion"'
+  warm "$GW" "$REQ" 0
+  warm "$HOP" "$REQ" 0 & warm "$DIRECT" "$REQ" 0 & wait  # nginx needs no JIT; this only evens out page cache/sockets
+  measure "$round" json direct "$DIRECT" "$REQ" 0 "$THREADS" "$CONNS" "$DURATION"
+  measure "$round" json hop "$HOP" "$REQ" 0 "$THREADS" "$CONNS" "$DURATION"
+  measure "$round" json gateway "$GW" "$REQ" 0 "$THREADS" "$CONNS" "$DURATION"
+  measure "$round" json gateway-unique "$GW" "$REQ" 1 "$THREADS" "$CONNS" "$DURATION"
+  measure "$round" json direct "$DIRECT" "$REQ" 0 1 1 "$C1_DURATION"
+  measure "$round" json hop "$HOP" "$REQ" 0 1 1 "$C1_DURATION"
+  measure "$round" json gateway "$GW" "$REQ" 0 1 1 "$C1_DURATION"
+  stop_gateway
+
+  log "== round $round / $ROUNDS: non-streaming, dedup on, unique bodies"
+  start_gateway "r$round-dedup" "http://127.0.0.1:$FAKE_PORT/v1" true
+  check "$GW" "$REQ" '"chat.completion"'
+  warm "$GW" "$REQ" 1
+  measure "$round" dedup gateway-dedup-unique "$GW" "$REQ" 1 "$THREADS" "$CONNS" "$DURATION"
+  measure "$round" dedup gateway-dedup-unique "$GW" "$REQ" 1 1 1 "$C1_DURATION"
+  stop_gateway
+
+  log "== round $round / $ROUNDS: streaming (gateway dedup off)"
+  start_gateway "r$round-stream" "http://127.0.0.1:$FAKE_SSE_PORT/v1" false
+  check "$GW" "$REQ_SSE" 'data: [DONE]'
+  check "$GW" "$REQ_SLOW" 'data: [DONE]'
+  warm "$GW" "$REQ_SSE" 0
+  measure "$round" stream direct "$DIRECT_SSE" "$REQ_SSE" 0 "$THREADS" "$CONNS" "$DURATION"
+  measure "$round" stream hop "$HOP_SSE" "$REQ_SSE" 0 "$THREADS" "$CONNS" "$DURATION"
+  measure "$round" stream gateway "$GW" "$REQ_SSE" 0 "$THREADS" "$CONNS" "$DURATION"
+  measure "$round" stream direct "$DIRECT_SSE" "$REQ_SSE" 0 1 1 "$C1_DURATION"
+  measure "$round" stream hop "$HOP_SSE" "$REQ_SSE" 0 1 1 "$C1_DURATION"
+  measure "$round" stream gateway "$GW" "$REQ_SSE" 0 1 1 "$C1_DURATION"
+  log "time to first byte / first chunk"
+  for t in direct:$DIRECT_SSE hop:$HOP_SSE gateway:$GW; do curl_ttfb "$round" "${t%%:*}" "${t#*:}" "$REQ_SSE"; done
+  for t in direct:$DIRECT_SSE hop:$HOP_SSE gateway:$GW; do stream_timing "$round" fast "${t%%:*}" "${t#*:}" "$REQ_SSE" "$TIMING_N"; done
+  for t in direct:$SLOW_SSE:$REQ_SSE hop:$HOP_SLOW:$REQ_SSE gateway:$GW:$REQ_SLOW; do
+    IFS=: read -r name u1 u2 u3 body <<<"$t"
+    stream_timing "$round" slow "$name" "$u1:$u2:$u3" "$body" "$SLOW_N"
+  done
+  stop_gateway
+done
+
+grep -h -i -E 'fail|error|exception' "$WORK"/gateway-*.log | sort | uniq -c | head -20 >"$WORK/gateway-errors.txt" || true
+echo "kind=meta finished=$(date -u +%FT%TZ) elapsed_s=$(( $(date +%s) - started )) gateway_log_error_lines=$(awk '{s+=$1} END {print s+0}' "$WORK/gateway-errors.txt")" >>"$RUNS"
+python3 "$LOAD/report.py" "$RUNS" >"$MARKDOWN"
+log "written: ${MARKDOWN#$ROOT/} (raw records: ${RUNS#$ROOT/}; logs in $WORK)"
+if [ -s "$WORK/gateway-errors.txt" ]; then log "gateway log lines mentioning errors:"; cat "$WORK/gateway-errors.txt" >&2; fi
