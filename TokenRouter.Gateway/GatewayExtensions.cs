@@ -51,7 +51,7 @@ public static class GatewayExtensions
             sp.GetRequiredService<TimeProvider>(), sp.GetService<IConnectionMultiplexer>()));
         services.AddSingleton<ModelRouter>();
         services.AddSingleton<Canonicalizer>();
-        services.AddSingleton(sp => new ToolOrderMemory(sp.GetRequiredService<TimeProvider>())
+        services.AddSingleton(sp => new ToolOrderMemory(sp.GetRequiredService<TimeProvider>(), sp.GetService<IConnectionMultiplexer>())
         {
             Ttl = sp.GetRequiredService<IOptions<GatewayOptions>>().Value.ToolOrderMemoryTtl,
         });

@@ -171,7 +171,7 @@ public static class MonitoringResources
                     hostAndPort = $"{host}:{port}";
                 }
 
-                await File.WriteAllTextAsync(Path.Combine(runtime, "targets", job + ".json"), TargetsJson(hostAndPort) + "\n", Encoding.UTF8, ct)
+                await File.WriteAllTextAsync(Path.Combine(runtime, "targets", job + ".json"), TargetsJson(hostAndPort) + "\n", new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), ct)
                     .ConfigureAwait(false);
                 logger.LogInformation("Scrape target for job {Job}: {Target}", job, hostAndPort ?? "(not running)");
             }

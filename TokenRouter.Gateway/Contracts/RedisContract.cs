@@ -178,6 +178,12 @@ public static class RedisContract
         public const string CompletionTokens = "completion_tokens";
     }
 
+    /// <summary>
+    /// <c>tokenrouter:toolorder:{conversation root}</c>: the tool names, newline-separated, in the order a conversation
+    /// first used them (gateway-only; shared between replicas so a conversation keeps one order whichever replica serves it).
+    /// </summary>
+    public static string ToolOrderKey(UInt128 conversationRoot) => "tokenrouter:toolorder:" + conversationRoot.ToString("x32");
+
     /// <summary>Lower-case hex SHA-256 of a client key: what Admin stores and what the gateway looks up.</summary>
     public static string HashClientKey(string clientKey)
     {

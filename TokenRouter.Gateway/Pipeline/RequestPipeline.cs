@@ -22,8 +22,15 @@ public sealed class PreparedRequest(PooledBufferWriter body, string prefixHash, 
 /// OutboundAdapter → Hasher (full) — synchronously over the envelope. Each transformation has its switch so its
 /// effect can be measured by turning it off.
 /// </summary>
-public sealed class RequestPipeline(Canonicalizer canonicalizer, Arranger arranger, OutboundAdapters adapters, IOptionsMonitor<GatewayOptions> options)
+public sealed class RequestPipeline(Canonicalizer canonicalizer, Arranger arranger, OutboundAdapters adapters, IOptionsMonitor<GatewayOptions> options,
+    ToolOrderMemory? toolOrders = null)
 {
+    /// <summary>Fetches shared state the synchronous stages need (a conversation's tool order from other replicas).</summary>
+    public ValueTask PrefetchAsync(Envelope envelope, ClientIdentity identity) =>
+        toolOrders is not null && envelope.Tools.Count > 1 && options.CurrentValue.ToolSortEnabled
+            ? toolOrders.PrefetchAsync(Arranger.ConversationRoot(envelope, identity.Scope))
+            : ValueTask.CompletedTask;
+
     public PreparedRequest Prepare(Envelope envelope, RouteTarget target, ClientIdentity identity)
     {
         var o = options.CurrentValue;

@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using StackExchange.Redis;
+using TokenRouter.Contracts;
 
 namespace TokenRouter.Gateway.Pipeline;
 
@@ -6,8 +8,10 @@ namespace TokenRouter.Gateway.Pipeline;
 /// Remembers the tool order each recent conversation was sent with, so a conversation that adds a tool keeps its
 /// cached prefix (the new tool is appended, not sorted into the middle). Keyed by the conversation's root hash,
 /// kept for as long as a provider cache lives. Bounded: the oldest half is dropped when full.
+/// With Redis, orders are shared between replicas: a replica that has not seen a conversation fetches its order
+/// once (<see cref="PrefetchAsync"/>, before the synchronous pipeline runs) and every change is written behind.
 /// </summary>
-public sealed class ToolOrderMemory(TimeProvider time)
+public sealed class ToolOrderMemory(TimeProvider time, IConnectionMultiplexer? redis = null)
 {
     private readonly ConcurrentDictionary<UInt128, Entry> _entries = new();
     private const int MaxEntries = 50_000;
@@ -31,10 +35,31 @@ public sealed class ToolOrderMemory(TimeProvider time)
     {
         if (_entries.Count >= MaxEntries) Evict();
         _entries[conversationRoot] = new Entry(order, time.GetTimestamp());
+        if (redis is not null)
+        {
+            // Write-behind: the request never waits for it; a lost write only costs another replica a cache miss.
+            _ = redis.GetDatabase().StringSetAsync(RedisContract.ToolOrderKey(conversationRoot), string.Join('\n', order), Ttl,
+                flags: CommandFlags.FireAndForget);
+        }
     }
 
     /// <summary>Refreshes the entry's age (a conversation in use keeps its order).</summary>
     public void Touch(UInt128 conversationRoot, string[] order) => _entries[conversationRoot] = new Entry(order, time.GetTimestamp());
+
+    /// <summary>Loads a conversation's order from Redis when this replica has not seen it (one round trip, then local).</summary>
+    public async ValueTask PrefetchAsync(UInt128 conversationRoot)
+    {
+        if (redis is null || TryGet(conversationRoot, out _)) return;
+        try
+        {
+            var value = await redis.GetDatabase().StringGetAsync(RedisContract.ToolOrderKey(conversationRoot));
+            if (value.HasValue) Touch(conversationRoot, value.ToString().Split('\n'));
+        }
+        catch (RedisException)
+        {
+            // Without the shared order this replica falls back to name order: a cache miss, never a wrong request.
+        }
+    }
 
     public int Count => _entries.Count;
 

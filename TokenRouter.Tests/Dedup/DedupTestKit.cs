@@ -121,7 +121,7 @@ internal static class DedupTestKit
             foreach (var piece in rest) await FakeResponses.WriteEventAsync(context, new SseEvent(null, Chunk(JsonSerializer.Serialize(new { content = piece }), null)));
             await FakeResponses.WriteEventAsync(context, new SseEvent(null, Chunk("{}", "stop")));
             await FakeResponses.WriteEventAsync(context, new SseEvent(null,
-                $$"""{"id":"{{id}}","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":{{prompt}},"completion_tokens":{{completion}},"total_tokens":{{prompt + completion}}}}"""));
+                $$$"""{"id":"{{{id}}}","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":{{{prompt}}},"completion_tokens":{{{completion}}},"total_tokens":{{{prompt + completion}}}}}"""));
             await FakeResponses.WriteEventAsync(context, new SseEvent(null, "[DONE]"));
         };
 

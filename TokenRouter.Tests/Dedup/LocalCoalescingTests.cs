@@ -242,7 +242,12 @@ public sealed class LocalCoalescingTests : IAsyncLifetime
         var openAIBody = OpenAIChat("Name a prime number.", stream: true, maxTokens: 64);
         var anthropicBody = AnthropicMessages("Name a prime number.", stream: true, model: "gpt-4o", maxTokens: 64);
         var openAIHash = await HashOfAsync(client, openAIBody);
+        await FullHashOfAsync(client, Path, openAIBody);
+        var ob = _provider.LastRequest!.BodyText;
         var anthropicHash = await HashOfAsync(client, anthropicBody, "v1/messages");
+        await FullHashOfAsync(client, "v1/messages", anthropicBody);
+        var ab = _provider.LastRequest!.BodyText;
+        Assert.Equal(ob, ab);
         Assert.Equal(openAIHash, anthropicHash);
         _provider.RespondOpenAIText("Seven is prime.", new OpenAIUsage(Prompt: 300, Completion: 4));
         _provider.CloseGate();

@@ -398,6 +398,7 @@ internal sealed class ClientVariant(Random rng, Variation variation = Variation.
         var trimmed = mantissa.TrimStart('0');
         if (trimmed.Length == 0) trimmed = "0";
         var sign = neg ? "-" : "";
+        if (trimmed == "0") return new[] { "0", "-0", "0.0", "0e0", "0E+2", "-0.00" }[rng.Next(6)];
         var choices = new[]
         {
             sign + digits,

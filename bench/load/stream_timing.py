@@ -81,7 +81,7 @@ def main() -> None:
         q = statistics.quantiles(xs, n=10)
         return {"mean": round(statistics.fmean(xs), 4), "p50": round(statistics.median(xs), 4), "p90": round(q[8], 4)}
 
-    print(json.dumps({"n": n, "ttfb": stats(ttfb), "ttfc": stats(ttfc), "total": stats(total)}))
+    print(json.dumps({"n": n, "ttfb": stats(ttfb), "ttfc": stats(ttfc), "total": stats(total)}, separators=(",", ":")))
 
 
 if __name__ == "__main__":

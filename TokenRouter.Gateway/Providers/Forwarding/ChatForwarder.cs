@@ -94,6 +94,7 @@ public sealed partial class ChatForwarder(
             {
                 var target = router.Resolve(envelope.Model);
                 if (target.Provider.BaseUri is null) router.SetSimulatorBase(selfAddress.Resolve());
+                await pipeline.PrefetchAsync(envelope, identity);
                 var pipelineStarted = time.GetTimestamp();
                 var prepared = pipeline.Prepare(envelope, target, identity);
                 metrics.PipelineCompleted(time.GetElapsedTime(pipelineStarted));
