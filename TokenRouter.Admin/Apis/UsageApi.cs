@@ -173,7 +173,7 @@ public static class UsageApi
         }
 
         static decimal? FromNanos(RedisValue value) =>
-            value.TryParse(out long nanos) ? (nanos / 1_000_000_000m).Trimmed() : null;
+            !value.IsNull && value.TryParse(out long nanos) ? (nanos / 1_000_000_000m).Trimmed() : null;
     }
 
     /// <summary>One result row of the aggregate query; column aliases match the property names.</summary>

@@ -7,19 +7,7 @@ namespace TokenRouter.Gateway.Pipeline;
 /// <summary>Parses an Anthropic messages request into an <see cref="Envelope"/>. Unknown fields are kept.</summary>
 public static class AnthropicInboundAdapter
 {
-    public static Envelope Parse(ReadOnlyMemory<byte> body, IDisposable? bodyOwner = null)
-    {
-        var document = InboundJson.ParseDocument(body);
-        try
-        {
-            return Read(document, bodyOwner);
-        }
-        catch
-        {
-            document.Dispose();
-            throw;
-        }
-    }
+    public static Envelope Parse(ReadOnlyMemory<byte> body, IDisposable? bodyOwner = null) => InboundJson.Parse(body, bodyOwner, Read);
 
     private static Envelope Read(JsonDocument document, IDisposable? bodyOwner)
     {

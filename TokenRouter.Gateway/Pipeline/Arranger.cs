@@ -15,7 +15,8 @@ public sealed class Arranger(ToolOrderMemory memory)
     public void Arrange(Envelope envelope, string scope)
     {
         var tools = envelope.Tools;
-        if (tools.Count < 2) return;
+        // A single tool is remembered too: when the conversation later adds one, the first stays first.
+        if (tools.Count == 0) return;
 
         var root = ConversationRoot(envelope, scope);
         if (memory.TryGet(root, out var known))

@@ -45,11 +45,15 @@ public static class CacheInjector
 
         var prefixTtl = ttlPolicy is "1h" or "mixed" ? CacheControl.OneHour : CacheControl.FiveMinutes;
         var turnTtl = ttlPolicy == "1h" ? CacheControl.OneHour : CacheControl.FiveMinutes;
+        // A client's own 1-hour breakpoint wins over the policy: a mark added before it takes 1 hour too, or
+        // EnforceTtlOrder would have to shorten the client's.
+        var clientOneHour = LastOneHourPosition(envelope);
+        CacheControl TtlAt(int position, CacheControl policy) => position < clientOneHour ? CacheControl.OneHour : policy;
 
         // After the tools.
         if (free > 0 && LastCacheableTool(envelope) is { } lastTool && !HasToolBreakpoint(envelope))
         {
-            lastTool.CacheControl = prefixTtl;
+            lastTool.CacheControl = TtlAt(ToolsPosition, prefixTtl);
             free--;
         }
         // After the system prompt.
@@ -59,7 +63,7 @@ public static class CacheInjector
             {
                 if (!HasAny(system))
                 {
-                    system[^1].CacheControl = prefixTtl;
+                    system[^1].CacheControl = TtlAt(SystemPosition, prefixTtl);
                     free--;
                 }
             }
@@ -68,7 +72,7 @@ public static class CacheInjector
                 var n = Chunker.LeadingSystemCount(envelope);
                 if (n > 0 && !MessageHasBreakpoint(envelope.Messages[n - 1]))
                 {
-                    envelope.Messages[n - 1].CacheBreakpoint = prefixTtl;
+                    envelope.Messages[n - 1].CacheBreakpoint = TtlAt(MessagePosition(n - 1), prefixTtl);
                     free--;
                 }
             }
@@ -77,21 +81,54 @@ public static class CacheInjector
         var messages = envelope.Messages;
         if (free > 0 && messages.Count > 0 && !MessageHasBreakpoint(messages[^1]) && IsConversationTurn(messages[^1]))
         {
-            messages[^1].CacheBreakpoint = turnTtl;
+            messages[^1].CacheBreakpoint = TtlAt(MessagePosition(messages.Count - 1), turnTtl);
             free--;
         }
         var historyEnd = envelope.QueryStart - 1;
         if (free > 0 && historyEnd >= 0 && historyEnd < messages.Count - 1 && !MessageHasBreakpoint(messages[historyEnd])
             && IsConversationTurn(messages[historyEnd]))
         {
-            messages[historyEnd].CacheBreakpoint = turnTtl;
+            messages[historyEnd].CacheBreakpoint = TtlAt(MessagePosition(historyEnd), turnTtl);
         }
         EnforceTtlOrder(envelope);
     }
 
     private static bool IsConversationTurn(Message m) => m.Role is not (MessageRole.System or MessageRole.Developer);
 
-    private static ToolDefinition? LastCacheableTool(Envelope envelope) => envelope.Tools.Count > 0 ? envelope.Tools[^1] : null;
+    // Prompt-order positions: tools, then the top-level system, then each message.
+    private const int ToolsPosition = 0;
+    private const int SystemPosition = 1;
+    private static int MessagePosition(int index) => 2 + index;
+
+    /// <summary>Prompt-order position of the client's last 1-hour breakpoint, or -1.</summary>
+    private static int LastOneHourPosition(Envelope envelope)
+    {
+        for (var i = envelope.Messages.Count - 1; i >= 0; i--)
+        {
+            var m = envelope.Messages[i];
+            if (m.CacheBreakpoint?.IsOneHour == true) return MessagePosition(i);
+            if (m.Parts is not { } parts) continue;
+            foreach (var p in parts)
+            {
+                if (p.CacheControl?.IsOneHour == true) return MessagePosition(i);
+                if (p.Content is { } inner) foreach (var q in inner) if (q.CacheControl?.IsOneHour == true) return MessagePosition(i);
+            }
+        }
+        if (envelope.System is { } system) foreach (var p in system) if (p.CacheControl?.IsOneHour == true) return SystemPosition;
+        foreach (var t in envelope.Tools) if (t.CacheControl?.IsOneHour == true) return ToolsPosition;
+        return -1;
+    }
+
+    /// <summary>The last tool the target receives: an OpenAI client's non-function tools are not sent to Anthropic.</summary>
+    private static ToolDefinition? LastCacheableTool(Envelope envelope)
+    {
+        for (var i = envelope.Tools.Count - 1; i >= 0; i--)
+        {
+            var t = envelope.Tools[i];
+            if (!t.IsRaw || envelope.ClientFormat == ApiFormat.Anthropic) return t;
+        }
+        return null;
+    }
 
     private static bool HasToolBreakpoint(Envelope envelope)
     {

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.InteropServices;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 
@@ -18,8 +19,6 @@ public static class CanonicalJson
         Indented = false,
         SkipValidation = true,
     };
-
-    private const double MaxExactInteger = 9007199254740992d; // 2^53
 
     public static void Write(Utf8JsonWriter writer, JsonElement element)
     {
@@ -86,13 +85,107 @@ public static class CanonicalJson
             writer.WriteNumberValue(l);
             return;
         }
-        var d = element.GetDouble();
-        if (double.IsFinite(d) && Math.Abs(d) < MaxExactInteger && Math.Floor(d) == d)
-            writer.WriteNumberValue((long)d);
-        else if (double.IsFinite(d))
-            writer.WriteNumberValue(d);
+        // Everything else is normalized from its digits, never through a double: a double would round a 20-digit id
+        // or a long decimal into another number, and the model reads these numbers.
+        var raw = JsonMarshal.GetRawUtf8Value(element);
+        Span<byte> normalized = raw.Length <= 200 ? stackalloc byte[256] : new byte[raw.Length + 64];
+        if (TryNormalizeNumber(raw, normalized, out var written))
+            writer.WriteRawValue(normalized[..written], skipInputValidation: true);
         else
-            element.WriteTo(writer); // beyond double range: keep the digits as sent
+            element.WriteTo(writer); // an exponent beyond 9 digits: keep the number as sent
+    }
+
+    /// <summary>
+    /// One text per numeric value: no leading or trailing zeros, no sign on zero; integers up to 21 digits in full,
+    /// other values as plain decimals down to 1e-6 and in exponent form beyond (JavaScript's layout, all digits kept).
+    /// </summary>
+    private static bool TryNormalizeNumber(ReadOnlySpan<byte> raw, Span<byte> output, out int written)
+    {
+        written = 0;
+        var i = 0;
+        var negative = raw[0] == '-';
+        if (negative) i++;
+        var intStart = i;
+        while (i < raw.Length && char.IsAsciiDigit((char)raw[i])) i++;
+        var intDigits = raw[intStart..i];
+        ReadOnlySpan<byte> fracDigits = default;
+        if (i < raw.Length && raw[i] == '.')
+        {
+            var fracStart = ++i;
+            while (i < raw.Length && char.IsAsciiDigit((char)raw[i])) i++;
+            fracDigits = raw[fracStart..i];
+        }
+        long exponent = 0;
+        if (i < raw.Length && (raw[i] | 0x20) == 'e')
+        {
+            i++;
+            var negativeExponent = false;
+            if (i < raw.Length && raw[i] is (byte)'+' or (byte)'-') negativeExponent = raw[i++] == '-';
+            var start = i;
+            while (i < raw.Length && char.IsAsciiDigit((char)raw[i]))
+            {
+                if (i - start >= 9) return false;
+                exponent = exponent * 10 + (raw[i++] - '0');
+            }
+            if (negativeExponent) exponent = -exponent;
+        }
+        if (i != raw.Length) return false;
+
+        // The significant digits: first to last non-zero, across the integer and fraction parts.
+        var total = intDigits.Length + fracDigits.Length;
+        Span<byte> all = total <= 256 ? stackalloc byte[total] : new byte[total];
+        intDigits.CopyTo(all);
+        fracDigits.CopyTo(all[intDigits.Length..]);
+        var first = all.IndexOfAnyExcept((byte)'0');
+        if (first < 0)
+        {
+            output[written++] = (byte)'0';
+            return true;
+        }
+        var last = all.LastIndexOfAnyExcept((byte)'0');
+        var digits = all[first..(last + 1)];
+        var scale = exponent - fracDigits.Length + (total - 1 - last); // value = digits × 10^scale
+        var point = digits.Length + scale;                             // the decimal point follows this many digits
+
+        if (negative) output[written++] = (byte)'-';
+        if (scale >= 0 && point <= 21)
+        {
+            Append(output, ref written, digits);
+            for (var z = 0; z < scale; z++) output[written++] = (byte)'0';
+        }
+        else if (scale < 0 && point > 0)
+        {
+            Append(output, ref written, digits[..(int)point]);
+            output[written++] = (byte)'.';
+            Append(output, ref written, digits[(int)point..]);
+        }
+        else if (scale < 0 && point > -6)
+        {
+            output[written++] = (byte)'0';
+            output[written++] = (byte)'.';
+            for (var z = 0; z < -point; z++) output[written++] = (byte)'0';
+            Append(output, ref written, digits);
+        }
+        else
+        {
+            output[written++] = digits[0];
+            if (digits.Length > 1)
+            {
+                output[written++] = (byte)'.';
+                Append(output, ref written, digits[1..]);
+            }
+            output[written++] = (byte)'e';
+            output[written++] = point - 1 < 0 ? (byte)'-' : (byte)'+';
+            System.Buffers.Text.Utf8Formatter.TryFormat(Math.Abs(point - 1), output[written..], out var n);
+            written += n;
+        }
+        return true;
+    }
+
+    private static void Append(Span<byte> output, ref int written, ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(output[written..]);
+        written += bytes.Length;
     }
 
     /// <summary>Canonical bytes of a JSON value.</summary>
@@ -127,7 +220,15 @@ public static class CanonicalJson
             using (doc)
             {
                 using var buffer = new PooledBufferWriter(len + 16);
-                using (var writer = new Utf8JsonWriter(buffer, WriterOptions)) Write(writer, doc.RootElement);
+                try
+                {
+                    using var writer = new Utf8JsonWriter(buffer, WriterOptions);
+                    Write(writer, doc.RootElement);
+                }
+                catch (InvalidOperationException)
+                {
+                    return json; // a string escape System.Text.Json cannot decode (an unpaired surrogate): left as sent
+                }
                 var canonical = buffer.WrittenSpan;
                 // Already canonical: keep the caller's string instance instead of allocating an equal one.
                 if (canonical.SequenceEqual(rented.AsSpan(0, len))) return json;

@@ -7,19 +7,7 @@ namespace TokenRouter.Gateway.Pipeline;
 /// <summary>Parses an OpenAI chat-completions request into an <see cref="Envelope"/>. Unknown fields are kept.</summary>
 public static class OpenAIInboundAdapter
 {
-    public static Envelope Parse(ReadOnlyMemory<byte> body, IDisposable? bodyOwner = null)
-    {
-        var document = InboundJson.ParseDocument(body);
-        try
-        {
-            return Read(document, bodyOwner);
-        }
-        catch
-        {
-            document.Dispose();
-            throw;
-        }
-    }
+    public static Envelope Parse(ReadOnlyMemory<byte> body, IDisposable? bodyOwner = null) => InboundJson.Parse(body, bodyOwner, Read);
 
     private static Envelope Read(JsonDocument document, IDisposable? bodyOwner)
     {
@@ -259,6 +247,21 @@ public static class OpenAIInboundAdapter
 internal static class InboundJson
 {
     private static readonly JsonDocumentOptions Options = new() { MaxDepth = 128 };
+
+    /// <summary>Parses the body and reads it into an envelope; the document is disposed if reading fails.</summary>
+    public static Envelope Parse(ReadOnlyMemory<byte> body, IDisposable? bodyOwner, Func<JsonDocument, IDisposable?, Envelope> read)
+    {
+        var document = ParseDocument(body);
+        try
+        {
+            return read(document, bodyOwner);
+        }
+        catch
+        {
+            document.Dispose();
+            throw;
+        }
+    }
 
     public static JsonDocument ParseDocument(ReadOnlyMemory<byte> body)
     {

@@ -35,10 +35,19 @@ public sealed class AdminStartupTests
                 names.Add(reader.GetString(0));
             }
         }
-        Assert.Equal(["__EFMigrationsHistory", "api_keys", "model_prices", "usage_records"], names.Order(StringComparer.Ordinal));
+        Assert.Equal(["__EFMigrationsHistory", "api_keys", "model_prices", "usage_dead_letters", "usage_records"],
+            names.Order(StringComparer.Ordinal));
 
-        await using var history = new NpgsqlCommand("SELECT \"MigrationId\" FROM \"__EFMigrationsHistory\"", connection);
-        Assert.EndsWith("_Initial", (string?)await history.ExecuteScalarAsync());
+        await using var history = new NpgsqlCommand("SELECT \"MigrationId\" FROM \"__EFMigrationsHistory\" ORDER BY 1", connection);
+        var applied = new List<string>();
+        await using (var reader = await history.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                applied.Add(reader.GetString(0));
+            }
+        }
+        Assert.Collection(applied, m => Assert.EndsWith("_Initial", m), m => Assert.EndsWith("_Ledger", m));
         using var response = await client.GetAsync("/admin/api-keys");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }

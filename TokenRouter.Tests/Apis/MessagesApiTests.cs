@@ -140,6 +140,26 @@ public sealed class MessagesApiTests : IAsyncLifetime
         }
     }
 
+    [Theory]
+    [InlineData("gpt-4o")]
+    [InlineData("deepseek-chat")]
+    [InlineData("claude-sonnet-4-5")]
+    public async Task Streamed_message_aggregated_by_the_anthropic_sdk_carries_the_providers_usage(string model)
+    {
+        var bill = Bill.For(model);
+        bill.Respond(_provider);
+
+        var message = await Client().Messages.CreateStreaming(Matrix.AnthropicParams(model, [new UserMessageParam("bill me")])).Aggregate();
+
+        Assert.True(Assert.Single(message.Content).TryPickText(out var text));
+        Assert.Equal("billed", text.Text);
+        Assert.Equal("end_turn", message.StopReason!.Raw());
+        Assert.Equal(bill.Uncached, message.Usage.InputTokens);
+        Assert.Equal(bill.CacheRead, message.Usage.CacheReadInputTokens);
+        Assert.Equal(bill.CacheWrite5m + bill.CacheWrite1h, message.Usage.CacheCreationInputTokens);
+        Assert.Equal(bill.Output, message.Usage.OutputTokens);
+    }
+
     // ───────────────────────────── tool round trip ─────────────────────────────
 
     [Theory]
@@ -183,6 +203,61 @@ public sealed class MessagesApiTests : IAsyncLifetime
         Assert.Equal(stream, turn2.IsStreaming);
         if (Matrix.KindOf(model) == ProviderType.Anthropic) AssertAnthropicToolRoundTrip(turn2, id);
         else Matrix.AssertOpenAIToolRoundTrip(turn2, id, Matrix.WeatherQuestion);
+    }
+
+    /// <summary>
+    /// DeepSeek's chat API takes only string <c>content</c> ("invalid type: sequence, expected a string" otherwise), while
+    /// Anthropic clients (Claude Code among them) send system prompts, user turns and assistant turns as text blocks.
+    /// </summary>
+    [Fact]
+    public async Task Deepseek_receives_string_content_when_an_anthropic_client_sends_text_blocks()
+    {
+        _provider.RespondDeepSeekText("18°C and sunny in Paris.", new OpenAIUsage(120, 9));
+        const string callId = "call_weather_1";
+        var request = new MessageCreateParams
+        {
+            Model = "deepseek-chat",
+            MaxTokens = 256,
+            System = new List<TextBlockParam> { new("You are a weather bot."), new("Answer briefly.") },
+            Tools = [Matrix.AnthropicWeatherTool()],
+            Messages =
+            [
+                new UserMessageParam(new List<ContentBlockParam> { new TextBlockParam(Matrix.WeatherQuestion) }),
+                new AssistantMessageParam(new List<ContentBlockParam>
+                {
+                    new TextBlockParam("Let me check."),
+                    new ToolUseBlockParam
+                    {
+                        ID = callId,
+                        Name = Matrix.WeatherTool,
+                        Input = JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(Matrix.WeatherArguments)!,
+                    },
+                }),
+                new UserMessageParam(new List<ContentBlockParam>
+                {
+                    new ToolResultBlockParam(callId) { Content = new List<Block> { new TextBlockParam(Matrix.WeatherResult) } },
+                    new TextBlockParam("One sentence, please."),
+                }),
+            ],
+        };
+
+        var message = await Client().Messages.Create(request);
+
+        Assert.True(Assert.Single(message.Content).TryPickText(out var text));
+        Assert.Equal("18°C and sunny in Paris.", text.Text);
+        var messages = Assert.Single(_provider.Requests).Json!.Value.GetProperty("messages");
+        Assert.Equal(["system", "user", "assistant", "tool", "user"], messages.EnumerateArray().Select(m => m.GetProperty("role").GetString()));
+        Assert.All(messages.EnumerateArray(), m => Assert.True(
+            m.GetProperty("content").ValueKind is JsonValueKind.String or JsonValueKind.Null,
+            $"DeepSeek takes only string content, got {m}"));
+        Assert.Contains("You are a weather bot.", messages[0].GetProperty("content").GetString());
+        Assert.Contains("Answer briefly.", messages[0].GetProperty("content").GetString());
+        Assert.Equal(Matrix.WeatherQuestion, messages[1].GetProperty("content").GetString());
+        Assert.Equal("Let me check.", messages[2].GetProperty("content").GetString());
+        Assert.Equal(callId, Assert.Single(messages[2].GetProperty("tool_calls").EnumerateArray()).GetProperty("id").GetString());
+        Assert.Equal(callId, messages[3].GetProperty("tool_call_id").GetString());
+        Assert.Equal(Matrix.WeatherResult, messages[3].GetProperty("content").GetString());
+        Assert.Equal("One sentence, please.", messages[4].GetProperty("content").GetString());
     }
 
     private static void AssertToolDefinitionSent(RecordedRequest request, string model)
@@ -297,6 +372,40 @@ public sealed class MessagesApiTests : IAsyncLifetime
         Assert.Equal(status, (int)response.StatusCode);
         await AssertAnthropicErrorAsync(response, errorType);
         Assert.Equal(0, _provider.CallCount);
+    }
+
+    [Theory]
+    [InlineData("gpt-4o", false)]
+    [InlineData("gpt-4o", true)]
+    [InlineData("deepseek-chat", false)]
+    [InlineData("deepseek-chat", true)]
+    [InlineData("claude-sonnet-4-5", false)]
+    [InlineData("claude-sonnet-4-5", true)]
+    public async Task Provider_rate_limit_reaches_the_anthropic_sdk_as_an_anthropic_rate_limit_error(string model, bool stream)
+    {
+        _provider.RespondError(429, Matrix.KindOf(model) == ProviderType.Anthropic
+            ? FakeResponses.AnthropicErrorBody("rate_limit_error", "Rate limit reached")
+            : FakeResponses.OpenAIErrorBody("Rate limit reached", "requests", "rate_limit_exceeded"));
+        var request = Matrix.AnthropicParams(model, [new UserMessageParam("x")]);
+
+        var error = await Assert.ThrowsAsync<AnthropicRateLimitException>(async () =>
+        {
+            if (!stream)
+            {
+                await Client().Messages.Create(request);
+                return;
+            }
+
+            await foreach (var _ in Client().Messages.CreateStreaming(request))
+            {
+            }
+        });
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, error.StatusCode);
+        using var body = JsonDocument.Parse(error.ResponseBody);
+        Assert.Equal("error", body.RootElement.GetProperty("type").GetString());
+        Assert.Equal("rate_limit_error", body.RootElement.GetProperty("error").GetProperty("type").GetString());
+        Assert.Equal("Rate limit reached", body.RootElement.GetProperty("error").GetProperty("message").GetString());
     }
 
     [Fact]

@@ -284,45 +284,6 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
         Assert.Equal(bill.SavingsUsd, record.CacheSavingsUsd);
     }
 
-    /// <summary>
-    /// Each provider reports cached, uncached and (Anthropic only) cache-write input. The bill is written out by hand
-    /// from the list prices per 1M tokens: cost = uncached×in + reads×read + writes×write + out×output;
-    /// savings = (all input × in + out × output) − cost.
-    /// </summary>
-    private sealed record Bill(
-        string Model, Action<FakeProvider> Respond,
-        int Uncached, int CacheRead, int CacheWrite5m, int CacheWrite1h, int Output,
-        decimal CostUsd, decimal FullPriceUsd)
-    {
-        public int AllInput => Uncached + CacheRead + CacheWrite5m + CacheWrite1h;
-        public decimal SavingsUsd => FullPriceUsd - CostUsd;
-        public TokenUsage Usage => new(AllInput, CacheRead, CacheWrite5m, CacheWrite1h, Output);
-
-        public static Bill For(string model) => model switch
-        {
-            // claude-sonnet-4-5: in 3.00, cache read 0.30, write 5m 3.75, write 1h 6.00, out 15.00.
-            // Anthropic's input_tokens is the uncached rest: 1,200 + 5,000 read + 800 (5m) + 400 (1h) = 7,400 input.
-            "claude-sonnet-4-5" => new Bill(model,
-                p => p.RespondAnthropicText("billed", new AnthropicUsage(Input: 1200, Output: 300, CacheRead: 5000, CacheWrite5m: 800, CacheWrite1h: 400)),
-                Uncached: 1200, CacheRead: 5000, CacheWrite5m: 800, CacheWrite1h: 400, Output: 300,
-                CostUsd: (1200 * 3.00m + 5000 * 0.30m + 800 * 3.75m + 400 * 6.00m + 300 * 15.00m) / 1_000_000m, // $0.015
-                FullPriceUsd: (7400 * 3.00m + 300 * 15.00m) / 1_000_000m), // $0.0267
-            // gpt-4o: in 2.50, cached 1.25, out 10.00. prompt_tokens 6,000 include 4,096 cached_tokens.
-            "gpt-4o" => new Bill(model,
-                p => p.RespondOpenAIText("billed", new OpenAIUsage(Prompt: 6000, Completion: 250, Cached: 4096)),
-                Uncached: 1904, CacheRead: 4096, CacheWrite5m: 0, CacheWrite1h: 0, Output: 250,
-                CostUsd: (1904 * 2.50m + 4096 * 1.25m + 250 * 10.00m) / 1_000_000m, // $0.01238
-                FullPriceUsd: (6000 * 2.50m + 250 * 10.00m) / 1_000_000m), // $0.0175
-            // deepseek-chat: in 0.28, cache hit 0.028, out 0.42. prompt_cache_hit_tokens 2,048 + miss 952 = 3,000.
-            "deepseek-chat" => new Bill(model,
-                p => p.RespondDeepSeekText("billed", new OpenAIUsage(Prompt: 3000, Completion: 500, Cached: 2048)),
-                Uncached: 952, CacheRead: 2048, CacheWrite5m: 0, CacheWrite1h: 0, Output: 500,
-                CostUsd: (952 * 0.28m + 2048 * 0.028m + 500 * 0.42m) / 1_000_000m, // $0.000533904
-                FullPriceUsd: (3000 * 0.28m + 500 * 0.42m) / 1_000_000m), // $0.00105
-            _ => throw new ArgumentOutOfRangeException(nameof(model), model, null),
-        };
-    }
-
     private async Task<Dictionary<string, string>> OpenAIBillAsync(string model, Bill bill)
     {
         ClientResult<ChatCompletion> result = await OpenAIChat(model).CompleteChatAsync([new UserChatMessage("bill me")]);
@@ -434,6 +395,45 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
 
         return text.ToString();
     }
+}
+
+/// <summary>
+/// Each provider reports cached, uncached and (Anthropic only) cache-write input. The bill is written out by hand
+/// from the list prices per 1M tokens: cost = uncached×in + reads×read + writes×write + out×output;
+/// savings = (all input × in + out × output) − cost.
+/// </summary>
+internal sealed record Bill(
+    string Model, Action<FakeProvider> Respond,
+    int Uncached, int CacheRead, int CacheWrite5m, int CacheWrite1h, int Output,
+    decimal CostUsd, decimal FullPriceUsd)
+{
+    public int AllInput => Uncached + CacheRead + CacheWrite5m + CacheWrite1h;
+    public decimal SavingsUsd => FullPriceUsd - CostUsd;
+    public TokenUsage Usage => new(AllInput, CacheRead, CacheWrite5m, CacheWrite1h, Output);
+
+    public static Bill For(string model) => model switch
+    {
+        // claude-sonnet-4-5: in 3.00, cache read 0.30, write 5m 3.75, write 1h 6.00, out 15.00.
+        // Anthropic's input_tokens is the uncached rest: 1,200 + 5,000 read + 800 (5m) + 400 (1h) = 7,400 input.
+        "claude-sonnet-4-5" => new Bill(model,
+            p => p.RespondAnthropicText("billed", new AnthropicUsage(Input: 1200, Output: 300, CacheRead: 5000, CacheWrite5m: 800, CacheWrite1h: 400)),
+            Uncached: 1200, CacheRead: 5000, CacheWrite5m: 800, CacheWrite1h: 400, Output: 300,
+            CostUsd: (1200 * 3.00m + 5000 * 0.30m + 800 * 3.75m + 400 * 6.00m + 300 * 15.00m) / 1_000_000m, // $0.015
+            FullPriceUsd: (7400 * 3.00m + 300 * 15.00m) / 1_000_000m), // $0.0267
+        // gpt-4o: in 2.50, cached 1.25, out 10.00. prompt_tokens 6,000 include 4,096 cached_tokens.
+        "gpt-4o" => new Bill(model,
+            p => p.RespondOpenAIText("billed", new OpenAIUsage(Prompt: 6000, Completion: 250, Cached: 4096)),
+            Uncached: 1904, CacheRead: 4096, CacheWrite5m: 0, CacheWrite1h: 0, Output: 250,
+            CostUsd: (1904 * 2.50m + 4096 * 1.25m + 250 * 10.00m) / 1_000_000m, // $0.01238
+            FullPriceUsd: (6000 * 2.50m + 250 * 10.00m) / 1_000_000m), // $0.0175
+        // deepseek-chat: in 0.28, cache hit 0.028, out 0.42. prompt_cache_hit_tokens 2,048 + miss 952 = 3,000.
+        "deepseek-chat" => new Bill(model,
+            p => p.RespondDeepSeekText("billed", new OpenAIUsage(Prompt: 3000, Completion: 500, Cached: 2048)),
+            Uncached: 952, CacheRead: 2048, CacheWrite5m: 0, CacheWrite1h: 0, Output: 500,
+            CostUsd: (952 * 0.28m + 2048 * 0.028m + 500 * 0.42m) / 1_000_000m, // $0.000533904
+            FullPriceUsd: (3000 * 0.28m + 500 * 0.42m) / 1_000_000m), // $0.00105
+        _ => throw new ArgumentOutOfRangeException(nameof(model), model, null),
+    };
 }
 
 /// <summary>The provider behind a gateway model name.</summary>

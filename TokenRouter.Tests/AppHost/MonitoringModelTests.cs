@@ -112,7 +112,7 @@ public sealed class MonitoringModelTests : IDisposable
 
         Assert.DoesNotContain(builder.Resources, r => r.Name is MonitoringResources.PrometheusName or MonitoringResources.GrafanaName);
         Assert.Empty(builder.Resources.OfType<ContainerResource>());
-        Assert.Empty(builder.Resources.OfType<ExecutableResource>());
+        Assert.DoesNotContain(builder.Resources.OfType<ExecutableResource>(), r => r.Command == _fakeBinary);
     }
 
     private static string FindRepositoryRoot()

@@ -20,12 +20,13 @@ internal static class DedupTestKit
 {
     public static readonly TimeSpan Bounded = TimeSpan.FromSeconds(20);
 
-    public static string OpenAIChat(string prompt, bool stream, string model = "gpt-4o", int? maxTokens = null) =>
+    public static string OpenAIChat(string prompt, bool stream, string model = "gpt-4o", int? maxTokens = null, int? maxCompletionTokens = null) =>
         JsonSerializer.Serialize(new Dictionary<string, object?>
         {
             ["model"] = model,
             ["stream"] = stream,
             ["max_tokens"] = maxTokens,
+            ["max_completion_tokens"] = maxCompletionTokens,
             ["messages"] = new[] { new { role = "user", content = prompt } },
         }.Where(p => p.Value is not null).ToDictionary());
 

@@ -184,6 +184,7 @@ public sealed class ArrangerTests
     public void A_real_session_that_gains_a_tool_keeps_its_earlier_tools_as_a_byte_identical_prefix()
     {
         var session = AgentSessions.All.First(s => !s.IsToolBench && s.Turns.Count >= 8);
+        Assert.DoesNotContain("add_note", session.Tools.Select(t => (string?)t!["function"]!["name"]));
         var requests = session.OpenAIRequests().Take(6).ToList();
         Assert.True(requests.Count >= 4, "the session is long enough");
         var harness = new PipelineHarness();
@@ -193,13 +194,13 @@ public sealed class ArrangerTests
         {
             var body = requests[turn];
             var tools = body["tools"]!.AsArray();
-            // The first turns run without "think"; from turn 3 on the client sends it too, somewhere in its list.
+            // The first turns run without "add_note"; from turn 3 on the client sends it too, somewhere in its list.
             if (turn >= 3)
             {
                 var added = new JsonObject
                 {
                     ["type"] = "function",
-                    ["function"] = new JsonObject { ["name"] = "think", ["description"] = "Think.", ["parameters"] = new JsonObject { ["type"] = "object" } },
+                    ["function"] = new JsonObject { ["name"] = "add_note", ["description"] = "Add a note to the reservation.", ["parameters"] = new JsonObject { ["type"] = "object" } },
                 };
                 tools.Insert(rng.Next(tools.Count + 1), added);
             }
@@ -207,7 +208,7 @@ public sealed class ArrangerTests
             var toolsJson = outbound.Json.GetProperty("tools").GetRawText();
             if (previousTools is not null)
                 Assert.StartsWith(previousTools.TrimEnd(']'), toolsJson);
-            if (turn >= 3) Assert.Equal("think", ToolNames(outbound, Targets.OpenAI)[^1]);
+            if (turn >= 3) Assert.Equal("add_note", ToolNames(outbound, Targets.OpenAI)[^1]);
             previousTools = toolsJson;
         }
     }

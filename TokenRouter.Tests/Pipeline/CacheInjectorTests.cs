@@ -204,6 +204,13 @@ public sealed partial class CacheInjectorTests
             if (count <= 4)
             {
                 foreach (var at in marks.Keys) Assert.Contains(at, breakpoints.Select(b => b.At));
+                // When the client's own TTLs are in a valid order, each keeps its TTL (added marks adapt to them).
+                var clientOrder = AnthropicSlots.Where(marks.ContainsKey).Select(at => marks[at] ?? "5m").ToList();
+                var clientValid = !clientOrder.SkipWhile(t => t == "1h").Contains("1h");
+                if (clientValid)
+                {
+                    foreach (var (at, ttl) in marks) Assert.Contains((at, ttl ?? "5m"), breakpoints);
+                }
             }
             if (count >= 4) Assert.Equal(4, breakpoints.Count);
             if (count == 0)
@@ -260,7 +267,7 @@ public sealed partial class CacheInjectorTests
         var outbound = new PipelineHarness().Run("""
             {"model":"gpt-4o","messages":[{"role":"system","content":"S"},{"role":"user","content":"hi"}],
              "tools":[{"type":"custom","custom":{"name":"grammar_tool"}},
-                      {"type":"function","function":{"name":"lookup","parameters":{"type":"object"}}}]}
+                      {"type":"function","function":{"name":"add_note","parameters":{"type":"object"}}}]}
             """, ApiFormat.OpenAI, ProviderKind.Anthropic);
 
         Assert.Contains(("tools.0", "5m"), Breakpoints(outbound));

@@ -68,7 +68,9 @@ public sealed class CanonicalJsonTests
     {
         // A 20-digit order number read through a double would become 1.2345678901234567E+19: another number.
         Assert.Equal("""{"id":12345678901234567891}""", Canonical("""{"id": 12345678901234567891}"""));
-        Assert.Equal("""{"id":123456789012345678901234567890}""", Canonical("""{"id":123456789012345678901234567890}"""));
+        // Longer than 21 digits: exponent form, every significant digit kept.
+        Assert.Equal("""{"id":1.2345678901234567890123456789e+29}""", Canonical("""{"id":123456789012345678901234567890}"""));
+        Assert.Equal(Canonical("""{"id":123456789012345678901234567890}"""), Canonical("""{"id":1.2345678901234567890123456789E29}"""));
     }
 
     [Fact]

@@ -122,6 +122,17 @@ public sealed class InboundAdapterTests
         Assert.Equal("invalid_request_error", error.Type);
     }
 
+    [Theory]
+    [InlineData(ApiFormat.OpenAI, """{"model":"m","messages":[{"role":"user","content":"cut emoji \ud83d"}]}""")]
+    [InlineData(ApiFormat.Anthropic, """{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"cut emoji \ud83d"}]}""")]
+    [InlineData(ApiFormat.Anthropic, """{"model":"m","max_tokens":5,"system":"\udc00","messages":[{"role":"user","content":"hi"}]}""")]
+    public void A_string_with_an_unpaired_surrogate_escape_is_a_400_not_a_crash(ApiFormat format, string body)
+    {
+        // A JavaScript client that cuts a string inside an emoji sends "\ud83d" (JSON.stringify escapes it).
+        var error = ApiErrors.Parse(body, format);
+        Assert.Equal(400, error.Status);
+    }
+
     [Fact]
     public void Unknown_OpenAI_fields_are_kept_and_reach_an_OpenAI_provider()
     {

@@ -405,7 +405,7 @@ internal sealed class ClientVariant(Random rng, Variation variation = Variation.
             sign + digits + (point < 0 ? ".0" : "0"),
             sign + trimmed + "e" + exponent.ToString(CultureInfo.InvariantCulture),
             sign + trimmed + "0E" + (exponent - 1).ToString(CultureInfo.InvariantCulture),
-            sign + "0." + trimmed + "e+" + (exponent + trimmed.Length).ToString(CultureInfo.InvariantCulture),
+            sign + "0." + trimmed + "e" + (exponent + trimmed.Length >= 0 ? "+" : "") + (exponent + trimmed.Length).ToString(CultureInfo.InvariantCulture),
         };
         return choices[rng.Next(choices.Length)];
     }

@@ -175,6 +175,36 @@ public sealed class RequestPipelineTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(AllTargets))]
+    public void An_unpaired_surrogate_escape_inside_a_tool_schema_is_a_client_error_not_a_crash(ProviderKind target)
+    {
+        const string body = """
+            {"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],
+             "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"q":{"type":"string","description":"cut \ud83d"}}}}}]}
+            """;
+        var error = Assert.Throws<TokenRouter.Gateway.Errors.ApiError>(() =>
+        {
+            using var envelope = PipelineHarness.Parse(body, ApiFormat.OpenAI);
+            new PipelineHarness().Run(envelope, Targets.For(target));
+        });
+        Assert.Equal(400, error.Status);
+    }
+
+    [Theory]
+    [MemberData(nameof(AllTargets))]
+    public void Arguments_with_an_unpaired_surrogate_escape_are_forwarded_as_sent(ProviderKind target)
+    {
+        const string body = """
+            {"model":"gpt-4o","messages":[{"role":"user","content":"hi"},
+             {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"q\": \"\\ud83d\"}"}}]},
+             {"role":"tool","tool_call_id":"c1","content":"ok"}],
+             "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}
+            """;
+        var outbound = new PipelineHarness().Run(body, ApiFormat.OpenAI, target);
+        Assert.Contains("ud83d", outbound.Body, StringComparison.Ordinal);
+    }
+
     // ---- meaning preserved -----------------------------------------------------------------------------------------
 
     [Theory]

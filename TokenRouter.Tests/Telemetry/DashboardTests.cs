@@ -1,20 +1,15 @@
-using System.Diagnostics.Metrics;
 using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Microsoft.Extensions.Logging.Abstractions;
-using StackExchange.Redis;
 using TokenRouter.AppHost.Monitoring;
-using TokenRouter.Gateway.Accounting;
-using TokenRouter.Gateway.Limits;
-using TokenRouter.Gateway.Telemetry;
+using TokenRouter.Tests.Admin;
 using TokenRouter.Tests.Infrastructure;
 
 namespace TokenRouter.Tests.Telemetry;
 
 /// <summary>
 /// The provisioned Grafana dashboard and the files around it (deploy/): the JSON is a dashboard Grafana can load, every
-/// metric its PromQL selects is one the gateway really exports (read from a /metrics scrape after traffic), and the
+/// metric its PromQL selects is one the gateway or Admin really exports (read from their /metrics after traffic), and the
 /// Prometheus/Grafana provisioning files agree with each other and with the AppHost.
 /// </summary>
 [Collection(ProcessWideMetricsCollection.Name)]
@@ -62,13 +57,13 @@ public sealed class DashboardTests
                 "tokenrouter_tokens_total", "tokenrouter_dedup_requests_total", "tokenrouter_requests_total",
                 "http_server_request_duration_seconds_bucket", "tokenrouter_gateway_overhead_seconds_bucket",
                 "tokenrouter_upstream_ttfb_seconds_bucket", "tokenrouter_requests_inflight", "tokenrouter_rejections_total",
-                "tokenrouter_usage_backlog",
+                "tokenrouter_usage_backlog", "tokenrouter_ledger_backlog",
             },
             queried);
     }
 
     [Fact]
-    public async Task Every_metric_the_dashboard_queries_is_exported_by_the_gateway()
+    public async Task Every_metric_the_dashboard_queries_is_exported_by_the_gateway_or_admin()
     {
         using var json = JsonDocument.Parse(File.ReadAllText(DashboardPath));
         var queried = Expressions(json.RootElement).SelectMany(PromQl.MetricNames)
@@ -127,41 +122,81 @@ public sealed class DashboardTests
     }
 
     /// <summary>
-    /// The gateway's exposition names after traffic that makes every instrument report: priced, cached, deduplicated,
-    /// streamed and unpriced requests over HTTP; a rejection and the usage sink's backlog through the instruments the
-    /// limits and the Redis usage sink record on (neither path is reachable over HTTP on an embedded gateway).
+    /// The exposition names of a gateway in Redis mode and of Admin draining its usage stream into Postgres, after
+    /// traffic that makes every instrument report: priced, cached, streamed, unpriced and deduplicated requests, a
+    /// request refused by a concurrency limit, usage records flowing into the ledger.
     /// </summary>
     private static async Task<IReadOnlySet<string>> ExportedAfterTrafficAsync()
     {
-        await using var gateway = await MeteredGateway.StartAsync();
+        await using var redis = await RedisServer.StartNewAsync();
+        var postgres = await PostgresServer.GetSharedAsync();
+        var database = await postgres.CreateDatabaseAsync("dashboard_" + Guid.NewGuid().ToString("N")[..12]);
+        var adminSettings = AdminAppFactory.SettingsFor(database, redis.ConnectionString);
+        adminSettings["Admin:Ledger:StatusInterval"] = "00:00:00.200";
+        await using var admin = new AdminAppFactory(adminSettings);
+        using var adminClient = admin.CreateClient();
+
+        await using var gateway = await MeteredGateway.StartAsync(new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:redis"] = redis.ConnectionString,
+            ["Limits:StreamConcurrent"] = "1",
+        });
         var model = MeteredGateway.PricedAsGpt4o();
         var provider = gateway.Provider;
-
         provider.RespondOpenAIText("cached", new OpenAIUsage(Prompt: 2048, Completion: 10, Cached: 1024));
-        (await gateway.SendAsync(MeteredGateway.Chat(model, "one"))).Dispose();
-        (await gateway.SendAsync(MeteredGateway.Chat(model, "two", stream: true))).Dispose();
-        (await gateway.SendAsync(MeteredGateway.Chat("gpt-tr-unlisted-model", "three"))).Dispose();
 
+        (await gateway.SendAsync(MeteredGateway.Chat(model, "one"))).Dispose();
+        (await gateway.SendAsync(MeteredGateway.Chat("gpt-tr-unlisted-model", "two"))).Dispose();
+
+        // A stream held upstream takes the only streaming slot: a second stream is refused (a rejection); identical
+        // non-streaming twins meanwhile share one upstream call (a deduplicated request).
         provider.CloseGate();
-        var twins = Enumerable.Range(0, 2).Select(_ => gateway.SendAsync(MeteredGateway.Chat(model, "twins"))).ToArray();
+        var held = gateway.SendAsync(MeteredGateway.Chat(model, "held stream", stream: true));
         await provider.WaitForWaitingAtGateAsync(1, MeteredGateway.Timeout);
-        await gateway.ScrapeWhenAsync(s => s.Sum("tokenrouter_pipeline_duration_seconds_count") >= 5, "both twins through the pipeline");
+        using (var refused = await gateway.SendAsync(MeteredGateway.Chat(model, "second stream", stream: true)))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        }
+
+        var twins = Enumerable.Range(0, 2).Select(_ => gateway.SendAsync(MeteredGateway.Chat(model, "twins"))).ToArray();
+        await provider.WaitForWaitingAtGateAsync(2, MeteredGateway.Timeout);
+        await gateway.ScrapeWhenAsync(s => s.Sum("tokenrouter_pipeline_duration_seconds_count") >= 6, "both twins through the pipeline");
         provider.OpenGate();
-        foreach (var response in await Task.WhenAll(twins))
+        foreach (var response in await Task.WhenAll([held, .. twins]))
         {
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            await response.Content.ReadAsStringAsync();
             response.Dispose();
         }
 
-        gateway.Gateway.Service<GatewayMetrics>().Rejected(LimitErrors.Reasons.Quota);
-        var redis = await RedisServer.GetSharedAsync();
-        await using var connection = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
-        using var usageSink = new RedisUsageSink(connection, NullLogger<RedisUsageSink>.Instance, gateway.Gateway.Service<IMeterFactory>());
+        var gatewayScrape = await gateway.ScrapeWhenAsync(
+            s => s.Sum("tokenrouter_dedup_requests_total") >= 1 && s.Sum("tokenrouter_requests_total") >= 5 && s.Sum("tokenrouter_rejections_total") >= 1,
+            "the deduplicated twin, five chat requests and the rejection");
+        var adminScrape = await ScrapeWhenAsync(adminClient,
+            s => s.Sum("tokenrouter_ledger_entries_total", ("outcome", "stored")) >= 5 && s.Series("tokenrouter_ledger_backlog").Any(),
+            "five usage records stored in the ledger and its backlog");
+        return gatewayScrape.Names.Union(adminScrape.Names).ToHashSet(StringComparer.Ordinal);
+    }
 
-        var scrape = await gateway.ScrapeWhenAsync(
-            s => s.Sum("tokenrouter_dedup_requests_total") >= 1 && s.Sum("tokenrouter_requests_total") >= 5,
-            "the deduplicated twin and five chat requests");
-        return scrape.Names;
+    private static async Task<PrometheusScrape> ScrapeWhenAsync(HttpClient client, Func<PrometheusScrape, bool> condition, string what)
+    {
+        using var deadline = new CancellationTokenSource(MeteredGateway.Timeout);
+        while (true)
+        {
+            using var response = await client.GetAsync("/metrics");
+            response.EnsureSuccessStatusCode();
+            var scrape = PrometheusScrape.Parse(await response.Content.ReadAsStringAsync());
+            if (condition(scrape)) return scrape;
+            try
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(50), deadline.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new TimeoutException($"Admin's /metrics never showed {what}: " +
+                    string.Join("\n", scrape.Samples.Where(s => s.Name.StartsWith("tokenrouter_", StringComparison.Ordinal))));
+            }
+        }
     }
 
     private static IEnumerable<JsonElement> AllPanels(JsonElement root)

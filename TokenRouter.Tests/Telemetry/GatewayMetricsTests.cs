@@ -1,5 +1,6 @@
 using System.Net;
 using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Limits;
 using TokenRouter.Tests.Infrastructure;
 
 namespace TokenRouter.Tests.Telemetry;
@@ -10,7 +11,7 @@ namespace TokenRouter.Tests.Telemetry;
 /// the Grafana dashboard queries.
 /// </summary>
 [Collection(ProcessWideMetricsCollection.Name)]
-public sealed class GatewayMetricsTests : IAsyncLifetime
+public sealed class GatewayMetricsTests
 {
     // gpt-4o list prices, USD per 1M tokens: input 2.50, cached input 1.25, output 10.00.
     private static readonly ModelPrice Gpt4o = PriceTable.ListPrices["gpt-4o"];
@@ -25,21 +26,16 @@ public sealed class GatewayMetricsTests : IAsyncLifetime
     private const string Rejections = "tokenrouter_rejections_total";
     private const string Inflight = "tokenrouter_requests_inflight";
 
-    private MeteredGateway _gateway = null!;
-
-    public async Task InitializeAsync() => _gateway = await MeteredGateway.StartAsync();
-
-    public async Task DisposeAsync() => await _gateway.DisposeAsync();
-
     [Fact]
     public async Task Priced_cached_and_deduplicated_requests_are_exported_with_exact_counts_tokens_and_dollar_sums()
     {
+        await using var gateway = await MeteredGateway.StartAsync();
         var model = MeteredGateway.PricedAsGpt4o();
-        var provider = _gateway.Provider;
+        var provider = gateway.Provider;
 
         // 1. A priced request with nothing cached.
         provider.RespondOpenAIText("first", new OpenAIUsage(Prompt: 1000, Completion: 100));
-        using (var first = await _gateway.SendAsync(MeteredGateway.Chat(model, "first question")))
+        using (var first = await gateway.SendAsync(MeteredGateway.Chat(model, "first question")))
         {
             Assert.Equal(HttpStatusCode.OK, first.StatusCode);
         }
@@ -47,7 +43,7 @@ public sealed class GatewayMetricsTests : IAsyncLifetime
         // 2. A request half of whose prompt the provider read from its cache.
         provider.RespondOpenAIText("second", new OpenAIUsage(Prompt: 2048, Completion: 50, Cached: 1024));
         string providerName;
-        using (var second = await _gateway.SendAsync(MeteredGateway.Chat(model, "second question")))
+        using (var second = await gateway.SendAsync(MeteredGateway.Chat(model, "second question")))
         {
             Assert.Equal(HttpStatusCode.OK, second.StatusCode);
             providerName = second.Headers.GetValues("x-tokenrouter-provider").Single();
@@ -57,14 +53,14 @@ public sealed class GatewayMetricsTests : IAsyncLifetime
         const int identical = 4;
         provider.RespondOpenAIText("shared", new OpenAIUsage(Prompt: 400, Completion: 20));
         var callsBefore = provider.CallCount;
-        var pipelinesBefore = (await _gateway.ScrapeAsync()).Sum("tokenrouter_pipeline_duration_seconds_count");
+        var pipelinesBefore = (await gateway.ScrapeAsync()).Sum("tokenrouter_pipeline_duration_seconds_count");
         provider.CloseGate();
         var concurrent = Enumerable.Range(0, identical)
-            .Select(_ => _gateway.SendAsync(MeteredGateway.Chat(model, "the same question")))
+            .Select(_ => gateway.SendAsync(MeteredGateway.Chat(model, "the same question")))
             .ToArray();
         await provider.WaitForWaitingAtGateAsync(1, MeteredGateway.Timeout);
         // Every request has been through the pipeline, after which it joins the in-flight exchange synchronously.
-        await _gateway.ScrapeWhenAsync(
+        await gateway.ScrapeWhenAsync(
             s => s.Sum("tokenrouter_pipeline_duration_seconds_count") >= pipelinesBefore + identical,
             $"{identical} more requests through the pipeline");
         provider.OpenGate();
@@ -74,7 +70,7 @@ public sealed class GatewayMetricsTests : IAsyncLifetime
         Assert.Equal(callsBefore + 1, provider.CallCount);
         foreach (var response in responses) response.Dispose();
 
-        var scrape = await _gateway.ScrapeWhenAsync(
+        var scrape = await gateway.ScrapeWhenAsync(
             s => s.Sum(Requests, ("model", model)) >= 2 + identical && s.Sum(Inflight) == 0,
             $"{2 + identical} requests for {model} and none in flight");
 
@@ -110,17 +106,18 @@ public sealed class GatewayMetricsTests : IAsyncLifetime
     [Fact]
     public async Task Streamed_request_is_metered_from_the_usage_in_the_stream()
     {
+        await using var gateway = await MeteredGateway.StartAsync();
         var model = MeteredGateway.PricedAsGpt4o();
-        _gateway.Provider.RespondOpenAIText("one two three", new OpenAIUsage(Prompt: 3000, Completion: 30, Cached: 2048));
+        gateway.Provider.RespondOpenAIText("one two three", new OpenAIUsage(Prompt: 3000, Completion: 30, Cached: 2048));
 
-        using (var response = await _gateway.SendAsync(MeteredGateway.Chat(model, "stream it", stream: true)))
+        using (var response = await gateway.SendAsync(MeteredGateway.Chat(model, "stream it", stream: true)))
         {
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
             await response.Content.ReadAsStringAsync();
         }
 
-        var scrape = await _gateway.ScrapeWhenAsync(s => s.Sum(Requests, ("model", model)) >= 1 && s.Sum(Inflight) == 0, $"the stream for {model}");
+        var scrape = await gateway.ScrapeWhenAsync(s => s.Sum(Requests, ("model", model)) >= 1 && s.Sum(Inflight) == 0, $"the stream for {model}");
         var m = ("model", model);
         Assert.Equal(1, scrape.Sum(Requests, m, ("stream", "true"), ("status", "2xx")));
         Assert.Equal(3000, scrape.Sum(Tokens, m, ("kind", "prompt")));
@@ -134,17 +131,18 @@ public sealed class GatewayMetricsTests : IAsyncLifetime
     [Fact]
     public async Task Unpriced_model_is_counted_as_unpriced_and_never_exported_as_zero_cost()
     {
+        await using var gateway = await MeteredGateway.StartAsync();
         // Routed to OpenAI by its "gpt-" prefix, but no listed price matches it.
         var model = "gpt-tr-unlisted-" + Guid.NewGuid().ToString("N")[..8];
-        _gateway.Provider.RespondOpenAIText("hello", new OpenAIUsage(Prompt: 500, Completion: 10));
+        gateway.Provider.RespondOpenAIText("hello", new OpenAIUsage(Prompt: 500, Completion: 10));
 
-        using (var response = await _gateway.SendAsync(MeteredGateway.Chat(model, "price me")))
+        using (var response = await gateway.SendAsync(MeteredGateway.Chat(model, "price me")))
         {
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.Equal("true", response.Headers.GetValues("x-tokenrouter-unpriced").Single());
         }
 
-        var scrape = await _gateway.ScrapeWhenAsync(s => s.Sum(Requests, ("model", model)) >= 1, $"the request for {model}");
+        var scrape = await gateway.ScrapeWhenAsync(s => s.Sum(Requests, ("model", model)) >= 1, $"the request for {model}");
         var m = ("model", model);
         Assert.Equal(1, scrape.Sum(Unpriced, m));
         Assert.Equal(500, scrape.Sum(Tokens, m, ("kind", "prompt")));
@@ -155,22 +153,23 @@ public sealed class GatewayMetricsTests : IAsyncLifetime
     [Fact]
     public async Task Unauthenticated_and_unknown_model_requests_are_not_metered_as_chat_requests_or_rejections()
     {
+        await using var gateway = await MeteredGateway.StartAsync();
         var model = MeteredGateway.PricedAsGpt4o();
-        using var stranger = _gateway.Gateway.CreateGatewayClient("sk-tr-not-a-key-of-this-gateway");
+        using var stranger = gateway.Gateway.CreateGatewayClient("sk-tr-not-a-key-of-this-gateway");
 
-        using (var unauthenticated = await _gateway.SendAsync(MeteredGateway.Chat(model, "let me in"), stranger))
+        using (var unauthenticated = await gateway.SendAsync(MeteredGateway.Chat(model, "let me in"), stranger))
         {
             Assert.Equal(HttpStatusCode.Unauthorized, unauthenticated.StatusCode);
         }
 
-        using (var unknown = await _gateway.SendAsync(MeteredGateway.Chat("no-such-model-" + Guid.NewGuid().ToString("N")[..8], "hello")))
+        using (var unknown = await gateway.SendAsync(MeteredGateway.Chat("no-such-model-" + Guid.NewGuid().ToString("N")[..8], "hello")))
         {
             Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
         }
 
         // ASP.NET Core's own request metric still shows both answers, so the dashboard's HTTP panels see them.
         var route = ("http_route", "/v1/chat/completions");
-        var scrape = await _gateway.ScrapeWhenAsync(
+        var scrape = await gateway.ScrapeWhenAsync(
             s => s.Sum("http_server_request_duration_seconds_count", route) >= 2 && s.Sum(Inflight) == 0,
             "two answered requests on /v1/chat/completions");
         Assert.Equal(1, scrape.Sum("http_server_request_duration_seconds_count", route, ("http_response_status_code", "401")));
@@ -179,7 +178,39 @@ public sealed class GatewayMetricsTests : IAsyncLifetime
         Assert.Empty(scrape.Series(Requests));
         Assert.Empty(scrape.Series(Tokens));
         Assert.Empty(scrape.Series(Rejections));
-        Assert.Equal(0, _gateway.Provider.CallCount);
+        Assert.Equal(0, gateway.Provider.CallCount);
+    }
+
+    [Fact]
+    public async Task Request_refused_by_a_concurrency_limit_is_counted_as_a_rejection_and_not_as_a_chat_request()
+    {
+        await using var gateway = await MeteredGateway.StartAsync(new Dictionary<string, string?> { ["Limits:GlobalConcurrent"] = "1" });
+        var model = MeteredGateway.PricedAsGpt4o();
+        gateway.Provider.RespondOpenAIText("held", new OpenAIUsage(Prompt: 100, Completion: 5));
+
+        // The first request holds the only slot while the provider holds it; a different one arrives meanwhile.
+        gateway.Provider.CloseGate();
+        var held = gateway.SendAsync(MeteredGateway.Chat(model, "held"));
+        await gateway.Provider.WaitForWaitingAtGateAsync(1, MeteredGateway.Timeout);
+        using (var refused = await gateway.SendAsync(MeteredGateway.Chat(model, "refused")))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            Assert.True(refused.Headers.RetryAfter is not null, "a concurrency refusal says when to retry");
+        }
+
+        gateway.Provider.OpenGate();
+        using (var response = await held)
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        var scrape = await gateway.ScrapeWhenAsync(s => s.Sum(Requests, ("model", model)) >= 1 && s.Sum(Inflight) == 0, $"the held request for {model}");
+        Assert.Equal(1, scrape.Sum(Rejections, ("reason", LimitErrors.Reasons.GlobalConcurrency)));
+        Assert.Equal(1, scrape.Sum(Rejections));
+        Assert.Equal(1, scrape.Sum(Requests, ("model", model)));
+        Assert.Equal(1, scrape.Sum("http_server_request_duration_seconds_count", ("http_route", "/v1/chat/completions"), ("http_response_status_code", "429")));
+        Assert.Equal((double)(Usd(100, Gpt4o.Input) + Usd(5, Gpt4o.Output)), scrape.Sum(CostUsd, ("model", model)), 12);
+        Assert.Equal(1, gateway.Provider.CallCount);
     }
 
     private static decimal Usd(int tokens, decimal pricePerMillion) => tokens * pricePerMillion / 1_000_000m;

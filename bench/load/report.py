@@ -57,6 +57,20 @@ def main():
     def box_cpu(r):
         return num(r, "cpu_box_us") / num(r, "requests")
 
+    cpus = int(meta.get("cpus", 2))
+
+    def foreign(r):
+        """Share of the box's CPU that processes outside the benchmark used during the run."""
+        if "cpu_wrk_us" not in r:
+            return None
+        ours = sum(num(r, k) for k in ("cpu_gw_us", "cpu_hop_us", "cpu_fake_us", "cpu_wrk_us"))
+        window = num(r, "window_us") if "window_us" in r else num(r, "duration_us")
+        return max(0.0, (num(r, "cpu_box_us") - ours) / (window * cpus))
+
+    def fcell(r):
+        f = foreign(r)
+        return "–" if f is None else f"{f:.0%}" + (" ⚠" if f > 0.10 else "")
+
     def errors(r):
         return int(sum(num(r, k) for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout")))
 
@@ -80,7 +94,9 @@ def main():
     w("")
     w("CPU µs/req = Δ(utime+stime) of the process(es) over the run ÷ requests: *own* is the process in the path "
       "(the fake's nginx for `direct`, the hop's nginx master+workers for `hop`, the gateway's dotnet process for the gateway); "
-      "*box* is every CPU of the machine (wrk and the fake included).")
+      "*box* is every CPU of the machine (wrk and the fake included). *Others' CPU* = the share of the box's CPU used by "
+      "processes outside the benchmark during the run (the box is shared; ⚠ above 10 %: that row is disturbed). "
+      f"Benchmark processes run at nice {meta.get('bench_nice', '?')}, and each run waits for others to use < {meta.get('quiet_busy', '?')} % first.")
     w("")
 
     # ---- budgets -----------------------------------------------------------------------------------------
@@ -151,8 +167,8 @@ def main():
     # ---- throughput ----------------------------------------------------------------------------------------
     w(f"## Throughput (wrk -t{meta.get('threads', 2)} -c{conns} -d{meta.get('duration', '?')}s)")
     w("")
-    w("| round | mode | target | req/s | × nginx hop | × direct | CPU µs/req own | CPU µs/req box | p50 ms | p99 ms | errors |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    w("| round | mode | target | req/s | × nginx hop | × direct | CPU µs/req own | CPU µs/req box | wrk µs/req | p50 ms | p99 ms | errors | others' CPU |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     labels = {
         ("json", "direct"): ("non-streaming", "direct (fake provider)"),
         ("json", "hop"): ("non-streaming", "nginx proxy_pass hop"),
@@ -171,7 +187,8 @@ def main():
             base_phase = "json" if phase == "dedup" else phase
             h, d = get(rnd, base_phase, "hop", conns), get(rnd, base_phase, "direct", conns)
             w(f"| {rnd} | {mode} | {name} | {rps(r):,.0f} | {rps(r) / rps(h):.2f} | {rps(r) / rps(d):.2f} | {own_cpu(r):.1f} | {box_cpu(r):.1f} | "
-              f"{num(r, 'lat_p50') / 1000:.2f} | {num(r, 'lat_p99') / 1000:.2f} | {errors(r)} |")
+              f"{num(r, 'cpu_wrk_us') / num(r, 'requests') if 'cpu_wrk_us' in r else 0:.1f} | "
+              f"{num(r, 'lat_p50') / 1000:.2f} | {num(r, 'lat_p99') / 1000:.2f} | {errors(r)} | {fcell(r)} |")
     w("")
     w("Dedup's overhead (same unique bodies, dedup on vs off):")
     w("")
@@ -189,8 +206,8 @@ def main():
     # ---- single connection ---------------------------------------------------------------------------------
     w(f"## Single connection (wrk -t1 -c1 -d{meta.get('c1_duration', '?')}s)")
     w("")
-    w("| round | mode | target | req/s | mean ms | p50 ms | p99 ms | added mean vs direct | added p50 vs direct | CPU µs/req own |")
-    w("|---|---|---|---|---|---|---|---|---|---|")
+    w("| round | mode | target | req/s | mean ms | p50 ms | p99 ms | added mean vs direct | added p50 vs direct | CPU µs/req own | others' CPU |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
     for rnd in rounds:
         for (phase, target), (mode, name) in labels.items():
             r = get(rnd, phase, target, 1)
@@ -201,7 +218,7 @@ def main():
             added = (num(r, "lat_mean") - num(d, "lat_mean")) / 1000
             added50 = (num(r, "lat_p50") - num(d, "lat_p50")) / 1000
             w(f"| {rnd} | {mode} | {name} | {rps(r):,.0f} | {num(r, 'lat_mean') / 1000:.3f} | {num(r, 'lat_p50') / 1000:.3f} | "
-              f"{num(r, 'lat_p99') / 1000:.3f} | {added:+.3f} ms | {added50:+.3f} ms | {own_cpu(r):.1f} |")
+              f"{num(r, 'lat_p99') / 1000:.3f} | {added:+.3f} ms | {added50:+.3f} ms | {own_cpu(r):.1f} | {fcell(r)} |")
     w("")
 
     # ---- stream timing -------------------------------------------------------------------------------------
