@@ -254,6 +254,6 @@ public sealed partial class UsageLedgerConsumer(
     [LoggerMessage(Level = LogLevel.Warning, Message = "Parked {Count} more usage entries in usage_dead_letters")]
     private static partial void LogMoreParked(ILogger logger, int count);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Could not trim the usage stream: {Reason}")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not trim the usage stream (the next batch retries): {Reason}")]
     private static partial void LogTrimFailed(ILogger logger, string reason);
 }

@@ -41,8 +41,9 @@ namespace TokenRouter.Contracts;
 /// write cannot duplicate one, a reader can see a gap), fields <see cref="DedupFields"/>, one of the
 /// <see cref="DedupEntryTypes"/> each; the stream expires <c>Dedup:Retention</c> after its last write. Replicas
 /// relaying it register in the sorted set <see cref="DedupFollowersKey"/> (member follower id, score its deadline in
-/// Redis-clock unix ms) so the leader keeps its call alive for them after its own clients left. The <c>{FullHash}</c> hash
-/// tag keeps one request's keys in one cluster slot.</para>
+/// Redis-clock unix ms) so the leader keeps its call alive for them after its own clients left. A follower that takes
+/// over from a dead leader records its claim under <see cref="DedupSuccessorKey"/> of the dead one. The <c>{FullHash}</c>
+/// hash tag keeps one request's keys in one cluster slot.</para>
 /// </remarks>
 public static class RedisContract
 {
@@ -149,6 +150,10 @@ public static class RedisContract
 
     /// <summary><c>tokenrouter:dedup:{fullHash}:followers:{claimId}</c>: replicas relaying that claim's response.</summary>
     public static string DedupFollowersKey(string fullHash, string claimId) => DedupPrefix + "{" + fullHash + "}:followers:" + claimId;
+
+    /// <summary><c>tokenrouter:dedup:{fullHash}:successor:{deadClaimId}</c>: the claim that took over from a dead leader, kept
+    /// as long as its stream, so every replica that followed the dead one finds the same successor, even one that has ended.</summary>
+    public static string DedupSuccessorKey(string fullHash, string deadClaimId) => DedupPrefix + "{" + fullHash + "}:successor:" + deadClaimId;
 
     /// <summary>Values of <see cref="DedupFields.Type"/>.</summary>
     public static class DedupEntryTypes

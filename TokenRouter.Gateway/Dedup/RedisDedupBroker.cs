@@ -35,6 +35,18 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         return false
         """;
 
+    // KEYS: owner, successor of the dead claim. ARGV: claim, lease ms, retention ms. Like ClaimScript, but a replica that
+    // already took over from the same dead leader wins even if its call has ended since: its stream is still there.
+    private const string TakeOverScript = """
+        local successor = redis.call('GET', KEYS[2])
+        if successor then return successor end
+        local current = redis.call('GET', KEYS[1])
+        if current then return current end
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+        return false
+        """;
+
     // KEYS: events, owner, followers. ARGV: retention ms, final (1/0), claim, then per entry: id, n, n field/value items.
     // pcall: an entry a retried batch already wrote is refused by its id, and that is fine.
     private const string AppendScript = """
@@ -207,6 +219,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
     public async Task<bool> FollowAsync(string key, InflightExchange exchange, Func<Task> ownCall, CancellationToken cancellationToken)
     {
         _observed.TryRemove(key, out var claim);
+        string? dead = null;
         for (var generation = 0; ; generation++)
         {
             if (claim is null)
@@ -216,7 +229,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
                 string? owner;
                 try
                 {
-                    owner = await ClaimAsync(key, mine);
+                    owner = dead is null ? await ClaimAsync(key, mine) : await TakeOverAsync(key, dead, mine);
                 }
                 catch (Exception ex) when (IsRedisFailure(ex))
                 {
@@ -255,6 +268,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
                     await ownCall();
                     return true;
                 default: // LeaderGone before any byte: take over
+                    dead = claim;
                     claim = null;
                     break;
             }
@@ -470,6 +484,13 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
     private async Task<string?> ClaimAsync(string key, string claim)
     {
         var result = await Db.ScriptEvaluateAsync(ClaimScript, [RedisContract.DedupOwnerKey(key)], [claim, _leaseMs]);
+        return result.IsNull ? null : (string?)result;
+    }
+
+    private async Task<string?> TakeOverAsync(string key, string deadClaim, string claim)
+    {
+        var result = await Db.ScriptEvaluateAsync(TakeOverScript,
+            [RedisContract.DedupOwnerKey(key), RedisContract.DedupSuccessorKey(key, deadClaim)], [claim, _leaseMs, _retentionMs]);
         return result.IsNull ? null : (string?)result;
     }
 

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using TokenRouter.Gateway.Errors;
 
 namespace TokenRouter.Gateway.Pipeline;
 
@@ -17,10 +18,20 @@ public sealed class Canonicalizer
 
     public void Canonicalize(Envelope envelope)
     {
-        foreach (var tool in envelope.Tools)
+        for (var i = 0; i < envelope.Tools.Count; i++)
         {
-            if (!tool.IsRaw && tool.Parameters.ValueKind == JsonValueKind.Object)
+            var tool = envelope.Tools[i];
+            if (tool.IsRaw || tool.Parameters.ValueKind != JsonValueKind.Object) continue;
+            try
+            {
                 tool.CanonicalParameters = CanonicalSchema(tool.Parameters);
+            }
+            catch (InvalidOperationException)
+            {
+                // System.Text.Json cannot decode a string in it (an unpaired surrogate escape such as "\ud83d").
+                throw ApiError.InvalidRequest("The tool's schema holds a string that is not valid UTF-16 (an unpaired surrogate escape).",
+                    envelope.ClientFormat == ApiFormat.Anthropic ? $"tools.{i}.input_schema" : $"tools[{i}].function.parameters");
+            }
         }
 
         foreach (var message in envelope.Messages)

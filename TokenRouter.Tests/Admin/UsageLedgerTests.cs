@@ -100,6 +100,9 @@ public sealed class UsageLedgerTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(0, status.GetProperty("backlog").GetInt64());
         Assert.Equal(2, status.GetProperty("stored_since_start").GetInt64());
         Assert.Equal(0, status.GetProperty("dead_letters_total").GetInt64());
+        var metrics = await client.GetStringAsync("/metrics");
+        Assert.Contains("tokenrouter_ledger_backlog{", metrics);
+        Assert.Contains("tokenrouter_ledger_entries_total{", metrics);
     }
 
     [Fact]

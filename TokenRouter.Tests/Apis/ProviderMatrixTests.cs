@@ -185,6 +185,35 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
         Assert.Equal("One sentence, please.", merged[1].GetProperty("text").GetString());
     }
 
+    [Fact]
+    public async Task Openai_sdk_parallel_tool_results_become_one_anthropic_user_turn_of_tool_result_blocks()
+    {
+        _provider.RespondAnthropicText("Paris 18°C, Rome 22°C.", new AnthropicUsage(150, 12));
+        var paris = ChatToolCall.CreateFunctionToolCall("call_paris", Matrix.WeatherTool, BinaryData.FromString("""{"city":"Paris"}"""));
+        var rome = ChatToolCall.CreateFunctionToolCall("call_rome", Matrix.WeatherTool, BinaryData.FromString("""{"city":"Rome"}"""));
+
+        ChatCompletion completion = await OpenAIChat("claude-sonnet-4-5").CompleteChatAsync(
+        [
+            new UserChatMessage("Weather in Paris and Rome?"),
+            new AssistantChatMessage([paris, rome]),
+            new ToolChatMessage("call_paris", "18°C"),
+            new ToolChatMessage("call_rome", ChatMessageContentPart.CreateTextPart("22°C")),
+        ], WeatherOptions());
+
+        Assert.Equal("Paris 18°C, Rome 22°C.", completion.Content[0].Text);
+        var messages = _provider.Requests[0].Json!.Value.GetProperty("messages");
+        Assert.Equal(["user", "assistant", "user"], messages.EnumerateArray().Select(m => m.GetProperty("role").GetString()));
+        var calls = messages[1].GetProperty("content").EnumerateArray().ToList();
+        Assert.Equal(["tool_use", "tool_use"], calls.Select(c => c.GetProperty("type").GetString()));
+        Assert.Equal(["call_paris", "call_rome"], calls.Select(c => c.GetProperty("id").GetString()));
+        Assert.Equal("Rome", calls[1].GetProperty("input").GetProperty("city").GetString());
+        var results = messages[2].GetProperty("content").EnumerateArray().ToList();
+        Assert.Equal(["tool_result", "tool_result"], results.Select(r => r.GetProperty("type").GetString()));
+        Assert.Equal(["call_paris", "call_rome"], results.Select(r => r.GetProperty("tool_use_id").GetString()));
+        Assert.Equal("18°C", Matrix.TextOf(results[0].GetProperty("content")));
+        Assert.Equal("22°C", Matrix.TextOf(results[1].GetProperty("content")));
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
@@ -206,6 +235,252 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
 
         Assert.Equal("18°C and sunny in Paris.", answer);
         Matrix.AssertOpenAIToolRoundTrip(_provider.Requests[1], call.Id, Matrix.WeatherQuestion);
+    }
+
+    // ───────────────────────────── text followed by parallel tool calls, both directions ─────────────────────────────
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Openai_sdk_gets_text_and_two_parallel_tool_calls_from_the_anthropic_provider(bool stream)
+    {
+        _provider.Respond(MixedAnswer.Anthropic);
+
+        string text;
+        List<(string Id, string Name, string Arguments)> calls;
+        if (!stream)
+        {
+            ChatCompletion completion = await OpenAIChat("claude-sonnet-4-5").CompleteChatAsync([new UserChatMessage("Paris and Rome?")], WeatherOptions());
+            Assert.Equal(ChatFinishReason.ToolCalls, completion.FinishReason);
+            text = string.Concat(completion.Content.Select(part => part.Text));
+            calls = completion.ToolCalls.Select(c => (c.Id, c.FunctionName, c.FunctionArguments.ToString())).ToList();
+        }
+        else
+        {
+            var content = new StringBuilder();
+            var byIndex = new SortedDictionary<int, (string? Id, string? Name, StringBuilder Arguments)>();
+            ChatFinishReason? finish = null;
+            await foreach (var update in OpenAIChat("claude-sonnet-4-5").CompleteChatStreamingAsync([new UserChatMessage("Paris and Rome?")], WeatherOptions()))
+            {
+                content.Append(string.Concat(update.ContentUpdate.Select(part => part.Text)));
+                foreach (var part in update.ToolCallUpdates)
+                {
+                    var entry = byIndex.TryGetValue(part.Index, out var seen) ? seen : (null, null, new StringBuilder());
+                    entry.Id ??= part.ToolCallId;
+                    entry.Name ??= part.FunctionName;
+                    if (part.FunctionArgumentsUpdate is { } piece) entry.Arguments.Append(piece.ToString());
+                    byIndex[part.Index] = entry;
+                }
+
+                finish ??= update.FinishReason;
+            }
+
+            Assert.Equal(ChatFinishReason.ToolCalls, finish);
+            Assert.Equal([0, 1], byIndex.Keys);
+            text = content.ToString();
+            calls = byIndex.Values.Select(v => (v.Id!, v.Name!, v.Arguments.ToString())).ToList();
+        }
+
+        Assert.Equal(MixedAnswer.Text, text);
+        Assert.Equal([MixedAnswer.ParisId, MixedAnswer.RomeId], calls.Select(c => c.Id));
+        Assert.All(calls, c => Assert.Equal(Matrix.WeatherTool, c.Name));
+        Matrix.AssertSameJson("""{"city":"Paris"}""", calls[0].Arguments);
+        Matrix.AssertSameJson("""{"city":"Rome"}""", calls[1].Arguments);
+    }
+
+    [Theory]
+    [InlineData("gpt-4o", false)]
+    [InlineData("gpt-4o", true)]
+    [InlineData("deepseek-chat", false)]
+    [InlineData("deepseek-chat", true)]
+    public async Task Anthropic_sdk_gets_a_text_block_and_two_tool_use_blocks_from_an_openai_format_provider(string model, bool stream)
+    {
+        _provider.Respond(MixedAnswer.OpenAI);
+        var request = Matrix.AnthropicParams(model, [new UserMessageParam("Paris and Rome?")], withTools: true);
+
+        var message = stream
+            ? await Matrix.AnthropicClient(_gateway).Messages.CreateStreaming(request).Aggregate()
+            : await Matrix.AnthropicClient(_gateway).Messages.Create(request);
+
+        Assert.Equal("tool_use", message.StopReason!.Raw());
+        Assert.Equal(3, message.Content.Count);
+        Assert.True(message.Content[0].TryPickText(out var text));
+        Assert.Equal(MixedAnswer.Text, text.Text);
+        Assert.True(message.Content[1].TryPickToolUse(out var paris));
+        Assert.True(message.Content[2].TryPickToolUse(out var rome));
+        Assert.Equal([MixedAnswer.ParisId, MixedAnswer.RomeId], [paris.ID, rome.ID]);
+        Assert.Equal("Paris", paris.Input["city"].GetString());
+        Assert.Equal("Rome", rome.Input["city"].GetString());
+        Assert.Equal(50, message.Usage.InputTokens);
+        Assert.Equal(40, message.Usage.OutputTokens);
+    }
+
+    /// <summary>"Checking both." then get_weather(Paris) and get_weather(Rome), in each wire format, whole or streamed.</summary>
+    private static class MixedAnswer
+    {
+        public const string Text = "Checking both.";
+        public const string ParisId = "toolu_01paris";
+        public const string RomeId = "toolu_01rome";
+
+        public static async Task Anthropic(RecordedRequest request, Microsoft.AspNetCore.Http.HttpContext context)
+        {
+            var usage = new JsonObject { ["input_tokens"] = 50, ["output_tokens"] = 40 };
+            if (!request.IsStreaming)
+            {
+                await WriteJsonAsync(context, new JsonObject
+                {
+                    ["id"] = "msg_01mixed",
+                    ["type"] = "message",
+                    ["role"] = "assistant",
+                    ["model"] = request.Model,
+                    ["content"] = new JsonArray(
+                        new JsonObject { ["type"] = "text", ["text"] = Text },
+                        ToolUse(ParisId, new JsonObject { ["city"] = "Paris" }),
+                        ToolUse(RomeId, new JsonObject { ["city"] = "Rome" })),
+                    ["stop_reason"] = "tool_use",
+                    ["stop_sequence"] = null,
+                    ["usage"] = usage,
+                });
+                return;
+            }
+
+            await FakeResponses.StartEventStreamAsync(context);
+            async Task Send(string type, JsonObject data)
+            {
+                var payload = new JsonObject { ["type"] = type };
+                foreach (var (key, value) in data.ToList())
+                {
+                    data.Remove(key);
+                    payload[key] = value;
+                }
+
+                await FakeResponses.WriteEventAsync(context, new SseEvent(type, payload.ToJsonString()));
+            }
+
+            await Send("message_start", new JsonObject
+            {
+                ["message"] = new JsonObject
+                {
+                    ["id"] = "msg_01mixed", ["type"] = "message", ["role"] = "assistant", ["model"] = request.Model,
+                    ["content"] = new JsonArray(), ["stop_reason"] = null, ["stop_sequence"] = null,
+                    ["usage"] = new JsonObject { ["input_tokens"] = 50, ["output_tokens"] = 1 },
+                },
+            });
+            await Send("content_block_start", new JsonObject { ["index"] = 0, ["content_block"] = new JsonObject { ["type"] = "text", ["text"] = "" } });
+            foreach (var piece in new[] { "Checking ", "both." })
+            {
+                await Send("content_block_delta", new JsonObject { ["index"] = 0, ["delta"] = new JsonObject { ["type"] = "text_delta", ["text"] = piece } });
+            }
+
+            await Send("content_block_stop", new JsonObject { ["index"] = 0 });
+            var index = 1;
+            foreach (var (id, pieces) in new[] { (ParisId, new[] { "", "{\"city\":", "\"Paris\"}" }), (RomeId, new[] { "", "{\"ci", "ty\":\"Rome\"}" }) })
+            {
+                await Send("content_block_start", new JsonObject { ["index"] = index, ["content_block"] = ToolUse(id, new JsonObject()) });
+                foreach (var piece in pieces)
+                {
+                    await Send("content_block_delta", new JsonObject { ["index"] = index, ["delta"] = new JsonObject { ["type"] = "input_json_delta", ["partial_json"] = piece } });
+                }
+
+                await Send("content_block_stop", new JsonObject { ["index"] = index });
+                index++;
+            }
+
+            await Send("message_delta", new JsonObject
+            {
+                ["delta"] = new JsonObject { ["stop_reason"] = "tool_use", ["stop_sequence"] = null },
+                ["usage"] = new JsonObject { ["output_tokens"] = 40 },
+            });
+            await Send("message_stop", new JsonObject());
+        }
+
+        public static async Task OpenAI(RecordedRequest request, Microsoft.AspNetCore.Http.HttpContext context)
+        {
+            var usage = new JsonObject { ["prompt_tokens"] = 50, ["completion_tokens"] = 40, ["total_tokens"] = 90 };
+            if (!request.IsStreaming)
+            {
+                await WriteJsonAsync(context, new JsonObject
+                {
+                    ["id"] = "chatcmpl-mixed",
+                    ["object"] = "chat.completion",
+                    ["created"] = 1_700_000_000,
+                    ["model"] = request.Model,
+                    ["choices"] = new JsonArray(new JsonObject
+                    {
+                        ["index"] = 0,
+                        ["message"] = new JsonObject
+                        {
+                            ["role"] = "assistant",
+                            ["content"] = Text,
+                            ["tool_calls"] = new JsonArray(
+                                Call(0, ParisId, """{"city":"Paris"}"""),
+                                Call(1, RomeId, """{"city":"Rome"}""")),
+                        },
+                        ["finish_reason"] = "tool_calls",
+                    }),
+                    ["usage"] = usage,
+                });
+                return;
+            }
+
+            await FakeResponses.StartEventStreamAsync(context);
+            async Task Chunk(JsonObject? delta, string? finish = null, JsonObject? chunkUsage = null)
+            {
+                var chunk = new JsonObject
+                {
+                    ["id"] = "chatcmpl-mixed", ["object"] = "chat.completion.chunk", ["created"] = 1_700_000_000, ["model"] = request.Model,
+                    ["choices"] = delta is null ? new JsonArray() : new JsonArray(new JsonObject { ["index"] = 0, ["delta"] = delta, ["finish_reason"] = finish }),
+                    ["usage"] = chunkUsage,
+                };
+                await FakeResponses.WriteEventAsync(context, new SseEvent(null, chunk.ToJsonString()));
+            }
+
+            await Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" });
+            await Chunk(new JsonObject { ["content"] = "Checking " });
+            await Chunk(new JsonObject { ["content"] = "both." });
+            await Chunk(ToolDelta(0, ParisId, Matrix.WeatherTool, ""));
+            await Chunk(ToolDelta(0, null, null, "{\"city\":"));
+            await Chunk(ToolDelta(0, null, null, "\"Paris\"}"));
+            await Chunk(ToolDelta(1, RomeId, Matrix.WeatherTool, ""));
+            await Chunk(ToolDelta(1, null, null, "{\"city\":\"Rome\"}"));
+            await Chunk(new JsonObject(), "tool_calls");
+            await Chunk(null, chunkUsage: usage);
+            await FakeResponses.WriteEventAsync(context, new SseEvent(null, "[DONE]"));
+        }
+
+        private static JsonObject ToolUse(string id, JsonObject input) =>
+            new() { ["type"] = "tool_use", ["id"] = id, ["name"] = Matrix.WeatherTool, ["input"] = input };
+
+        private static JsonObject Call(int index, string id, string arguments) => new()
+        {
+            ["id"] = id,
+            ["type"] = "function",
+            ["function"] = new JsonObject { ["name"] = Matrix.WeatherTool, ["arguments"] = arguments },
+        };
+
+        private static JsonObject ToolDelta(int index, string? id, string? name, string arguments)
+        {
+            var call = new JsonObject { ["index"] = index };
+            if (id is not null)
+            {
+                call["id"] = id;
+                call["type"] = "function";
+            }
+
+            var function = new JsonObject { ["arguments"] = arguments };
+            if (name is not null) function["name"] = name;
+            call["function"] = function;
+            return new JsonObject { ["tool_calls"] = new JsonArray(call) };
+        }
+
+        private static async Task WriteJsonAsync(Microsoft.AspNetCore.Http.HttpContext context, JsonObject body)
+        {
+            var bytes = Encoding.UTF8.GetBytes(body.ToJsonString());
+            context.Response.StatusCode = 200;
+            context.Response.ContentType = "application/json";
+            context.Response.ContentLength = bytes.Length;
+            await context.Response.Body.WriteAsync(bytes, context.RequestAborted);
+        }
     }
 
     // ───────────────────────────── usage and bill, every provider × client format ─────────────────────────────

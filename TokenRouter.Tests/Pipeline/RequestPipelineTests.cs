@@ -20,19 +20,16 @@ public sealed class RequestPipelineTests
         var rng = new Random(1000 + (int)target);
         var warm = new PipelineHarness();
         var checkedRequests = 0;
-        foreach (var session in AgentSessions.Sample(tauBench: 12, toolBench: 13))
+        foreach (var session in AgentSessions.Sample(tauBench: 10, toolBench: 13))
         {
             foreach (var request in session.OpenAIRequests())
             {
                 var reference = new PipelineHarness().Run(request.ToJsonString(), ApiFormat.OpenAI, target);
-                for (var v = 0; v < 2; v++)
-                {
-                    var variant = new ClientVariant(rng).Render(request);
-                    var fresh = new PipelineHarness().Run(variant, ApiFormat.OpenAI, target);
-                    var remembered = warm.Run(variant, ApiFormat.OpenAI, target);
-                    AssertSame(reference, fresh, $"{session.Id}, fresh gateway, variant:\n{variant}");
-                    AssertSame(reference, remembered, $"{session.Id}, warm gateway");
-                }
+                // One variant on a gateway that has never seen the conversation, another on one that has.
+                var variant = new ClientVariant(rng).Render(request);
+                AssertSame(reference, new PipelineHarness().Run(variant, ApiFormat.OpenAI, target), $"{session.Id}, fresh gateway, variant:\n{variant}");
+                variant = new ClientVariant(rng).Render(request);
+                AssertSame(reference, warm.Run(variant, ApiFormat.OpenAI, target), $"{session.Id}, warm gateway, variant:\n{variant}");
                 checkedRequests++;
             }
         }
@@ -189,6 +186,7 @@ public sealed class RequestPipelineTests
             new PipelineHarness().Run(envelope, Targets.For(target));
         });
         Assert.Equal(400, error.Status);
+        Assert.Equal("tools[0].function.parameters", error.Param);
     }
 
     [Theory]

@@ -104,19 +104,6 @@ public sealed partial class ChatForwarder(
                 headers[FullHashHeader] = prepared.FullHash;
                 headers[ProviderHeader] = target.Provider.Name;
 
-                // Limits and the worst-case quota reservation come before anything leaves for the provider.
-                Admission admission;
-                try
-                {
-                    admission = await admissions.AdmitAsync(identity, target.UpstreamModel, target.Provider.Name, envelope.Stream,
-                        prepared.Body.WrittenCount, envelope.MaxTokens, context.RequestAborted);
-                }
-                catch
-                {
-                    prepared.Dispose();
-                    throw;
-                }
-
                 bool leader;
                 if (o.DedupEnabled) exchange = inflight.Join(prepared.FullHash, envelope.Stream, out leader);
                 else
@@ -129,6 +116,22 @@ public sealed partial class ChatForwarder(
                 var remote = false;
                 if (leader)
                 {
+                    // Limits and the worst-case quota reservation come before anything leaves for the provider.
+                    Admission admission;
+                    try
+                    {
+                        admission = await admissions.AdmitAsync(identity, target.UpstreamModel, target.Provider.Name, envelope.Stream,
+                            prepared.Body.WrittenCount, envelope.MaxTokens, context.RequestAborted);
+                    }
+                    catch (Exception ex)
+                    {
+                        // Anyone who joined meanwhile gets the same answer (same key, by default scope); nobody waits forever.
+                        exchange.Fail(ex as ApiError ?? new ApiError(499, "api_error", "The client left."));
+                        if (o.DedupEnabled) inflight.Remove(exchange);
+                        exchange.Leave();
+                        prepared.Dispose();
+                        throw;
+                    }
                     var call = new UpstreamCall(requestId, identity, target, envelope.Model, envelope.Stream, prepared, admission, started,
                         clientFormat == ApiFormat.Anthropic ? context.Request.Headers["anthropic-version"].ToString() : null,
                         clientFormat == ApiFormat.Anthropic ? context.Request.Headers["anthropic-beta"].ToString() : null);
@@ -139,9 +142,17 @@ public sealed partial class ChatForwarder(
                 }
                 else
                 {
-                    // A follower costs nothing: its reservation is released, its request still counted.
+                    // A follower costs nothing upstream: it counts against its key's request rate, takes no quota.
                     prepared.Dispose();
-                    await admission.DisposeAsync();
+                    try
+                    {
+                        await using var followerAdmission = await admissions.AdmitFollowerAsync(identity, context.RequestAborted);
+                    }
+                    catch
+                    {
+                        exchange.Leave();
+                        throw;
+                    }
                 }
 
                 System.Diagnostics.Activity.Current?.SetTag(GatewayActivity.Deduplicated, !leader || remote);
