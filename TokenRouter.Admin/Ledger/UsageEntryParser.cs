@@ -74,14 +74,26 @@ public static class UsageEntryParser
     }
 
     private static ParsedUsageEntry Park(RedisValue id, Dictionary<string, string> fields, string? requestId, string reason, DateTimeOffset now) =>
-        new(id, null, new UsageDeadLetter
+        new(id, null, DeadLetter(id.ToString(), requestId, reason,
+            JsonSerializer.Serialize(fields.ToDictionary(f => StorableText(f.Key), f => StorableText(f.Value))), now));
+
+    /// <summary>A dead letter Postgres is sure to accept: no NUL characters, lengths within the columns.</summary>
+    internal static UsageDeadLetter DeadLetter(string streamId, string? requestId, string reason, string fieldsJson, DateTimeOffset now)
+    {
+        requestId = requestId is null ? null : StorableText(requestId);
+        reason = StorableText(reason);
+        return new UsageDeadLetter
         {
-            StreamId = id.ToString(),
+            StreamId = streamId,
             RequestId = requestId is { Length: <= MaxRequestIdLength } ? requestId : null,
             Reason = reason.Length <= 500 ? reason : reason[..500],
-            Fields = JsonSerializer.Serialize(fields),
+            // jsonb refuses the \u0000 escape just as text refuses NUL.
+            Fields = fieldsJson.Replace("\\u0000", "\\uFFFD", StringComparison.Ordinal),
             ReceivedAt = now,
-        });
+        };
+    }
+
+    private static string StorableText(string value) => value.Replace('\0', '\uFFFD');
 
     /// <summary>Reads fields and remembers the first problem, so one pass reports what was wrong.</summary>
     private sealed class FieldReader(Dictionary<string, string> fields)
@@ -101,6 +113,10 @@ public static class UsageEntryParser
             if (value.Length > maxLength)
             {
                 Fail($"The field '{name}' is longer than {maxLength} characters.");
+            }
+            else if (value.Contains('\0', StringComparison.Ordinal))
+            {
+                Fail($"The field '{name}' contains a NUL character, which Postgres text cannot hold.");
             }
             return value;
         }

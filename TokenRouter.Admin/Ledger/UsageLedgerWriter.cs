@@ -34,8 +34,9 @@ public sealed partial class UsageLedgerWriter(AdminDbContext db, ILogger<UsageLe
         """;
 
     /// <summary>
-    /// Writes the batch. When Postgres rejects the data itself (not the connection), the entries are retried one by
-    /// one and those it still rejects are parked too, so one bad entry cannot hold up the stream.
+    /// Writes the batch. When Postgres rejects the data itself (not the connection), the rows are retried one by one
+    /// and those it still rejects are parked too, so one bad entry cannot hold up the stream. Infrastructure failures
+    /// propagate: nothing is acknowledged and the consumer retries the batch.
     /// </summary>
     public async Task<LedgerWriteResult> WriteAsync(
         IReadOnlyList<UsageRecord> rows, IReadOnlyList<UsageDeadLetter> deadLetters, IReadOnlyList<string> rowStreamIds,
@@ -46,7 +47,7 @@ public sealed partial class UsageLedgerWriter(AdminDbContext db, ILogger<UsageLe
             var stored = await WriteOnceAsync(rows, deadLetters, cancellationToken);
             return new LedgerWriteResult(stored, rows.Count - stored, deadLetters);
         }
-        catch (PostgresException e) when (IsDataRejection(e) && rows.Count > 0)
+        catch (PostgresException e) when (IsDataRejection(e))
         {
             LogIsolating(logger, rows.Count, e.SqlState);
         }
@@ -61,18 +62,21 @@ public sealed partial class UsageLedgerWriter(AdminDbContext db, ILogger<UsageLe
             }
             catch (PostgresException e) when (IsDataRejection(e))
             {
-                var reason = $"Postgres rejected the row ({e.SqlState}): {e.MessageText}";
-                parked.Add(new UsageDeadLetter
-                {
-                    StreamId = rowStreamIds[i],
-                    RequestId = rows[i].RequestId,
-                    Reason = reason.Length <= 500 ? reason : reason[..500],
-                    Fields = JsonSerializer.Serialize(rows[i]),
-                    ReceivedAt = now,
-                });
+                parked.Add(UsageEntryParser.DeadLetter(rowStreamIds[i], rows[i].RequestId,
+                    $"Postgres rejected the row ({e.SqlState}): {e.MessageText}", JsonSerializer.Serialize(rows[i]), now));
             }
         }
-        await WriteOnceAsync([], parked, cancellationToken);
+        try
+        {
+            await WriteOnceAsync([], parked, cancellationToken);
+        }
+        catch (PostgresException e) when (IsDataRejection(e))
+        {
+            // Last resort, so an entry can never block the stream: park without the raw fields.
+            LogFieldsDropped(logger, parked.Count, e.SqlState);
+            parked = parked.ConvertAll(d => UsageEntryParser.DeadLetter(d.StreamId, null, d.Reason, "{}", d.ReceivedAt));
+            await WriteOnceAsync([], parked, cancellationToken);
+        }
         var rejected = parked.Count - deadLetters.Count;
         return new LedgerWriteResult(inserted, rows.Count - rejected - inserted, parked);
     }
@@ -139,6 +143,10 @@ public sealed partial class UsageLedgerWriter(AdminDbContext db, ILogger<UsageLe
 
     private static NpgsqlParameter Array<T>(string name, NpgsqlDbType type, IEnumerable<T> values) =>
         new(name, NpgsqlDbType.Array | type) { Value = values.ToArray() };
+
+    [LoggerMessage(Level = LogLevel.Error,
+        Message = "Postgres rejected {Count} dead letters ({SqlState}); parking them without their raw fields")]
+    private static partial void LogFieldsDropped(ILogger logger, int count, string sqlState);
 
     [LoggerMessage(Level = LogLevel.Warning,
         Message = "Postgres rejected a usage batch of {Count} rows ({SqlState}); storing them one by one to park the bad ones")]

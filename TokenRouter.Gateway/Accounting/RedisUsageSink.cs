@@ -27,7 +27,7 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     private const int MaxBatch = 256;
     private static readonly TimeSpan ShutdownFlushTimeout = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
-    private const int ArgsPerRecord = 36;
+    private const int ArgsPerRecord = 38;
 
     // KEYS: stream, seq key. ARGV: batch seq, args per entry, then the entries' field/value pairs back to back.
     private const string AppendScript = """
@@ -205,6 +205,7 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
         args[i++] = RedisContract.UsageFields.Status; args[i++] = r.Status;
         args[i++] = RedisContract.UsageFields.LatencyMs; args[i++] = (long)Math.Round(r.LatencyMs, MidpointRounding.AwayFromZero);
         args[i++] = RedisContract.UsageFields.TimestampUnixMs; args[i++] = r.Timestamp.ToUnixTimeMilliseconds();
+        args[i++] = RedisContract.UsageFields.Estimated; args[i++] = r.Estimated ? "1" : "0";
         return i;
     }
 

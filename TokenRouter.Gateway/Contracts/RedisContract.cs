@@ -39,7 +39,8 @@ namespace TokenRouter.Contracts;
 /// refreshed while the call runs, deleted at its end). It mirrors the provider's response into the stream
 /// <see cref="DedupEventsKey"/> of that claim, entries with explicit ids <c>0-1</c>, <c>0-2</c>, … in order (a retried
 /// write cannot duplicate one, a reader can see a gap), fields <see cref="DedupFields"/>, one of the
-/// <see cref="DedupEntryTypes"/> each; the stream expires <c>Dedup:Retention</c> after its last write. Replicas
+/// <see cref="DedupEntryTypes"/> each, and announces every write on <see cref="DedupWakeChannel"/>; the stream expires
+/// <c>Dedup:Retention</c> after its last write. Replicas
 /// relaying it register in the sorted set <see cref="DedupFollowersKey"/> (member follower id, score its deadline in
 /// Redis-clock unix ms) so the leader keeps its call alive for them after its own clients left. A follower that takes
 /// over from a dead leader records its claim under <see cref="DedupSuccessorKey"/> of the dead one. The <c>{FullHash}</c>
@@ -89,6 +90,7 @@ public static class RedisContract
         public const string Status = "status";                        // HTTP status; 499 = the client left
         public const string LatencyMs = "latency_ms";                 // integer milliseconds
         public const string TimestampUnixMs = "ts";                   // unix milliseconds
+        public const string Estimated = "estimated";                  // "1" when every client left mid-stream before the provider's usage arrived
     }
 
     /// <summary>Fields of the <see cref="QuotaKey"/> hash: integer nano-USD.</summary>
@@ -150,6 +152,10 @@ public static class RedisContract
 
     /// <summary><c>tokenrouter:dedup:{fullHash}:followers:{claimId}</c>: replicas relaying that claim's response.</summary>
     public static string DedupFollowersKey(string fullHash, string claimId) => DedupPrefix + "{" + fullHash + "}:followers:" + claimId;
+
+    /// <summary>Pub/sub channel <c>tokenrouter:dedup:{fullHash}:wake:{claimId}</c>: an empty message after every write to that
+    /// claim's stream, so followers read at once instead of waiting for their next poll.</summary>
+    public static string DedupWakeChannel(string fullHash, string claimId) => DedupPrefix + "{" + fullHash + "}:wake:" + claimId;
 
     /// <summary><c>tokenrouter:dedup:{fullHash}:successor:{deadClaimId}</c>: the claim that took over from a dead leader, kept
     /// as long as its stream, so every replica that followed the dead one finds the same successor, even one that has ended.</summary>

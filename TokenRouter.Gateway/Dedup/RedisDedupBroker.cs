@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -7,6 +8,7 @@ using StackExchange.Redis;
 using TokenRouter.Contracts;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Telemetry;
 
 namespace TokenRouter.Gateway.Dedup;
 
@@ -19,8 +21,9 @@ namespace TokenRouter.Gateway.Dedup;
 /// knows which claim's stream to read). The leader's <see cref="RedisExchangePublisher"/> appends the response to that
 /// claim's stream; a background sweep renews the lease of every running call (every third of the lease, at most every
 /// second) and the registrations of every follower. At the end the leader deletes its claim and the stream expires.</para>
-/// <para>Followers poll the stream with non-blocking XREAD (2 ms, doubling to <see cref="RedisDedupOptions.MaxPollInterval"/>):
-/// a blocking read would stall the shared multiplexer. When nothing arrives for <see cref="RedisDedupOptions.LeaderWait"/>
+/// <para>Followers read the stream with non-blocking XREAD (a blocking read would stall the shared multiplexer) whenever
+/// the leader's pub/sub wake-up message after each write arrives, and otherwise poll with back-off (2 ms, doubling to
+/// <see cref="RedisDedupOptions.MaxPollInterval"/>) in case a message is lost. When nothing arrives for <see cref="RedisDedupOptions.LeaderWait"/>
 /// and the claim is no longer the leader's (the lease ran out: it died), a follower that has received nothing yet
 /// claims the request itself and makes the call, publishing it in turn (or follows whoever claimed first); one that is
 /// mid-response fails with 502, since a response cannot be resumed. A leader shutting down hands off at once.</para>
@@ -47,10 +50,10 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         return false
         """;
 
-    // KEYS: events, owner, followers. ARGV: retention ms, final (1/0), claim, then per entry: id, n, n field/value items.
-    // pcall: an entry a retried batch already wrote is refused by its id, and that is fine.
+    // KEYS: events, owner, followers. ARGV: retention ms, final (1/0), claim, wake channel, then per entry: id, n, n
+    // field/value items. pcall: an entry a retried batch already wrote is refused by its id, and that is fine.
     private const string AppendScript = """
-        local i = 4
+        local i = 5
         while i <= #ARGV do
           local n = tonumber(ARGV[i + 1])
           redis.pcall('XADD', KEYS[1], ARGV[i], unpack(ARGV, i + 2, i + 1 + n))
@@ -61,6 +64,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
           if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
           redis.call('PEXPIRE', KEYS[3], ARGV[1])
         end
+        redis.call('PUBLISH', ARGV[4], '')
         return 1
         """;
 
@@ -109,12 +113,13 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
     private readonly Task _sweep;
     private readonly RedisValue _leaseMs;
     private readonly RedisValue _retentionMs;
+    private readonly Counter<long>? _takeovers;
     private long _sequence;
     private int _stopRequested;
     private int _disposed;
 
     public RedisDedupBroker(IConnectionMultiplexer redis, IOptions<RedisDedupOptions> options, ILogger<RedisDedupBroker> logger,
-        IHostApplicationLifetime? lifetime = null)
+        IHostApplicationLifetime? lifetime = null, IMeterFactory? meterFactory = null)
     {
         _redis = redis;
         _options = options.Value;
@@ -122,6 +127,16 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         _leaseMs = (long)_options.Lease.TotalMilliseconds;
         _retentionMs = (long)_options.Retention.TotalMilliseconds;
         if (lifetime is not null) _applicationStopping = lifetime.ApplicationStopping.Register(static b => ((RedisDedupBroker)b!).RequestStop(), this);
+        if (meterFactory is not null)
+        {
+            var meter = meterFactory.Create(GatewayMetrics.MeterName);
+            meter.CreateObservableGauge("tokenrouter.dedup.remote.leading", () => PublishingCount, "{call}",
+                "Calls this replica leads and publishes to other replicas through Redis.");
+            meter.CreateObservableGauge("tokenrouter.dedup.remote.following", () => FollowingCount, "{call}",
+                "Calls of another replica this replica relays from Redis.");
+            _takeovers = meter.CreateCounter<long>("tokenrouter.dedup.remote.takeovers", "{call}",
+                "Own calls a follower replica made because the leading replica stopped before answering (or Redis was unreachable).");
+        }
         var tick = TimeSpan.FromTicks(Math.Min(_options.Lease.Ticks / 3, TimeSpan.TicksPerSecond));
         _sweep = Task.Run(() => SweepAsync(tick));
     }
@@ -184,7 +199,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
 
     internal async Task<bool> AppendAsync(RedisExchangePublisher publisher, List<RedisExchangePublisher.Entry> batch, long firstId, bool final)
     {
-        var args = new List<RedisValue>(3 + batch.Count * 8) { _retentionMs, final ? "1" : "0", publisher.Claim };
+        var args = new List<RedisValue>(4 + batch.Count * 8) { _retentionMs, final ? "1" : "0", publisher.Claim, publisher.Wake.ToString() };
         var id = firstId;
         foreach (var entry in batch)
         {
@@ -222,6 +237,12 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         string? dead = null;
         for (var generation = 0; ; generation++)
         {
+            if (claim is null && cancellationToken.IsCancellationRequested)
+            {
+                // Every client here left while the leader went away: no call for nobody.
+                exchange.Fail(new ApiError(499, "api_error", "Every client left."));
+                return false;
+            }
             if (claim is null)
             {
                 // Nobody leads (the leader died, or finished before we looked): lead ourselves, or follow whoever was first.
@@ -233,14 +254,14 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
                 }
                 catch (Exception ex) when (IsRedisFailure(ex))
                 {
-                    LogOwnCall(key, "Redis is unreachable");
+                    NoteOwnCall(key, "Redis is unreachable");
                     await ownCall();
                     return true;
                 }
                 if (owner is null || generation >= MaxGenerations)
                 {
                     if (owner is null) exchange.Mirror = StartPublishing(exchange, mine);
-                    LogOwnCall(key, owner is null ? "the leading replica is gone" : "leaders keep failing");
+                    NoteOwnCall(key, owner is null ? "the leading replica is gone" : "leaders keep failing");
                     await ownCall();
                     return true;
                 }
@@ -264,7 +285,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
                     exchange.Fail(ApiError.BadGateway("The replica leading this request stopped answering."));
                     return false;
                 case FollowOutcome.Unreachable:
-                    LogOwnCall(key, "Redis is unreachable");
+                    NoteOwnCall(key, "Redis is unreachable");
                     await ownCall();
                     return true;
                 default: // LeaderGone before any byte: take over
@@ -285,9 +306,24 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         _followers[registration] = 0;
         var db = Db;
         var head = false;
+        // Woken by the leader's message after each write; polling with back-off only covers a lost message.
+        var wake = new WakeSignal();
+        var channel = RedisChannel.Literal(RedisContract.DedupWakeChannel(key, claim));
+        Action<RedisChannel, RedisValue> onWake = (_, _) => wake.Set();
+        var subscriber = _redis.GetSubscriber();
+        var subscribed = false;
         try
         {
-            await RenewFollowerAsync(registration);
+            try
+            {
+                await subscriber.SubscribeAsync(channel, onWake);
+                subscribed = true;
+                await RenewFollowerAsync(registration);
+            }
+            catch (Exception ex) when (IsRedisFailure(ex))
+            {
+                // Reading below notices if Redis is really gone.
+            }
             RedisValue position = "0-0";
             long expected = 1;
             var lastNews = Stopwatch.GetTimestamp();
@@ -300,6 +336,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
                 if (cancellationToken.IsCancellationRequested) return FollowOutcome.Cancelled;
                 if (_stopping.IsCancellationRequested) return FollowOutcome.Stopping;
 
+                var woken = wake.Next;
                 StreamEntry[]? entries = null;
                 try
                 {
@@ -376,34 +413,38 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
                     }
                 }
 
-                try
-                {
-                    await Task.Delay(delay, cancellationToken);
-                }
-                catch (OperationCanceledException)
-                {
-                    return FollowOutcome.Cancelled;
-                }
-                delay = delay * 2 > _options.MaxPollInterval ? _options.MaxPollInterval : delay * 2;
+                if (await Task.WhenAny(woken, Task.Delay(delay, cancellationToken)) == woken) delay = MinPoll;
+                else delay = delay * 2 > _options.MaxPollInterval ? _options.MaxPollInterval : delay * 2;
             }
         }
         finally
         {
             _followers.TryRemove(registration, out _);
-            _ = UnregisterAsync(registration);
+            _ = UnregisterAsync(registration, subscribed ? channel : default, onWake);
         }
     }
 
-    private async Task UnregisterAsync(FollowerRegistration registration)
+    private async Task UnregisterAsync(FollowerRegistration registration, RedisChannel channel, Action<RedisChannel, RedisValue> onWake)
     {
         try
         {
+            if (!channel.IsNullOrEmpty) await _redis.GetSubscriber().UnsubscribeAsync(channel, onWake);
             await Db.SortedSetRemoveAsync(registration.Key, registration.Id);
         }
         catch (Exception ex) when (IsRedisFailure(ex))
         {
-            // Its deadline runs out on its own.
+            // Its deadline runs out on its own; the subscription went with the connection.
         }
+    }
+
+    /// <summary>A signal that completes the task handed out before it was set: a wake between "take" and "wait" is not lost.</summary>
+    private sealed class WakeSignal
+    {
+        private TaskCompletionSource _next = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Next => Volatile.Read(ref _next).Task;
+
+        public void Set() => Interlocked.Exchange(ref _next, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }
 
     private Task RenewFollowerAsync(FollowerRegistration registration) =>
@@ -541,8 +582,14 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Warning, Message = "Dedup: a publisher for {Key} was requested without a claim; not publishing")]
     private partial void LogPublisherWithoutClaim(string key);
 
+    private void NoteOwnCall(string key, string reason)
+    {
+        _takeovers?.Add(1);
+        LogOwnCallMessage(key, reason);
+    }
+
     [LoggerMessage(Level = LogLevel.Information, Message = "Dedup: making our own call for {Key}: {Reason}")]
-    private partial void LogOwnCall(string key, string reason);
+    private partial void LogOwnCallMessage(string key, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Dedup: the replica leading {Key} stopped mid-response; its followers here get 502")]
     private partial void LogLeaderLost(string key);

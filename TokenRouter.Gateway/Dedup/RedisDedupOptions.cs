@@ -23,8 +23,11 @@ public sealed class RedisDedupOptions
     /// <summary>How long a response's events stay in Redis after its last write (followers read it within milliseconds).</summary>
     public TimeSpan Retention { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Longest pause between two reads of a follower that hears nothing (it starts at 2 ms and doubles).</summary>
-    public TimeSpan MaxPollInterval { get; set; } = TimeSpan.FromMilliseconds(20);
+    /// <summary>
+    /// Longest pause between two reads of a follower that hears nothing (it starts at 2 ms and doubles). Followers are woken
+    /// by a message after each write of the leader; polling only covers a message lost to a reconnect.
+    /// </summary>
+    public TimeSpan MaxPollInterval { get; set; } = TimeSpan.FromMilliseconds(50);
 
     /// <summary>Reads the section, accepting Go-style durations as the rest of the configuration does.</summary>
     internal static void Bind(IConfiguration section, RedisDedupOptions options)

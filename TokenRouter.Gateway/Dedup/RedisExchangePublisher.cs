@@ -34,6 +34,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
         Owner = RedisContract.DedupOwnerKey(exchange.Key);
         Events = RedisContract.DedupEventsKey(exchange.Key, claim);
         Followers = RedisContract.DedupFollowersKey(exchange.Key, claim);
+        Wake = RedisChannel.Literal(RedisContract.DedupWakeChannel(exchange.Key, claim));
         _holding = exchange.TryListen() ? 1 : 0;
     }
 
@@ -42,6 +43,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
     public RedisKey Owner { get; }
     public RedisKey Events { get; }
     public RedisKey Followers { get; }
+    public RedisChannel Wake { get; }
 
     /// <summary>True while the publisher keeps the call alive and no client of this replica listens to it any more.</summary>
     public bool OnlyHoldListens => Volatile.Read(ref _holding) == 1 && Exchange.Listeners <= 1 && !Exchange.IsCompleted;

@@ -256,6 +256,13 @@ internal static class InboundJson
         {
             return read(document, bodyOwner);
         }
+        catch (InvalidOperationException ex)
+        {
+            // System.Text.Json parses an unpaired surrogate escape ("\ud83d", as JavaScript writes a string cut inside
+            // an emoji) but refuses to decode it: a client error, never a 500.
+            document.Dispose();
+            throw ApiError.InvalidJson(ex.Message);
+        }
         catch
         {
             document.Dispose();

@@ -27,13 +27,16 @@ public sealed class RequestPipeline(Canonicalizer canonicalizer, Arranger arrang
 {
     /// <summary>Fetches shared state the synchronous stages need (a conversation's tool order from other replicas).</summary>
     public ValueTask PrefetchAsync(Envelope envelope, ClientIdentity identity) =>
-        toolOrders is not null && envelope.Tools.Count > 1 && options.CurrentValue.ToolSortEnabled
+        toolOrders is not null && envelope.Tools.Count > 0 && options.CurrentValue.ToolSortEnabled
             ? toolOrders.PrefetchAsync(Arranger.ConversationRoot(envelope, identity.Scope))
             : ValueTask.CompletedTask;
 
     public PreparedRequest Prepare(Envelope envelope, RouteTarget target, ClientIdentity identity)
     {
         var o = options.CurrentValue;
+        // The dedup scope is also the prompt_cache_key's tenant: with a global scope, identical requests from two keys
+        // must be byte-identical (one FullHash) and share one provider cache route.
+        var scope = o.DedupScope == DedupScope.Global ? "global" : identity.Scope;
         using (Stage("Chunker")) Chunker.Chunk(envelope);
         if (o.ToolSortEnabled)
         {
@@ -51,7 +54,7 @@ public sealed class RequestPipeline(Canonicalizer canonicalizer, Arranger arrang
         }
         if (o.CacheInjectEnabled)
         {
-            using (Stage("CacheInjector")) CacheInjector.Inject(envelope, target.Provider.Kind, identity.Scope, o.AnthropicCacheTtl);
+            using (Stage("CacheInjector")) CacheInjector.Inject(envelope, target.Provider.Kind, scope, o.AnthropicCacheTtl);
         }
 
         var body = new PooledBufferWriter(EstimateSize(envelope));
@@ -64,7 +67,6 @@ public sealed class RequestPipeline(Canonicalizer canonicalizer, Arranger arrang
             body.Dispose();
             throw;
         }
-        var scope = o.DedupScope == DedupScope.Global ? "global" : identity.Scope;
         string fullHash;
         using (Stage("Hasher.Full")) fullHash = Hasher.ComputeFullHash(body.WrittenSpan, target.Provider.Name, scope);
         if (Activity.Current is { } request)

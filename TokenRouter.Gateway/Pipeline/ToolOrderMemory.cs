@@ -16,7 +16,7 @@ public sealed class ToolOrderMemory(TimeProvider time, IConnectionMultiplexer? r
     private readonly ConcurrentDictionary<UInt128, Entry> _entries = new();
     private const int MaxEntries = 50_000;
 
-    private sealed record Entry(string[] Order, long LastUsed);
+    private sealed record Entry(string[] Order, long LastUsed, long LastShared);
 
     public TimeSpan Ttl { get; set; } = TimeSpan.FromHours(1);
 
@@ -34,7 +34,7 @@ public sealed class ToolOrderMemory(TimeProvider time, IConnectionMultiplexer? r
     public void Set(UInt128 conversationRoot, string[] order)
     {
         if (_entries.Count >= MaxEntries) Evict();
-        _entries[conversationRoot] = new Entry(order, time.GetTimestamp());
+        _entries[conversationRoot] = new Entry(order, time.GetTimestamp(), time.GetTimestamp());
         if (redis is not null)
         {
             // Write-behind: the request never waits for it; a lost write only costs another replica a cache miss.
@@ -44,7 +44,18 @@ public sealed class ToolOrderMemory(TimeProvider time, IConnectionMultiplexer? r
     }
 
     /// <summary>Refreshes the entry's age (a conversation in use keeps its order).</summary>
-    public void Touch(UInt128 conversationRoot, string[] order) => _entries[conversationRoot] = new Entry(order, time.GetTimestamp());
+    public void Touch(UInt128 conversationRoot, string[] order)
+    {
+        var now = time.GetTimestamp();
+        var shared = _entries.TryGetValue(conversationRoot, out var e) ? e.LastShared : now;
+        if (redis is not null && time.GetElapsedTime(shared) > Ttl / 4)
+        {
+            // A long conversation keeps its shared order alive too, at most a few times per TTL.
+            _ = redis.GetDatabase().KeyExpireAsync(RedisContract.ToolOrderKey(conversationRoot), Ttl, flags: CommandFlags.FireAndForget);
+            shared = now;
+        }
+        _entries[conversationRoot] = new Entry(order, now, shared);
+    }
 
     /// <summary>Loads a conversation's order from Redis when this replica has not seen it (one round trip, then local).</summary>
     public async ValueTask PrefetchAsync(UInt128 conversationRoot)
@@ -53,7 +64,7 @@ public sealed class ToolOrderMemory(TimeProvider time, IConnectionMultiplexer? r
         try
         {
             var value = await redis.GetDatabase().StringGetAsync(RedisContract.ToolOrderKey(conversationRoot));
-            if (value.HasValue) Touch(conversationRoot, value.ToString().Split('\n'));
+            if (value.HasValue) _entries[conversationRoot] = new Entry(value.ToString().Split('\n'), time.GetTimestamp(), time.GetTimestamp());
         }
         catch (RedisException)
         {

@@ -15,6 +15,9 @@ public class OpenAIAdapter : IOutboundAdapter
     /// <summary>OpenAI's routing hint; other OpenAI-compatible providers may reject it.</summary>
     protected virtual bool SendsPromptCacheKey => true;
 
+    /// <summary>Providers that reject content-part arrays (DeepSeek answers 400/422) get text parts joined into one string.</summary>
+    protected virtual bool StringContentOnly => false;
+
     public void AddHeaders(HttpRequestMessage request, ProviderEndpoint provider)
     {
         if (!string.IsNullOrEmpty(provider.ApiKey))
@@ -143,7 +146,7 @@ public class OpenAIAdapter : IOutboundAdapter
         w.WriteEndObject();
     }
 
-    private static void WriteMessage(Utf8JsonWriter w, Message message, bool passExtras)
+    private void WriteMessage(Utf8JsonWriter w, Message message, bool passExtras)
     {
         // Anthropic tool results live inside a user turn; OpenAI wants one tool message per result, first.
         if (message.Parts is { } parts && message.Role == MessageRole.User)
@@ -167,6 +170,7 @@ public class OpenAIAdapter : IOutboundAdapter
         w.WriteStartObject();
         w.WriteString("role"u8, OpenAIInboundAdapter.RoleName(message.Role));
         if (message.Text is not null) w.WriteString("content"u8, message.Text);
+        else if (StringContentOnly && message.Parts is { } textParts && AllText(textParts, out var joined)) w.WriteString("content"u8, joined);
         else if (message.Parts is { } ps && HasContentParts(ps))
         {
             w.WritePropertyName("content"u8);
@@ -214,6 +218,29 @@ public class OpenAIAdapter : IOutboundAdapter
         w.WriteEndObject();
     }
 
+    /// <summary>True when the renderable parts are all text (tool blocks are written elsewhere); joins them with newlines.</summary>
+    private static bool AllText(List<ContentPart> parts, out string joined)
+    {
+        joined = "";
+        var texts = 0;
+        foreach (var p in parts)
+        {
+            if (p.Kind is PartKind.ToolUse or PartKind.ToolResult) continue;
+            if (p.Kind != PartKind.Text) return false;
+            texts++;
+        }
+        if (texts == 0) return false;
+        var sb = new System.Text.StringBuilder();
+        foreach (var p in parts)
+        {
+            if (p.Kind != PartKind.Text) continue;
+            if (sb.Length > 0) sb.Append('\n');
+            sb.Append(p.Text);
+        }
+        joined = sb.ToString();
+        return true;
+    }
+
     private static bool HasContentParts(List<ContentPart> parts)
     {
         foreach (var p in parts)
@@ -232,6 +259,10 @@ public class OpenAIAdapter : IOutboundAdapter
                 w.WriteString("type"u8, "text"u8);
                 w.WriteString("text"u8, part.Text);
                 w.WriteEndObject();
+                break;
+            case PartKind.Image when passExtras && part.Raw.ValueKind == JsonValueKind.Object:
+                // An OpenAI client's own image part keeps everything it said (detail decides what the image costs).
+                part.Raw.WriteTo(w);
                 break;
             case PartKind.Image:
                 w.WriteStartObject();
@@ -260,11 +291,16 @@ public class OpenAIAdapter : IOutboundAdapter
     }
 
     /// <summary>Writes system blocks as OpenAI content: a string when it is one plain text, else text parts.</summary>
-    private static void WriteTextContent(Utf8JsonWriter w, List<ContentPart> parts)
+    private void WriteTextContent(Utf8JsonWriter w, List<ContentPart> parts)
     {
         if (parts.Count == 1 && parts[0].Kind == PartKind.Text)
         {
             w.WriteString("content"u8, parts[0].Text);
+            return;
+        }
+        if (StringContentOnly && AllText(parts, out var joined))
+        {
+            w.WriteString("content"u8, joined);
             return;
         }
         w.WriteStartArray("content"u8);
@@ -300,4 +336,5 @@ public sealed class DeepSeekAdapter : OpenAIAdapter
 {
     public override ProviderKind Kind => ProviderKind.DeepSeek;
     protected override bool SendsPromptCacheKey => false;
+    protected override bool StringContentOnly => true;
 }

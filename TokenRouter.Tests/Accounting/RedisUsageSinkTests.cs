@@ -18,7 +18,7 @@ public sealed class RedisUsageSinkTests : IAsyncLifetime
     [
         "request_id", "key_id", "model", "provider", "prompt_tokens", "cached_read_tokens", "cache_write_5m_tokens",
         "cache_write_1h_tokens", "completion_tokens", "cost_usd", "cache_savings_usd", "dedup_savings_usd", "unpriced",
-        "deduplicated", "stream", "status", "latency_ms", "ts",
+        "deduplicated", "stream", "status", "latency_ms", "ts", "estimated",
     ];
 
     private RedisServer _server = null!;
@@ -51,6 +51,7 @@ public sealed class RedisUsageSinkTests : IAsyncLifetime
         Deduplicated = true,
         Stream = true,
         Status = 499,
+        Estimated = true,
         LatencyMs = 1234.5,
         Timestamp = DateTimeOffset.FromUnixTimeMilliseconds(1_767_225_600_123),
     };
@@ -78,6 +79,7 @@ public sealed class RedisUsageSinkTests : IAsyncLifetime
         Assert.Equal("0.0071225", priced["cost_usd"]);
         Assert.Equal("0.0025", priced["cache_savings_usd"]);
         Assert.Equal("0.0123", priced["dedup_savings_usd"]);
+        Assert.Equal("1", priced["estimated"]);
         Assert.Equal("0", priced["unpriced"]);
         Assert.Equal("1", priced["deduplicated"]);
         Assert.Equal("1", priced["stream"]);

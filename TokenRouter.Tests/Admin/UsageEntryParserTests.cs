@@ -82,6 +82,17 @@ public sealed class UsageEntryParserTests
     }
 
     [Fact]
+    public void Text_with_a_nul_character_is_parked_with_fields_postgres_can_store()
+    {
+        var parsed = Parse(UsageEntry("r\0nul", new Dictionary<string, string?> { ["model"] = "gpt\0x" }));
+
+        Assert.Null(parsed.Record);
+        Assert.Contains("NUL", parsed.DeadLetter!.Reason);
+        Assert.DoesNotContain("\0", parsed.DeadLetter.RequestId);
+        Assert.DoesNotContain("\\u0000", parsed.DeadLetter.Fields);
+    }
+
+    [Fact]
     public void Over_long_request_id_is_parked_rather_than_cut()
     {
         var parsed = Parse(UsageEntry(new string('x', 129)));

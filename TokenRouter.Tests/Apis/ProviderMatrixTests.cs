@@ -413,8 +413,8 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
                             ["role"] = "assistant",
                             ["content"] = Text,
                             ["tool_calls"] = new JsonArray(
-                                Call(0, ParisId, """{"city":"Paris"}"""),
-                                Call(1, RomeId, """{"city":"Rome"}""")),
+                                Call(ParisId, """{"city":"Paris"}"""),
+                                Call(RomeId, """{"city":"Rome"}""")),
                         },
                         ["finish_reason"] = "tool_calls",
                     }),
@@ -451,7 +451,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
         private static JsonObject ToolUse(string id, JsonObject input) =>
             new() { ["type"] = "tool_use", ["id"] = id, ["name"] = Matrix.WeatherTool, ["input"] = input };
 
-        private static JsonObject Call(int index, string id, string arguments) => new()
+        private static JsonObject Call(string id, string arguments) => new()
         {
             ["id"] = id,
             ["type"] = "function",

@@ -298,4 +298,36 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
         await ownCall.Task.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.True(await follow.WaitAsync(Bounded));
     }
+
+    [Fact]
+    public async Task Follower_relays_a_stream_written_per_the_contract_even_without_wake_up_messages()
+    {
+        var b = await ReplicaAsync();
+        var db = b.Connection.GetDatabase();
+        const string claim = "elsewhere.1";
+        Assert.True(await db.StringSetAsync(RedisContract.DedupOwnerKey(_key), claim, TimeSpan.FromSeconds(30), When.NotExists));
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var following = NewExchange();
+        var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None);
+        await WaitUntilAsync(() => b.Broker.FollowingCount == 1, () => "B should follow");
+
+        // What another replica's publisher writes: explicit ids 0-1, 0-2, … and the documented fields; no PUBLISH.
+        var events = RedisContract.DedupEventsKey(_key, claim);
+        await db.StreamAddAsync(events, [new(RedisContract.DedupFields.Type, RedisContract.DedupEntryTypes.Head),
+            new(RedisContract.DedupFields.Status, 200), new(RedisContract.DedupFields.ContentType, "application/json")], "0-1");
+        await db.StreamAddAsync(events, [new(RedisContract.DedupFields.Type, RedisContract.DedupEntryTypes.Chunk),
+            new(RedisContract.DedupFields.Data, "{\"id\":"u8.ToArray())], "0-2");
+        await db.StreamAddAsync(events, [new(RedisContract.DedupFields.Type, RedisContract.DedupEntryTypes.Chunk),
+            new(RedisContract.DedupFields.Data, "1}"u8.ToArray())], "0-3");
+        await db.StreamAddAsync(events, [new(RedisContract.DedupFields.Type, RedisContract.DedupEntryTypes.End),
+            new(RedisContract.DedupFields.PromptTokens, 12), new(RedisContract.DedupFields.CachedReadTokens, 4),
+            new(RedisContract.DedupFields.CacheWrite5mTokens, 0), new(RedisContract.DedupFields.CacheWrite1hTokens, 0),
+            new(RedisContract.DedupFields.CompletionTokens, 3)], "0-4");
+
+        Assert.False(await follow.WaitAsync(Bounded));
+        Assert.Equal(200, following.Status);
+        Assert.Equal("application/json", following.ContentType);
+        Assert.Equal("{\"id\":1}"u8.ToArray(), Body(following));
+        Assert.Equal(new Usage(12, 4, 0, 0, 3), following.Usage);
+    }
 }

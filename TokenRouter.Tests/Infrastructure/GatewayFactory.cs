@@ -27,7 +27,8 @@ public sealed class GatewayFactory : WebApplicationFactory<ChatForwarder>
         {
             foreach (var (k, v) in settings) _settings[k] = v;
         }
-        UseKestrel(0);
+        // Listen() rather than UseKestrel(0): the port-rewriting overload races Kestrel's start (dotnet/aspnetcore#67714).
+        UseKestrel(o => o.Listen(System.Net.IPAddress.Loopback, 0));
     }
 
     /// <summary>Settings for a gateway whose OpenAI, DeepSeek and Anthropic providers all point at <paramref name="provider"/>.</summary>

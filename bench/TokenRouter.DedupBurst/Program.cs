@@ -73,14 +73,15 @@ switch (args[0])
 internal sealed record BurstSettings(Uri[] Gateways, string Key, string Label, string Model, int Clients, int Bursts, bool Stream, int LatencyMs);
 
 /// <summary>One client's request within a burst; times are from the burst's common start.</summary>
-internal sealed record Sample(int Burst, bool Deduplicated, int Status, double FirstByteMs, double TotalMs, string Body);
+internal sealed record Sample(int Burst, int Gateway, bool Deduplicated, int Status, double FirstByteMs, double TotalMs, string Body);
 
 internal sealed record Percentiles(double P50, double P99, double Max);
 
 internal sealed record RunResult(
     string Label, int Replicas, bool Stream, int Clients, int Bursts, int LatencyMs, int Requests, int Errors, long UpstreamCalls,
     int Leaders, int Followers, int MismatchedBodies, Percentiles LeaderTotal, Percentiles FollowerTotal, Percentiles LeaderFirstByte,
-    Percentiles FollowerFirstByte, Percentiles AddedTotal, Percentiles AddedFirstByte, double WallSeconds);
+    Percentiles FollowerFirstByte, Percentiles AddedTotal, Percentiles AddedFirstByte, Percentiles AddedTotalOtherReplica,
+    int OtherReplicaFollowers, double WallSeconds);
 
 internal static class Burst
 {
@@ -104,12 +105,19 @@ internal static class Burst
             r.EnsureSuccessStatusCode();
         })));
 
-        var before = await UpstreamCallsAsync(http, s.Gateways);
         var run = Guid.NewGuid().ToString("N")[..8];
         var samples = new List<Sample>();
-        var wall = Stopwatch.StartNew();
-        for (var burst = 0; burst < s.Bursts; burst++)
+        long before = 0;
+        var wall = new Stopwatch();
+        // Burst -1 warms the gateways' code paths up (JIT, pools) and is not counted.
+        for (var burst = -1; burst < s.Bursts; burst++)
         {
+            if (burst == 0)
+            {
+                samples.Clear();
+                before = await UpstreamCallsAsync(http, s.Gateways);
+                wall.Start();
+            }
             var body = JsonSerializer.Serialize(new
             {
                 model = s.Model,
@@ -121,12 +129,13 @@ internal static class Burst
                     new { role = "user", content = $"Burst {run}-{burst}: what is the capital of France, and why is it famous?" },
                 },
             });
+            var index = burst;
             var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             long started = 0;
             var tasks = Enumerable.Range(0, s.Clients).Select(i => Task.Run(async () =>
             {
                 await start.Task;
-                return await SendAsync(http, new Uri(s.Gateways[i % s.Gateways.Length], "v1/chat/completions"), body, s.LatencyMs, burst, () => started);
+                return await SendAsync(http, s.Gateways, i % s.Gateways.Length, body, s.LatencyMs, index, () => started);
             })).ToArray();
             await Task.Delay(50); // every client task is parked on the start signal
             started = Stopwatch.GetTimestamp();
@@ -142,6 +151,7 @@ internal static class Burst
         var followers = ok.Where(x => x.Deduplicated).ToList();
         var added = new List<double>();
         var addedFirst = new List<double>();
+        var addedOther = new List<double>();
         var mismatched = 0;
         foreach (var group in ok.GroupBy(x => x.Burst))
         {
@@ -150,6 +160,7 @@ internal static class Burst
             foreach (var f in group.Where(x => x.Deduplicated))
             {
                 added.Add(f.TotalMs - leader.TotalMs);
+                if (f.Gateway != leader.Gateway) addedOther.Add(f.TotalMs - leader.TotalMs);
                 addedFirst.Add(f.FirstByteMs - leader.FirstByteMs);
                 if (f.Body != leader.Body) mismatched++;
             }
@@ -158,12 +169,12 @@ internal static class Burst
             samples.Count - ok.Count, upstream, leaders.Count, followers.Count, mismatched,
             Stats(leaders.Select(x => x.TotalMs)), Stats(followers.Select(x => x.TotalMs)),
             Stats(leaders.Select(x => x.FirstByteMs)), Stats(followers.Select(x => x.FirstByteMs)),
-            Stats(added), Stats(addedFirst), wall.Elapsed.TotalSeconds);
+            Stats(added), Stats(addedFirst), Stats(addedOther), addedOther.Count, wall.Elapsed.TotalSeconds);
     }
 
-    private static async Task<Sample> SendAsync(HttpClient http, Uri uri, string body, int latencyMs, int burst, Func<long> started)
+    private static async Task<Sample> SendAsync(HttpClient http, Uri[] gateways, int gateway, string body, int latencyMs, int burst, Func<long> started)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, uri) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(gateways[gateway], "v1/chat/completions")) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
         request.Headers.Add("x-sim-latency-ms", latencyMs.ToString(CultureInfo.InvariantCulture));
         try
         {
@@ -180,11 +191,11 @@ internal static class Burst
                 text.Write(buffer, 0, n);
             }
             var total = Stopwatch.GetElapsedTime(started()).TotalMilliseconds;
-            return new Sample(burst, deduplicated, (int)response.StatusCode, first < 0 ? total : first, total, Normalize(Encoding.UTF8.GetString(text.ToArray())));
+            return new Sample(burst, gateway, deduplicated, (int)response.StatusCode, first < 0 ? total : first, total, Normalize(Encoding.UTF8.GetString(text.ToArray())));
         }
         catch (Exception ex) when (ex is HttpRequestException or IOException or TaskCanceledException)
         {
-            return new Sample(burst, false, 0, 0, 0, ex.Message);
+            return new Sample(burst, gateway, false, 0, 0, 0, ex.Message);
         }
     }
 
@@ -232,13 +243,15 @@ internal static class Report
         $"{r.Requests - r.UpstreamCalls} ({(r.Requests == 0 ? 0 : 100.0 * (r.Requests - r.UpstreamCalls) / r.Requests).ToString("0.0", CultureInfo.InvariantCulture)} %) | " +
         $"{r.Leaders}/{r.Followers} | {Ms(r.LeaderFirstByte.P50)} / {Ms(r.LeaderFirstByte.P99)} | {Ms(r.FollowerFirstByte.P50)} / {Ms(r.FollowerFirstByte.P99)} | " +
         $"{Ms(r.LeaderTotal.P50)} / {Ms(r.LeaderTotal.P99)} | {Ms(r.FollowerTotal.P50)} / {Ms(r.FollowerTotal.P99)} | " +
-        $"{Ms(r.AddedFirstByte.P50)} / {Ms(r.AddedFirstByte.P99)} | {Ms(r.AddedTotal.P50)} / {Ms(r.AddedTotal.P99)} | {r.MismatchedBodies} |";
+        $"{Ms(r.AddedFirstByte.P50)} / {Ms(r.AddedFirstByte.P99)} | {Ms(r.AddedTotal.P50)} / {Ms(r.AddedTotal.P99)} | " +
+        (r.OtherReplicaFollowers == 0 ? "– | " : $"{Ms(r.AddedTotalOtherReplica.P50)} / {Ms(r.AddedTotalOtherReplica.P99)} ({r.OtherReplicaFollowers}) | ") +
+        $"{r.MismatchedBodies} |";
 
     public static string Markdown(IReadOnlyList<RunResult> runs)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("| run | replicas | mode | requests | errors | upstream calls | calls saved | leaders/followers | leader first byte p50 / p99 (ms) | follower first byte p50 / p99 (ms) | leader total p50 / p99 (ms) | follower total p50 / p99 (ms) | added first byte p50 / p99 (ms) | added total p50 / p99 (ms) | bodies ≠ leader |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| run | replicas | mode | requests | errors | upstream calls | calls saved | leaders/followers | leader first byte p50 / p99 (ms) | follower first byte p50 / p99 (ms) | leader total p50 / p99 (ms) | follower total p50 / p99 (ms) | added first byte p50 / p99 (ms) | added total p50 / p99 (ms) | added total, followers on the other replica p50 / p99 (ms) (n) | bodies ≠ leader |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in runs) sb.AppendLine(Row(r));
         return sb.ToString();
     }

@@ -94,6 +94,7 @@ def main():
         if line.startswith("kind=wrk"):
             runs = dict(p.split("=", 1) for p in line.split() if "=" in p)
     what = sys.argv[3]
+    commit = next((l.split("commit=")[1].split()[0] for l in open(sys.argv[2]) if "commit=" in l), "?")
     n = len(samples)
     if n == 0:
         print("No samples.")
@@ -135,8 +136,9 @@ def main():
     w("")
     w(f"`bench/load/run-load.sh profile {what}`: `perf record -F 999 -g` of the gateway process while wrk "
       f"-t{runs.get('threads', '?')} -c{runs.get('conns', '?')} loads it for {runs.get('seconds', '?')} s after a warm-up "
-      "(DOTNET_PerfMapEnabled=1, W^X off so that perf resolves JIT'd code; everything else as in the load benchmark). "
-      f"Commit {runs.get('commit', '?')}.")
+      "(DOTNET_PerfMapEnabled=1, W^X off so that perf resolves JIT'd code; everything else as in the load benchmark"
+      + (f"; extra environment `{sys.argv[4].strip()}`" if len(sys.argv) > 4 and sys.argv[4].strip() else "") + "). "
+      f"Commit {commit}.")
     w("")
     w(f"During the profile: {rps:,.0f} req/s, gateway CPU {cpu_per_req:.0f} µs/request; {n:,} samples. "
       "µs/req columns = share of samples × that CPU per request. Native frames of libcoreclr (stripped) show as `?? (libcoreclr.so)`: "
