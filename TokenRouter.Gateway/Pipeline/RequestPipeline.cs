@@ -31,7 +31,9 @@ public sealed class RequestPipeline(Canonicalizer canonicalizer, Arranger arrang
             ? toolOrders.PrefetchAsync(Arranger.ConversationRoot(envelope, identity.Scope))
             : ValueTask.CompletedTask;
 
-    public PreparedRequest Prepare(Envelope envelope, RouteTarget target, ClientIdentity identity)
+    /// <param name="forwardedHeaders">Headers passed on to the provider that change its answer (Anthropic's version and
+    /// betas): part of the FullHash, so requests that differ only there never share a response.</param>
+    public PreparedRequest Prepare(Envelope envelope, RouteTarget target, ClientIdentity identity, string? forwardedHeaders = null)
     {
         var o = options.CurrentValue;
         // The dedup scope is also the prompt_cache_key's tenant: with a global scope, identical requests from two keys
@@ -68,7 +70,7 @@ public sealed class RequestPipeline(Canonicalizer canonicalizer, Arranger arrang
             throw;
         }
         string fullHash;
-        using (Stage("Hasher.Full")) fullHash = Hasher.ComputeFullHash(body.WrittenSpan, target.Provider.Name, scope);
+        using (Stage("Hasher.Full")) fullHash = Hasher.ComputeFullHash(body.WrittenSpan, forwardedHeaders is null ? target.Provider.Name : target.Provider.Name + "\n" + forwardedHeaders, scope);
         if (Activity.Current is { } request)
         {
             request.SetTag(GatewayActivity.Model, envelope.Model);

@@ -39,18 +39,20 @@ internal static class DedupTestKit
             messages = new[] { new { role = "user", content = prompt } },
         });
 
-    public static async Task<GatewayReply> PostAsync(HttpClient client, string path, string body, CancellationToken cancellationToken = default)
+    public static async Task<GatewayReply> PostAsync(HttpClient client, string path, string body, CancellationToken cancellationToken = default,
+        params (string Name, string Value)[] headers)
     {
-        using var content = new StringContent(body, Encoding.UTF8, "application/json");
-        using var response = await client.PostAsync(path, content, cancellationToken);
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+        foreach (var (name, value) in headers) request.Headers.TryAddWithoutValidation(name, value);
+        using var response = await client.SendAsync(request, cancellationToken);
         var text = await response.Content.ReadAsStringAsync(cancellationToken);
         return new GatewayReply(response.StatusCode, text, response.Headers, response.Content.Headers.ContentType?.MediaType);
     }
 
     /// <summary>The FullHash the gateway computes for <paramref name="body"/>: one answered request, read from its header.</summary>
-    public static async Task<string> FullHashOfAsync(HttpClient client, string path, string body)
+    public static async Task<string> FullHashOfAsync(HttpClient client, string path, string body, params (string Name, string Value)[] headers)
     {
-        var reply = await PostAsync(client, path, body);
+        var reply = await PostAsync(client, path, body, CancellationToken.None, headers);
         Assert.Equal(HttpStatusCode.OK, reply.Status);
         return reply.Header(ChatForwarder.FullHashHeader) ?? throw new InvalidOperationException("no full-hash header");
     }

@@ -1,5 +1,6 @@
 using System.Net;
 using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Dedup;
 using TokenRouter.Gateway.Providers.Forwarding;
 using TokenRouter.Tests.Infrastructure;
 using static TokenRouter.Tests.Dedup.DedupTestKit;
@@ -33,9 +34,9 @@ public sealed class LocalCoalescingTests : IAsyncLifetime
     }
 
     /// <summary>Learns the request's FullHash with one answered call, then forgets that call.</summary>
-    private async Task<string> HashOfAsync(HttpClient client, string body, string path = Path)
+    private async Task<string> HashOfAsync(HttpClient client, string body, string path = Path, params (string Name, string Value)[] headers)
     {
-        var hash = await FullHashOfAsync(client, path, body);
+        var hash = await FullHashOfAsync(client, path, body, headers);
         _provider.Reset();
         return hash;
     }
@@ -271,5 +272,36 @@ public sealed class LocalCoalescingTests : IAsyncLifetime
             Assert.DoesNotContain("[DONE]", r.Body);
         });
         Assert.Equal(1, _provider.CallCount);
+    }
+
+    /// <summary>
+    /// <c>anthropic-beta</c> (and <c>anthropic-version</c>) are forwarded to an Anthropic provider and change what it does
+    /// (e.g. <c>output-128k</c>, <c>context-1m</c>, thinking betas), so a response made under one client's betas must not be
+    /// served to a client that asked for others. Fails today: the FullHash covers body, provider and scope only, so the
+    /// second request joins the first and its own beta never reaches the provider.
+    /// </summary>
+    [Fact]
+    public async Task Anthropic_clients_with_different_beta_headers_do_not_share_an_upstream_call()
+    {
+        var gateway = Gateway();
+        using var client = gateway.CreateGatewayClient();
+        var body = AnthropicMessages("Summarize the plot of Hamlet.", stream: false, model: "claude-sonnet-4-5", maxTokens: 64);
+        (string, string)[] first = [("anthropic-version", "2023-06-01"), ("anthropic-beta", "output-128k-2025-02-19")];
+        (string, string)[] second = [("anthropic-version", "2023-06-01"), ("anthropic-beta", "context-1m-2025-08-07")];
+        var firstHash = await HashOfAsync(client, body, "v1/messages", first);
+        _provider.RespondAnthropicText("A prince hesitates.", new AnthropicUsage(Input: 20, Output: 4));
+        _provider.CloseGate();
+
+        var one = PostAsync(client, "v1/messages", body, CancellationToken.None, first);
+        await _provider.WaitForWaitingAtGateAsync(1, Bounded);
+        var two = PostAsync(client, "v1/messages", body, CancellationToken.None, second);
+        await WaitUntilAsync(() => _provider.WaitingAtGateCount == 2 || gateway.Service<InflightRegistry>().ListenersOf(firstHash) == 2,
+            () => "the second request should either reach the provider or join the first");
+        _provider.OpenGate();
+        await Task.WhenAll(one, two);
+
+        Assert.Equal(2, _provider.CallCount);
+        Assert.Equal(["context-1m-2025-08-07", "output-128k-2025-02-19"],
+            _provider.Requests.Select(r => r.Header("anthropic-beta") ?? "").Order().ToArray());
     }
 }

@@ -303,7 +303,7 @@ def main():
     w(f"curl: `%{{time_starttransfer}}` over {meta.get('timing_n', '?')} sequential requests on one keep-alive connection "
       "(first byte = the status line). `stream_timing.py`: the same over a raw socket, timing the first byte, the first `data:` "
       f"event and the end of the body; *zero-latency* = the whole canned stream at once ({meta.get('timing_n', '?')} requests); "
-      f"*trickling* = the first event at once, the rest at 48 KB/s, ~60 ms ({meta.get('slow_n', '?')} requests; the gateway "
+      f"*trickling* = `trickle_server.py`: the first event at once, then one every 5 ms (~50 ms) ({meta.get('slow_n', '?')} requests after 20 not counted; the gateway "
       "reaches that fake as model deepseek-chat). Means in ms.")
     w("")
     w("| round | target | curl TTFB mean (p50) | zero-latency: first byte / first chunk / end | trickling: first byte / first chunk / end | first chunk vs direct (zero-latency / trickling) |")

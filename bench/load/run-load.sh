@@ -27,6 +27,7 @@ DURATION=${DURATION:-15}          # seconds per wrk run in the profile and compa
 C1_DURATION=${C1_DURATION:-6}
 FAKE_PORT=${FAKE_PORT:-18081}
 FAKE_SSE_PORT=${FAKE_SSE_PORT:-18082}
+TRICKLE_PORT=${TRICKLE_PORT:-18083}  # the trickling stream (trickle_server.py)
 HOP_PORT=${HOP_PORT:-18091}
 HOP_SSE_PORT=${HOP_SSE_PORT:-18092}
 GW_PORT=${GW_PORT:-18100}         # gateways on GW_PORT, +1, +2
@@ -64,7 +65,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-for port in $FAKE_PORT $FAKE_SSE_PORT $HOP_PORT $HOP_SSE_PORT $GW_PORT $((GW_PORT + 1)) $((GW_PORT + 2)); do
+for port in $FAKE_PORT $FAKE_SSE_PORT $TRICKLE_PORT $HOP_PORT $HOP_SSE_PORT $GW_PORT $((GW_PORT + 1)) $((GW_PORT + 2)); do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
     echo "Port $port is already in use on 127.0.0.1; set the *_PORT variables to free ports." >&2
     exit 1
@@ -72,7 +73,7 @@ for port in $FAKE_PORT $FAKE_SSE_PORT $HOP_PORT $HOP_SSE_PORT $GW_PORT $((GW_POR
 done
 
 # ---- processes: started here, stopped on exit -------------------------------------------------------------------
-FAKE_PID="" HOP_PID="" PERF_PID=""
+FAKE_PID="" HOP_PID="" PERF_PID="" TRICKLE_PID=""
 declare -A GW_PID=()   # gateway name -> pid
 stop_pid() {
   local pid=$1 sig=${2:-TERM}
@@ -94,7 +95,8 @@ cleanup() {
   stop_gateways
   stop_pid "$HOP_PID" QUIT
   stop_pid "$FAKE_PID" QUIT
-  PERF_PID="" HOP_PID="" FAKE_PID=""
+  stop_pid "$TRICKLE_PID"
+  PERF_PID="" HOP_PID="" FAKE_PID="" TRICKLE_PID=""
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -145,11 +147,6 @@ $common_http
     listen 127.0.0.1:$FAKE_SSE_PORT backlog=4096;
     # A zero-latency stream: the whole canned SSE body at once.
     location = /v1/chat/completions { default_type text/event-stream; return 200 '$STREAM_BODY'; }
-    # A trickling stream for the first-chunk check: the first event at once, the rest at 48 KB/s (~60 ms).
-    location = /slow/chat/completions {
-      default_type text/event-stream; limit_rate_after 600; limit_rate 48k;
-      return 200 '$STREAM_BODY';
-    }
   }
 }
 EOF
@@ -163,6 +160,7 @@ http {
 $common_http
   upstream fake { server 127.0.0.1:$FAKE_PORT; keepalive 256; }
   upstream fake_sse { server 127.0.0.1:$FAKE_SSE_PORT; keepalive 256; }
+  upstream trickle { server 127.0.0.1:$TRICKLE_PORT; keepalive 8; }
   server {
     listen 127.0.0.1:$HOP_PORT backlog=4096;
     location / { proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection ""; }
@@ -171,6 +169,10 @@ $common_http
     listen 127.0.0.1:$HOP_SSE_PORT backlog=4096;
     location / {
       proxy_pass http://fake_sse; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+    location /slow/ {
+      proxy_pass http://trickle; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_buffering off;
     }
   }
@@ -183,7 +185,9 @@ nginx -t -q -p "$WORK" -c "$WORK/hop.conf"
 FAKE_PID=$!
 "${NICE[@]}" nginx -p "$WORK" -c "$WORK/hop.conf" 2>>"$WORK/hop.error.log" &
 HOP_PID=$!
-wait_port $FAKE_PORT; wait_port $FAKE_SSE_PORT; wait_port $HOP_PORT; wait_port $HOP_SSE_PORT
+"${NICE[@]}" python3 "$LOAD/trickle_server.py" "$TRICKLE_PORT" "$LOAD/fake-stream.sse" 5 &
+TRICKLE_PID=$!
+wait_port $FAKE_PORT; wait_port $FAKE_SSE_PORT; wait_port $TRICKLE_PORT; wait_port $HOP_PORT; wait_port $HOP_SSE_PORT
 
 # ---- the gateway ------------------------------------------------------------------------------------------------
 log "build (Release)"
@@ -201,7 +205,7 @@ start_gateway() {
   (cd "$GATEWAY_DIR" && exec env \
       ASPNETCORE_URLS="http://127.0.0.1:$port" ASPNETCORE_ENVIRONMENT=Production \
       TOKENROUTER_API_KEYS=$KEY OPENAI_BASE_URL="$base" OPENAI_API_KEY=x \
-      DEEPSEEK_BASE_URL="http://127.0.0.1:$FAKE_SSE_PORT/slow" DEEPSEEK_API_KEY=x \
+      DEEPSEEK_BASE_URL="http://127.0.0.1:$TRICKLE_PORT/slow" DEEPSEEK_API_KEY=x \
       Logging__LogLevel__Default=Warning \
       TOOL_SORT_ENABLED=true Gateway__ToolSortEnabled=true CANONICALIZE_ENABLED=true Gateway__CanonicalizeEnabled=true \
       CACHE_INJECT_ENABLED=true Gateway__CacheInjectEnabled=true RATE_LIMIT_ENABLED=true Limits__Enabled=true \
@@ -293,10 +297,10 @@ curl_ttfb() { # curl_ttfb ROUND TARGET URL BODY
   echo "kind=curl round=$1 target=$2 $(tail -n +2 "$WORK/ttfb.txt" | sort -k2,2g | awk '{t[NR]=$2; s+=$2; tt+=$3} END {printf "n=%d ttfb_mean_ms=%.4f ttfb_p50_ms=%.4f total_mean_ms=%.4f", NR, s/NR*1000, t[int((NR+1)/2)]*1000, tt/NR*1000}')" >>"$RUNS"
 }
 
-stream_timing() { # stream_timing ROUND SPEED TARGET URL BODY N
+stream_timing() { # stream_timing ROUND SPEED TARGET URL BODY N [SKIP]
   local json
   quiet_gate >/dev/null
-  json=$("${NICE[@]}" python3 "$LOAD/stream_timing.py" "$4" "$5" "$KEY" "$6")
+  json=$("${NICE[@]}" python3 "$LOAD/stream_timing.py" "$4" "$5" "$KEY" "$6" "${7:-1}")
   echo "kind=stream round=$1 speed=$2 target=$3 json=$json" >>"$RUNS"
 }
 
@@ -310,7 +314,7 @@ check() { # check URL BODY EXPECT
 
 DIRECT=http://127.0.0.1:$FAKE_PORT/v1/chat/completions
 DIRECT_SSE=http://127.0.0.1:$FAKE_SSE_PORT/v1/chat/completions
-SLOW_SSE=http://127.0.0.1:$FAKE_SSE_PORT/slow/chat/completions
+SLOW_SSE=http://127.0.0.1:$TRICKLE_PORT/slow/chat/completions
 HOP=http://127.0.0.1:$HOP_PORT/v1/chat/completions
 HOP_SSE=http://127.0.0.1:$HOP_SSE_PORT/v1/chat/completions
 HOP_SLOW=http://127.0.0.1:$HOP_SSE_PORT/slow/chat/completions
@@ -325,6 +329,7 @@ sed 's/"model":"gpt-4o"/"model":"deepseek-chat"/' "$REQ_SSE" >"$REQ_SLOW"
 check "$DIRECT" "$REQ" '"chat.completion"'
 check "$HOP" "$REQ" '"chat.completion"'
 check "$HOP_SSE" "$REQ_SSE" 'data: [DONE]'
+check "$HOP_SLOW" "$REQ_SSE" 'data: [DONE]'
 
 # variant settings for the profile and compare modes
 mode_settings() { # mode_settings json|dedup|stream -> sets base body dedup unique expect hop
@@ -454,9 +459,9 @@ for round in $(seq 1 "$ROUNDS"); do
   log "streams: time to first byte / first chunk"
   for t in direct:$DIRECT_SSE hop:$HOP_SSE gateway:$GW_SSE; do curl_ttfb "$round" "${t%%:*}" "${t#*:}" "$REQ_SSE"; done
   for t in direct:$DIRECT_SSE hop:$HOP_SSE gateway:$GW_SSE; do stream_timing "$round" fast "${t%%:*}" "${t#*:}" "$REQ_SSE" "$TIMING_N"; done
-  stream_timing "$round" slow direct "$SLOW_SSE" "$REQ_SSE" "$SLOW_N"
-  stream_timing "$round" slow hop "$HOP_SLOW" "$REQ_SSE" "$SLOW_N"
-  stream_timing "$round" slow gateway "$GW_SSE" "$REQ_SLOW" "$SLOW_N"   # model deepseek-chat: DEEPSEEK_BASE_URL is the trickle
+  stream_timing "$round" slow direct "$SLOW_SSE" "$REQ_SSE" "$SLOW_N" 20
+  stream_timing "$round" slow hop "$HOP_SLOW" "$REQ_SSE" "$SLOW_N" 20
+  stream_timing "$round" slow gateway "$GW_SSE" "$REQ_SLOW" "$SLOW_N" 20   # model deepseek-chat: DEEPSEEK_BASE_URL is the trickle
   stop_gateways
 done
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Time to first byte, to the first SSE chunk and to the end of a stream, over one keep-alive connection.
 
-    stream_timing.py URL BODY_FILE KEY N    ->  one JSON line: n, mean/p50/p90 of ttfb, ttfc and total (ms)
+    stream_timing.py URL BODY_FILE KEY N [SKIP]   ->  one JSON line: n, mean/p50/p90 of ttfb, ttfc and total (ms)
 
 ttfb = the first byte of the response (the status line); ttfc = the first byte of the first "data:" line of the body;
-total = the end of the body. Loopback only: the URL must be http://127.x.x.x. The first request (connection setup,
-cold paths) is not counted.
+total = the end of the body. Loopback only: the URL must be http://127.x.x.x. The first SKIP requests (default 1: connection
+setup, cold paths) are not counted.
 """
 import json
 import socket
@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 def main() -> None:
     url, body_file, key, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    skip = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     u = urlsplit(url)
     if not (u.hostname or "").startswith("127."):
         sys.exit("loopback addresses only")
@@ -29,7 +30,7 @@ def main() -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     ttfb, ttfc, total = [], [], []
     pending = b""
-    for i in range(n + 1):
+    for i in range(n + skip):
         t0 = time.perf_counter()
         sock.sendall(req)
         buf, t_fb, t_fc, head_end = pending, None, None, -1
@@ -70,7 +71,7 @@ def main() -> None:
             sys.exit(f"HTTP {status}: {buf[:300]!r}")
         if t_fc is None:
             sys.exit("no data: line in the response")
-        if i == 0:
+        if i < skip:
             continue
         ttfb.append((t_fb - t0) * 1000)
         ttfc.append((t_fc - t0) * 1000)

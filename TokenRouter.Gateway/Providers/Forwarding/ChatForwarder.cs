@@ -96,7 +96,14 @@ public sealed partial class ChatForwarder(
                 if (target.Provider.BaseUri is null) router.SetSimulatorBase(selfAddress.Resolve());
                 await pipeline.PrefetchAsync(envelope, identity);
                 var pipelineStarted = time.GetTimestamp();
-                var prepared = pipeline.Prepare(envelope, target, identity);
+                string? anthropicVersion = null, anthropicBeta = null;
+                if (clientFormat == ApiFormat.Anthropic && target.Provider.Kind == ProviderKind.Anthropic)
+                {
+                    anthropicVersion = context.Request.Headers["anthropic-version"].ToString();
+                    anthropicBeta = context.Request.Headers["anthropic-beta"].ToString();
+                }
+                var prepared = pipeline.Prepare(envelope, target, identity,
+                    anthropicVersion is null ? null : anthropicVersion + "\n" + anthropicBeta);
                 metrics.PipelineCompleted(time.GetElapsedTime(pipelineStarted));
 
                 var headers = context.Response.Headers;
@@ -133,8 +140,7 @@ public sealed partial class ChatForwarder(
                         throw;
                     }
                     var call = new UpstreamCall(requestId, identity, target, envelope.Model, envelope.Stream, prepared, admission, started,
-                        clientFormat == ApiFormat.Anthropic ? context.Request.Headers["anthropic-version"].ToString() : null,
-                        clientFormat == ApiFormat.Anthropic ? context.Request.Headers["anthropic-beta"].ToString() : null);
+                        anthropicVersion, anthropicBeta);
                     remote = o.DedupEnabled && broker is not null && !await ClaimAcrossReplicasAsync(exchange, context.RequestAborted);
                     metrics.Overhead(time.GetElapsedTime(started));
                     if (remote) _ = FollowRemoteAsync(exchange, call);
@@ -196,8 +202,10 @@ public sealed partial class ChatForwarder(
             exchange.Mirror = broker.CreatePublisher(exchange);
             return true;
         }
-        catch (StackExchange.Redis.RedisException ex)
+        catch (Exception ex)
         {
+            // Whatever went wrong across replicas (even this client leaving mid-claim), this replica leads the request
+            // itself: an exchange in the registry must always get a producer, or its followers would wait forever.
             LogDedupBrokerUnavailable(ex.GetType().Name);
             return true;
         }
