@@ -101,6 +101,8 @@ internal static class JsonElementExtensions
 /// </summary>
 [MemoryDiagnoser]
 [InvocationCount(Batch, 1)]
+[WarmupCount(40)] // an iteration is only ~10 ms: enough warm-up iterations for tiered JIT to reach its final code
+[IterationCount(40)]
 public class PipelineStagesBenchmarks
 {
     public const int Batch = 256;

@@ -92,6 +92,7 @@ stop_gateways() {
 }
 cleanup() {
   stop_pid "$PERF_PID" INT
+  stop_pid "${COUNTERS_PID:-}" INT
   stop_gateways
   stop_pid "$HOP_PID" QUIT
   stop_pid "$FAKE_PID" QUIT
@@ -361,9 +362,36 @@ if [ "${1:-}" = profile ]; then
   measure 0 "profile-$what" gateway profile "$GW" "$body" "$unique" "$THREADS" "$CONNS" "$DURATION"
   wait "$PERF_PID" || true
   PERF_PID=""
+  # Syscalls, context switches and (with dotnet-counters, when installed) allocations per request: the gateway, then the
+  # nginx hop for comparison, each under the same wrk load.
+  STAT_EVENTS=raw_syscalls:sys_enter,context-switches,cpu-migrations
+  for sc in sendto recvfrom sendmsg recvmsg write read writev readv epoll_wait epoll_pwait epoll_ctl futex sched_yield \
+            mprotect madvise mmap munmap getrandom; do
+    [ -d /sys/kernel/tracing/events/syscalls/sys_enter_$sc ] && STAT_EVENTS+=",syscalls:sys_enter_$sc"
+  done
+  stat_target="" COUNTERS_PID=""
+  on_measure_start() {
+    perf stat -x, -e "$STAT_EVENTS" -p "$stat_target" -o "$WORK/perf-stat-$stat_label.csv" -- sleep "$DURATION" 2>/dev/null &
+    PERF_PID=$!
+    if [ "$stat_label" = gateway ] && [ -n "$COUNTERS" ]; then
+      "$COUNTERS" collect -p "$stat_target" --counters System.Runtime --format csv -o "$WORK/counters.csv" \
+        --refresh-interval 1 --duration "00:00:$(printf %02d "$DURATION")" >/dev/null 2>&1 &
+      COUNTERS_PID=$!
+    fi
+    sleep 0.3
+  }
+  COUNTERS=$(command -v dotnet-counters || ls "${DOTNET_TOOLS:-/tmp/dt}/dotnet-counters" 2>/dev/null || true)
+  stat_label=gateway stat_target=${GW_PID[profile]}
+  measure 0 "stat-$what" gateway profile "$GW" "$body" "$unique" "$THREADS" "$CONNS" "$DURATION"
+  wait "$PERF_PID" || true
+  [ -n "$COUNTERS_PID" ] && { wait "$COUNTERS_PID" || true; }
+  stat_label=hop stat_target=$(echo "$HOP_PID" $(pgrep -P "$HOP_PID") | tr ' ' ,)
+  measure 0 "stat-$what" hop - "$hop" "$body" "$unique" "$THREADS" "$CONNS" "$DURATION"
+  wait "$PERF_PID" || true
+  PERF_PID=""
   perf script -i "$WORK/perf.data" -F comm,tid,time,event,ip,sym,dso 2>/dev/null >"$WORK/perf.txt"
   out=$ROOT/bench/results/load-profile-$what.md
-  python3 "$LOAD/perf_report.py" "$WORK/perf.txt" "$RUNS" "$what" "${GATEWAY_ENV:-}" >"$out"
+  python3 "$LOAD/perf_report.py" "$WORK/perf.txt" "$RUNS" "$what" "${GATEWAY_ENV:-}" "$WORK" >"$out"
   profiled=${GW_PID[profile]}
   stop_gateways
   rm -f "/tmp/perf-$profiled.map" "/tmp/perfinfo-$profiled.map"
