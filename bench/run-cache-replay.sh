@@ -2,7 +2,7 @@
 # Cache replay: replays the recorded agent sessions (../shared/workloads/agent-sessions.jsonl) through the gateway to
 # its built-in simulator, once per mode, and writes bench/results/cache-replay.md. See bench/README.md.
 #
-#   bench/run-cache-replay.sh                      # all 213 sessions, 12 at a time (~2–3 min on 2 cores)
+#   bench/run-cache-replay.sh                      # all 213 sessions, 12 at a time (1–3 min on 2 cores)
 #   SESSIONS=60 bench/run-cache-replay.sh          # a spread-out subset
 #   PORT=5299 CONCURRENCY=8 VENDORS=openai,anthropic bench/run-cache-replay.sh
 #
