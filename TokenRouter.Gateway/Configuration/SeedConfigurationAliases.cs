@@ -41,7 +41,7 @@ public static class SeedConfigurationAliases
     private static readonly string[] DurationKeys =
     [
         "Gateway:AuthCacheTtl", "Gateway:DedupTtl", "Gateway:ToolOrderMemoryTtl", "Gateway:ProviderResponseTimeout",
-        "Proxy:IdleConnectionTimeout", "Proxy:ConnectTimeout",
+        "Proxy:IdleConnectionTimeout", "Proxy:ConnectTimeout", "Limits:QuotaReservationTtl", "Simulator:DefaultCacheTtl",
     ];
 
     public static void Apply(IConfigurationManager configuration)
