@@ -99,9 +99,10 @@ def compare(path):
     rounds = sorted({k[0] for k in runs}, key=int)
     cpus = int(env.get("cpus", 2))
     print(f"# Gateway A/B ({env['what']}, commit {env['commit']})\n")
-    print(f"`bench/load/run-load.sh compare {env['what']} ...`: a fresh gateway per variant, warmed, then wrk -c{conns} "
-          f"({env['duration']} s) and -c1; variants alternate within each round; the nginx hop is measured at the start "
-          "of each round. Same settings as the load benchmark plus the variant's environment.\n")
+    print(f"`bench/load/run-load.sh compare {env['what']} ...`: each round starts a fresh gateway per variant, warms each "
+          f"({env.get('warmup', '?')} s), then measures them and the nginx hop slice by slice, interleaved: {env.get('slices', '?')} × "
+          f"{env.get('slice', '?')} s at -c{conns}, then {env.get('slices', '?')} × {env.get('c1_slice', '?')} s at -c1. Same settings "
+          "as the load benchmark plus the variant's environment. CPU µs/req = the gateway process's utime+stime ÷ requests.\n")
     print("| round | variant | extra environment | req/s c" + conns + " | × hop | gateway CPU µs/req | p50 ms | p99 ms | c1 mean ms | c1 p50 ms | c1 CPU µs/req | others' CPU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     summary = {}

@@ -75,6 +75,7 @@ done
 # ---- processes: started here, stopped on exit -------------------------------------------------------------------
 FAKE_PID="" HOP_PID="" PERF_PID="" TRICKLE_PID=""
 declare -A GW_PID=()   # gateway name -> pid
+extras=()
 stop_pid() {
   local pid=$1 sig=${2:-TERM}
   [ -n "$pid" ] || return 0
@@ -400,29 +401,44 @@ if [ "${1:-}" = profile ]; then
 fi
 
 # ---- compare mode: `run-load.sh compare json|stream|dedup LABEL[=ENV=value ENV2=value] ...` ----------------------
-# A/B of settings that need no code change (telemetry off, a pipeline switch off, workstation GC, ...): each variant
-# gets a fresh gateway with the extra environment and a warm-up, then wrk -c$CONNS (DURATION s) and -c1 (C1_DURATION s);
-# variants alternate, COMPARE_ROUNDS times. Writes bench/results/load-compare-<what>.md.
+# A/B of settings that need no code change (telemetry off, a pipeline switch off, GC or thread-pool knobs, ...). Each
+# round starts one fresh gateway per variant (ports GW_PORT, +1, ...), warms each, then measures them slice by slice,
+# interleaved with the nginx hop (SLICES × SLICE s at -c$CONNS, then SLICES × C1_SLICE s at -c1), so that the box's
+# drift falls on all alike; COMPARE_ROUNDS rounds average out the run-to-run spread of a single process (JIT/PGO).
+# Writes bench/results/load-compare-<what>.md.
 if [ "${1:-}" = compare ]; then
   what=${2:-json}
   shift 2 || true
   [ $# -gt 0 ] || set -- baseline
   mode_settings "$what"
   RUNS=$WORK/compare.runs
-  echo "kind=env cpus=$(nproc) commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none) what=$what conns=$CONNS duration=$DURATION" >"$RUNS"
+  echo "kind=env cpus=$(nproc) commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none) what=$what conns=$CONNS slices=$SLICES slice=$SLICE c1_slice=$C1_SLICE warmup=$WARMUP" >"$RUNS"
+  labels=()
+  for variant in "$@"; do
+    label=${variant%%=*}; extra=""
+    [ "$label" != "$variant" ] && extra=${variant#*=}
+    labels+=("$label"); extras+=("$extra")
+    echo "kind=variant label=$label env=${extra// /,}" >>"$RUNS"
+  done
   for round in $(seq 1 "${COMPARE_ROUNDS:-2}"); do
-    measure "$round" hop hop - "$hop" "$body" "$unique" "$THREADS" "$CONNS" "$DURATION"
-    for variant in "$@"; do
-      label=${variant%%=*}; extra=""
-      [ "$label" != "$variant" ] && extra=${variant#*=}
-      echo "kind=variant label=$label env=${extra// /,}" >>"$RUNS"
-      GATEWAY_ENV="$extra ${GATEWAY_ENV:-}" start_gateway "$label" "$GW_PORT" "$base" "$dedup"
-      check "$GW" "$body" "$expect"
-      warm "$GW" "$body" "$unique"
-      measure "$round" "$label" gateway "$label" "$GW" "$body" "$unique" "$THREADS" "$CONNS" "$DURATION"
-      measure "$round" "$label" gateway "$label" "$GW" "$body" "$unique" 1 1 "$C1_DURATION"
-      stop_gateways
+    for i in "${!labels[@]}"; do
+      if (exec 3<>/dev/tcp/127.0.0.1/$((GW_PORT + i))) 2>/dev/null; then echo "Port $((GW_PORT + i)) is in use" >&2; exit 1; fi
+      GATEWAY_ENV="${extras[$i]} ${GATEWAY_ENV:-}" start_gateway "${labels[$i]}" "$((GW_PORT + i))" "$base" "$dedup"
+      check "http://127.0.0.1:$((GW_PORT + i))/v1/chat/completions" "$body" "$expect"
     done
+    for i in "${!labels[@]}"; do warm "http://127.0.0.1:$((GW_PORT + i))/v1/chat/completions" "$body" "$unique"; done
+    for s in $(seq 1 "$SLICES"); do
+      measure "$round" hop hop - "$hop" "$body" "$unique" "$THREADS" "$CONNS" "$SLICE"
+      for i in "${!labels[@]}"; do
+        measure "$round" "${labels[$i]}" gateway "${labels[$i]}" "http://127.0.0.1:$((GW_PORT + i))/v1/chat/completions" "$body" "$unique" "$THREADS" "$CONNS" "$SLICE"
+      done
+    done
+    for s in $(seq 1 "$SLICES"); do
+      for i in "${!labels[@]}"; do
+        measure "$round" "${labels[$i]}" gateway "${labels[$i]}" "http://127.0.0.1:$((GW_PORT + i))/v1/chat/completions" "$body" "$unique" 1 1 "$C1_SLICE"
+      done
+    done
+    stop_gateways
   done
   out=$ROOT/bench/results/load-compare-$what.md
   python3 "$LOAD/report.py" --compare "$RUNS" >"$out"
