@@ -89,10 +89,15 @@ def thread_kind(comm: str, frames=()) -> str:
 
 def main():
     samples = parse(sys.argv[1])
-    runs = {}
+    runs, stats = {}, {}
     for line in open(sys.argv[2]):
         if line.startswith("kind=wrk"):
-            runs = dict(p.split("=", 1) for p in line.split() if "=" in p)
+            rec = dict(p.split("=", 1) for p in line.split() if "=" in p)
+            if rec["phase"].startswith("profile-"):
+                runs = rec
+            elif rec["phase"].startswith("stat-"):
+                stats[rec["target"]] = rec
+    work = sys.argv[5] if len(sys.argv) > 5 else None
     what = sys.argv[3]
     commit = next((l.split("commit=")[1].split()[0] for l in open(sys.argv[2]) if "commit=" in l), "?")
     n = len(samples)
@@ -144,6 +149,57 @@ def main():
       "µs/req columns = share of samples × that CPU per request. Native frames of libcoreclr (stripped) show as `?? (libcoreclr.so)`: "
       "their cost is attributed to the managed caller in the inclusive and by-namespace views.")
     w("")
+    if work and stats:
+        w("## Syscalls, context switches and allocations per request")
+        w("")
+        w("`perf stat` on the process(es) during a further wrk run of the same length (the gateway, then the nginx hop), "
+          "divided by that run's requests; allocations and GCs from `dotnet-counters` (System.Runtime) on the gateway meanwhile.")
+        w("")
+        counts = {}
+        for target in ("gateway", "hop"):
+            try:
+                for line in open(f"{work}/perf-stat-{target}.csv"):
+                    parts = line.strip().split(",")
+                    if len(parts) > 2 and parts[0].replace(".", "").isdigit():
+                        counts.setdefault(parts[2], {})[target] = float(parts[0])
+            except FileNotFoundError:
+                pass
+        req = {t: float(r["requests"]) for t, r in stats.items()}
+        rps_ = {t: float(r["requests"]) / float(r["duration_us"]) * 1e6 for t, r in stats.items()}
+        cpu = {"gateway": float(stats["gateway"]["cpu_gw_us"]) / req["gateway"] if "gateway" in stats else 0,
+               "hop": float(stats["hop"]["cpu_hop_us"]) / req["hop"] if "hop" in stats else 0}
+        w("| per request | gateway | nginx hop |")
+        w("|---|---|---|")
+        w(f"| req/s during the run | {rps_.get('gateway', 0):,.0f} | {rps_.get('hop', 0):,.0f} |")
+        w(f"| CPU µs | {cpu['gateway']:.1f} | {cpu['hop']:.1f} |")
+        for event, by in counts.items():
+            if not any(by.values()):
+                continue
+            name = event.replace("syscalls:sys_enter_", "").replace("raw_syscalls:sys_enter", "**all syscalls**")
+            w(f"| {name} | {by.get('gateway', 0) / req.get('gateway', 1):.2f} | {by.get('hop', 0) / req.get('hop', 1):.2f} |")
+        try:
+            sums = collections.defaultdict(float)
+            n_rows = collections.Counter()
+            for line in open(f"{work}/counters.csv"):
+                parts = line.rstrip("\n").split(",")
+                if len(parts) >= 5 and parts[1] == "System.Runtime":
+                    try:
+                        sums[parts[2]] += float(parts[4])
+                        n_rows[parts[2]] += 1
+                    except ValueError:
+                        pass
+            secs = n_rows.get("dotnet.gc.heap.total_allocated (By / 1 sec)", 0)
+            if secs:
+                gw_req = rps_["gateway"] * secs
+                w(f"| bytes allocated | {sums['dotnet.gc.heap.total_allocated (By / 1 sec)'] / gw_req:,.0f} | – |")
+                w(f"| thread-pool work items | {sums['dotnet.thread_pool.work_item.count ({work_item} / 1 sec)'] / gw_req:.2f} | – |")
+                gcs = [sums.get(f"dotnet.gc.collections ({{collection}} / 1 sec)[gc.heap.generation=gen{g}]", 0) for g in range(3)]
+                w(f"| GCs per 10,000 requests (gen0 / gen1 / gen2) | {' / '.join(f'{g / gw_req * 1e4:.1f}' for g in gcs)} | – |")
+                w(f"| GC pause, % of wall time | {sums['dotnet.gc.pause.time (s / 1 sec)'] / secs * 100:.1f} % | – |")
+                w(f"| lock contentions | {sums['dotnet.monitor.lock_contentions ({contention} / 1 sec)'] / gw_req:.4f} | – |")
+        except FileNotFoundError:
+            pass
+        w("")
     w("## Where the CPU goes, by thread")
     w("")
     w("| thread | share | µs/req |")

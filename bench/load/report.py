@@ -129,11 +129,58 @@ def compare(path):
                   f"{sum(x[2] for x in xs) / len(xs):.3f} |")
 
 
+def calibrate(path):
+    recs = parse(path)
+    meta = recs[0]
+    runs = index(recs)
+    conns = meta["conns"]
+    cpus = int(meta.get("cpus", 2))
+    rounds = sorted({k[0] for k in runs}, key=int)
+    print(f"# Calibration: the leanest ASP.NET Core proxy vs the gateway vs nginx (commit {meta['commit']})\n")
+    print("`bench/load/run-load.sh calibrate`: `bench/load/MinimalProxy` is Kestrel + `JsonDocument` parse and re-serialize + "
+          "`HttpMessageInvoker` (SocketsHttpHandler) + the response copied with a flush per read — no telemetry, no pipeline, "
+          "no auth, Server GC (PLATFORM-NOTES' calibration path). Each round starts fresh processes, warms each "
+          f"({meta.get('warmup', '?')} s), then measures all targets slice by slice, interleaved ({meta.get('slices', '?')} × "
+          f"{meta.get('slice', '?')} s at -c{conns}).\n")
+    print("| round | mode | target | req/s | × nginx hop | CPU µs/req own | CPU µs/req box | wrk µs/req | p50 ms | p99 ms | others |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    means = {}
+    for rnd in rounds:
+        for phase in ("json", "stream"):
+            hop = runs.get((rnd, phase, "hop", conns))
+            for target, name in (("direct", "direct (fake)"), ("hop", "nginx hop"), ("minimal", "MinimalProxy"), ("gateway", "gateway")):
+                r = runs.get((rnd, phase, target, conns))
+                if not r or not hop:
+                    continue
+                means.setdefault((phase, name), []).append((r.rps / hop.rps, r.own_cpu, r.box_cpu))
+                print(f"| {rnd} | {phase} | {name} | {r.rps:,.0f} | {r.rps / hop.rps:.2f} | {r.own_cpu:.1f} | {r.box_cpu:.1f} | "
+                      f"{r.wrk_cpu:.1f} | {r['lat_p50'] / 1000:.2f} | {r['lat_p99'] / 1000:.2f} | {r.foreign(cpus):.0%} |")
+    print("\nMean over rounds:\n")
+    print("| mode | target | × nginx hop | CPU µs/req own | CPU µs/req box |")
+    print("|---|---|---|---|---|")
+    for (phase, name), xs in means.items():
+        print(f"| {phase} | {name} | {sum(x[0] for x in xs) / len(xs):.2f} | {sum(x[1] for x in xs) / len(xs):.1f} | "
+              f"{sum(x[2] for x in xs) / len(xs):.1f} |")
+
+
 def main():
     if sys.argv[1] == "--compare":
         compare(sys.argv[2])
         return
-    recs = parse(sys.argv[1])
+    if sys.argv[1] == "--calibrate":
+        calibrate(sys.argv[2])
+        return
+    out = render(parse(sys.argv[1]), True)
+    for path in sys.argv[2:]:
+        try:
+            out += render(parse(path), False)
+        except (OSError, KeyError, ValueError, ZeroDivisionError) as e:
+            out.append(f"(earlier run {path} not shown: {e})")
+    print("\n".join(out))
+
+
+def render(recs, full):
+    """The whole report (full) or, for an earlier run, its budget table."""
     meta = {}
     for r in recs:
         if r["kind"] in ("meta", "env"):
@@ -155,6 +202,21 @@ def main():
     out = []
     w = out.append
     slices, slice_s, c1_slice = meta.get("slices", "?"), meta.get("slice", "?"), meta.get("c1_slice", "?")
+    if not full:
+        w(f"## Earlier run: budgets ({meta.get('started', '?')}, commit {meta.get('commit', '?')} plus {meta.get('dirty', '?')} "
+          "uncommitted files under TokenRouter.Gateway/)")
+        w("")
+        w("The previous invocation of the script, kept for comparison (its records: `bench/results/load.runs.prev.tmp`).")
+        w("")
+    else:
+        header(w, meta, cpus, conns, slices, slice_s, c1_slice)
+    budgets(w, meta, rounds, get, stream_rec, conns)
+    if not full:
+        return out
+    return details(w, out, meta, rounds, get, stream_rec, curls, conns, cpus)
+
+
+def header(w, meta, cpus, conns, slices, slice_s, c1_slice):
     w("# Gateway load benchmark (end to end)")
     w("")
     w(f"`bench/load/run-load.sh` ({meta.get('started', '?')} → {meta.get('finished', '?')}, {meta.get('elapsed_s', '?')} s); "
@@ -183,6 +245,8 @@ def main():
       "(process and autogroup).")
     w("")
 
+
+def budgets(w, meta, rounds, get, stream_rec, conns):
     # ---- budgets -----------------------------------------------------------------------------------------------
     w("## Budgets (DESIGN.md)")
     w("")
@@ -240,6 +304,8 @@ def main():
       "event back beyond its ordinary per-request latency (0 = relayed at once).")
     w("")
 
+
+def details(w, out, meta, rounds, get, stream_rec, curls, conns, cpus):
     # ---- throughput --------------------------------------------------------------------------------------------
     labels = {
         ("json", "direct"): ("non-streaming", "direct (fake provider)"),
@@ -351,7 +417,7 @@ def main():
     if meta.get("gateway_log_warnings", "0") != "0":
         w(f"The gateways logged {meta['gateway_log_warnings']} warnings or errors (other than wrk's connections cut at the end of each run).")
         w("")
-    print("\n".join(out))
+    return out
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
 #   bench/load/run-load.sh profile json|stream|dedup        # perf profile of the gateway under load -> results/load-profile-*.md
 #   bench/load/run-load.sh compare json|stream|dedup baseline 'otel-off=OTEL_SDK_DISABLED=true' ...
 #                                                           # A/B of environment-only variants -> results/load-compare-*.md
+#   bench/load/run-load.sh calibrate                        # the leanest ASP.NET Core proxy (MinimalProxy) vs gateway vs hop
+#                                                           # -> results/load-calibration.md
 #
 # Loopback only (127.0.0.1); every wrk run is bounded (-d); every process started here is stopped on exit.
 set -euo pipefail
@@ -65,7 +67,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-for port in $FAKE_PORT $FAKE_SSE_PORT $TRICKLE_PORT $HOP_PORT $HOP_SSE_PORT $GW_PORT $((GW_PORT + 1)) $((GW_PORT + 2)); do
+for port in $FAKE_PORT $FAKE_SSE_PORT $TRICKLE_PORT $HOP_PORT $HOP_SSE_PORT $GW_PORT $((GW_PORT + 1)) $((GW_PORT + 2)) $((GW_PORT + 3)) $((GW_PORT + 4)); do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
     echo "Port $port is already in use on 127.0.0.1; set the *_PORT variables to free ports." >&2
     exit 1
@@ -447,8 +449,56 @@ if [ "${1:-}" = compare ]; then
   exit 0
 fi
 
+# ---- calibrate mode: `run-load.sh calibrate` --------------------------------------------------------------------
+# What the leanest ASP.NET Core path reaches in this harness: bench/load/MinimalProxy (Kestrel + JsonDocument parse and
+# re-serialize + HttpMessageInvoker + a flush per read; no telemetry, no pipeline) next to the gateway and the nginx hop,
+# interleaved slice by slice, COMPARE_ROUNDS rounds. Writes bench/results/load-calibration.md.
+if [ "${1:-}" = calibrate ]; then
+  MIN_DIR=$LOAD/MinimalProxy/bin/Release/net10.0
+  dotnet build "$LOAD/MinimalProxy/MinimalProxy.csproj" -c Release -nologo -v q >"$WORK/build-minimal.log" 2>&1 \
+    || { cat "$WORK/build-minimal.log" >&2; exit 1; }
+  start_minimal() { # start_minimal NAME PORT UPSTREAM_URL
+    if (exec 3<>/dev/tcp/127.0.0.1/$2) 2>/dev/null; then echo "Port $2 is in use" >&2; exit 1; fi
+    (cd "$MIN_DIR" && exec env ASPNETCORE_URLS="http://127.0.0.1:$2" UPSTREAM="$3" "${NICE[@]}" dotnet MinimalProxy.dll) \
+      >"$WORK/minimal-$1.log" 2>&1 &
+    GW_PID[$1]=$!
+    wait_port "$2"
+  }
+  MIN=http://127.0.0.1:$((GW_PORT + 3))/v1/chat/completions
+  MIN_SSE=http://127.0.0.1:$((GW_PORT + 4))/v1/chat/completions
+  RUNS=$WORK/calibrate.runs
+  echo "kind=meta cpus=$(nproc) commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none) conns=$CONNS slices=$SLICES slice=$SLICE warmup=$WARMUP" >"$RUNS"
+  for round in $(seq 1 "${COMPARE_ROUNDS:-2}"); do
+    start_gateway json "$GW_PORT" "http://127.0.0.1:$FAKE_PORT/v1" false
+    start_gateway stream "$((GW_PORT + 2))" "http://127.0.0.1:$FAKE_SSE_PORT/v1" false
+    start_minimal minimal "$((GW_PORT + 3))" "$DIRECT"
+    start_minimal minimal-sse "$((GW_PORT + 4))" "$DIRECT_SSE"
+    check "$MIN" "$REQ" '"chat.completion"'; check "$MIN_SSE" "$REQ_SSE" 'data: [DONE]'
+    check "$GW" "$REQ" '"chat.completion"'; check "$GW_SSE" "$REQ_SSE" 'data: [DONE]'
+    warm "$GW" "$REQ" 0; warm "$GW_SSE" "$REQ_SSE" 0; warm "$MIN" "$REQ" 0; warm "$MIN_SSE" "$REQ_SSE" 0
+    for s in $(seq 1 "$SLICES"); do
+      measure "$round" json direct - "$DIRECT" "$REQ" 0 "$THREADS" "$CONNS" "$SLICE"
+      measure "$round" json hop - "$HOP" "$REQ" 0 "$THREADS" "$CONNS" "$SLICE"
+      measure "$round" json minimal minimal "$MIN" "$REQ" 0 "$THREADS" "$CONNS" "$SLICE"
+      measure "$round" json gateway json "$GW" "$REQ" 0 "$THREADS" "$CONNS" "$SLICE"
+      measure "$round" stream direct - "$DIRECT_SSE" "$REQ_SSE" 0 "$THREADS" "$CONNS" "$SLICE"
+      measure "$round" stream hop - "$HOP_SSE" "$REQ_SSE" 0 "$THREADS" "$CONNS" "$SLICE"
+      measure "$round" stream minimal minimal-sse "$MIN_SSE" "$REQ_SSE" 0 "$THREADS" "$CONNS" "$SLICE"
+      measure "$round" stream gateway stream "$GW_SSE" "$REQ_SSE" 0 "$THREADS" "$CONNS" "$SLICE"
+    done
+    stop_gateways
+  done
+  out=$ROOT/bench/results/load-calibration.md
+  python3 "$LOAD/report.py" --calibrate "$RUNS" >"$out"
+  log "written: ${out#$ROOT/}"
+  cat "$out" >&2
+  exit 0
+fi
+
 # ---- the benchmark ----------------------------------------------------------------------------------------------
 mkdir -p "$(dirname "$RUNS")"
+PREV_RUNS=${RUNS%.tmp}.prev.tmp
+if [ -s "$RUNS" ] && grep -q '^kind=meta finished=' "$RUNS"; then mv "$RUNS" "$PREV_RUNS"; fi
 : >"$RUNS"
 {
   echo "kind=meta started=$(date -u +%FT%TZ) bench_nice=$BENCH_NICE quiet_busy=$QUIET_BUSY rounds=$ROUNDS slices=$SLICES slice=$SLICE" \
@@ -514,6 +564,7 @@ cat "$WORK"/gateway-*.log 2>/dev/null \
   | awk '/^(warn|fail|crit):/ {h=$0; m1=""; m2=""; getline m1; getline m2; gsub(/^ +/, "", m1); gsub(/^ +/, "", m2); print h " | " m1 " | " m2}' \
   | grep -v 'Unexpected end of request content' | cut -c1-300 | sort | uniq -c | sort -rn >"$WORK/gateway-warnings.txt" || true
 echo "kind=meta finished=$(date -u +%FT%TZ) elapsed_s=$(( $(date +%s) - started )) gateway_log_warnings=$(awk '{s+=$1} END {print s+0}' "$WORK/gateway-warnings.txt")" >>"$RUNS"
-python3 "$LOAD/report.py" "$RUNS" >"$MARKDOWN"
+prev=(); [ -s "$PREV_RUNS" ] && prev=("$PREV_RUNS")
+python3 "$LOAD/report.py" "$RUNS" "${prev[@]}" >"$MARKDOWN"
 log "written: ${MARKDOWN#$ROOT/} (raw records: ${RUNS#$ROOT/}; logs in $WORK)"
 if [ -s "$WORK/gateway-warnings.txt" ]; then log "gateway log warnings/errors:"; head -20 "$WORK/gateway-warnings.txt" >&2; fi
