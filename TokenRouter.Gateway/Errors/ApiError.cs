@@ -18,6 +18,19 @@ public sealed class ApiError(int status, string type, string message, string? co
     /// <summary>Seconds for a <c>Retry-After</c> header (rate and concurrency limits).</summary>
     public int? RetryAfterSeconds { get; init; }
 
+    /// <summary>
+    /// The same error about a field of a nested element, named from one level up: the request readers throw with paths
+    /// relative to the element they read (".role") and each enclosing reader puts the element's own path in front
+    /// ("messages[3]"), so no path string is built for a request that is fine. The message names the field first —
+    /// <c>'field' …</c> or <c>field: …</c> — which is where the prefix goes.
+    /// </summary>
+    public ApiError UnderParam(string prefix)
+    {
+        if (Param is null) return this;
+        var message = Message.StartsWith('\'') ? "'" + prefix + Message[1..] : prefix + Message;
+        return new ApiError(Status, Type, message, Code, prefix + Param) { RetryAfterSeconds = RetryAfterSeconds };
+    }
+
     public static ApiError InvalidRequest(string message, string? param = null) =>
         new(StatusCodes.Status400BadRequest, "invalid_request_error", message, null, param);
 

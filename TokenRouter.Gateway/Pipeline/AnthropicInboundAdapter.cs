@@ -46,7 +46,7 @@ public static class AnthropicInboundAdapter
             case JsonValueKind.Undefined or JsonValueKind.Null:
                 break;
             case JsonValueKind.String:
-                envelope.System = [new ContentPart { Kind = PartKind.Text, Text = system.GetString() }];
+                envelope.System = [new ContentPart { Kind = PartKind.Text, TextToken = system }];
                 envelope.SystemWasString = true;
                 break;
             case JsonValueKind.Array:
@@ -73,31 +73,45 @@ public static class AnthropicInboundAdapter
         return envelope;
     }
 
+    // The element readers below name fields relative to their element (".role") and leave the element's own path to
+    // the caller (ApiError.UnderParam): paths are built only for requests that fail.
+
     private static Message ReadMessage(JsonElement m, int index)
     {
-        var at = $"messages.{index}";
-        RequireObject(m, at);
-        var role = m.TryGetProperty("role", out var r) ? RequireString(r, at + ".role") : throw ApiError.InvalidRequest($"{at}.role: Field required", at + ".role");
+        try
+        {
+            return ReadMessage(m);
+        }
+        catch (ApiError error) when (error.Param is not null)
+        {
+            throw error.UnderParam($"messages.{index}");
+        }
+    }
+
+    private static Message ReadMessage(JsonElement m)
+    {
+        RequireObject(m, "");
+        var role = m.TryGetProperty("role", out var r) ? RequireString(r, ".role") : throw ApiError.InvalidRequest(".role: Field required", ".role");
         var message = new Message
         {
             Role = role switch
             {
                 "user" => MessageRole.User,
                 "assistant" => MessageRole.Assistant,
-                _ => throw ApiError.InvalidRequest($"{at}.role: Input should be 'user' or 'assistant'", at + ".role"),
+                _ => throw ApiError.InvalidRequest(".role: Input should be 'user' or 'assistant'", ".role"),
             },
         };
-        if (!m.TryGetProperty("content", out var content)) throw ApiError.InvalidRequest($"{at}.content: Field required", at + ".content");
+        if (!m.TryGetProperty("content", out var content)) throw ApiError.InvalidRequest(".content: Field required", ".content");
         switch (content.ValueKind)
         {
             case JsonValueKind.String:
-                message.Text = content.GetString();
+                message.TextToken = content;
                 break;
             case JsonValueKind.Array:
-                message.Parts = ReadBlocks(content, at + ".content");
+                message.Parts = ReadBlocks(content, ".content");
                 break;
             default:
-                throw ApiError.InvalidRequest($"{at}.content: must be a string or an array of content blocks", at + ".content");
+                throw ApiError.InvalidRequest(".content: must be a string or an array of content blocks", ".content");
         }
         foreach (var p in m.EnumerateObject())
         {
@@ -106,96 +120,115 @@ public static class AnthropicInboundAdapter
         return message;
     }
 
-    internal static List<ContentPart> ReadBlocks(JsonElement array, string at)
+    /// <param name="at">The array's path relative to the enclosing reader (or absolute at the top level).</param>
+    private static List<ContentPart> ReadBlocks(JsonElement array, string at)
     {
         var parts = new List<ContentPart>(array.GetArrayLength());
         var i = 0;
         foreach (var block in array.EnumerateArray())
         {
-            var here = $"{at}.{i++}";
-            RequireObject(block, here);
-            var type = block.TryGetProperty("type", out var t) ? RequireString(t, here + ".type") : throw ApiError.InvalidRequest($"{here}.type: Field required", here + ".type");
-            var cache = block.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, here + ".cache_control") : null;
-            switch (type)
+            try
             {
-                case "text":
-                    parts.Add(new ContentPart
-                    {
-                        Kind = PartKind.Text,
-                        Text = block.TryGetProperty("text", out var text) ? RequireString(text, here + ".text") : throw ApiError.InvalidRequest($"{here}.text: Field required", here + ".text"),
-                        CacheControl = cache,
-                        Raw = block,
-                    });
-                    break;
-                case "image":
-                    var part = new ContentPart { Kind = PartKind.Image, CacheControl = cache, Raw = block };
-                    if (block.TryGetProperty("source", out var src) && src.ValueKind == JsonValueKind.Object)
-                    {
-                        var srcType = src.TryGetProperty("type", out var st) ? st.GetString() : null;
-                        if (srcType == "base64")
-                        {
-                            part.MediaType = src.TryGetProperty("media_type", out var mt) ? OptionalString(mt, here + ".source.media_type") : null;
-                            part.Data = src.TryGetProperty("data", out var d) ? OptionalString(d, here + ".source.data") : null;
-                        }
-                        else if (srcType == "url")
-                        {
-                            part.Url = src.TryGetProperty("url", out var u) ? OptionalString(u, here + ".source.url") : null;
-                        }
-                    }
-                    parts.Add(part);
-                    break;
-                case "tool_use":
-                    var input = block.TryGetProperty("input", out var inp) ? inp : default;
-                    parts.Add(new ContentPart
-                    {
-                        Kind = PartKind.ToolUse,
-                        Id = block.TryGetProperty("id", out var id) ? RequireString(id, here + ".id") : throw ApiError.InvalidRequest($"{here}.id: Field required", here + ".id"),
-                        Name = block.TryGetProperty("name", out var n) ? RequireString(n, here + ".name") : throw ApiError.InvalidRequest($"{here}.name: Field required", here + ".name"),
-                        Arguments = input.ValueKind == JsonValueKind.Undefined ? "{}" : input.GetRawText(),
-                        CacheControl = cache,
-                        Raw = block,
-                    });
-                    break;
-                case "tool_result":
-                    var result = new ContentPart
-                    {
-                        Kind = PartKind.ToolResult,
-                        Id = block.TryGetProperty("tool_use_id", out var tu) ? RequireString(tu, here + ".tool_use_id") : throw ApiError.InvalidRequest($"{here}.tool_use_id: Field required", here + ".tool_use_id"),
-                        IsError = block.TryGetProperty("is_error", out var ie) && OptionalBool(ie, here + ".is_error"),
-                        CacheControl = cache,
-                        Raw = block,
-                    };
-                    if (block.TryGetProperty("content", out var rc))
-                    {
-                        if (rc.ValueKind == JsonValueKind.String) result.Text = rc.GetString();
-                        else if (rc.ValueKind == JsonValueKind.Array) result.Content = ReadBlocks(rc, here + ".content");
-                        else if (rc.ValueKind != JsonValueKind.Null) throw ApiError.InvalidRequest($"{here}.content: must be a string or an array of blocks", here + ".content");
-                    }
-                    parts.Add(result);
-                    break;
-                default:
-                    parts.Add(new ContentPart { Kind = PartKind.Other, CacheControl = cache, Raw = block });
-                    break;
+                parts.Add(ReadBlock(block));
             }
+            catch (ApiError error) when (error.Param is not null)
+            {
+                throw error.UnderParam($"{at}.{i}");
+            }
+            i++;
         }
         return parts;
     }
 
+    private static ContentPart ReadBlock(JsonElement block)
+    {
+        RequireObject(block, "");
+        var type = block.TryGetProperty("type", out var t) ? RequireString(t, ".type") : throw ApiError.InvalidRequest(".type: Field required", ".type");
+        var cache = block.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, ".cache_control") : null;
+        switch (type)
+        {
+            case "text":
+                return new ContentPart
+                {
+                    Kind = PartKind.Text,
+                    TextToken = block.TryGetProperty("text", out var text) ? RequireStringToken(text, ".text") : throw ApiError.InvalidRequest(".text: Field required", ".text"),
+                    CacheControl = cache,
+                    Raw = block,
+                };
+            case "image":
+                var part = new ContentPart { Kind = PartKind.Image, CacheControl = cache, Raw = block };
+                if (block.TryGetProperty("source", out var src) && src.ValueKind == JsonValueKind.Object)
+                {
+                    var srcType = src.TryGetProperty("type", out var st) ? st.GetString() : null;
+                    if (srcType == "base64")
+                    {
+                        part.MediaType = src.TryGetProperty("media_type", out var mt) ? OptionalString(mt, ".source.media_type") : null;
+                        part.Data = src.TryGetProperty("data", out var d) ? OptionalString(d, ".source.data") : null;
+                    }
+                    else if (srcType == "url")
+                    {
+                        part.Url = src.TryGetProperty("url", out var u) ? OptionalString(u, ".source.url") : null;
+                    }
+                }
+                return part;
+            case "tool_use":
+                var input = block.TryGetProperty("input", out var inp) ? inp : default;
+                return new ContentPart
+                {
+                    Kind = PartKind.ToolUse,
+                    Id = block.TryGetProperty("id", out var id) ? RequireString(id, ".id") : throw ApiError.InvalidRequest(".id: Field required", ".id"),
+                    Name = block.TryGetProperty("name", out var n) ? RequireString(n, ".name") : throw ApiError.InvalidRequest(".name: Field required", ".name"),
+                    Arguments = input.ValueKind == JsonValueKind.Undefined ? "{}" : input.GetRawText(),
+                    CacheControl = cache,
+                    Raw = block,
+                };
+            case "tool_result":
+                var result = new ContentPart
+                {
+                    Kind = PartKind.ToolResult,
+                    Id = block.TryGetProperty("tool_use_id", out var tu) ? RequireString(tu, ".tool_use_id") : throw ApiError.InvalidRequest(".tool_use_id: Field required", ".tool_use_id"),
+                    IsError = block.TryGetProperty("is_error", out var ie) && OptionalBool(ie, ".is_error"),
+                    CacheControl = cache,
+                    Raw = block,
+                };
+                if (block.TryGetProperty("content", out var rc))
+                {
+                    if (rc.ValueKind == JsonValueKind.String) result.TextToken = rc;
+                    else if (rc.ValueKind == JsonValueKind.Array) result.Content = ReadBlocks(rc, ".content");
+                    else if (rc.ValueKind != JsonValueKind.Null) throw ApiError.InvalidRequest(".content: must be a string or an array of blocks", ".content");
+                }
+                return result;
+            default:
+                return new ContentPart { Kind = PartKind.Other, CacheControl = cache, Raw = block };
+        }
+    }
+
     private static ToolDefinition ReadTool(JsonElement t, int index)
     {
-        var at = $"tools.{index}";
-        RequireObject(t, at);
-        var type = t.TryGetProperty("type", out var ty) ? OptionalString(ty, at + ".type") : null;
-        var cache = t.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, at + ".cache_control") : null;
-        var name = t.TryGetProperty("name", out var n) ? RequireString(n, at + ".name") : throw ApiError.InvalidRequest($"{at}.name: Field required", at + ".name");
+        try
+        {
+            return ReadTool(t);
+        }
+        catch (ApiError error) when (error.Param is not null)
+        {
+            throw error.UnderParam($"tools.{index}");
+        }
+    }
+
+    private static ToolDefinition ReadTool(JsonElement t)
+    {
+        RequireObject(t, "");
+        var type = t.TryGetProperty("type", out var ty) ? OptionalString(ty, ".type") : null;
+        var cache = t.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, ".cache_control") : null;
+        var name = t.TryGetProperty("name", out var n) ? RequireString(n, ".name") : throw ApiError.InvalidRequest(".name: Field required", ".name");
         if (type is not null and not "custom")
             return new ToolDefinition { Name = name, IsRaw = true, Raw = t, CacheControl = cache };
-        var schema = t.TryGetProperty("input_schema", out var s) ? s : throw ApiError.InvalidRequest($"{at}.input_schema: Field required", at + ".input_schema");
-        RequireObject(schema, at + ".input_schema");
+        var schema = t.TryGetProperty("input_schema", out var s) ? s : throw ApiError.InvalidRequest(".input_schema: Field required", ".input_schema");
+        RequireObject(schema, ".input_schema");
         return new ToolDefinition
         {
             Name = name,
-            Description = t.TryGetProperty("description", out var d) ? OptionalString(d, at + ".description") : null,
+            DescriptionToken = t.TryGetProperty("description", out var d) ? OptionalStringToken(d, ".description") : default,
             Parameters = schema,
             CacheControl = cache,
             Raw = t,

@@ -68,7 +68,7 @@ public sealed class Arranger(ToolOrderMemory memory)
         Append(hash, envelope.Model);
         if (envelope.System is { } system)
         {
-            foreach (var part in system) Append(hash, part.Text);
+            foreach (var part in system) Append(hash, part.TextValue);
         }
         foreach (var m in envelope.Messages)
         {
@@ -88,11 +88,18 @@ public sealed class Arranger(ToolOrderMemory memory)
 
     private static void AppendContent(XxHash128 hash, Message m)
     {
-        Append(hash, m.Text);
+        Append(hash, m.TextValue);
         if (m.Parts is { } parts)
         {
-            foreach (var p in parts) Append(hash, p.Text);
+            foreach (var p in parts) Append(hash, p.TextValue);
         }
+    }
+
+    private static void Append(XxHash128 hash, JsonText text)
+    {
+        if (text.IsNull) return;
+        text.AppendTo(hash);
+        hash.Append([0]);
     }
 
     private static void Append(XxHash128 hash, string? s)

@@ -33,7 +33,7 @@ public static class Chunker
 
     private static bool IsOnlyToolResults(Message m)
     {
-        if (m.Parts is not { Count: > 0 } parts || m.Text is not null) return false;
+        if (m.Parts is not { Count: > 0 } parts || m.HasText) return false;
         foreach (var p in parts)
         {
             if (p.Kind != PartKind.ToolResult) return false;

@@ -90,9 +90,29 @@ public sealed class Envelope : IDisposable
 
 public sealed class Message
 {
+    private string? _text;
+    private JsonElement _textToken;
+
     public required MessageRole Role { get; set; }
-    /// <summary>Content sent as a plain string.</summary>
-    public string? Text { get; set; }
+    /// <summary>Content sent as a plain string (decoded from <see cref="TextToken"/> on first use).</summary>
+    public string? Text
+    {
+        get => _text ??= JsonText.Decode(_textToken);
+        set => (_text, _textToken) = (value, default);
+    }
+    /// <summary>
+    /// The client's JSON string token of <see cref="Text"/>, kept while the text is unchanged when its bytes are canonical
+    /// (else setting it decodes it at once; see <see cref="JsonText"/>).
+    /// </summary>
+    public JsonElement TextToken
+    {
+        get => _textToken;
+        set => (_text, _textToken) = JsonText.Accept(value);
+    }
+    public bool HasText => _text is not null || _textToken.ValueKind == JsonValueKind.String;
+    /// <summary>The text without decoding it.</summary>
+    public JsonText TextValue => new(_text, _textToken);
+
     /// <summary>Content sent as an array of parts (or tool_use/tool_result blocks).</summary>
     public List<ContentPart>? Parts { get; set; }
     public List<ToolCall>? ToolCalls { get; set; }
@@ -102,13 +122,34 @@ public sealed class Message
     /// <summary>Set by the CacheInjector: put <c>cache_control</c> on the last block this message renders to.</summary>
     public CacheControl? CacheBreakpoint { get; set; }
 
-    public bool HasContent => Text is not null || Parts is { Count: > 0 };
+    public bool HasContent => HasText || Parts is { Count: > 0 };
 }
 
 public sealed class ContentPart
 {
+    private string? _text;
+    private JsonElement _textToken;
+
     public required PartKind Kind { get; init; }
-    public string? Text { get; set; }
+    /// <summary>Text (Text parts, a ToolResult given as a string), decoded from <see cref="TextToken"/> on first use.</summary>
+    public string? Text
+    {
+        get => _text ??= JsonText.Decode(_textToken);
+        set => (_text, _textToken) = (value, default);
+    }
+    /// <summary>
+    /// The client's JSON string token of <see cref="Text"/>, kept while the text is unchanged when its bytes are canonical
+    /// (else setting it decodes it at once; see <see cref="JsonText"/>).
+    /// </summary>
+    public JsonElement TextToken
+    {
+        get => _textToken;
+        set => (_text, _textToken) = JsonText.Accept(value);
+    }
+    public bool HasText => _text is not null || _textToken.ValueKind == JsonValueKind.String;
+    /// <summary>The text without decoding it.</summary>
+    public JsonText TextValue => new(_text, _textToken);
+
     public CacheControl? CacheControl { get; set; }
 
     /// <summary>ToolUse: the call id; ToolResult: the id of the call it answers.</summary>
@@ -141,8 +182,24 @@ public sealed class ToolCall
 
 public sealed class ToolDefinition
 {
+    private string? _description;
+    private JsonElement _descriptionToken;
+
     public required string Name { get; init; }
-    public string? Description { get; init; }
+    public string? Description
+    {
+        get => _description ??= JsonText.Decode(_descriptionToken);
+        init => _description = value;
+    }
+    /// <summary>The client's JSON string token of <see cref="Description"/> (see <see cref="JsonText"/>).</summary>
+    public JsonElement DescriptionToken
+    {
+        get => _descriptionToken;
+        init => (_description, _descriptionToken) = JsonText.Accept(value);
+    }
+    public bool HasDescription => _description is not null || _descriptionToken.ValueKind == JsonValueKind.String;
+    /// <summary>The description without decoding it.</summary>
+    public JsonText DescriptionValue => new(_description, _descriptionToken);
     /// <summary>The JSON schema of the input as received (may be undefined).</summary>
     public JsonElement Parameters { get; init; }
     /// <summary>Canonical UTF-8 JSON of <see cref="Parameters"/>, set by the Canonicalizer.</summary>

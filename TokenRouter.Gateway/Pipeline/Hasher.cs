@@ -17,18 +17,18 @@ public static class Hasher
         AppendString(hash, envelope.Model);
         if (envelope.System is { } system)
         {
-            foreach (var part in system) AppendString(hash, part.Text);
+            foreach (var part in system) AppendText(hash, part.TextValue);
         }
         foreach (var m in envelope.Messages)
         {
             if (m.Role is not (MessageRole.System or MessageRole.Developer)) break;
-            AppendString(hash, m.Text);
-            if (m.Parts is { } parts) foreach (var p in parts) AppendString(hash, p.Text);
+            AppendText(hash, m.TextValue);
+            if (m.Parts is { } parts) foreach (var p in parts) AppendText(hash, p.TextValue);
         }
         foreach (var tool in envelope.Tools)
         {
             AppendString(hash, tool.Name);
-            AppendString(hash, tool.Description);
+            AppendText(hash, tool.DescriptionValue);
             if (tool.CanonicalParameters is { } canonical) hash.Append(canonical);
             else if (tool.Parameters.ValueKind != System.Text.Json.JsonValueKind.Undefined) hash.Append(JsonMarshal.GetRawUtf8Value(tool.Parameters));
             else if (tool.IsRaw) hash.Append(JsonMarshal.GetRawUtf8Value(tool.Raw));
@@ -43,6 +43,12 @@ public static class Hasher
         AppendString(hash, providerName);
         hash.Append(outboundBody);
         return ToHex(hash.GetCurrentHashAsUInt128());
+    }
+
+    private static void AppendText(XxHash128 hash, JsonText text)
+    {
+        text.AppendTo(hash);
+        hash.Append([0xFF]);
     }
 
     private static void AppendString(XxHash128 hash, string? s)

@@ -13,6 +13,17 @@ internal static class JsonReading
         return e.GetString()!;
     }
 
+    /// <summary>The element itself once it is known to be a string (kept as a token, decoded only if needed).</summary>
+    public static JsonElement RequireStringToken(JsonElement e, string param) =>
+        e.ValueKind == JsonValueKind.String ? e : throw ApiError.InvalidRequest($"'{param}' must be a string.", param);
+
+    public static JsonElement OptionalStringToken(JsonElement e, string param) => e.ValueKind switch
+    {
+        JsonValueKind.Null or JsonValueKind.Undefined => default,
+        JsonValueKind.String => e,
+        _ => throw ApiError.InvalidRequest($"'{param}' must be a string.", param),
+    };
+
     public static string? OptionalString(JsonElement e, string param) => e.ValueKind switch
     {
         JsonValueKind.Null or JsonValueKind.Undefined => null,

@@ -70,10 +70,24 @@ public static class OpenAIInboundAdapter
         return envelope;
     }
 
+    // The element readers below name fields relative to their element (".role") and leave the element's own path to
+    // the caller (ApiError.UnderParam): paths are built only for requests that fail.
+
     private static Message ReadMessage(JsonElement m, int index)
     {
-        var at = $"messages[{index}]";
-        RequireObject(m, at);
+        try
+        {
+            return ReadMessage(m);
+        }
+        catch (ApiError error) when (error.Param is not null)
+        {
+            throw error.UnderParam($"messages[{index}]");
+        }
+    }
+
+    private static Message ReadMessage(JsonElement m)
+    {
+        RequireObject(m, "");
         MessageRole? role = null;
         var message = new Message { Role = MessageRole.User };
         List<KeyValuePair<string, JsonElement>>? extra = null;
@@ -81,123 +95,157 @@ public static class OpenAIInboundAdapter
         foreach (var p in m.EnumerateObject())
         {
             var v = p.Value;
-            if (p.NameEquals("role"u8)) role = ParseRole(RequireString(v, at + ".role"), at);
+            if (p.NameEquals("role"u8)) role = ParseRole(v);
             else if (p.NameEquals("content"u8)) content = v;
-            else if (p.NameEquals("tool_calls"u8)) message.ToolCalls = ReadToolCalls(v, at);
-            else if (p.NameEquals("tool_call_id"u8)) message.ToolCallId = OptionalString(v, at + ".tool_call_id");
-            else if (p.NameEquals("name"u8)) message.Name = OptionalString(v, at + ".name");
+            else if (p.NameEquals("tool_calls"u8)) message.ToolCalls = ReadToolCalls(v);
+            else if (p.NameEquals("tool_call_id"u8)) message.ToolCallId = OptionalString(v, ".tool_call_id");
+            else if (p.NameEquals("name"u8)) message.Name = OptionalString(v, ".name");
             else AddExtra(ref extra, p);
         }
-        message.Role = role ?? throw ApiError.InvalidRequest($"'{at}.role' is required.", at + ".role");
+        message.Role = role ?? throw ApiError.InvalidRequest("'.role' is required.", ".role");
         message.Extra = extra;
 
         switch (content.ValueKind)
         {
             case JsonValueKind.String:
-                message.Text = content.GetString();
+                message.TextToken = content;
                 break;
             case JsonValueKind.Array:
-                message.Parts = ReadParts(content, at + ".content");
+                message.Parts = ReadParts(content);
                 break;
             case JsonValueKind.Null or JsonValueKind.Undefined:
                 if (message.Role != MessageRole.Assistant)
-                    throw ApiError.InvalidRequest($"'{at}.content' is required for role '{RoleName(message.Role)}'.", at + ".content");
+                    throw ApiError.InvalidRequest($"'.content' is required for role '{RoleName(message.Role)}'.", ".content");
                 break;
             default:
-                throw ApiError.InvalidRequest($"'{at}.content' must be a string or an array of content parts.", at + ".content");
+                throw ApiError.InvalidRequest("'.content' must be a string or an array of content parts.", ".content");
         }
         if (message.Role == MessageRole.Tool && message.ToolCallId is null)
-            throw ApiError.InvalidRequest($"'{at}.tool_call_id' is required for role 'tool'.", at + ".tool_call_id");
+            throw ApiError.InvalidRequest("'.tool_call_id' is required for role 'tool'.", ".tool_call_id");
         return message;
     }
 
-    private static List<ContentPart> ReadParts(JsonElement array, string at)
+    private static List<ContentPart> ReadParts(JsonElement array)
     {
         var parts = new List<ContentPart>(array.GetArrayLength());
         var i = 0;
         foreach (var part in array.EnumerateArray())
         {
-            var here = $"{at}[{i++}]";
-            RequireObject(part, here);
-            var type = part.TryGetProperty("type", out var t) ? RequireString(t, here + ".type") : null;
-            switch (type)
+            try
             {
-                case "text":
-                    parts.Add(new ContentPart
-                    {
-                        Kind = PartKind.Text,
-                        Text = part.TryGetProperty("text", out var text) ? RequireString(text, here + ".text") : "",
-                        CacheControl = part.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, here + ".cache_control") : null,
-                        Raw = part,
-                    });
-                    break;
-                case "image_url":
-                    string? url = null;
-                    if (part.TryGetProperty("image_url", out var iu))
-                        url = iu.ValueKind == JsonValueKind.String ? iu.GetString()
-                            : iu.ValueKind == JsonValueKind.Object && iu.TryGetProperty("url", out var u) ? OptionalString(u, here + ".image_url.url") : null;
-                    if (url is null) throw ApiError.InvalidRequest($"'{here}.image_url.url' is required.", here + ".image_url");
-                    parts.Add(new ContentPart { Kind = PartKind.Image, Url = url, Raw = part });
-                    break;
-                case null:
-                    throw ApiError.InvalidRequest($"'{here}.type' is required.", here + ".type");
-                default:
-                    parts.Add(new ContentPart { Kind = PartKind.Other, Raw = part });
-                    break;
+                parts.Add(ReadPart(part));
             }
+            catch (ApiError error) when (error.Param is not null)
+            {
+                throw error.UnderParam($".content[{i}]");
+            }
+            i++;
         }
         return parts;
     }
 
-    private static List<ToolCall>? ReadToolCalls(JsonElement v, string at)
+    private static ContentPart ReadPart(JsonElement part)
+    {
+        RequireObject(part, "");
+        var type = part.TryGetProperty("type", out var t) ? RequireString(t, ".type") : null;
+        switch (type)
+        {
+            case "text":
+                var textPart = new ContentPart
+                {
+                    Kind = PartKind.Text,
+                    CacheControl = part.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, ".cache_control") : null,
+                    Raw = part,
+                };
+                if (part.TryGetProperty("text", out var text)) textPart.TextToken = RequireStringToken(text, ".text");
+                else textPart.Text = "";
+                return textPart;
+            case "image_url":
+                string? url = null;
+                if (part.TryGetProperty("image_url", out var iu))
+                    url = iu.ValueKind == JsonValueKind.String ? iu.GetString()
+                        : iu.ValueKind == JsonValueKind.Object && iu.TryGetProperty("url", out var u) ? OptionalString(u, ".image_url.url") : null;
+                if (url is null) throw ApiError.InvalidRequest("'.image_url.url' is required.", ".image_url");
+                return new ContentPart { Kind = PartKind.Image, Url = url, Raw = part };
+            case null:
+                throw ApiError.InvalidRequest("'.type' is required.", ".type");
+            default:
+                return new ContentPart { Kind = PartKind.Other, Raw = part };
+        }
+    }
+
+    private static List<ToolCall>? ReadToolCalls(JsonElement v)
     {
         if (v.ValueKind == JsonValueKind.Null) return null;
-        RequireArray(v, at + ".tool_calls");
+        RequireArray(v, ".tool_calls");
         var calls = new List<ToolCall>(v.GetArrayLength());
         var i = 0;
         foreach (var call in v.EnumerateArray())
         {
-            var here = $"{at}.tool_calls[{i++}]";
-            RequireObject(call, here);
-            if (!call.TryGetProperty("function", out var fn) || fn.ValueKind != JsonValueKind.Object)
-                throw ApiError.InvalidRequest($"'{here}.function' is required.", here + ".function");
-            var args = fn.TryGetProperty("arguments", out var a) ? a.ValueKind switch
+            try
             {
-                JsonValueKind.String => a.GetString()!,
-                JsonValueKind.Object or JsonValueKind.Array => a.GetRawText(),
-                _ => throw ApiError.InvalidRequest($"'{here}.function.arguments' must be a string.", here + ".function.arguments"),
-            } : "{}";
-            calls.Add(new ToolCall
+                calls.Add(ReadToolCall(call));
+            }
+            catch (ApiError error) when (error.Param is not null)
             {
-                Id = call.TryGetProperty("id", out var id) ? RequireString(id, here + ".id") : throw ApiError.InvalidRequest($"'{here}.id' is required.", here + ".id"),
-                Name = fn.TryGetProperty("name", out var n) ? RequireString(n, here + ".function.name") : throw ApiError.InvalidRequest($"'{here}.function.name' is required.", here + ".function.name"),
-                Arguments = args,
-            });
+                throw error.UnderParam($".tool_calls[{i}]");
+            }
+            i++;
         }
         return calls;
     }
 
+    private static ToolCall ReadToolCall(JsonElement call)
+    {
+        RequireObject(call, "");
+        if (!call.TryGetProperty("function", out var fn) || fn.ValueKind != JsonValueKind.Object)
+            throw ApiError.InvalidRequest("'.function' is required.", ".function");
+        var args = fn.TryGetProperty("arguments", out var a) ? a.ValueKind switch
+        {
+            JsonValueKind.String => a.GetString()!,
+            JsonValueKind.Object or JsonValueKind.Array => a.GetRawText(),
+            _ => throw ApiError.InvalidRequest("'.function.arguments' must be a string.", ".function.arguments"),
+        } : "{}";
+        return new ToolCall
+        {
+            Id = call.TryGetProperty("id", out var id) ? RequireString(id, ".id") : throw ApiError.InvalidRequest("'.id' is required.", ".id"),
+            Name = fn.TryGetProperty("name", out var n) ? RequireString(n, ".function.name") : throw ApiError.InvalidRequest("'.function.name' is required.", ".function.name"),
+            Arguments = args,
+        };
+    }
+
     private static ToolDefinition ReadTool(JsonElement t, int index)
     {
-        var at = $"tools[{index}]";
-        RequireObject(t, at);
-        var type = t.TryGetProperty("type", out var ty) ? RequireString(ty, at + ".type") : "function";
+        try
+        {
+            return ReadTool(t);
+        }
+        catch (ApiError error) when (error.Param is not null)
+        {
+            throw error.UnderParam($"tools[{index}]");
+        }
+    }
+
+    private static ToolDefinition ReadTool(JsonElement t)
+    {
+        RequireObject(t, "");
+        var type = t.TryGetProperty("type", out var ty) ? RequireString(ty, ".type") : "function";
         if (type != "function")
             return new ToolDefinition { Name = type, IsRaw = true, Raw = t };
         if (!t.TryGetProperty("function", out var fn) || fn.ValueKind != JsonValueKind.Object)
-            throw ApiError.InvalidRequest($"'{at}.function' is required.", at + ".function");
-        var name = fn.TryGetProperty("name", out var n) ? RequireString(n, at + ".function.name") : null;
-        if (string.IsNullOrEmpty(name)) throw ApiError.InvalidRequest($"'{at}.function.name' is required.", at + ".function.name");
+            throw ApiError.InvalidRequest("'.function' is required.", ".function");
+        var name = fn.TryGetProperty("name", out var n) ? RequireString(n, ".function.name") : null;
+        if (string.IsNullOrEmpty(name)) throw ApiError.InvalidRequest("'.function.name' is required.", ".function.name");
         var parameters = fn.TryGetProperty("parameters", out var ps) ? ps : default;
         if (parameters.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Object or JsonValueKind.Null))
-            throw ApiError.InvalidRequest($"'{at}.function.parameters' must be a JSON schema object.", at + ".function.parameters");
+            throw ApiError.InvalidRequest("'.function.parameters' must be a JSON schema object.", ".function.parameters");
         return new ToolDefinition
         {
             Name = name,
-            Description = fn.TryGetProperty("description", out var d) ? OptionalString(d, at + ".function.description") : null,
+            DescriptionToken = fn.TryGetProperty("description", out var d) ? OptionalStringToken(d, ".function.description") : default,
             Parameters = parameters.ValueKind == JsonValueKind.Null ? default : parameters,
-            Strict = fn.TryGetProperty("strict", out var s) ? OptionalNullableBool(s, at + ".function.strict") : null,
-            CacheControl = t.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, at + ".cache_control") : null,
+            Strict = fn.TryGetProperty("strict", out var s) ? OptionalNullableBool(s, ".function.strict") : null,
+            CacheControl = t.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, ".cache_control") : null,
             Raw = t,
         };
     }
@@ -224,14 +272,14 @@ public static class OpenAIInboundAdapter
         }
     }
 
-    private static MessageRole ParseRole(string role, string at) => role switch
+    private static MessageRole ParseRole(JsonElement v) => RequireString(v, ".role") switch
     {
         "system" => MessageRole.System,
         "developer" => MessageRole.Developer,
         "user" => MessageRole.User,
         "assistant" => MessageRole.Assistant,
         "tool" => MessageRole.Tool,
-        _ => throw ApiError.InvalidRequest($"'{at}.role' '{role}' is not one of system, developer, user, assistant, tool.", at + ".role"),
+        var role => throw ApiError.InvalidRequest($"'.role' '{role}' is not one of system, developer, user, assistant, tool.", ".role"),
     };
 
     public static string RoleName(MessageRole role) => role switch

@@ -127,7 +127,7 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
         // String form when the client sent one (Anthropic) or when it is one plain text without a breakpoint.
         if (TrySingleText(envelope, leading, out var single))
         {
-            w.WriteString("system"u8, single);
+            single.Write(w, "system"u8);
             return leading;
         }
 
@@ -137,7 +137,7 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
             foreach (var part in system)
             {
                 if (!native && IsEmptyText(part)) continue;
-                if (part.Kind == PartKind.Text) WriteTextBlock(w, part.Text ?? "", part.Raw, part.CacheControl, native);
+                if (part.Kind == PartKind.Text) WriteTextBlock(w, part.TextValue, part.Raw, part.CacheControl, native);
                 else WriteRawBlock(w, part.Raw, part.CacheControl);
             }
         }
@@ -146,20 +146,20 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
         return leading;
     }
 
-    private static bool TrySingleText(Envelope envelope, int leading, out string text)
+    private static bool TrySingleText(Envelope envelope, int leading, out JsonText text)
     {
         text = "";
         if (envelope.System is { } system)
         {
             if (leading != 0 || system.Count != 1 || system[0] is not { Kind: PartKind.Text, CacheControl: null } part) return false;
             if (envelope.ClientFormat == ApiFormat.Anthropic && !envelope.SystemWasString) return false;
-            text = part.Text ?? "";
+            text = part.HasText ? part.TextValue : "";
             return true;
         }
         if (leading != 1) return false;
         var m = envelope.Messages[0];
-        if (m.CacheBreakpoint is not null || m.Text is null) return false;
-        text = m.Text;
+        if (m.CacheBreakpoint is not null || !m.HasText) return false;
+        text = m.TextValue;
         return true;
     }
 
@@ -179,7 +179,7 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
             }
             w.WriteStartObject();
             w.WriteString("name"u8, tool.Name);
-            if (tool.Description is not null) w.WriteString("description"u8, tool.Description);
+            if (tool.HasDescription) tool.DescriptionValue.Write(w, "description"u8);
             w.WritePropertyName("input_schema"u8);
             if (tool.CanonicalParameters is { } canonical) w.WriteRawValue(canonical, skipInputValidation: true);
             else if (tool.Parameters.ValueKind == JsonValueKind.Object) tool.Parameters.WriteTo(w);
@@ -291,7 +291,7 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
     {
         if (m.Role == MessageRole.Tool) return 1;
         var n = 0;
-        if (m.Text is not null && (native || m.Text.Length > 0)) n++;
+        if (m.HasText && (native || !m.TextValue.IsNullOrEmpty)) n++;
         if (m.Parts is { } parts)
         {
             foreach (var part in parts)
@@ -306,13 +306,13 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
         if (native) return true;
         return part.Kind switch
         {
-            PartKind.Text => !string.IsNullOrEmpty(part.Text),
+            PartKind.Text => !part.TextValue.IsNullOrEmpty,
             PartKind.Other => !string.IsNullOrEmpty(RefusalText(part)),
             _ => true,
         };
     }
 
-    private static bool IsEmptyText(ContentPart part) => part.Kind == PartKind.Text && string.IsNullOrEmpty(part.Text);
+    private static bool IsEmptyText(ContentPart part) => part.Kind == PartKind.Text && part.TextValue.IsNullOrEmpty;
 
     private static void WriteMessageBlocks(Utf8JsonWriter w, Message m, bool native)
     {
@@ -324,8 +324,8 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
             WriteToolResultFromMessage(w, m, native, breakpoint);
             return;
         }
-        if (m.Text is not null && (native || m.Text.Length > 0))
-            WriteTextBlock(w, m.Text, default, --remaining == 0 ? breakpoint : null, native);
+        if (m.HasText && (native || !m.TextValue.IsNullOrEmpty))
+            WriteTextBlock(w, m.TextValue, default, --remaining == 0 ? breakpoint : null, native);
         if (m.Parts is { } parts)
         {
             foreach (var part in parts)
@@ -356,7 +356,7 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
         switch (part.Kind)
         {
             case PartKind.Text:
-                WriteTextBlock(w, part.Text ?? "", part.Raw, cache, native);
+                WriteTextBlock(w, part.HasText ? part.TextValue : "", part.Raw, cache, native);
                 break;
             case PartKind.Image:
                 WriteImage(w, part, cache, native);
@@ -381,7 +381,7 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
                     foreach (var block in blocks) WritePart(w, block, block.CacheControl, native);
                     w.WriteEndArray();
                 }
-                else if (part.Text is not null) w.WriteString("content"u8, part.Text);
+                else if (part.HasText) part.TextValue.Write(w, "content"u8);
                 // An Anthropic client's is_error (even false) rides along with its other fields.
                 if (native && part.Raw.ValueKind == JsonValueKind.Object) WriteOtherProperties(w, part.Raw, "type"u8, "tool_use_id"u8, "content"u8);
                 else if (part.IsError) w.WriteBoolean("is_error"u8, true);
@@ -425,16 +425,16 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
             }
             w.WriteEndArray();
         }
-        else if (!string.IsNullOrEmpty(m.Text)) w.WriteString("content"u8, m.Text);
+        else if (!m.TextValue.IsNullOrEmpty) m.TextValue.Write(w, "content"u8);
         WriteCacheControl(w, cache);
         w.WriteEndObject();
     }
 
-    private static void WriteTextBlock(Utf8JsonWriter w, string text, JsonElement raw, CacheControl? cache, bool native)
+    private static void WriteTextBlock(Utf8JsonWriter w, JsonText text, JsonElement raw, CacheControl? cache, bool native)
     {
         w.WriteStartObject();
         w.WriteString("type"u8, "text"u8);
-        w.WriteString("text"u8, text);
+        text.Write(w, "text"u8);
         if (native) WriteOtherProperties(w, raw, "type"u8, "text"u8);
         WriteCacheControl(w, cache);
         w.WriteEndObject();

@@ -76,7 +76,7 @@ public class OpenAIAdapter : IOutboundAdapter
                 w.WriteString("type"u8, "function"u8);
                 w.WriteStartObject("function"u8);
                 w.WriteString("name"u8, tool.Name);
-                if (tool.Description is not null) w.WriteString("description"u8, tool.Description);
+                if (tool.HasDescription) tool.DescriptionValue.Write(w, "description"u8);
                 if (tool.CanonicalParameters is { } canonical)
                 {
                     w.WritePropertyName("parameters"u8);
@@ -159,7 +159,8 @@ public class OpenAIAdapter : IOutboundAdapter
                     w.WriteStartObject();
                     w.WriteString("role"u8, "tool"u8);
                     w.WriteString("tool_call_id"u8, part.Id);
-                    w.WriteString("content"u8, ToolResultText(part));
+                    if (part.HasText) part.TextValue.Write(w, "content"u8);
+                    else w.WriteString("content"u8, ToolResultText(part));
                     w.WriteEndObject();
                 }
                 else hasOther = true;
@@ -169,7 +170,7 @@ public class OpenAIAdapter : IOutboundAdapter
 
         w.WriteStartObject();
         w.WriteString("role"u8, OpenAIInboundAdapter.RoleName(message.Role));
-        if (message.Text is not null) w.WriteString("content"u8, message.Text);
+        if (message.HasText) message.TextValue.Write(w, "content"u8);
         else if (StringContentOnly && message.Parts is { } textParts && AllText(textParts, out var joined)) w.WriteString("content"u8, joined);
         else if (message.Parts is { } ps && HasContentParts(ps))
         {
@@ -257,7 +258,7 @@ public class OpenAIAdapter : IOutboundAdapter
             case PartKind.Text:
                 w.WriteStartObject();
                 w.WriteString("type"u8, "text"u8);
-                w.WriteString("text"u8, part.Text);
+                part.TextValue.Write(w, "text"u8);
                 w.WriteEndObject();
                 break;
             case PartKind.Image when passExtras && part.Raw.ValueKind == JsonValueKind.Object:
@@ -295,7 +296,7 @@ public class OpenAIAdapter : IOutboundAdapter
     {
         if (parts.Count == 1 && parts[0].Kind == PartKind.Text)
         {
-            w.WriteString("content"u8, parts[0].Text);
+            parts[0].TextValue.Write(w, "content"u8);
             return;
         }
         if (StringContentOnly && AllText(parts, out var joined))
@@ -309,7 +310,7 @@ public class OpenAIAdapter : IOutboundAdapter
             if (part.Kind != PartKind.Text) continue;
             w.WriteStartObject();
             w.WriteString("type"u8, "text"u8);
-            w.WriteString("text"u8, part.Text);
+            part.TextValue.Write(w, "text"u8);
             w.WriteEndObject();
         }
         w.WriteEndArray();

@@ -55,12 +55,15 @@ public sealed class InboundAdapterTests
     [InlineData("""{"model":"m","messages":[{"role":"user","content":"hi"}],"parallel_tool_calls":"no"}""", "parallel_tool_calls")]
     [InlineData("""{"model":"m","messages":[{"role":"user","content":"hi"}],"prompt_cache_key":42}""", "prompt_cache_key")]
     [InlineData("""{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":5}}]}]}""", "messages[0].content[0].image_url.url")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null,"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"b","type":"function","function":{"name":"f","arguments":false}}]}]}""", "messages[1].tool_calls[1].function.arguments")]
+    [InlineData("""{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b","cache_control":{"ttl":"9m"}}]}]}""", "messages[0].content[1].cache_control.ttl")]
     public void OpenAI_fields_of_the_wrong_type_are_a_400_naming_the_field(string body, string param)
     {
         var error = ApiErrors.Parse(body, ApiFormat.OpenAI);
         Assert.Equal(400, error.Status);
         Assert.Equal("invalid_request_error", error.Type);
         Assert.Equal(param, error.Param);
+        Assert.Contains($"'{param}", error.Message); // the message names the whole path, not the nested reader's part of it
     }
 
     [Theory]
@@ -84,6 +87,7 @@ public sealed class InboundAdapterTests
     [InlineData("""{"model":"m","max_tokens":10,"messages":[{"role":"user","content":[{"type":"tool_result","content":"r"}]}]}""", "messages.0.content.0.tool_use_id")]
     [InlineData("""{"model":"m","max_tokens":10,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":5}]}]}""", "messages.0.content.0.content")]
     [InlineData("""{"model":"m","max_tokens":10,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","is_error":"no"}]}]}""", "messages.0.content.0.is_error")]
+    [InlineData("""{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"ok"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"r"},{"type":"text","text":[]}]}]}]}""", "messages.2.content.1.content.1.text")]
     [InlineData("""{"model":"m","max_tokens":10,"system":5,"messages":[{"role":"user","content":"hi"}]}""", "system")]
     [InlineData("""{"model":"m","max_tokens":10,"system":[{"type":"text","text":5}],"messages":[{"role":"user","content":"hi"}]}""", "system.0.text")]
     [InlineData("""{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"}],"tools":{}}""", "tools")]
@@ -104,6 +108,9 @@ public sealed class InboundAdapterTests
         Assert.Equal(400, error.Status);
         Assert.Equal("invalid_request_error", error.Type);
         Assert.Equal(param, error.Param);
+        Assert.Contains(param, error.Message);
+        Assert.DoesNotContain("'.", error.Message);
+        Assert.False(error.Message.StartsWith('.'), error.Message);
     }
 
     [Theory]

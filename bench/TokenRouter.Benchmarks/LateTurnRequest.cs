@@ -1,4 +1,6 @@
 using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using TokenRouter.Bench;
 
@@ -12,7 +14,11 @@ internal static class LateTurnRequest
 {
     public const int TargetBytes = 30_000;
 
-    public sealed record Sample(string SessionId, int Turns, int Tools, byte[] Body);
+    /// <param name="Body">Serialized as TypeScript's <c>JSON.stringify</c> and most Python clients do: only quotes,
+    /// backslashes and control characters escaped.</param>
+    /// <param name="DotNetEscapedBody">The same request as System.Text.Json's default encoder writes it (the .NET SDKs):
+    /// apostrophes, <c>+ &lt; &gt; &amp;</c> and non-ASCII as <c>\uXXXX</c> escapes.</param>
+    public sealed record Sample(string SessionId, int Turns, int Tools, byte[] Body, byte[] DotNetEscapedBody);
 
     /// <summary>Picks, over all tau-bench sessions, the request with 18–24 turns whose body is closest to 30 KB.</summary>
     public static Sample Build(string? workloadPath = null)
@@ -27,13 +33,16 @@ internal static class LateTurnRequest
                 if (k is < 18 or > 24) continue;
                 var body = Body(s, k);
                 if (best is null || Math.Abs(body.Length - TargetBytes) < Math.Abs(best.Body.Length - TargetBytes))
-                    best = new Sample(s.Id, k, s.Tools.Count, body);
+                    best = new Sample(s.Id, k, s.Tools.Count, body, Body(s, k, DotNetEscaping));
             }
         }
         return best ?? throw new InvalidOperationException("No tau-bench request with 18–24 turns in the workload.");
     }
 
-    public static byte[] Body(WorkloadSession s, int k)
+    private static readonly JsonSerializerOptions ClientEscaping = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private static readonly JsonSerializerOptions DotNetEscaping = new();
+
+    public static byte[] Body(WorkloadSession s, int k, JsonSerializerOptions? escaping = null)
     {
         var messages = new JsonArray();
         if (s.System is not null) messages.Add(new JsonObject { ["role"] = "system", ["content"] = s.System });
@@ -45,6 +54,6 @@ internal static class LateTurnRequest
             ["tools"] = s.Tools.DeepClone(),
             ["temperature"] = 0,
         };
-        return Encoding.UTF8.GetBytes(request.ToJsonString());
+        return Encoding.UTF8.GetBytes(request.ToJsonString(escaping ?? ClientEscaping));
     }
 }

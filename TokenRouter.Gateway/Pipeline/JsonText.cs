@@ -1,0 +1,95 @@
+using System.IO.Hashing;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+
+namespace TokenRouter.Gateway.Pipeline;
+
+/// <summary>
+/// A text value of the request: a .NET string, or the client's own JSON string token kept until a stage needs the
+/// string. Most text a model reads (system prompts, turns, tool results) passes through the gateway unchanged; when
+/// the client's escaping is already the one the outbound writer produces, the token is copied byte for byte instead
+/// of being decoded to UTF-16 and re-encoded — the same bytes without the two transcodings. A token in any other
+/// escaping (<c>\u0027</c>, <c>\/</c>, non-ASCII) is decoded when read (<see cref="Accept"/>), so the outgoing bytes
+/// never depend on how the client escaped, and a bad escape still fails in the parse.
+/// </summary>
+public readonly struct JsonText(string? text, JsonElement token)
+{
+    private readonly string? _text = text;
+    /// <summary>A canonical string token, or default.</summary>
+    private readonly JsonElement _token = token;
+
+    public static implicit operator JsonText(string? text) => new(text, default);
+
+    public bool IsNull => _text is null && _token.ValueKind != JsonValueKind.String;
+
+    /// <summary>True when the value is empty or null; a token is never decoded for this.</summary>
+    public bool IsNullOrEmpty => _text is null ? _token.ValueKind != JsonValueKind.String || JsonMarshal.GetRawUtf8Value(_token).Length <= 2 : _text.Length == 0;
+
+    public override string? ToString() => _text ?? Decode(_token);
+
+    public void Write(Utf8JsonWriter writer, ReadOnlySpan<byte> name)
+    {
+        writer.WritePropertyName(name);
+        WriteValue(writer);
+    }
+
+    /// <summary>Writes the value (JSON null when there is none).</summary>
+    public void WriteValue(Utf8JsonWriter writer)
+    {
+        if (_token.ValueKind == JsonValueKind.String) writer.WriteRawValue(JsonMarshal.GetRawUtf8Value(_token), skipInputValidation: true);
+        else writer.WriteStringValue(_text);
+    }
+
+    /// <summary>
+    /// Adds the value's canonical UTF-8 form (as <see cref="CanonicalJson.WriterOptions"/> writes it) to a hash, so equal
+    /// values hash equally whichever way the client escaped them. No-op for null.
+    /// </summary>
+    public void AppendTo(XxHash128 hash)
+    {
+        if (_token.ValueKind == JsonValueKind.String)
+        {
+            hash.Append(JsonMarshal.GetRawUtf8Value(_token));
+            return;
+        }
+        if (_text is null) return;
+        using var buffer = new PooledBufferWriter(_text.Length + 16);
+        using (var writer = new Utf8JsonWriter(buffer, CanonicalJson.WriterOptions)) writer.WriteStringValue(_text);
+        hash.Append(buffer.WrittenSpan);
+    }
+
+    public static string? Decode(JsonElement token) => token.ValueKind == JsonValueKind.String ? token.GetString() : null;
+
+    /// <summary>
+    /// What to keep of a string element: the token itself when its bytes are canonical (so they can be copied later and
+    /// cannot fail to decode), else the decoded value — decoded now. Anything but a string gives null.
+    /// </summary>
+    public static (string? Text, JsonElement Token) Accept(JsonElement element) =>
+        element.ValueKind == JsonValueKind.String && IsCanonical(JsonMarshal.GetRawUtf8Value(element))
+            ? (null, element)
+            : (Decode(element), default);
+
+    /// <summary>
+    /// True when a raw string token (quotes included) is byte for byte what the canonical writer produces for its value:
+    /// printable ASCII only, and escapes only among <c>\" \\ \n \r \t \b \f</c>.
+    /// </summary>
+    public static bool IsCanonical(ReadOnlySpan<byte> raw)
+    {
+        if (raw.Length < 2 || raw[0] != (byte)'"' || raw[^1] != (byte)'"') return false;
+        var inner = raw[1..^1];
+        if (inner.IndexOfAnyExceptInRange((byte)0x20, (byte)0x7E) >= 0) return false;
+        int i;
+        while ((i = inner.IndexOf((byte)'\\')) >= 0)
+        {
+            if (i + 1 >= inner.Length) return false;
+            switch (inner[i + 1])
+            {
+                case (byte)'"' or (byte)'\\' or (byte)'n' or (byte)'r' or (byte)'t' or (byte)'b' or (byte)'f':
+                    break;
+                default:
+                    return false;
+            }
+            inner = inner[(i + 2)..];
+        }
+        return true;
+    }
+}
