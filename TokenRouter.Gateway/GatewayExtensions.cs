@@ -66,6 +66,7 @@ public static class GatewayExtensions
         services.AddSingleton<InflightRegistry>();
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<ChatForwarder>();
+        services.AddSingleton<PassthroughForwarder>();
 
         services.AddGatewayLimits();
         if (redis) services.AddRedisUsageSink();
@@ -92,9 +93,7 @@ public static class GatewayExtensions
         v1.MapChatCompletionsApi();
         v1.MapMessagesApi();
         v1.MapModelsApi();
-        v1.MapFallback((HttpContext context) => new ApiErrorResult(
-            new ApiError(StatusCodes.Status404NotFound, "invalid_request_error", $"Unknown endpoint {context.Request.Method} {context.Request.Path}.", "unknown_url"),
-            ApiFormat.OpenAI));
+        v1.MapPassthroughApi();
         app.MapSimulator();
 
         app.Lifetime.ApplicationStarted.Register(() => LogStartup(app));

@@ -36,6 +36,10 @@ public sealed class PriceTable
         ["gpt-4.1-nano"] = new(0.10m, 0.025m, 0, 0, 0.40m),
         ["gpt-4o"] = new(2.50m, 1.25m, 0, 0, 10.00m),
         ["gpt-4o-mini"] = new(0.15m, 0.075m, 0, 0, 0.60m),
+        // Embeddings (passthrough): input tokens only.
+        ["text-embedding-3-small"] = new(0.02m, 0, 0, 0, 0),
+        ["text-embedding-3-large"] = new(0.13m, 0, 0, 0, 0),
+        ["text-embedding-ada-002"] = new(0.10m, 0, 0, 0, 0),
         ["o1"] = new(15.00m, 7.50m, 0, 0, 60.00m),
         ["o3"] = new(2.00m, 0.50m, 0, 0, 8.00m),
         ["o3-mini"] = new(1.10m, 0.55m, 0, 0, 4.40m),

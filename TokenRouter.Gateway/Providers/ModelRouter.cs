@@ -24,6 +24,9 @@ public sealed class ModelRouter
     private static readonly (string Prefix, string Provider)[] DefaultRoutes =
     [
         ("gpt-", OpenAI), ("chatgpt-", OpenAI), ("o1", OpenAI), ("o3", OpenAI), ("o4", OpenAI),
+        // OpenAI's other model families, for the passthrough endpoints (embeddings, moderations, audio, images).
+        ("text-embedding-", OpenAI), ("omni-moderation-", OpenAI), ("text-moderation-", OpenAI), ("whisper-", OpenAI),
+        ("tts-", OpenAI), ("dall-e-", OpenAI), ("davinci-", OpenAI), ("babbage-", OpenAI),
         ("deepseek-", DeepSeek),
         ("claude-", Anthropic),
         (SimAnthropic, SimAnthropic), (SimDeepSeek, SimDeepSeek), ("sim-", SimOpenAI),

@@ -79,12 +79,16 @@ public sealed class SimulatorThroughGatewayTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Unknown_v1_endpoint_gets_404_in_openai_shape()
+    public async Task Other_v1_endpoint_is_passed_to_the_simulator_and_its_404_comes_back_in_openai_shape()
     {
         using var http = _gateway.CreateGatewayClient();
         using var response = await http.GetAsync("v1/nothing-here");
 
+        // No provider key here: the passthrough falls back to the simulator, which knows only chat routes.
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
-        Assert.Equal("unknown_url", (await ChatCompletionsApiTests.ErrorOf(response)).GetProperty("code").GetString());
+        Assert.Equal("sim-openai", response.Headers.GetValues("x-tokenrouter-provider").Single());
+        var error = await ChatCompletionsApiTests.ErrorOf(response);
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Contains("sim-openai", error.GetProperty("message").GetString());
     }
 }

@@ -1,0 +1,729 @@
+using System.Buffers;
+using System.Collections.Frozen;
+using System.Net;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Options;
+using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Auth;
+using TokenRouter.Gateway.Configuration;
+using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Limits;
+using TokenRouter.Gateway.Pipeline;
+using TokenRouter.Gateway.Providers.Streaming;
+using TokenRouter.Gateway.Telemetry;
+
+namespace TokenRouter.Gateway.Providers.Forwarding;
+
+/// <summary>
+/// Every <c>/v1/*</c> request the gateway has no endpoint of its own for (embeddings, moderations, legacy completions,
+/// files, batches, Anthropic's <c>count_tokens</c>, …) is passed through to a provider unchanged: authenticate the
+/// client key, pick the provider (by the JSON body's <c>model</c>, the <c>x-tokenrouter-provider</c> header, or the
+/// first configured provider of the client's API format), admit it against the key's limits, forward it with the
+/// provider's credentials instead of the client's, and stream the answer back as it arrives, reading its usage on the
+/// way from a bounded copy — never holding bytes back from the client.
+/// </summary>
+/// <remarks>
+/// <para>No pipeline, no dedup, no translation: the body reaches the provider byte for byte, except that a routed model
+/// name (<c>openai/text-embedding-3-small</c>) is rewritten to the provider's own (<c>text-embedding-3-small</c>).</para>
+/// <para>Admission: concurrency limits and the key's RPM/TPM as for chat (the JSON body's size is the TPM estimate).
+/// With a model, the key's quota reserves the worst case as for chat (a priced model) or $0 (an unpriced one). Without
+/// a model nothing can be priced, so no quota is reserved or checked: such requests (listing or uploading files, say)
+/// are rate-limited but not stopped by an exhausted quota.</para>
+/// <para>Metering: every request that left for the provider gets one usage record. Tokens are read only from the answer
+/// to a request that names a model (a JSON <c>usage</c> object, or the last usage event of an event stream), never from
+/// Anthropic's <c>count_tokens</c> (counted, not used), and not from responses over <see cref="MaxUsageBytes"/>.</para>
+/// </remarks>
+public sealed partial class PassthroughForwarder(
+    ApiKeyAuthenticator authenticator,
+    ModelRouter router,
+    OutboundAdapters adapters,
+    ProviderHttpClient http,
+    AdmissionController admissions,
+    PriceTable prices,
+    IUsageSink usageSink,
+    GatewayMetrics metrics,
+    SelfAddress selfAddress,
+    IOptionsMonitor<GatewayOptions> options,
+    TimeProvider time,
+    ILogger<PassthroughForwarder> logger)
+{
+    /// <summary>Request header that picks the provider by name (<c>openai</c>, <c>deepseek</c>, <c>anthropic</c>, <c>sim-openai</c>, …).</summary>
+    public const string ProviderRequestHeader = ChatForwarder.ProviderHeader;
+
+    /// <summary>The largest non-streamed JSON response whose <c>usage</c> is read; beyond it the response is relayed unmetered.</summary>
+    public const int MaxUsageBytes = 1024 * 1024;
+
+    private const int MaxErrorBytes = 64 * 1024;
+    private const int CopyBufferBytes = 16 * 1024;
+
+    /// <summary>Request headers never copied upstream: hop-by-hop, the client's credentials, the gateway's own, and
+    /// what the outbound connection sets itself (compression is refused so the usage can be read).</summary>
+    private static readonly FrozenSet<string> SkippedRequestHeaders = FrozenSet.Create(StringComparer.OrdinalIgnoreCase,
+        "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
+        "Transfer-Encoding", "Upgrade", "Host", "Expect", "Content-Length", "Authorization", "x-api-key", "Accept-Encoding",
+        "traceparent", "tracestate", "baggage", "Request-Id", "Correlation-Context");
+
+    /// <summary>Response headers never relayed: hop-by-hop, and what belongs to the provider's host, not the gateway's.</summary>
+    private static readonly FrozenSet<string> SkippedResponseHeaders = FrozenSet.Create(StringComparer.OrdinalIgnoreCase,
+        "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
+        "Alt-Svc", "Set-Cookie", "Server", "Date", ChatForwarder.RequestIdHeader);
+
+    /// <summary>Top-level API resources used as the ledger's model label of a request that names no model (bounded).</summary>
+    private static readonly FrozenSet<string> KnownResources = FrozenSet.Create(StringComparer.Ordinal,
+        "assistants", "audio", "batches", "chat", "complete", "completions", "containers", "conversations", "embeddings", "evals",
+        "files", "fine_tuning", "images", "messages", "models", "moderations", "organizations", "realtime", "responses",
+        "skills", "threads", "uploads", "vector_stores");
+
+    private readonly HashSet<string> _unpricedLogged = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>One admitted request on its way to the provider; completed (settled, metered) exactly once.</summary>
+    private sealed class Call(string requestId, ClientIdentity identity, ProviderEndpoint provider, string? model, string? clientModel,
+        string label, bool stream, Admission admission, long started)
+    {
+        public string RequestId { get; } = requestId;
+        public ClientIdentity Identity { get; } = identity;
+        public ProviderEndpoint Provider { get; } = provider;
+        public string? Model { get; } = model;
+        public string? ClientModel { get; } = clientModel;
+        public string Label { get; } = label;
+        public bool Stream { get; set; } = stream;
+        public Admission Admission { get; } = admission;
+        public long Started { get; } = started;
+        public bool Sent { get; set; }
+        public int Status { get; set; } = StatusCodes.Status500InternalServerError;
+        public Usage Usage { get; set; }
+    }
+
+    /// <summary>The client's API format: Anthropic for <c>x-api-key</c>/<c>anthropic-version</c> or a path under
+    /// <c>/v1/messages/</c>, OpenAI otherwise. Errors the gateway makes are rendered in it.</summary>
+    public static ApiFormat ClientFormatOf(HttpRequest request) =>
+        request.Headers.ContainsKey("x-api-key") || request.Headers.ContainsKey("anthropic-version")
+        || request.Path.StartsWithSegments("/v1/messages", StringComparison.OrdinalIgnoreCase)
+            ? ApiFormat.Anthropic
+            : ApiFormat.OpenAI;
+
+    public async Task<IResult> HandleAsync(HttpContext context)
+    {
+        var started = time.GetTimestamp();
+        var requestId = "req_" + Guid.CreateVersion7().ToString("N");
+        var request = context.Request;
+        var format = ClientFormatOf(request);
+        var aborted = context.RequestAborted;
+        context.Response.Headers[ChatForwarder.RequestIdHeader] = requestId;
+        metrics.InflightChanged(1);
+        RequestBody? body = null;
+        Call? call = null;
+        try
+        {
+            var identity = await authenticator.AuthenticateAsync(request, aborted);
+            var o = options.CurrentValue;
+            if (request.ContentLength is { } declared && declared > o.MaxRequestBodyBytes) throw ApiError.BodyTooLarge(o.MaxRequestBodyBytes);
+
+            var json = default(JsonFacts);
+            if (HasBody(context) && IsJson(request.ContentType))
+            {
+                body = await RequestBodyReader.ReadAsync(request, o.MaxRequestBodyBytes, aborted);
+                json = JsonFacts.Read(body.Memory.Span);
+            }
+
+            var (provider, model) = Route(request, format, json.Model);
+            if (provider.BaseUri is null) router.SetSimulatorBase(selfAddress.Resolve());
+            // Not a conditional expression: its null would become an empty ReadOnlyMemory (the byte[] conversion), not "no body".
+            ReadOnlyMemory<byte>? content = null;
+            if (body is not null) content = json.Rewrite(body.Memory, model);
+
+            // Without a model there is nothing to price: rate and concurrency limits only (see the remarks).
+            var admission = await admissions.AdmitAsync(model is null ? identity with { QuotaUsd = null } : identity, model ?? "",
+                provider.Name, json.Stream, body?.Length ?? 0, json.MaxTokens, aborted);
+            call = new Call(requestId, identity, provider, model, json.Model, model ?? ResourceLabel(request), json.Stream, admission, started);
+            context.Response.Headers[ChatForwarder.ProviderHeader] = provider.Name;
+
+            await ForwardAsync(context, call, content);
+            return TypedResults.Empty;
+        }
+        catch (ApiError error) when (!context.Response.HasStarted)
+        {
+            call?.Status = error.Status;
+            if (error.Status >= 500) LogUpstreamFailure(requestId, error.Status, error.Message);
+            return new ApiErrorResult(error, format);
+        }
+        catch (BadHttpRequestException bad) when (!context.Response.HasStarted)
+        {
+            // Kestrel refused the request body (too large, malformed chunking) while it was being read or streamed upstream.
+            call?.Status = bad.StatusCode;
+            return new ApiErrorResult(BadRequestError(bad, options.CurrentValue.MaxRequestBodyBytes), format);
+        }
+        catch (Exception) when (aborted.IsCancellationRequested)
+        {
+            call?.Status = 499;
+            return TypedResults.Empty; // the client left
+        }
+        finally
+        {
+            if (call is not null) await CompleteAsync(call);
+            body?.Dispose();
+            metrics.InflightChanged(-1);
+        }
+    }
+
+    // ---- Routing -----------------------------------------------------------------------------------------
+
+    /// <summary>The provider and the model name it knows (null when the request names none).</summary>
+    private (ProviderEndpoint Provider, string? Model) Route(HttpRequest request, ApiFormat format, string? model)
+    {
+        var named = request.Headers[ProviderRequestHeader].ToString().Trim();
+        if (named.Length > 0) return (ProviderNamed(named), model);
+        if (model is not null)
+        {
+            var target = router.Resolve(model);
+            return (target.Provider, target.UpstreamModel);
+        }
+
+        string[] preference = format == ApiFormat.Anthropic
+            ? [ModelRouter.Anthropic, ModelRouter.SimAnthropic]
+            : [ModelRouter.OpenAI, ModelRouter.DeepSeek, ModelRouter.SimOpenAI];
+        foreach (var name in preference)
+        {
+            if (Find(name) is { } provider) return (provider, null);
+        }
+        var hint = format == ApiFormat.Anthropic ? "set ANTHROPIC_API_KEY" : "set OPENAI_API_KEY or DEEPSEEK_API_KEY";
+        throw new ApiError(StatusCodes.Status400BadRequest, "invalid_request_error",
+            $"The request names no model and no {(format == ApiFormat.Anthropic ? "Anthropic" : "OpenAI-format")} provider is configured on this gateway: {hint}, or pick one with the '{ProviderRequestHeader}' header.",
+            "provider_not_configured");
+    }
+
+    private ProviderEndpoint ProviderNamed(string name) =>
+        Find(name) ?? throw new ApiError(StatusCodes.Status400BadRequest, "invalid_request_error",
+            $"The '{ProviderRequestHeader}' header names '{(name.Length > 64 ? name[..64] : name)}', which is not a provider configured on this gateway (configured: {string.Join(", ", router.Providers.Select(p => p.Name))}).",
+            "provider_not_configured");
+
+    private ProviderEndpoint? Find(string name)
+    {
+        foreach (var provider in router.Providers)
+        {
+            if (provider.Name.Equals(name, StringComparison.OrdinalIgnoreCase)) return provider;
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// The provider's base URL joined with the path after <c>/v1/</c> and the query string. OpenAI-style base URLs
+    /// already end at the API root (<c>…/v1</c>, the way the chat path joins <c>chat/completions</c> to them);
+    /// Anthropic's do not (chat joins <c>v1/messages</c>), so <c>v1/</c> is put back unless the base already has it.
+    /// </summary>
+    internal static Uri UpstreamUri(ProviderEndpoint provider, HttpRequest request)
+    {
+        var baseUri = provider.BaseUri!;
+        request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase, out var rest);
+        var prefix = provider.Kind == ProviderKind.Anthropic && !baseUri.AbsolutePath.EndsWith("/v1/", StringComparison.OrdinalIgnoreCase)
+            ? "v1/"
+            : "";
+        // Concatenated, not resolved: a relative reference with a ':' in its first segment would read as a scheme.
+        return new Uri(baseUri.AbsoluteUri + prefix + rest.ToUriComponent().TrimStart('/') + request.QueryString.ToUriComponent());
+    }
+
+    private static string ResourceLabel(HttpRequest request)
+    {
+        request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase, out var rest);
+        var path = rest.Value.AsSpan().TrimStart('/');
+        var slash = path.IndexOf('/');
+        var first = (slash < 0 ? path : path[..slash]).ToString();
+        return "(" + (KnownResources.Contains(first) ? first : "other") + ")";
+    }
+
+    // ---- Proxy ---------------------------------------------------------------------------------------------
+
+    private async Task ForwardAsync(HttpContext context, Call call, ReadOnlyMemory<byte>? content)
+    {
+        var request = context.Request;
+        var aborted = context.RequestAborted;
+        var provider = call.Provider;
+        var adapter = adapters.For(provider.Kind);
+        using var span = GatewayActivity.Source.StartActivity("Upstream", System.Diagnostics.ActivityKind.Client);
+        span?.SetTag(GatewayActivity.Provider, provider.Name);
+        if (call.Model is not null) span?.SetTag(GatewayActivity.Model, call.Model);
+        try
+        {
+            using var upstreamRequest = new HttpRequestMessage(HttpMethod.Parse(request.Method), UpstreamUri(provider, request))
+            {
+                Version = HttpVersion.Version11,
+                VersionPolicy = HttpVersionPolicy.RequestVersionOrHigher,
+            };
+            if (content is { } bytes) upstreamRequest.Content = new ReadOnlyMemoryContent(bytes);
+            else if (HasBody(context)) upstreamRequest.Content = new StreamContent(request.Body, CopyBufferBytes);
+            CopyRequestHeaders(request, upstreamRequest);
+            adapter.AddHeaders(upstreamRequest, provider);
+
+            var timeout = options.CurrentValue.ProviderResponseTimeout;
+            using var headersTimeout = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+            headersTimeout.CancelAfter(timeout);
+            metrics.Overhead(time.GetElapsedTime(call.Started));
+            var sent = time.GetTimestamp();
+            call.Sent = true;
+            HttpResponseMessage response;
+            try
+            {
+                response = await http.Invoker.SendAsync(upstreamRequest, headersTimeout.Token);
+            }
+            catch (Exception) when (aborted.IsCancellationRequested)
+            {
+                throw;
+            }
+            catch (Exception ex) when (FindBadRequest(ex) is { } bad)
+            {
+                throw BadRequestError(bad, options.CurrentValue.MaxRequestBodyBytes);
+            }
+            catch (OperationCanceledException)
+            {
+                throw ApiError.GatewayTimeout($"The provider '{provider.Name}' did not answer within {timeout.TotalSeconds:0} s.");
+            }
+            catch (HttpRequestException ex)
+            {
+                throw ApiError.BadGateway($"The provider '{provider.Name}' could not be reached ({ex.HttpRequestError}).");
+            }
+
+            using (response)
+            {
+                headersTimeout.CancelAfter(Timeout.InfiniteTimeSpan); // the limit is on the headers; a stream may run for minutes
+                metrics.UpstreamHeaders(time.GetElapsedTime(sent), provider.Name);
+                call.Status = (int)response.StatusCode;
+                await RelayAsync(context, call, response, adapter);
+            }
+        }
+        catch (Exception) when (aborted.IsCancellationRequested)
+        {
+            call.Status = 499;
+            throw;
+        }
+        finally
+        {
+            if (span is not null)
+            {
+                span.SetTag("http.response.status_code", call.Status);
+                span.SetTag(GatewayActivity.InputTokens, call.Usage.PromptTokens);
+                span.SetTag(GatewayActivity.CachedInputTokens, call.Usage.CachedReadTokens);
+                span.SetTag(GatewayActivity.OutputTokens, call.Usage.CompletionTokens);
+                if (call.Status is < 200 or > 299) span.SetStatus(System.Diagnostics.ActivityStatusCode.Error);
+            }
+        }
+    }
+
+    private async Task RelayAsync(HttpContext context, Call call, HttpResponseMessage response, IOutboundAdapter adapter)
+    {
+        var aborted = context.RequestAborted;
+        var status = call.Status;
+        var media = response.Content.Headers.ContentType?.MediaType;
+        await using var upstream = await response.Content.ReadAsStreamAsync(aborted);
+
+        // An error the client could not read as its own format's error (HTML from a proxy, the other vendor's shape,
+        // an empty 404) is re-rendered in the client's shape, with the provider's status.
+        if (status >= 400 && (call.Provider.WireFormat != ClientFormatOf(context.Request) || !IsJsonMediaType(media)))
+        {
+            var errorBody = await ReadErrorBodyAsync(upstream, aborted);
+            throw ProviderErrors.FromResponse(status, errorBody, call.Provider.Name);
+        }
+
+        // Only a request that names a model runs one. Without this rule every poll of a batch and every read of a stored
+        // response (GET /v1/responses/{id}), whose bodies repeat the usage of the run they describe, would bill it again.
+        using var meter = status is >= 200 and <= 299 && call.Model is not null && !IsCountTokens(context.Request)
+            ? UsageMeter.Create(response.Content.Headers, media, call.Provider, adapter)
+            : null;
+        call.Stream |= meter?.IsStream ?? false;
+
+        var outgoing = context.Response;
+        outgoing.StatusCode = status;
+        CopyResponseHeaders(response, outgoing);
+        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        await outgoing.StartAsync(aborted);
+
+        var buffer = ArrayPool<byte>.Shared.Rent(CopyBufferBytes);
+        try
+        {
+            while (true)
+            {
+                int n;
+                try
+                {
+                    n = await upstream.ReadAsync(buffer, aborted);
+                }
+                catch (Exception ex) when (!aborted.IsCancellationRequested && ex is IOException or HttpRequestException)
+                {
+                    // Too late for an error body: cut the client's connection so a truncated answer never looks whole.
+                    call.Status = StatusCodes.Status502BadGateway;
+                    LogUpstreamFailure(call.RequestId, call.Status, $"The provider '{call.Provider.Name}' broke off its response.");
+                    context.Abort();
+                    break;
+                }
+                if (n == 0) break;
+                meter?.Observe(buffer.AsSpan(0, n));
+                await outgoing.Body.WriteAsync(buffer.AsMemory(0, n), aborted);
+                await outgoing.Body.FlushAsync(aborted);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            if (meter is not null) call.Usage = meter.Finish();
+        }
+    }
+
+    private static void CopyRequestHeaders(HttpRequest from, HttpRequestMessage to)
+    {
+        var connection = from.Headers.Connection;
+        foreach (var (name, values) in from.Headers)
+        {
+            if (SkippedRequestHeaders.Contains(name) || name.StartsWith("x-tokenrouter-", StringComparison.OrdinalIgnoreCase)
+                || Listed(connection, name)) continue;
+            if (name.StartsWith("Content-", StringComparison.OrdinalIgnoreCase))
+            {
+                to.Content?.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
+            }
+            else to.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
+        }
+        // A streamed body keeps its declared length (else it goes chunked); a buffered one knows its own.
+        if (to.Content is StreamContent && from.ContentLength is { } length) to.Content.Headers.ContentLength = length;
+    }
+
+    private static void CopyResponseHeaders(HttpResponseMessage from, HttpResponse to)
+    {
+        var connection = from.Headers.Connection;
+        foreach (var (name, values) in from.Headers)
+        {
+            if (SkippedResponseHeaders.Contains(name) || connection.Contains(name, StringComparer.OrdinalIgnoreCase)) continue;
+            to.Headers[name] = values.ToArray();
+        }
+        foreach (var (name, values) in from.Content.Headers)
+        {
+            to.Headers[name] = values.ToArray();
+        }
+    }
+
+    /// <summary>Whether <paramref name="name"/> is one of the tokens of a <c>Connection</c> header (hop-by-hop by declaration).</summary>
+    private static bool Listed(Microsoft.Extensions.Primitives.StringValues connection, string name)
+    {
+        foreach (var value in connection)
+        {
+            if (value is null) continue;
+            foreach (var token in value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (token.Equals(name, StringComparison.OrdinalIgnoreCase)) return true;
+            }
+        }
+        return false;
+    }
+
+    private static async Task<byte[]> ReadErrorBodyAsync(Stream upstream, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[MaxErrorBytes];
+        var length = 0;
+        try
+        {
+            while (length < buffer.Length)
+            {
+                var n = await upstream.ReadAsync(buffer.AsMemory(length), cancellationToken);
+                if (n == 0) break;
+                length += n;
+            }
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException)
+        {
+            // What arrived is enough to tell the status; the rest is lost with the connection.
+        }
+        return buffer[..length];
+    }
+
+    // ---- Accounting ----------------------------------------------------------------------------------------
+
+    private async Task CompleteAsync(Call call)
+    {
+        var usage = call.Usage;
+        var cost = Price(call, usage);
+        if (!usage.IsEmpty) call.Admission.Settle(cost.Priced ? cost.CostUsd : null, usage.TotalTokens);
+        await call.Admission.DisposeAsync();
+        if (!call.Sent) return; // refused before anything left for the provider: not metered, like chat
+        var record = new UsageRecord
+        {
+            RequestId = call.RequestId,
+            KeyId = call.Identity.KeyId,
+            Model = call.Label,
+            Provider = call.Provider.Name,
+            Usage = usage,
+            CostUsd = cost.Priced ? cost.CostUsd : null,
+            CacheSavingsUsd = cost.CacheSavingsUsd,
+            Unpriced = !cost.Priced,
+            Stream = call.Stream,
+            Status = call.Status,
+            LatencyMs = time.GetElapsedTime(call.Started).TotalMilliseconds,
+            Timestamp = time.GetUtcNow(),
+        };
+        usageSink.Record(record);
+        metrics.RequestCompleted(record);
+    }
+
+    /// <summary>A priced model's usage is priced as chat's; tokens nobody can price are flagged, never billed $0;
+    /// a request that reported no tokens (listing files, counting tokens, no model) cost nothing the gateway meters.</summary>
+    private Cost Price(Call call, in Usage usage)
+    {
+        if (call.Model is { } model && (prices.TryGet(model, out var price) || (call.ClientModel is { } asked && prices.TryGet(asked, out price))))
+            return CostCalculator.Compute(usage, price);
+        if (usage.IsEmpty) return new Cost(0, 0, true);
+        lock (_unpricedLogged)
+        {
+            if (_unpricedLogged.Add(call.Label)) LogUnpriced(call.Label);
+        }
+        return Cost.Unpriced;
+    }
+
+    // ---- Helpers -------------------------------------------------------------------------------------------
+
+    private static bool HasBody(HttpContext context) =>
+        context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? context.Request.ContentLength > 0;
+
+    private static bool IsJson(string? contentType)
+    {
+        if (string.IsNullOrEmpty(contentType)) return false;
+        var semicolon = contentType.IndexOf(';');
+        return IsJsonMediaType((semicolon < 0 ? contentType : contentType[..semicolon]).Trim());
+    }
+
+    private static bool IsJsonMediaType(string? media) =>
+        media is not null && (media.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+                              || media.EndsWith("+json", StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>Anthropic's token counting reports <c>input_tokens</c> of a prompt that was not run: nothing to bill.</summary>
+    private static bool IsCountTokens(HttpRequest request) =>
+        request.Path.Value is { } path && path.EndsWith("/count_tokens", StringComparison.OrdinalIgnoreCase);
+
+    private static BadHttpRequestException? FindBadRequest(Exception? ex)
+    {
+        for (; ex is not null; ex = ex.InnerException)
+        {
+            if (ex is BadHttpRequestException bad) return bad;
+        }
+        return null;
+    }
+
+    private static ApiError BadRequestError(BadHttpRequestException bad, long limit) =>
+        bad.StatusCode == StatusCodes.Status413PayloadTooLarge
+            ? ApiError.BodyTooLarge(limit)
+            : new ApiError(bad.StatusCode, "invalid_request_error", bad.Message);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Passthrough request {RequestId} failed upstream: {Status} {Message}")]
+    private partial void LogUpstreamFailure(string requestId, int status, string message);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Passthrough model {Model} has no price: its usage is recorded as unpriced, not billed $0. Add it under Pricing:Models.")]
+    private partial void LogUnpriced(string model);
+
+    // ---- The request body's routing facts ----------------------------------------------------------------
+
+    /// <summary>What the gateway needs from a JSON request body: its top-level <c>model</c> (and where it sits, to
+    /// rewrite it), <c>stream</c> and completion cap. Everything else stays unread.</summary>
+    private readonly record struct JsonFacts(string? Model, int ModelStart, int ModelLength, bool Stream, int? MaxTokens)
+    {
+        public static JsonFacts Read(ReadOnlySpan<byte> json)
+        {
+            if (json.Trim(" \t\r\n"u8).IsEmpty) return default;
+            var reader = new Utf8JsonReader(json);
+            try
+            {
+                reader.Read();
+                if (reader.TokenType != JsonTokenType.StartObject)
+                {
+                    reader.Skip();
+                    reader.Read(); // throws on trailing data
+                    return default;
+                }
+                string? model = null;
+                int start = 0, length = 0;
+                var stream = false;
+                int? maxTokens = null;
+                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+                {
+                    var isModel = reader.ValueTextEquals("model"u8);
+                    var isStream = !isModel && reader.ValueTextEquals("stream"u8);
+                    var isMax = !isModel && !isStream && (reader.ValueTextEquals("max_tokens"u8)
+                        || reader.ValueTextEquals("max_completion_tokens"u8) || reader.ValueTextEquals("max_output_tokens"u8));
+                    reader.Read();
+                    if (isModel)
+                    {
+                        // Duplicate keys would let the gateway route and price one model while the provider runs another.
+                        if (start > 0) throw ApiError.InvalidRequest("The request body names 'model' more than once.", "model");
+                        start = (int)reader.TokenStartIndex;
+                        if (reader.TokenType == JsonTokenType.String)
+                        {
+                            model = reader.GetString();
+                            length = reader.ValueSpan.Length + 2; // the raw (still escaped) value and its quotes
+                        }
+                    }
+                    else if (isStream) stream = reader.TokenType == JsonTokenType.True;
+                    else if (isMax && reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var max)) maxTokens = max;
+                    reader.Skip();
+                }
+                reader.Read(); // throws on trailing data
+                return new JsonFacts(string.IsNullOrEmpty(model) ? null : model, start, length, stream, maxTokens);
+            }
+            catch (JsonException ex)
+            {
+                throw ApiError.InvalidJson(ex.Message);
+            }
+        }
+
+        /// <summary>The body with <c>model</c> set to <paramref name="upstreamModel"/>; the same bytes when it already is.</summary>
+        public ReadOnlyMemory<byte> Rewrite(ReadOnlyMemory<byte> body, string? upstreamModel)
+        {
+            if (Model is null || upstreamModel is null || upstreamModel == Model) return body;
+            var encoded = JsonEncodedText.Encode(upstreamModel).EncodedUtf8Bytes;
+            var rewritten = new byte[body.Length - ModelLength + encoded.Length + 2];
+            var span = body.Span;
+            span[..ModelStart].CopyTo(rewritten);
+            var at = ModelStart;
+            rewritten[at++] = (byte)'"';
+            encoded.CopyTo(rewritten.AsSpan(at));
+            at += encoded.Length;
+            rewritten[at++] = (byte)'"';
+            span[(ModelStart + ModelLength)..].CopyTo(rewritten.AsSpan(at));
+            return rewritten;
+        }
+    }
+
+    // ---- Usage from the relayed response -----------------------------------------------------------------
+
+    /// <summary>
+    /// Reads a response's usage from the bytes relayed to the client: an event stream event by event (nothing kept but
+    /// the unfinished event), a JSON body from a copy of at most <see cref="MaxUsageBytes"/> (larger: not metered).
+    /// </summary>
+    private sealed class UsageMeter : IDisposable
+    {
+        private readonly IOutboundAdapter _adapter;
+        private readonly SseParser? _parser;
+        private readonly IStreamTranslator? _events;
+        private PooledBufferWriter? _copy;
+
+        private UsageMeter(IOutboundAdapter adapter, SseParser? parser, IStreamTranslator? events, PooledBufferWriter? copy)
+        {
+            _adapter = adapter;
+            _parser = parser;
+            _events = events;
+            _copy = copy;
+        }
+
+        public bool IsStream => _parser is not null;
+
+        public static UsageMeter? Create(System.Net.Http.Headers.HttpContentHeaders headers, string? media, ProviderEndpoint provider,
+            IOutboundAdapter adapter)
+        {
+            // The request refused compression; a provider that compresses anyway is relayed unmetered.
+            if (headers.ContentEncoding.Any(e => !e.Equals("identity", StringComparison.OrdinalIgnoreCase))) return null;
+            if (media is not null && media.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase))
+            {
+                // Anthropic splits usage over message_start and message_delta: its chat scanner knows how to add them up.
+                IStreamTranslator events = provider.WireFormat == ApiFormat.Anthropic
+                    ? new UsageScanner(ApiFormat.Anthropic)
+                    : new LastUsageEvent(adapter);
+                return new UsageMeter(adapter, new SseParser(), events, null);
+            }
+            if (!IsJsonMediaType(media) || headers.ContentLength > MaxUsageBytes) return null;
+            return new UsageMeter(adapter, null, null, new PooledBufferWriter((int)(headers.ContentLength ?? 16 * 1024) + 1));
+        }
+
+        public void Observe(ReadOnlySpan<byte> chunk)
+        {
+            if (_parser is not null)
+            {
+                _parser.Feed(chunk, _events!, null!);
+                return;
+            }
+            if (_copy is null) return;
+            if (_copy.WrittenCount + chunk.Length > MaxUsageBytes)
+            {
+                _copy.Dispose(); // too big to parse on the side: relayed unmetered
+                _copy = null;
+                return;
+            }
+            _copy.Write(chunk);
+        }
+
+        public Usage Finish()
+        {
+            if (_parser is not null)
+            {
+                _parser.Flush(_events!, null!);
+                return _events!.Usage;
+            }
+            if (_copy is null) return default;
+            try
+            {
+                var reader = new Utf8JsonReader(_copy.WrittenSpan);
+                using var doc = JsonDocument.ParseValue(ref reader);
+                return TryReadUsage(_adapter, doc.RootElement, out var usage) ? usage : default;
+            }
+            catch (JsonException)
+            {
+                return default;
+            }
+        }
+
+        public void Dispose()
+        {
+            _parser?.Dispose();
+            _copy?.Dispose();
+            _copy = null;
+        }
+    }
+
+    /// <summary>
+    /// The usage of a JSON response or event: a top-level <c>usage</c> object (embeddings, completions, moderations …),
+    /// or the <c>response.usage</c> of the Responses API's events. OpenAI-style <c>prompt_tokens</c> and Anthropic usage
+    /// are read by the provider's adapter, the Responses API's <c>input_tokens</c>/<c>output_tokens</c> here.
+    /// </summary>
+    private static bool TryReadUsage(IOutboundAdapter adapter, JsonElement root, out Usage usage)
+    {
+        usage = default;
+        if (root.ValueKind != JsonValueKind.Object) return false;
+        var holder = root;
+        if (!root.TryGetProperty("usage", out var u) || u.ValueKind != JsonValueKind.Object)
+        {
+            if (!root.TryGetProperty("response", out holder) || holder.ValueKind != JsonValueKind.Object
+                || !holder.TryGetProperty("usage", out u) || u.ValueKind != JsonValueKind.Object) return false;
+        }
+        if (adapter.Kind != ProviderKind.Anthropic && !u.TryGetProperty("prompt_tokens", out _) && u.TryGetProperty("input_tokens", out _))
+        {
+            var cached = u.TryGetProperty("input_tokens_details", out var details) && details.ValueKind == JsonValueKind.Object ? Int(details, "cached_tokens") : 0;
+            usage = new Usage(Int(u, "input_tokens"), cached, 0, 0, Int(u, "output_tokens"));
+            return true;
+        }
+        usage = adapter.ReadUsage(holder);
+        return true;
+
+        static int Int(JsonElement o, string name) =>
+            o.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i : 0;
+    }
+
+    /// <summary>An OpenAI-style stream's usage: the last event that reports one (the final chunk, <c>response.completed</c>).</summary>
+    private sealed class LastUsageEvent(IOutboundAdapter adapter) : IStreamTranslator
+    {
+        public Usage Usage { get; private set; }
+        public bool Finished => false;
+        public bool Failed => false;
+
+        public void OnEvent(ReadOnlySpan<byte> eventName, ReadOnlySpan<byte> data, IBufferWriter<byte> output)
+        {
+            if (data.IndexOf("\"usage\""u8) < 0) return; // most events carry none: not parsed
+            try
+            {
+                var reader = new Utf8JsonReader(data);
+                using var doc = JsonDocument.ParseValue(ref reader);
+                if (TryReadUsage(adapter, doc.RootElement, out var usage) && !usage.IsEmpty) Usage = usage;
+            }
+            catch (JsonException)
+            {
+                // Not JSON ([DONE], say): no usage in it.
+            }
+        }
+
+        public void Complete(IBufferWriter<byte> output)
+        {
+        }
+    }
+}

@@ -1,0 +1,498 @@
+using System.ClientModel;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+using OpenAI;
+using OpenAI.Embeddings;
+using TokenRouter.Gateway.Accounting;
+using TokenRouter.Tests.Infrastructure;
+
+namespace TokenRouter.Tests.Apis;
+
+/// <summary>
+/// Every other <c>/v1/*</c> request is passed through to a provider unchanged: driven by the official OpenAI SDK and raw
+/// HTTP against the fake provider over real HTTP.
+/// </summary>
+public sealed class PassthroughApiTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+    private static readonly float[] Vector = [0.25f, -0.5f, 0.125f, 1f];
+
+    private FakeProvider _provider = null!;
+    private GatewayFactory _gateway = null!;
+
+    public async Task InitializeAsync()
+    {
+        _provider = await FakeProvider.StartAsync();
+        _gateway = new GatewayFactory(Settings(_provider));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _gateway.DisposeAsync();
+        await _provider.DisposeAsync();
+    }
+
+    private static Dictionary<string, string?> Settings(FakeProvider provider)
+    {
+        var settings = GatewayFactory.ProvidersAt(provider);
+        settings["Gateway:ProviderResponseTimeout"] = "00:00:02";
+        return settings;
+    }
+
+    private IReadOnlyList<UsageRecord> Usage => _gateway.Service<InMemoryUsageSink>().Snapshot();
+
+    [Fact]
+    public async Task Embeddings_reach_the_provider_with_its_key_and_are_metered()
+    {
+        _provider.Respond(Embeddings(promptTokens: 8));
+        var client = new EmbeddingClient("text-embedding-3-small", new ApiKeyCredential(GatewayFactory.ClientKey),
+            new OpenAIClientOptions { Endpoint = new Uri(_gateway.BaseAddress, "v1") });
+
+        OpenAIEmbedding embedding = await client.GenerateEmbeddingAsync("The quick brown fox");
+
+        Assert.Equal(Vector, embedding.ToFloats().ToArray());
+        var upstream = Assert.Single(_provider.Requests);
+        Assert.Equal("POST", upstream.Method);
+        Assert.Equal("/v1/embeddings", upstream.Path);
+        Assert.Equal("Bearer sk-upstream-openai", upstream.Header("Authorization"));
+        Assert.Equal("text-embedding-3-small", upstream.Model);
+        Assert.DoesNotContain(upstream.Headers.Values, v => v.Contains(GatewayFactory.ClientKey, StringComparison.Ordinal));
+
+        var record = Assert.Single(Usage);
+        Assert.Equal("openai", record.Provider);
+        Assert.Equal("text-embedding-3-small", record.Model);
+        Assert.Equal(200, record.Status);
+        Assert.Equal(new Usage(8, 0, 0, 0, 0), record.Usage);
+        Assert.Equal(8 * 0.02m / 1_000_000m, record.CostUsd);
+        Assert.False(record.Unpriced);
+        Assert.StartsWith("static-", record.KeyId, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Routed_model_name_is_rewritten_and_the_rest_of_the_body_is_forwarded_byte_for_byte()
+    {
+        _provider.Respond(Json(200, """{"id":"modr-1","results":[{"flagged":false}]}"""));
+        using var http = _gateway.CreateGatewayClient();
+        const string body = """{ "input" : ["a", "b"], "model":"openai/omni-moderation-latest",  "x_extra": {"n": 1.50} }""";
+
+        using var response = await http.PostAsync("v1/moderations", ChatCompletionsApiTests.Json(body));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("""{"id":"modr-1","results":[{"flagged":false}]}""", await response.Content.ReadAsStringAsync());
+        var upstream = Assert.Single(_provider.Requests);
+        Assert.Equal("/v1/moderations", upstream.Path);
+        Assert.Equal(body.Replace("openai/omni-moderation-latest", "omni-moderation-latest", StringComparison.Ordinal), upstream.BodyText);
+        var record = Assert.Single(Usage);
+        Assert.Equal("omni-moderation-latest", record.Model);
+        Assert.True(record.Usage.IsEmpty);
+        Assert.Equal(0m, record.CostUsd); // no tokens reported: nothing to bill, nothing flagged
+    }
+
+    [Fact]
+    public async Task Get_with_a_query_string_reaches_the_default_provider_and_is_recorded()
+    {
+        _provider.Respond(Json(200, """{"object":"list","data":[{"id":"file-abc","object":"file"}],"has_more":false}"""));
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.GetAsync("v1/files?purpose=batch&limit=2");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains("file-abc", await response.Content.ReadAsStringAsync());
+        Assert.Equal("openai", response.Headers.GetValues("x-tokenrouter-provider").Single());
+        var upstream = Assert.Single(_provider.Requests);
+        Assert.Equal("GET", upstream.Method);
+        Assert.Equal("/v1/files", upstream.Path);
+        Assert.Equal("?purpose=batch&limit=2", upstream.QueryString);
+        Assert.Equal("Bearer sk-upstream-openai", upstream.Header("Authorization"));
+        Assert.Empty(upstream.Body);
+
+        var record = Assert.Single(Usage);
+        Assert.Equal(response.Headers.GetValues("x-request-id").Single(), record.RequestId);
+        Assert.Equal("(files)", record.Model);
+        Assert.Equal(200, record.Status);
+    }
+
+    [Fact]
+    public async Task Multipart_upload_is_streamed_to_the_provider_unchanged()
+    {
+        _provider.Respond(Json(200, """{"id":"file-xyz","object":"file","purpose":"batch"}"""));
+        using var http = _gateway.CreateGatewayClient();
+        using var form = new MultipartFormDataContent("tr-boundary-42")
+        {
+            { new StringContent("batch"), "purpose" },
+            { new ByteArrayContent(Encoding.UTF8.GetBytes("{\"custom_id\":\"1\"}\n")), "file", "batch.jsonl" },
+        };
+        var sent = await form.ReadAsByteArrayAsync();
+
+        using var response = await http.PostAsync("v1/files", form);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var upstream = Assert.Single(_provider.Requests);
+        Assert.Equal("multipart/form-data; boundary=\"tr-boundary-42\"", upstream.Header("Content-Type"));
+        Assert.Equal(sent, upstream.Body);
+        Assert.Equal("(files)", Assert.Single(Usage).Model);
+    }
+
+    [Fact]
+    public async Task Path_whose_last_segment_has_a_dot_is_passed_through_too()
+    {
+        _provider.Respond(Json(200, """{"id":"gpt-4.1","object":"model"}"""));
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.GetAsync("v1/models/gpt-4.1");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("/v1/models/gpt-4.1", Assert.Single(_provider.Requests).Path);
+    }
+
+    [Fact]
+    public async Task Provider_header_picks_the_provider_and_is_not_forwarded()
+    {
+        _provider.Respond(Json(200, """{"is_available":true,"balance_infos":[]}"""));
+        using var http = _gateway.CreateGatewayClient();
+        using var request = new HttpRequestMessage(HttpMethod.Get, "v1/user/balance");
+        request.Headers.Add("x-tokenrouter-provider", "deepseek");
+
+        using var response = await http.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var upstream = Assert.Single(_provider.Requests);
+        Assert.Equal("/user/balance", upstream.Path); // DeepSeek's base URL is its API root, as for chat
+        Assert.Equal("Bearer sk-upstream-deepseek", upstream.Header("Authorization"));
+        Assert.DoesNotContain(upstream.Headers.Keys, h => h.StartsWith("x-tokenrouter-", StringComparison.OrdinalIgnoreCase));
+        Assert.Equal("deepseek", Assert.Single(Usage).Provider);
+    }
+
+    [Fact]
+    public async Task Anthropic_count_tokens_reaches_anthropic_with_its_key_and_is_not_billed()
+    {
+        _provider.Respond(Json(200, """{"input_tokens":1234}"""));
+        using var http = _gateway.CreateGatewayClient(key: null);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v1/messages/count_tokens")
+        {
+            Content = ChatCompletionsApiTests.Json("""{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"Hello"}]}"""),
+        };
+        request.Headers.Add("x-api-key", GatewayFactory.ClientKey);
+        request.Headers.Add("anthropic-version", "2023-06-01");
+        request.Headers.Add("anthropic-beta", "token-counting-2024-11-01");
+
+        using var response = await http.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("""{"input_tokens":1234}""", await response.Content.ReadAsStringAsync());
+        var upstream = Assert.Single(_provider.Requests);
+        Assert.Equal("/v1/messages/count_tokens", upstream.Path);
+        Assert.Equal("sk-upstream-anthropic", upstream.Header("x-api-key"));
+        Assert.Equal("2023-06-01", upstream.Header("anthropic-version"));
+        Assert.Equal("token-counting-2024-11-01", upstream.Header("anthropic-beta"));
+        Assert.Null(upstream.Header("Authorization"));
+        var record = Assert.Single(Usage);
+        Assert.Equal("anthropic", record.Provider);
+        Assert.True(record.Usage.IsEmpty, "counted tokens are not used tokens");
+        Assert.Equal(0m, record.CostUsd);
+    }
+
+    [Fact]
+    public async Task Reading_a_stored_response_does_not_bill_its_usage_again()
+    {
+        _provider.Respond(Json(200, """{"id":"resp_1","object":"response","model":"gpt-4o","usage":{"input_tokens":900,"output_tokens":40}}"""));
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.GetAsync("v1/responses/resp_1");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var record = Assert.Single(Usage);
+        Assert.Equal("(responses)", record.Model);
+        Assert.True(record.Usage.IsEmpty, "the run was billed when it was made");
+        Assert.Equal(0m, record.CostUsd);
+    }
+
+    [Fact]
+    public async Task Responses_api_usage_is_read_from_input_and_output_tokens()
+    {
+        _provider.Respond(Json(200, """{"id":"resp_2","object":"response","model":"gpt-4o","usage":{"input_tokens":2000,"input_tokens_details":{"cached_tokens":1024},"output_tokens":10,"total_tokens":2010}}"""));
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.PostAsync("v1/responses", ChatCompletionsApiTests.Json("""{"model":"gpt-4o","input":"Hello"}"""));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var record = Assert.Single(Usage);
+        Assert.Equal(new Usage(2000, 1024, 0, 0, 10), record.Usage);
+        // gpt-4o: 976 × $2.50 + 1024 × $1.25 + 10 × $10 per 1M tokens.
+        Assert.Equal((976 * 2.50m + 1024 * 1.25m + 10 * 10m) / 1_000_000m, record.CostUsd);
+    }
+
+    [Fact]
+    public async Task Unknown_model_gets_404_in_openai_shape_and_never_reaches_a_provider()
+    {
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.PostAsync("v1/embeddings", ChatCompletionsApiTests.Json("""{"model":"llama-embed-9000","input":"x"}"""));
+
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        var error = await ChatCompletionsApiTests.ErrorOf(response);
+        Assert.Equal("model_not_found", error.GetProperty("code").GetString());
+        Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+        Assert.Equal(0, _provider.CallCount);
+        Assert.Empty(Usage);
+    }
+
+    [Fact]
+    public async Task Request_with_x_api_key_gets_errors_in_anthropic_shape()
+    {
+        using var http = _gateway.CreateGatewayClient(key: null);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v1/complete")
+        {
+            Content = ChatCompletionsApiTests.Json("""{"model":"llama-9000","prompt":"\n\nHuman: hi\n\nAssistant:"}"""),
+        };
+        request.Headers.Add("x-api-key", GatewayFactory.ClientKey);
+
+        using var response = await http.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        var root = await RootOf(response);
+        Assert.Equal("error", root.GetProperty("type").GetString());
+        Assert.Equal("not_found_error", root.GetProperty("error").GetProperty("type").GetString());
+        Assert.Equal(0, _provider.CallCount);
+    }
+
+    [Fact]
+    public async Task Bad_client_key_gets_401_in_the_clients_own_shape()
+    {
+        using var wrongBearer = _gateway.CreateGatewayClient(key: "sk-tr-wrong");
+        using var openAI = await wrongBearer.GetAsync("v1/files");
+        using var anonymous = _gateway.CreateGatewayClient(key: null);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v1/messages/count_tokens")
+        {
+            Content = ChatCompletionsApiTests.Json("""{"model":"claude-sonnet-4-5","messages":[]}"""),
+        };
+        request.Headers.Add("x-api-key", "sk-tr-wrong");
+        using var anthropic = await anonymous.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.Unauthorized, openAI.StatusCode);
+        var openAIError = await ChatCompletionsApiTests.ErrorOf(openAI);
+        Assert.Equal("authentication_error", openAIError.GetProperty("type").GetString());
+        Assert.Equal("invalid_api_key", openAIError.GetProperty("code").GetString());
+        Assert.Equal(HttpStatusCode.Unauthorized, anthropic.StatusCode);
+        var anthropicRoot = await RootOf(anthropic);
+        Assert.Equal("error", anthropicRoot.GetProperty("type").GetString());
+        Assert.Equal("authentication_error", anthropicRoot.GetProperty("error").GetProperty("type").GetString());
+        Assert.DoesNotContain("sk-tr-wrong", await anthropic.Content.ReadAsStringAsync());
+        Assert.Equal(0, _provider.CallCount);
+    }
+
+    [Theory]
+    [InlineData(500)]
+    [InlineData(400)]
+    public async Task Provider_errors_are_relayed_with_their_status_and_body(int status)
+    {
+        var body = FakeResponses.OpenAIErrorBody("Upstream says no", "invalid_request_error", "upstream_code");
+        _provider.RespondError(status, body);
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.PostAsync("v1/embeddings", ChatCompletionsApiTests.Json("""{"model":"text-embedding-3-small","input":"x"}"""));
+
+        Assert.Equal(status, (int)response.StatusCode);
+        Assert.Equal(body, await response.Content.ReadAsStringAsync());
+        Assert.Equal(status, Assert.Single(Usage).Status);
+    }
+
+    [Fact]
+    public async Task Provider_error_that_is_not_json_is_told_in_the_clients_shape_with_its_status()
+    {
+        _provider.RespondError(503, "<html><body>Service Unavailable</body></html>", "text/html");
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.GetAsync("v1/batches");
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        var error = await ChatCompletionsApiTests.ErrorOf(response);
+        Assert.Equal("api_error", error.GetProperty("type").GetString());
+        Assert.DoesNotContain("<html>", error.GetProperty("message").GetString());
+        Assert.Equal(503, Assert.Single(Usage).Status);
+    }
+
+    [Fact]
+    public async Task Unreachable_provider_gets_502_in_the_clients_shape()
+    {
+        var port = FreePort();
+        await using var gateway = new GatewayFactory(new Dictionary<string, string?>
+        {
+            ["Providers:OpenAI:BaseUrl"] = $"http://127.0.0.1:{port}/v1",
+            ["Providers:OpenAI:ApiKey"] = "sk-x",
+            ["Providers:Anthropic:BaseUrl"] = $"http://127.0.0.1:{port}",
+            ["Providers:Anthropic:ApiKey"] = "sk-y",
+        });
+        using var http = gateway.CreateGatewayClient(key: null);
+
+        using var openAIRequest = new HttpRequestMessage(HttpMethod.Get, "v1/files");
+        openAIRequest.Headers.Authorization = new AuthenticationHeaderValue("Bearer", GatewayFactory.ClientKey);
+        using var openAI = await http.SendAsync(openAIRequest);
+        using var anthropicRequest = new HttpRequestMessage(HttpMethod.Get, "v1/files");
+        anthropicRequest.Headers.Add("x-api-key", GatewayFactory.ClientKey);
+        using var anthropic = await http.SendAsync(anthropicRequest);
+
+        Assert.Equal(HttpStatusCode.BadGateway, openAI.StatusCode);
+        Assert.Equal("upstream_error", (await ChatCompletionsApiTests.ErrorOf(openAI)).GetProperty("code").GetString());
+        Assert.Equal(HttpStatusCode.BadGateway, anthropic.StatusCode);
+        var anthropicRoot = await RootOf(anthropic);
+        Assert.Equal("error", anthropicRoot.GetProperty("type").GetString());
+        Assert.Equal("api_error", anthropicRoot.GetProperty("error").GetProperty("type").GetString());
+        var records = gateway.Service<InMemoryUsageSink>().Snapshot();
+        Assert.Equal(2, records.Count);
+        Assert.All(records, r => Assert.Equal(502, r.Status));
+    }
+
+    [Fact]
+    public async Task Hanging_provider_gets_504_and_the_upstream_call_is_cancelled()
+    {
+        _provider.RespondHang();
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.GetAsync("v1/files");
+
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        Assert.Equal("upstream_timeout", (await ChatCompletionsApiTests.ErrorOf(response)).GetProperty("code").GetString());
+        await _provider.WaitForCancelledAsync(1, Timeout);
+    }
+
+    [Fact]
+    public async Task Event_stream_is_relayed_chunk_by_chunk_and_its_usage_is_metered()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _provider.Respond(async (_, context) =>
+        {
+            await FakeResponses.StartEventStreamAsync(context);
+            await FakeResponses.WriteEventAsync(context, new SseEvent(null, """{"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":"Hel"}]}"""));
+            await release.Task.WaitAsync(context.RequestAborted);
+            await FakeResponses.WriteEventAsync(context, new SseEvent(null, """{"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":"lo"}]}"""));
+            await FakeResponses.WriteEventAsync(context, new SseEvent(null, """{"id":"cmpl-1","object":"text_completion","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"""));
+            await FakeResponses.WriteEventAsync(context, new SseEvent(null, "[DONE]"));
+        });
+        using var http = _gateway.CreateGatewayClient();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v1/completions")
+        {
+            Content = ChatCompletionsApiTests.Json("""{"model":"gpt-4o-mini","prompt":"Hi","stream":true,"stream_options":{"include_usage":true}}"""),
+        };
+        using var cts = new CancellationTokenSource(Timeout);
+
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cts.Token));
+        var first = await reader.ReadLineAsync(cts.Token);
+
+        Assert.Contains("\"Hel\"", first);
+        Assert.False(_provider.Requests[0].Completed, "the first chunk arrived while the provider was still streaming");
+        release.SetResult();
+        var rest = await reader.ReadToEndAsync(cts.Token);
+        Assert.Contains("\"lo\"", rest);
+        Assert.EndsWith("data: [DONE]\n\n", rest);
+
+        var record = Assert.Single(Usage);
+        Assert.True(record.Stream);
+        Assert.Equal(new Usage(5, 0, 0, 0, 2), record.Usage);
+        Assert.Equal((5 * 0.15m + 2 * 0.60m) / 1_000_000m, record.CostUsd); // gpt-4o-mini list price
+    }
+
+    [Fact]
+    public async Task Client_credentials_are_never_forwarded_upstream()
+    {
+        _provider.Respond(Json(200, """{"object":"list","data":[]}"""));
+        using var http = _gateway.CreateGatewayClient();
+        using var openAIRequest = new HttpRequestMessage(HttpMethod.Get, "v1/vector_stores");
+        openAIRequest.Headers.Add("x-tokenrouter-note", "gateway-only");
+        openAIRequest.Headers.Add("OpenAI-Beta", "assistants=v2");
+        await (await http.SendAsync(openAIRequest)).Content.ReadAsStringAsync();
+
+        using var anthropicClient = _gateway.CreateGatewayClient(key: null);
+        using var anthropicRequest = new HttpRequestMessage(HttpMethod.Get, "v1/messages/batches");
+        anthropicRequest.Headers.Add("x-api-key", GatewayFactory.ClientKey);
+        await (await anthropicClient.SendAsync(anthropicRequest)).Content.ReadAsStringAsync();
+
+        Assert.Equal(2, _provider.CallCount);
+        var toOpenAI = _provider.Requests[0];
+        var toAnthropic = _provider.Requests[1];
+        Assert.Equal("Bearer sk-upstream-openai", toOpenAI.Header("Authorization"));
+        Assert.Null(toOpenAI.Header("x-api-key"));
+        Assert.Null(toOpenAI.Header("x-tokenrouter-note"));
+        Assert.Equal("assistants=v2", toOpenAI.Header("OpenAI-Beta")); // other headers pass unchanged
+        Assert.Equal("/v1/messages/batches", toAnthropic.Path);
+        Assert.Equal("sk-upstream-anthropic", toAnthropic.Header("x-api-key"));
+        Assert.Equal("2023-06-01", toAnthropic.Header("anthropic-version")); // the adapter's default
+        Assert.Null(toAnthropic.Header("Authorization"));
+        foreach (var upstream in _provider.Requests)
+        {
+            Assert.DoesNotContain(upstream.Headers.Values, v => v.Contains(GatewayFactory.ClientKey, StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
+    public async Task Concurrency_limit_applies_to_passthrough_requests()
+    {
+        var settings = Settings(_provider);
+        settings["Limits:GlobalConcurrent"] = "1";
+        await using var gateway = new GatewayFactory(settings);
+        using var http = gateway.CreateGatewayClient();
+        _provider.Respond(Json(200, """{"object":"list","data":[]}"""));
+        _provider.CloseGate();
+
+        var held = http.GetAsync("v1/files");
+        await _provider.WaitForWaitingAtGateAsync(1, Timeout);
+        using (var refused = await http.GetAsync("v1/files"))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            Assert.NotNull(refused.Headers.RetryAfter);
+            Assert.Equal("concurrency_limit_exceeded", (await ChatCompletionsApiTests.ErrorOf(refused)).GetProperty("code").GetString());
+        }
+        _provider.OpenGate();
+
+        using var admitted = await held;
+        Assert.Equal(HttpStatusCode.OK, admitted.StatusCode);
+        Assert.Equal(1, _provider.CallCount);
+    }
+
+    // ---- helpers -------------------------------------------------------------------------------------------
+
+    /// <summary>OpenAI's embeddings answer for every input, as floats or (what the .NET SDK asks for) base64 float32.</summary>
+    private static Func<RecordedRequest, HttpContext, Task> Embeddings(int promptTokens) => (request, context) =>
+    {
+        var json = request.Json!.Value;
+        var inputs = json.GetProperty("input").ValueKind == JsonValueKind.Array ? json.GetProperty("input").GetArrayLength() : 1;
+        var base64 = json.TryGetProperty("encoding_format", out var f) && f.GetString() == "base64";
+        var data = new JsonArray();
+        for (var i = 0; i < inputs; i++)
+        {
+            JsonNode vector = base64
+                ? JsonValue.Create(Convert.ToBase64String(Vector.SelectMany(BitConverter.GetBytes).ToArray()))
+                : new JsonArray(Vector.Select(v => (JsonNode)JsonValue.Create(v)).ToArray());
+            data.Add(new JsonObject { ["object"] = "embedding", ["index"] = i, ["embedding"] = vector });
+        }
+        var body = new JsonObject
+        {
+            ["object"] = "list",
+            ["data"] = data,
+            ["model"] = request.Model,
+            ["usage"] = new JsonObject { ["prompt_tokens"] = promptTokens, ["total_tokens"] = promptTokens },
+        };
+        return Json(200, body.ToJsonString())(request, context);
+    };
+
+    private static Func<RecordedRequest, HttpContext, Task> Json(int status, string body) => FakeResponses.Error(status, body);
+
+    private static async Task<JsonElement> RootOf(HttpResponseMessage response)
+    {
+        using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        return doc.RootElement.Clone();
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
