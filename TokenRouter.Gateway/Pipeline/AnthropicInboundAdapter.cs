@@ -91,7 +91,7 @@ public static class AnthropicInboundAdapter
     private static Message ReadMessage(JsonElement m)
     {
         RequireObject(m, "");
-        var role = m.TryGetProperty("role", out var r) ? RequireString(r, ".role") : throw ApiError.InvalidRequest(".role: Field required", ".role");
+        var role = m.TryGetProperty("role"u8, out var r) ? RequireString(r, ".role") : throw ApiError.InvalidRequest(".role: Field required", ".role");
         var message = new Message
         {
             Role = role switch
@@ -101,7 +101,7 @@ public static class AnthropicInboundAdapter
                 _ => throw ApiError.InvalidRequest(".role: Input should be 'user' or 'assistant'", ".role"),
             },
         };
-        if (!m.TryGetProperty("content", out var content)) throw ApiError.InvalidRequest(".content: Field required", ".content");
+        if (!m.TryGetProperty("content"u8, out var content)) throw ApiError.InvalidRequest(".content: Field required", ".content");
         switch (content.ValueKind)
         {
             case JsonValueKind.String:
@@ -143,41 +143,41 @@ public static class AnthropicInboundAdapter
     private static ContentPart ReadBlock(JsonElement block)
     {
         RequireObject(block, "");
-        var type = block.TryGetProperty("type", out var t) ? RequireString(t, ".type") : throw ApiError.InvalidRequest(".type: Field required", ".type");
-        var cache = block.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, ".cache_control") : null;
+        var type = block.TryGetProperty("type"u8, out var t) ? RequireString(t, ".type") : throw ApiError.InvalidRequest(".type: Field required", ".type");
+        var cache = block.TryGetProperty("cache_control"u8, out var cc) ? CacheControlOf(cc, ".cache_control") : null;
         switch (type)
         {
             case "text":
                 return new ContentPart
                 {
                     Kind = PartKind.Text,
-                    TextToken = block.TryGetProperty("text", out var text) ? RequireStringToken(text, ".text") : throw ApiError.InvalidRequest(".text: Field required", ".text"),
+                    TextToken = block.TryGetProperty("text"u8, out var text) ? RequireStringToken(text, ".text") : throw ApiError.InvalidRequest(".text: Field required", ".text"),
                     CacheControl = cache,
                     Raw = block,
                 };
             case "image":
                 var part = new ContentPart { Kind = PartKind.Image, CacheControl = cache, Raw = block };
-                if (block.TryGetProperty("source", out var src) && src.ValueKind == JsonValueKind.Object)
+                if (block.TryGetProperty("source"u8, out var src) && src.ValueKind == JsonValueKind.Object)
                 {
-                    var srcType = src.TryGetProperty("type", out var st) ? st.GetString() : null;
+                    var srcType = src.TryGetProperty("type"u8, out var st) ? st.GetString() : null;
                     if (srcType == "base64")
                     {
-                        part.MediaType = src.TryGetProperty("media_type", out var mt) ? OptionalString(mt, ".source.media_type") : null;
-                        part.Data = src.TryGetProperty("data", out var d) ? OptionalString(d, ".source.data") : null;
+                        part.MediaType = src.TryGetProperty("media_type"u8, out var mt) ? OptionalString(mt, ".source.media_type") : null;
+                        part.Data = src.TryGetProperty("data"u8, out var d) ? OptionalString(d, ".source.data") : null;
                     }
                     else if (srcType == "url")
                     {
-                        part.Url = src.TryGetProperty("url", out var u) ? OptionalString(u, ".source.url") : null;
+                        part.Url = src.TryGetProperty("url"u8, out var u) ? OptionalString(u, ".source.url") : null;
                     }
                 }
                 return part;
             case "tool_use":
-                var input = block.TryGetProperty("input", out var inp) ? inp : default;
+                var input = block.TryGetProperty("input"u8, out var inp) ? inp : default;
                 return new ContentPart
                 {
                     Kind = PartKind.ToolUse,
-                    Id = block.TryGetProperty("id", out var id) ? RequireString(id, ".id") : throw ApiError.InvalidRequest(".id: Field required", ".id"),
-                    Name = block.TryGetProperty("name", out var n) ? RequireString(n, ".name") : throw ApiError.InvalidRequest(".name: Field required", ".name"),
+                    Id = block.TryGetProperty("id"u8, out var id) ? RequireString(id, ".id") : throw ApiError.InvalidRequest(".id: Field required", ".id"),
+                    Name = block.TryGetProperty("name"u8, out var n) ? RequireString(n, ".name") : throw ApiError.InvalidRequest(".name: Field required", ".name"),
                     Arguments = input.ValueKind == JsonValueKind.Undefined ? "{}" : input.GetRawText(),
                     CacheControl = cache,
                     Raw = block,
@@ -186,12 +186,12 @@ public static class AnthropicInboundAdapter
                 var result = new ContentPart
                 {
                     Kind = PartKind.ToolResult,
-                    Id = block.TryGetProperty("tool_use_id", out var tu) ? RequireString(tu, ".tool_use_id") : throw ApiError.InvalidRequest(".tool_use_id: Field required", ".tool_use_id"),
-                    IsError = block.TryGetProperty("is_error", out var ie) && OptionalBool(ie, ".is_error"),
+                    Id = block.TryGetProperty("tool_use_id"u8, out var tu) ? RequireString(tu, ".tool_use_id") : throw ApiError.InvalidRequest(".tool_use_id: Field required", ".tool_use_id"),
+                    IsError = block.TryGetProperty("is_error"u8, out var ie) && OptionalBool(ie, ".is_error"),
                     CacheControl = cache,
                     Raw = block,
                 };
-                if (block.TryGetProperty("content", out var rc))
+                if (block.TryGetProperty("content"u8, out var rc))
                 {
                     if (rc.ValueKind == JsonValueKind.String) result.TextToken = rc;
                     else if (rc.ValueKind == JsonValueKind.Array) result.Content = ReadBlocks(rc, ".content");
@@ -218,17 +218,17 @@ public static class AnthropicInboundAdapter
     private static ToolDefinition ReadTool(JsonElement t)
     {
         RequireObject(t, "");
-        var type = t.TryGetProperty("type", out var ty) ? OptionalString(ty, ".type") : null;
-        var cache = t.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, ".cache_control") : null;
-        var name = t.TryGetProperty("name", out var n) ? RequireString(n, ".name") : throw ApiError.InvalidRequest(".name: Field required", ".name");
+        var type = t.TryGetProperty("type"u8, out var ty) ? OptionalString(ty, ".type") : null;
+        var cache = t.TryGetProperty("cache_control"u8, out var cc) ? CacheControlOf(cc, ".cache_control") : null;
+        var name = t.TryGetProperty("name"u8, out var n) ? RequireString(n, ".name") : throw ApiError.InvalidRequest(".name: Field required", ".name");
         if (type is not null and not "custom")
             return new ToolDefinition { Name = name, IsRaw = true, Raw = t, CacheControl = cache };
-        var schema = t.TryGetProperty("input_schema", out var s) ? s : throw ApiError.InvalidRequest(".input_schema: Field required", ".input_schema");
+        var schema = t.TryGetProperty("input_schema"u8, out var s) ? s : throw ApiError.InvalidRequest(".input_schema: Field required", ".input_schema");
         RequireObject(schema, ".input_schema");
         return new ToolDefinition
         {
             Name = name,
-            DescriptionToken = t.TryGetProperty("description", out var d) ? OptionalStringToken(d, ".description") : default,
+            DescriptionToken = t.TryGetProperty("description"u8, out var d) ? OptionalStringToken(d, ".description") : default,
             Parameters = schema,
             CacheControl = cache,
             Raw = t,
@@ -239,15 +239,15 @@ public static class AnthropicInboundAdapter
     {
         if (v.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return (null, null);
         RequireObject(v, "tool_choice");
-        var type = v.TryGetProperty("type", out var t) ? RequireString(t, "tool_choice.type") : throw ApiError.InvalidRequest("tool_choice.type: Field required", "tool_choice.type");
-        bool? disableParallel = v.TryGetProperty("disable_parallel_tool_use", out var dp) ? OptionalBool(dp, "tool_choice.disable_parallel_tool_use") : null;
+        var type = v.TryGetProperty("type"u8, out var t) ? RequireString(t, "tool_choice.type") : throw ApiError.InvalidRequest("tool_choice.type: Field required", "tool_choice.type");
+        bool? disableParallel = v.TryGetProperty("disable_parallel_tool_use"u8, out var dp) ? OptionalBool(dp, "tool_choice.disable_parallel_tool_use") : null;
         var choice = type switch
         {
             "auto" => new ToolChoice(ToolChoiceKind.Auto, null, disableParallel),
             "any" => new ToolChoice(ToolChoiceKind.Required, null, disableParallel),
             "none" => new ToolChoice(ToolChoiceKind.None),
             "tool" => new ToolChoice(ToolChoiceKind.Function,
-                v.TryGetProperty("name", out var n) ? RequireString(n, "tool_choice.name") : throw ApiError.InvalidRequest("tool_choice.name: Field required", "tool_choice.name"),
+                v.TryGetProperty("name"u8, out var n) ? RequireString(n, "tool_choice.name") : throw ApiError.InvalidRequest("tool_choice.name: Field required", "tool_choice.name"),
                 disableParallel),
             _ => throw ApiError.InvalidRequest($"tool_choice.type: '{type}' is not one of auto, any, tool, none", "tool_choice.type"),
         };

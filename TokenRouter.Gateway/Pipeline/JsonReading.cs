@@ -96,7 +96,7 @@ internal static class JsonReading
         if (e.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return null;
         RequireObject(e, param);
         string? ttl = null;
-        if (e.TryGetProperty("ttl", out var t)) ttl = OptionalString(t, param + ".ttl");
+        if (e.TryGetProperty("ttl"u8, out var t)) ttl = OptionalString(t, param + ".ttl");
         if (ttl is not null and not "5m" and not "1h")
             throw ApiError.InvalidRequest($"'{param}.ttl' must be \"5m\" or \"1h\".", param + ".ttl");
         return ttl == "1h" ? CacheControl.OneHour : CacheControl.FiveMinutes;

@@ -29,7 +29,7 @@ public static class OpenAIInboundAdapter
             else if (p.NameEquals("stream"u8)) envelope.Stream = OptionalBool(v, "stream");
             else if (p.NameEquals("stream_options"u8))
             {
-                if (v.ValueKind == JsonValueKind.Object && v.TryGetProperty("include_usage", out var iu))
+                if (v.ValueKind == JsonValueKind.Object && v.TryGetProperty("include_usage"u8, out var iu))
                     envelope.ClientWantsStreamUsage = OptionalBool(iu, "stream_options.include_usage");
                 else if (v.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
                     throw ApiError.InvalidRequest("'stream_options' must be an object.", "stream_options");
@@ -147,24 +147,24 @@ public static class OpenAIInboundAdapter
     private static ContentPart ReadPart(JsonElement part)
     {
         RequireObject(part, "");
-        var type = part.TryGetProperty("type", out var t) ? RequireString(t, ".type") : null;
+        var type = part.TryGetProperty("type"u8, out var t) ? RequireString(t, ".type") : null;
         switch (type)
         {
             case "text":
                 var textPart = new ContentPart
                 {
                     Kind = PartKind.Text,
-                    CacheControl = part.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, ".cache_control") : null,
+                    CacheControl = part.TryGetProperty("cache_control"u8, out var cc) ? CacheControlOf(cc, ".cache_control") : null,
                     Raw = part,
                 };
-                if (part.TryGetProperty("text", out var text)) textPart.TextToken = RequireStringToken(text, ".text");
+                if (part.TryGetProperty("text"u8, out var text)) textPart.TextToken = RequireStringToken(text, ".text");
                 else textPart.Text = "";
                 return textPart;
             case "image_url":
                 string? url = null;
-                if (part.TryGetProperty("image_url", out var iu))
+                if (part.TryGetProperty("image_url"u8, out var iu))
                     url = iu.ValueKind == JsonValueKind.String ? iu.GetString()
-                        : iu.ValueKind == JsonValueKind.Object && iu.TryGetProperty("url", out var u) ? OptionalString(u, ".image_url.url") : null;
+                        : iu.ValueKind == JsonValueKind.Object && iu.TryGetProperty("url"u8, out var u) ? OptionalString(u, ".image_url.url") : null;
                 if (url is null) throw ApiError.InvalidRequest("'.image_url.url' is required.", ".image_url");
                 return new ContentPart { Kind = PartKind.Image, Url = url, Raw = part };
             case null:
@@ -198,9 +198,9 @@ public static class OpenAIInboundAdapter
     private static ToolCall ReadToolCall(JsonElement call)
     {
         RequireObject(call, "");
-        if (!call.TryGetProperty("function", out var fn) || fn.ValueKind != JsonValueKind.Object)
+        if (!call.TryGetProperty("function"u8, out var fn) || fn.ValueKind != JsonValueKind.Object)
             throw ApiError.InvalidRequest("'.function' is required.", ".function");
-        var args = fn.TryGetProperty("arguments", out var a) ? a.ValueKind switch
+        var args = fn.TryGetProperty("arguments"u8, out var a) ? a.ValueKind switch
         {
             JsonValueKind.String => a.GetString()!,
             JsonValueKind.Object or JsonValueKind.Array => a.GetRawText(),
@@ -208,8 +208,8 @@ public static class OpenAIInboundAdapter
         } : "{}";
         return new ToolCall
         {
-            Id = call.TryGetProperty("id", out var id) ? RequireString(id, ".id") : throw ApiError.InvalidRequest("'.id' is required.", ".id"),
-            Name = fn.TryGetProperty("name", out var n) ? RequireString(n, ".function.name") : throw ApiError.InvalidRequest("'.function.name' is required.", ".function.name"),
+            Id = call.TryGetProperty("id"u8, out var id) ? RequireString(id, ".id") : throw ApiError.InvalidRequest("'.id' is required.", ".id"),
+            Name = fn.TryGetProperty("name"u8, out var n) ? RequireString(n, ".function.name") : throw ApiError.InvalidRequest("'.function.name' is required.", ".function.name"),
             Arguments = args,
         };
     }
@@ -229,23 +229,23 @@ public static class OpenAIInboundAdapter
     private static ToolDefinition ReadTool(JsonElement t)
     {
         RequireObject(t, "");
-        var type = t.TryGetProperty("type", out var ty) ? RequireString(ty, ".type") : "function";
+        var type = t.TryGetProperty("type"u8, out var ty) ? RequireString(ty, ".type") : "function";
         if (type != "function")
             return new ToolDefinition { Name = type, IsRaw = true, Raw = t };
-        if (!t.TryGetProperty("function", out var fn) || fn.ValueKind != JsonValueKind.Object)
+        if (!t.TryGetProperty("function"u8, out var fn) || fn.ValueKind != JsonValueKind.Object)
             throw ApiError.InvalidRequest("'.function' is required.", ".function");
-        var name = fn.TryGetProperty("name", out var n) ? RequireString(n, ".function.name") : null;
+        var name = fn.TryGetProperty("name"u8, out var n) ? RequireString(n, ".function.name") : null;
         if (string.IsNullOrEmpty(name)) throw ApiError.InvalidRequest("'.function.name' is required.", ".function.name");
-        var parameters = fn.TryGetProperty("parameters", out var ps) ? ps : default;
+        var parameters = fn.TryGetProperty("parameters"u8, out var ps) ? ps : default;
         if (parameters.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Object or JsonValueKind.Null))
             throw ApiError.InvalidRequest("'.function.parameters' must be a JSON schema object.", ".function.parameters");
         return new ToolDefinition
         {
             Name = name,
-            DescriptionToken = fn.TryGetProperty("description", out var d) ? OptionalStringToken(d, ".function.description") : default,
+            DescriptionToken = fn.TryGetProperty("description"u8, out var d) ? OptionalStringToken(d, ".function.description") : default,
             Parameters = parameters.ValueKind == JsonValueKind.Null ? default : parameters,
-            Strict = fn.TryGetProperty("strict", out var s) ? OptionalNullableBool(s, ".function.strict") : null,
-            CacheControl = t.TryGetProperty("cache_control", out var cc) ? CacheControlOf(cc, ".cache_control") : null,
+            Strict = fn.TryGetProperty("strict"u8, out var s) ? OptionalNullableBool(s, ".function.strict") : null,
+            CacheControl = t.TryGetProperty("cache_control"u8, out var cc) ? CacheControlOf(cc, ".cache_control") : null,
             Raw = t,
         };
     }
@@ -264,8 +264,8 @@ public static class OpenAIInboundAdapter
                     "required" => new ToolChoice(ToolChoiceKind.Required),
                     var other => throw ApiError.InvalidRequest($"'tool_choice' value '{other}' is not one of auto, none, required.", "tool_choice"),
                 };
-            case JsonValueKind.Object when v.TryGetProperty("function", out var fn) && fn.ValueKind == JsonValueKind.Object
-                                          && fn.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String:
+            case JsonValueKind.Object when v.TryGetProperty("function"u8, out var fn) && fn.ValueKind == JsonValueKind.Object
+                                          && fn.TryGetProperty("name"u8, out var n) && n.ValueKind == JsonValueKind.String:
                 return new ToolChoice(ToolChoiceKind.Function, n.GetString());
             default:
                 throw ApiError.InvalidRequest("'tool_choice' must be \"auto\", \"none\", \"required\" or {\"type\":\"function\",\"function\":{\"name\":…}}.", "tool_choice");

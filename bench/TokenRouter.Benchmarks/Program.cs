@@ -12,12 +12,23 @@ using TokenRouter.Benchmarks;
 //   dotnet run -c Release --project bench/TokenRouter.Benchmarks -- --quick --filter '*'     ~1–2 min
 //   dotnet run -c Release --project bench/TokenRouter.Benchmarks -- --filter '*'             full BenchmarkDotNet job
 //   dotnet run -c Release --project bench/TokenRouter.Benchmarks -- --latency                per-call p50/p95/p99 + per-stage means (no BDN)
+//   dotnet run -c Release --project bench/TokenRouter.Benchmarks -- --spin-parse             20 s of parsing, for perf record
 // Every other argument goes to BenchmarkDotNet (--filter, --job, --exporters, …).
 
 if (args.Contains("--latency"))
 {
     PerCallLatency.Run(args.Contains("--quick") ? 5_000 : 50_000);
     StageBreakdown.Run(args.Contains("--quick") ? 2_000 : 20_000);
+    return;
+}
+
+if (args.Contains("--spin-parse"))
+{
+    // A steady loop of the OpenAI parse for an external profiler (perf record with DOTNET_PerfMapEnabled=1).
+    var spin = new PipelineBenchmarks();
+    spin.Setup();
+    var until = Stopwatch.StartNew();
+    while (until.Elapsed < TimeSpan.FromSeconds(20)) spin.Parse();
     return;
 }
 
