@@ -299,10 +299,10 @@ public sealed partial class ChatForwarder(
             {
                 status = (int)response.StatusCode;
                 var media = response.Content.Headers.ContentType?.MediaType;
-                exchange.SetHead(status, media);
                 await using var upstream = await response.Content.ReadAsStreamAsync(cancel);
                 if (status is >= 200 and <= 299 && IsEventStream(media))
                 {
+                    exchange.SetHead(status, media);
                     (usage, estimated) = await PumpStreamAsync(exchange, upstream, call, cancel);
                     if (usage.IsEmpty && exchange.Error is null) status = 502;
                 }
@@ -315,6 +315,9 @@ public sealed partial class ChatForwarder(
                         exchange.Fail(ApiError.BadGateway($"The provider '{provider.Name}' sent a response that is not valid JSON."));
                         return;
                     }
+                    // A whole body is all its listeners can use: announcing the head only now, right before the body,
+                    // wakes each of them once instead of once per signal.
+                    exchange.SetHead(status, media);
                     exchange.Append(body.WrittenSpan);
                     exchange.Complete(usage);
                 }
