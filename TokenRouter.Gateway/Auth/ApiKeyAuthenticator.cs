@@ -143,11 +143,12 @@ public sealed partial class ApiKeyAuthenticator : IDisposable
         {
             try
             {
-                _redis.GetSubscriber().Unsubscribe(RedisChannel.Literal(RedisContract.KeysChangedChannel));
+                // Fire and forget: shutting down must not wait on (or fail with) a slow Redis; the subscription dies
+                // with the connection anyway.
+                _redis.GetSubscriber().Unsubscribe(RedisChannel.Literal(RedisContract.KeysChangedChannel), flags: CommandFlags.FireAndForget);
             }
             catch (RedisException)
             {
-                // Shutting down; the subscription dies with the connection anyway.
             }
         }
     }

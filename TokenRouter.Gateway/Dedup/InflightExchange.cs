@@ -107,6 +107,16 @@ public sealed class InflightExchange
         Finish();
     }
 
+    /// <summary>True when the exchange ended before any upstream call because its leader was refused (its own limits or
+    /// quota) or left: followers start over rather than take that answer as theirs.</summary>
+    public bool LeaderRejected { get; private set; }
+
+    public void Reject(ApiError error)
+    {
+        LeaderRejected = true;
+        Fail(error);
+    }
+
     public void Fail(ApiError error, Usage usage = default)
     {
         Error = error;

@@ -88,8 +88,8 @@ public sealed partial class ChatForwarder(
                 throw;
             }
 
-            InflightExchange exchange;
-            Listener listener;
+            PreparedRequest prepared;
+            Request request;
             using (envelope)
             {
                 var target = router.Resolve(envelope.Model);
@@ -102,7 +102,7 @@ public sealed partial class ChatForwarder(
                     anthropicVersion = context.Request.Headers["anthropic-version"].ToString();
                     anthropicBeta = context.Request.Headers["anthropic-beta"].ToString();
                 }
-                var prepared = pipeline.Prepare(envelope, target, identity,
+                prepared = pipeline.Prepare(envelope, target, identity,
                     anthropicVersion is null ? null : anthropicVersion + "\n" + anthropicBeta);
                 metrics.PipelineCompleted(time.GetElapsedTime(pipelineStarted));
 
@@ -110,69 +110,43 @@ public sealed partial class ChatForwarder(
                 headers[PrefixHashHeader] = prepared.PrefixHash;
                 headers[FullHashHeader] = prepared.FullHash;
                 headers[ProviderHeader] = target.Provider.Name;
-
-                bool leader;
-                if (o.DedupEnabled) exchange = inflight.Join(prepared.FullHash, envelope.Stream, out leader);
-                else
-                {
-                    exchange = new InflightExchange(prepared.FullHash, envelope.Stream, time.GetTimestamp());
-                    exchange.TryListen();
-                    leader = true;
-                }
-
-                var remote = false;
-                if (leader)
-                {
-                    // Limits and the worst-case quota reservation come before anything leaves for the provider.
-                    Admission admission;
-                    try
-                    {
-                        admission = await admissions.AdmitAsync(identity, target.UpstreamModel, target.Provider.Name, envelope.Stream,
-                            prepared.Body.WrittenCount, envelope.MaxTokens, context.RequestAborted);
-                    }
-                    catch (Exception ex)
-                    {
-                        // Anyone who joined meanwhile gets the same answer (same key, by default scope); nobody waits forever.
-                        exchange.Fail(ex as ApiError ?? new ApiError(499, "api_error", "The client left."));
-                        if (o.DedupEnabled) inflight.Remove(exchange);
-                        exchange.Leave();
-                        prepared.Dispose();
-                        throw;
-                    }
-                    var call = new UpstreamCall(requestId, identity, target, envelope.Model, envelope.Stream, prepared, admission, started,
-                        anthropicVersion, anthropicBeta);
-                    remote = o.DedupEnabled && broker is not null && !await ClaimAcrossReplicasAsync(exchange, context.RequestAborted);
-                    metrics.Overhead(time.GetElapsedTime(started));
-                    if (remote) _ = FollowRemoteAsync(exchange, call);
-                    else _ = PumpAsync(exchange, call, registered: o.DedupEnabled);
-                }
-                else
-                {
-                    // A follower costs nothing upstream: it counts against its key's request rate, takes no quota.
-                    prepared.Dispose();
-                    try
-                    {
-                        await using var followerAdmission = await admissions.AdmitFollowerAsync(identity, context.RequestAborted);
-                    }
-                    catch
-                    {
-                        exchange.Leave();
-                        throw;
-                    }
-                }
-
-                System.Diagnostics.Activity.Current?.SetTag(GatewayActivity.Deduplicated, !leader || remote);
-                listener = new Listener(context, clientFormat, envelope.Model, envelope.ClientWantsStreamUsage, identity, target,
-                    requestId, started, Follower: !leader || remote, Originator: leader);
+                request = new Request(context, clientFormat, identity, target, envelope.Model, envelope.Stream, envelope.MaxTokens,
+                    envelope.ClientWantsStreamUsage, requestId, started, anthropicVersion, anthropicBeta);
             }
 
+            // The prepared request is this handler's until a call it leads takes it over.
+            var ownsPrepared = true;
             try
             {
-                await DeliverAsync(exchange, listener);
+                for (var attempt = 1; ; attempt++)
+                {
+                    var (exchange, listener) = await JoinOrLeadAsync(request, prepared, o);
+                    if (listener.Originator) ownsPrepared = false;
+                    try
+                    {
+                        await DeliverAsync(exchange, listener);
+                        break;
+                    }
+                    catch (LeaderRejectedException) when (attempt < MaxJoinAttempts)
+                    {
+                        // The request it followed never left for the provider (its leader was refused or left): start over,
+                        // under this request's own limits and quota.
+                    }
+                    catch (LeaderRejectedException)
+                    {
+                        throw new ApiError(StatusCodes.Status503ServiceUnavailable, "api_error",
+                            "Identical requests kept being refused before reaching the provider; retry shortly.", "dedup_contention")
+                        { RetryAfterSeconds = 1 };
+                    }
+                    finally
+                    {
+                        exchange.Leave();
+                    }
+                }
             }
             finally
             {
-                exchange.Leave();
+                if (ownsPrepared) prepared.Dispose();
             }
             return TypedResults.Empty;
         }
@@ -189,6 +163,79 @@ public sealed partial class ChatForwarder(
         {
             metrics.InflightChanged(-1);
         }
+    }
+
+    /// <summary>A request past the pipeline: what joining or leading an exchange needs of it.</summary>
+    private sealed record Request(
+        HttpContext Context, ApiFormat ClientFormat, ClientIdentity Identity, RouteTarget Target, string Model, bool Stream,
+        int? MaxTokens, bool ClientWantsStreamUsage, string RequestId, long Started, string? AnthropicVersion, string? AnthropicBeta);
+
+    /// <summary>How often a follower whose leader never reached the provider starts over before it fails.</summary>
+    private const int MaxJoinAttempts = 3;
+
+    /// <summary>Thrown to a follower whose exchange ended before any upstream call: its leader's refusal is not its own.</summary>
+    private sealed class LeaderRejectedException : Exception;
+
+    /// <summary>
+    /// Joins the identical request in flight (follower) or leads a new one: admission (limits, worst-case quota) first,
+    /// then the upstream call — here or, across replicas, wherever it already runs. A leader that is refused fails its
+    /// exchange as <see cref="InflightExchange.LeaderRejected"/>, so followers start over instead of inheriting the refusal.
+    /// </summary>
+    private async Task<(InflightExchange, Listener)> JoinOrLeadAsync(Request r, PreparedRequest prepared, GatewayOptions o)
+    {
+        var aborted = r.Context.RequestAborted;
+        InflightExchange exchange;
+        bool leader;
+        if (o.DedupEnabled) exchange = inflight.Join(prepared.FullHash, r.Stream, out leader);
+        else
+        {
+            exchange = new InflightExchange(prepared.FullHash, r.Stream, time.GetTimestamp());
+            exchange.TryListen();
+            leader = true;
+        }
+
+        var remote = false;
+        if (leader)
+        {
+            Admission admission;
+            try
+            {
+                admission = await admissions.AdmitAsync(r.Identity, r.Target.UpstreamModel, r.Target.Provider.Name, r.Stream,
+                    prepared.Body.WrittenCount, r.MaxTokens, aborted);
+            }
+            catch (Exception ex)
+            {
+                // Nobody who joined meanwhile waits forever, and nobody inherits this request's own refusal.
+                exchange.Reject(ex as ApiError ?? new ApiError(499, "api_error", "The client left."));
+                if (o.DedupEnabled) inflight.Remove(exchange);
+                exchange.Leave();
+                throw;
+            }
+            var call = new UpstreamCall(r.RequestId, r.Identity, r.Target, r.Model, r.Stream, prepared, admission, r.Started,
+                r.AnthropicVersion, r.AnthropicBeta);
+            remote = o.DedupEnabled && broker is not null && !await ClaimAcrossReplicasAsync(exchange, aborted);
+            metrics.Overhead(time.GetElapsedTime(r.Started));
+            if (remote) _ = FollowRemoteAsync(exchange, call);
+            else _ = PumpAsync(exchange, call, registered: o.DedupEnabled);
+        }
+        else
+        {
+            // A follower costs nothing upstream: it counts against its key's request rate, takes no quota.
+            try
+            {
+                await using var followerAdmission = await admissions.AdmitFollowerAsync(r.Identity, aborted);
+            }
+            catch
+            {
+                exchange.Leave();
+                throw;
+            }
+        }
+
+        System.Diagnostics.Activity.Current?.SetTag(GatewayActivity.Deduplicated, !leader || remote);
+        var listener = new Listener(r.Context, r.ClientFormat, r.Model, r.ClientWantsStreamUsage, r.Identity, r.Target,
+            r.RequestId, r.Started, Follower: !leader || remote, Originator: leader);
+        return (exchange, listener);
     }
 
     // ---- Dedup across replicas ---------------------------------------------------------------------------
@@ -439,6 +486,7 @@ public sealed partial class ChatForwarder(
     {
         var aborted = l.Context.RequestAborted;
         await exchange.WaitForHeadAsync(aborted);
+        if (exchange.Status == 0 && exchange.LeaderRejected && !l.Originator) throw new LeaderRejectedException();
         if (exchange.Status == 0)
         {
             if (l.Follower) RecordFollower(exchange, l, exchange.Error?.Status ?? 502);
