@@ -90,28 +90,24 @@ public sealed class Envelope : IDisposable
 
 public sealed class Message
 {
+    private JsonText _value;
     private string? _text;
-    private JsonElement _textToken;
 
     public required MessageRole Role { get; set; }
     /// <summary>Content sent as a plain string (decoded from <see cref="TextToken"/> on first use).</summary>
     public string? Text
     {
-        get => _text ??= JsonText.Decode(_textToken);
-        set => (_text, _textToken) = (value, default);
+        get => _text ??= _value.ToString();
+        set => (_value, _text) = (value, value);
     }
-    /// <summary>
-    /// The client's JSON string token of <see cref="Text"/>, kept while the text is unchanged when its bytes are canonical
-    /// (else setting it decodes it at once; see <see cref="JsonText"/>).
-    /// </summary>
+    /// <summary>Sets the text from the client's JSON string token without decoding it (see <see cref="JsonText"/>).</summary>
     public JsonElement TextToken
     {
-        get => _textToken;
-        set => (_text, _textToken) = JsonText.Accept(value);
+        set => (_value, _text) = (JsonText.From(value), null);
     }
-    public bool HasText => _text is not null || _textToken.ValueKind == JsonValueKind.String;
+    public bool HasText => !_value.IsNull;
     /// <summary>The text without decoding it.</summary>
-    public JsonText TextValue => new(_text, _textToken);
+    public JsonText TextValue => _value;
 
     /// <summary>Content sent as an array of parts (or tool_use/tool_result blocks).</summary>
     public List<ContentPart>? Parts { get; set; }
@@ -127,28 +123,24 @@ public sealed class Message
 
 public sealed class ContentPart
 {
+    private JsonText _value;
     private string? _text;
-    private JsonElement _textToken;
 
     public required PartKind Kind { get; init; }
     /// <summary>Text (Text parts, a ToolResult given as a string), decoded from <see cref="TextToken"/> on first use.</summary>
     public string? Text
     {
-        get => _text ??= JsonText.Decode(_textToken);
-        set => (_text, _textToken) = (value, default);
+        get => _text ??= _value.ToString();
+        set => (_value, _text) = (value, value);
     }
-    /// <summary>
-    /// The client's JSON string token of <see cref="Text"/>, kept while the text is unchanged when its bytes are canonical
-    /// (else setting it decodes it at once; see <see cref="JsonText"/>).
-    /// </summary>
+    /// <summary>Sets the text from the client's JSON string token without decoding it (see <see cref="JsonText"/>).</summary>
     public JsonElement TextToken
     {
-        get => _textToken;
-        set => (_text, _textToken) = JsonText.Accept(value);
+        set => (_value, _text) = (JsonText.From(value), null);
     }
-    public bool HasText => _text is not null || _textToken.ValueKind == JsonValueKind.String;
+    public bool HasText => !_value.IsNull;
     /// <summary>The text without decoding it.</summary>
-    public JsonText TextValue => new(_text, _textToken);
+    public JsonText TextValue => _value;
 
     public CacheControl? CacheControl { get; set; }
 
@@ -182,24 +174,23 @@ public sealed class ToolCall
 
 public sealed class ToolDefinition
 {
+    private JsonText _descriptionValue;
     private string? _description;
-    private JsonElement _descriptionToken;
 
     public required string Name { get; init; }
     public string? Description
     {
-        get => _description ??= JsonText.Decode(_descriptionToken);
-        init => _description = value;
+        get => _description ??= _descriptionValue.ToString();
+        init => (_descriptionValue, _description) = (value, value);
     }
     /// <summary>The client's JSON string token of <see cref="Description"/> (see <see cref="JsonText"/>).</summary>
     public JsonElement DescriptionToken
     {
-        get => _descriptionToken;
-        init => (_description, _descriptionToken) = JsonText.Accept(value);
+        init => (_descriptionValue, _description) = (JsonText.From(value), null);
     }
-    public bool HasDescription => _description is not null || _descriptionToken.ValueKind == JsonValueKind.String;
+    public bool HasDescription => !_descriptionValue.IsNull;
     /// <summary>The description without decoding it.</summary>
-    public JsonText DescriptionValue => new(_description, _descriptionToken);
+    public JsonText DescriptionValue => _descriptionValue;
     /// <summary>The JSON schema of the input as received (may be undefined).</summary>
     public JsonElement Parameters { get; init; }
     /// <summary>Canonical UTF-8 JSON of <see cref="Parameters"/>, set by the Canonicalizer.</summary>

@@ -25,8 +25,7 @@ public sealed class JsonTextTests
     private static JsonText FromToken(string json, out JsonDocument document)
     {
         document = JsonDocument.Parse(json);
-        var (text, token) = JsonText.Accept(document.RootElement);
-        return new JsonText(text, token);
+        return JsonText.From(document.RootElement);
     }
 
     /// <summary>Every way a client might escape a string: JavaScript, .NET's default encoder, Python's ensure_ascii, all-\u.</summary>
@@ -100,24 +99,30 @@ public sealed class JsonTextTests
     }
 
     [Fact]
-    public void A_canonical_token_is_kept_undecoded_and_other_tokens_are_decoded_at_once()
+    public void A_token_in_another_escaping_is_decoded_when_read_and_outlives_its_document()
     {
-        using var canonical = JsonDocument.Parse("\"line\\none\"");
-        var (text, token) = JsonText.Accept(canonical.RootElement);
-        Assert.Null(text);
-        Assert.Equal(JsonValueKind.String, token.ValueKind);
-
-        using var escaped = JsonDocument.Parse("\"it\\u0027s\"");
-        (text, token) = JsonText.Accept(escaped.RootElement);
-        Assert.Equal("it's", text);
-        Assert.Equal(JsonValueKind.Undefined, token.ValueKind);
+        JsonText text;
+        using (var document = JsonDocument.Parse("\"it\\u0027s \\u00e9\""))
+        {
+            text = JsonText.From(document.RootElement);
+        }
+        // Decoded at parse time, so it no longer points into the (disposed) request document.
+        Assert.Equal("\"it's \u00e9\"", Encoding.UTF8.GetString(Written(text)));
+        Assert.Equal("it's \u00e9", text.ToString());
     }
 
     [Fact]
     public void An_unpaired_surrogate_escape_fails_when_accepted_not_later()
     {
         using var document = JsonDocument.Parse("\"cut \\ud83d\"");
-        Assert.Throws<InvalidOperationException>(() => JsonText.Accept(document.RootElement));
+        Assert.Throws<InvalidOperationException>(() => JsonText.From(document.RootElement));
+    }
+
+    [Fact]
+    public void A_non_string_element_is_null()
+    {
+        using var document = JsonDocument.Parse("42");
+        Assert.True(JsonText.From(document.RootElement).IsNull);
     }
 
     [Fact]
