@@ -58,35 +58,19 @@ public static class AnthropicInboundAdapter
 
         if (messages.ValueKind == JsonValueKind.Undefined) throw ApiError.InvalidRequest("messages: Field required", "messages");
         RequireArray(messages, "messages");
-        envelope.Messages = new List<Message>(messages.GetArrayLength());
-        var i = 0;
-        foreach (var m in messages.EnumerateArray()) envelope.Messages.Add(ReadMessage(m, i++));
+        envelope.Messages = ReadArray(messages, "messages", dotted: true, ReadMessage);
         if (envelope.Messages.Count == 0) throw ApiError.InvalidRequest("messages: at least one message is required", "messages");
 
         if (tools.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null))
         {
             RequireArray(tools, "tools");
-            envelope.Tools = new List<ToolDefinition>(tools.GetArrayLength());
-            i = 0;
-            foreach (var t in tools.EnumerateArray()) envelope.Tools.Add(ReadTool(t, i++));
+            envelope.Tools = ReadArray(tools, "tools", dotted: true, ReadTool);
         }
         return envelope;
     }
 
-    // The element readers below name fields relative to their element (".role") and leave the element's own path to
-    // the caller (ApiError.UnderParam): paths are built only for requests that fail.
-
-    private static Message ReadMessage(JsonElement m, int index)
-    {
-        try
-        {
-            return ReadMessage(m);
-        }
-        catch (ApiError error) when (error.Param is not null)
-        {
-            throw error.UnderParam($"messages.{index}");
-        }
-    }
+    // The element readers below name fields relative to their element (".role"); ReadArray puts the element's own path
+    // in front when one fails.
 
     private static Message ReadMessage(JsonElement m)
     {
@@ -121,24 +105,7 @@ public static class AnthropicInboundAdapter
     }
 
     /// <param name="at">The array's path relative to the enclosing reader (or absolute at the top level).</param>
-    private static List<ContentPart> ReadBlocks(JsonElement array, string at)
-    {
-        var parts = new List<ContentPart>(array.GetArrayLength());
-        var i = 0;
-        foreach (var block in array.EnumerateArray())
-        {
-            try
-            {
-                parts.Add(ReadBlock(block));
-            }
-            catch (ApiError error) when (error.Param is not null)
-            {
-                throw error.UnderParam($"{at}.{i}");
-            }
-            i++;
-        }
-        return parts;
-    }
+    private static List<ContentPart> ReadBlocks(JsonElement array, string at) => ReadArray(array, at, dotted: true, ReadBlock);
 
     private static ContentPart ReadBlock(JsonElement block)
     {
@@ -200,18 +167,6 @@ public static class AnthropicInboundAdapter
                 return result;
             default:
                 return new ContentPart { Kind = PartKind.Other, CacheControl = cache, Raw = block };
-        }
-    }
-
-    private static ToolDefinition ReadTool(JsonElement t, int index)
-    {
-        try
-        {
-            return ReadTool(t);
-        }
-        catch (ApiError error) when (error.Param is not null)
-        {
-            throw error.UnderParam($"tools.{index}");
         }
     }
 

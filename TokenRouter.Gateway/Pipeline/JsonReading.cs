@@ -102,6 +102,30 @@ internal static class JsonReading
         return ttl == "1h" ? CacheControl.OneHour : CacheControl.FiveMinutes;
     }
 
+    /// <summary>
+    /// Reads every element of an array with a reader that names fields relative to its element (".role"); a field error
+    /// gets the element's path in front — OpenAI's <c>messages[3].role</c> or, with <paramref name="dotted"/>, Anthropic's
+    /// <c>messages.3.role</c> — so paths are built only for requests that fail (<see cref="ApiError.UnderParam"/>).
+    /// </summary>
+    public static List<T> ReadArray<T>(JsonElement array, string name, bool dotted, Func<JsonElement, T> read)
+    {
+        var list = new List<T>(array.GetArrayLength());
+        var i = 0;
+        foreach (var element in array.EnumerateArray())
+        {
+            try
+            {
+                list.Add(read(element));
+            }
+            catch (ApiError error) when (error.Param is not null)
+            {
+                throw error.UnderParam(dotted ? $"{name}.{i}" : $"{name}[{i}]");
+            }
+            i++;
+        }
+        return list;
+    }
+
     public static void AddExtra(ref List<KeyValuePair<string, JsonElement>>? extra, JsonProperty p) =>
         (extra ??= []).Add(new(p.Name, p.Value));
 }

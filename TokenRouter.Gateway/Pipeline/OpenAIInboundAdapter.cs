@@ -56,34 +56,18 @@ public static class OpenAIInboundAdapter
         if (messages.ValueKind == JsonValueKind.Undefined) throw ApiError.InvalidRequest("'messages' is required.", "messages");
         RequireArray(messages, "messages");
         if (messages.GetArrayLength() == 0) throw ApiError.InvalidRequest("'messages' must contain at least one message.", "messages");
-        envelope.Messages = new List<Message>(messages.GetArrayLength());
-        var i = 0;
-        foreach (var m in messages.EnumerateArray()) envelope.Messages.Add(ReadMessage(m, i++));
+        envelope.Messages = ReadArray(messages, "messages", dotted: false, ReadMessage);
 
         if (tools.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null))
         {
             RequireArray(tools, "tools");
-            envelope.Tools = new List<ToolDefinition>(tools.GetArrayLength());
-            i = 0;
-            foreach (var t in tools.EnumerateArray()) envelope.Tools.Add(ReadTool(t, i++));
+            envelope.Tools = ReadArray(tools, "tools", dotted: false, ReadTool);
         }
         return envelope;
     }
 
-    // The element readers below name fields relative to their element (".role") and leave the element's own path to
-    // the caller (ApiError.UnderParam): paths are built only for requests that fail.
-
-    private static Message ReadMessage(JsonElement m, int index)
-    {
-        try
-        {
-            return ReadMessage(m);
-        }
-        catch (ApiError error) when (error.Param is not null)
-        {
-            throw error.UnderParam($"messages[{index}]");
-        }
-    }
+    // The element readers below name fields relative to their element (".role"); ReadArray puts the element's own path
+    // in front when one fails.
 
     private static Message ReadMessage(JsonElement m)
     {
@@ -111,7 +95,7 @@ public static class OpenAIInboundAdapter
                 message.TextToken = content;
                 break;
             case JsonValueKind.Array:
-                message.Parts = ReadParts(content);
+                message.Parts = ReadArray(content, ".content", dotted: false, ReadPart);
                 break;
             case JsonValueKind.Null or JsonValueKind.Undefined:
                 if (message.Role != MessageRole.Assistant)
@@ -123,25 +107,6 @@ public static class OpenAIInboundAdapter
         if (message.Role == MessageRole.Tool && message.ToolCallId is null)
             throw ApiError.InvalidRequest("'.tool_call_id' is required for role 'tool'.", ".tool_call_id");
         return message;
-    }
-
-    private static List<ContentPart> ReadParts(JsonElement array)
-    {
-        var parts = new List<ContentPart>(array.GetArrayLength());
-        var i = 0;
-        foreach (var part in array.EnumerateArray())
-        {
-            try
-            {
-                parts.Add(ReadPart(part));
-            }
-            catch (ApiError error) when (error.Param is not null)
-            {
-                throw error.UnderParam($".content[{i}]");
-            }
-            i++;
-        }
-        return parts;
     }
 
     private static ContentPart ReadPart(JsonElement part)
@@ -178,21 +143,7 @@ public static class OpenAIInboundAdapter
     {
         if (v.ValueKind == JsonValueKind.Null) return null;
         RequireArray(v, ".tool_calls");
-        var calls = new List<ToolCall>(v.GetArrayLength());
-        var i = 0;
-        foreach (var call in v.EnumerateArray())
-        {
-            try
-            {
-                calls.Add(ReadToolCall(call));
-            }
-            catch (ApiError error) when (error.Param is not null)
-            {
-                throw error.UnderParam($".tool_calls[{i}]");
-            }
-            i++;
-        }
-        return calls;
+        return ReadArray(v, ".tool_calls", dotted: false, ReadToolCall);
     }
 
     private static ToolCall ReadToolCall(JsonElement call)
@@ -212,18 +163,6 @@ public static class OpenAIInboundAdapter
             Name = fn.TryGetProperty("name"u8, out var n) ? RequireString(n, ".function.name") : throw ApiError.InvalidRequest("'.function.name' is required.", ".function.name"),
             Arguments = args,
         };
-    }
-
-    private static ToolDefinition ReadTool(JsonElement t, int index)
-    {
-        try
-        {
-            return ReadTool(t);
-        }
-        catch (ApiError error) when (error.Param is not null)
-        {
-            throw error.UnderParam($"tools[{index}]");
-        }
     }
 
     private static ToolDefinition ReadTool(JsonElement t)
