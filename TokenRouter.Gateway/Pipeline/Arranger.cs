@@ -63,7 +63,7 @@ public sealed class Arranger(ToolOrderMemory memory)
     /// <summary>The conversation's identity: tenant + system + first user turn.</summary>
     public static UInt128 ConversationRoot(Envelope envelope, string scope)
     {
-        var hash = new XxHash128();
+        var hash = Hasher.RentHasher();
         Append(hash, scope);
         Append(hash, envelope.Model);
         if (envelope.System is { } system)
@@ -83,7 +83,7 @@ public sealed class Arranger(ToolOrderMemory memory)
                 break;
             }
         }
-        return hash.GetCurrentHashAsUInt128();
+        return Hasher.ReturnHasher(hash);
     }
 
     private static void AppendContent(XxHash128 hash, Message m)

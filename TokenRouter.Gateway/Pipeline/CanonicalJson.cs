@@ -196,6 +196,9 @@ public static class CanonicalJson
         return buffer.WrittenSpan.ToArray();
     }
 
+    [ThreadStatic] private static ArrayBufferWriter<byte>? t_buffer;
+    [ThreadStatic] private static Utf8JsonWriter? t_writer;
+
     /// <summary>
     /// Canonical text of a JSON document held in a string (tool-call arguments). Text that is not valid JSON is
     /// returned exactly as sent: it is what the model produced, and only the client may change it.
@@ -219,15 +222,23 @@ public static class CanonicalJson
             }
             using (doc)
             {
-                using var buffer = new PooledBufferWriter(len + 16);
+                // Every tool call of every request comes through here: one writer and buffer per thread, reset each time.
+                var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
+                buffer.ResetWrittenCount();
+                var writer = t_writer ??= new Utf8JsonWriter(buffer, WriterOptions);
+                writer.Reset(buffer);
                 try
                 {
-                    using var writer = new Utf8JsonWriter(buffer, WriterOptions);
                     Write(writer, doc.RootElement);
+                    writer.Flush();
                 }
                 catch (InvalidOperationException)
                 {
                     return json; // a string escape System.Text.Json cannot decode (an unpaired surrogate): left as sent
+                }
+                finally
+                {
+                    if (buffer.Capacity > 256 * 1024) t_buffer = null; // do not keep a rare huge argument's buffer per thread
                 }
                 var canonical = buffer.WrittenSpan;
                 // Already canonical: keep the caller's string instance instead of allocating an equal one.

@@ -18,44 +18,57 @@ internal static class StageBreakdown
         foreach (var (name, target) in new[] { ("OpenAI", f.OpenAITarget), ("Anthropic", f.AnthropicTarget) })
         {
             var ticks = new long[Stages.Length];
+            var bytes = new long[Stages.Length];
             for (var round = 0; round < 2; round++) // round 0 warms up
             {
                 Array.Clear(ticks);
-                for (var i = 0; i < calls; i++) Once(f, target, ticks);
+                Array.Clear(bytes);
+                for (var i = 0; i < calls; i++) Once(f, target, ticks, bytes);
             }
             Console.WriteLine();
             Console.WriteLine($"Stage breakdown → {name} target, mean over {calls:N0} requests (parse + stages, as Prepare runs them):");
             Console.WriteLine();
-            Console.WriteLine("| Stage | Mean | Share |");
-            Console.WriteLine("|---|---:|---:|");
+            Console.WriteLine("| Stage | Mean | Share | Allocated |");
+            Console.WriteLine("|---|---:|---:|---:|");
             var total = ticks.Sum();
             for (var s = 0; s < Stages.Length; s++)
-                Console.WriteLine($"| {Stages[s]} | {ticks[s] * 1_000_000.0 / Stopwatch.Frequency / calls:F1} µs | {100.0 * ticks[s] / total:F0} % |");
-            Console.WriteLine($"| total | {total * 1_000_000.0 / Stopwatch.Frequency / calls:F1} µs | |");
+                Console.WriteLine($"| {Stages[s]} | {ticks[s] * 1_000_000.0 / Stopwatch.Frequency / calls:F1} µs | {100.0 * ticks[s] / total:F0} % | {bytes[s] / calls:N0} B |");
+            Console.WriteLine($"| total | {total * 1_000_000.0 / Stopwatch.Frequency / calls:F1} µs | | {bytes.Sum() / calls:N0} B |");
         }
     }
 
-    private static void Once(PipelineFixture f, RouteTarget target, long[] ticks)
+    private static void Once(PipelineFixture f, RouteTarget target, long[] ticks, long[] bytes)
     {
-        var t0 = Stopwatch.GetTimestamp();
+        var stage = 0;
+        var t = Stopwatch.GetTimestamp();
+        var a = GC.GetAllocatedBytesForCurrentThread();
+        void Mark()
+        {
+            var now = Stopwatch.GetTimestamp();
+            var allocated = GC.GetAllocatedBytesForCurrentThread();
+            ticks[stage] += now - t;
+            bytes[stage] += allocated - a;
+            stage++;
+            t = Stopwatch.GetTimestamp();
+            a = GC.GetAllocatedBytesForCurrentThread();
+        }
+
         using var envelope = OpenAIInboundAdapter.Parse(f.Sample.Body);
-        var t1 = Stopwatch.GetTimestamp();
+        Mark();
         Chunker.Chunk(envelope);
-        var t2 = Stopwatch.GetTimestamp();
+        Mark();
         f.Arranger.Arrange(envelope, f.Identity.Scope);
-        var t3 = Stopwatch.GetTimestamp();
+        Mark();
         f.Canonicalizer.Canonicalize(envelope);
-        var t4 = Stopwatch.GetTimestamp();
+        Mark();
         envelope.PrefixHash = Hasher.ComputePrefixHash(envelope);
-        var t5 = Stopwatch.GetTimestamp();
+        Mark();
         CacheInjector.Inject(envelope, target.Provider.Kind, f.Identity.Scope, f.Options.AnthropicCacheTtl);
-        var t6 = Stopwatch.GetTimestamp();
+        Mark();
         using var body = new PooledBufferWriter(f.Sample.Body.Length + 1024);
         f.Adapters.For(target.Provider.Kind).WriteRequest(envelope, target.UpstreamModel, body);
-        var t7 = Stopwatch.GetTimestamp();
+        Mark();
         _ = Hasher.ComputeFullHash(body.WrittenSpan, target.Provider.Name, f.Identity.Scope);
-        var t8 = Stopwatch.GetTimestamp();
-        ticks[0] += t1 - t0; ticks[1] += t2 - t1; ticks[2] += t3 - t2; ticks[3] += t4 - t3;
-        ticks[4] += t5 - t4; ticks[5] += t6 - t5; ticks[6] += t7 - t6; ticks[7] += t8 - t7;
+        Mark();
     }
 }
