@@ -45,6 +45,15 @@ public sealed class PassthroughApiTests : IAsyncLifetime
 
     private IReadOnlyList<UsageRecord> Usage => _gateway.Service<InMemoryUsageSink>().Snapshot();
 
+    /// <summary>The usage records once there are <paramref name="expected"/>: a request is metered as its handler ends,
+    /// which can be a moment after its client has read the whole response.</summary>
+    private async Task<IReadOnlyList<UsageRecord>> UsageAsync(int expected = 1)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (Usage.Count < expected && DateTime.UtcNow < deadline) await Task.Delay(10);
+        return Usage;
+    }
+
     [Fact]
     public async Task Embeddings_reach_the_provider_with_its_key_and_are_metered()
     {
@@ -62,7 +71,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         Assert.Equal("text-embedding-3-small", upstream.Model);
         Assert.DoesNotContain(upstream.Headers.Values, v => v.Contains(GatewayFactory.ClientKey, StringComparison.Ordinal));
 
-        var record = Assert.Single(Usage);
+        var record = Assert.Single(await UsageAsync());
         Assert.Equal("openai", record.Provider);
         Assert.Equal("text-embedding-3-small", record.Model);
         Assert.Equal(200, record.Status);
@@ -86,7 +95,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         var upstream = Assert.Single(_provider.Requests);
         Assert.Equal("/v1/moderations", upstream.Path);
         Assert.Equal(body.Replace("openai/omni-moderation-latest", "omni-moderation-latest", StringComparison.Ordinal), upstream.BodyText);
-        var record = Assert.Single(Usage);
+        var record = Assert.Single(await UsageAsync());
         Assert.Equal("omni-moderation-latest", record.Model);
         Assert.True(record.Usage.IsEmpty);
         Assert.Equal(0m, record.CostUsd); // no tokens reported: nothing to bill, nothing flagged
@@ -110,7 +119,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         Assert.Equal("Bearer sk-upstream-openai", upstream.Header("Authorization"));
         Assert.Empty(upstream.Body);
 
-        var record = Assert.Single(Usage);
+        var record = Assert.Single(await UsageAsync());
         Assert.Equal(response.Headers.GetValues("x-request-id").Single(), record.RequestId);
         Assert.Equal("(files)", record.Model);
         Assert.Equal(200, record.Status);
@@ -134,7 +143,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         var upstream = Assert.Single(_provider.Requests);
         Assert.Equal("multipart/form-data; boundary=\"tr-boundary-42\"", upstream.Header("Content-Type"));
         Assert.Equal(sent, upstream.Body);
-        Assert.Equal("(files)", Assert.Single(Usage).Model);
+        Assert.Equal("(files)", Assert.Single(await UsageAsync()).Model);
     }
 
     [Fact]
@@ -164,7 +173,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         Assert.Equal("/user/balance", upstream.Path); // DeepSeek's base URL is its API root, as for chat
         Assert.Equal("Bearer sk-upstream-deepseek", upstream.Header("Authorization"));
         Assert.DoesNotContain(upstream.Headers.Keys, h => h.StartsWith("x-tokenrouter-", StringComparison.OrdinalIgnoreCase));
-        Assert.Equal("deepseek", Assert.Single(Usage).Provider);
+        Assert.Equal("deepseek", Assert.Single(await UsageAsync()).Provider);
     }
 
     [Fact]
@@ -190,7 +199,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         Assert.Equal("2023-06-01", upstream.Header("anthropic-version"));
         Assert.Equal("token-counting-2024-11-01", upstream.Header("anthropic-beta"));
         Assert.Null(upstream.Header("Authorization"));
-        var record = Assert.Single(Usage);
+        var record = Assert.Single(await UsageAsync());
         Assert.Equal("anthropic", record.Provider);
         Assert.True(record.Usage.IsEmpty, "counted tokens are not used tokens");
         Assert.Equal(0m, record.CostUsd);
@@ -205,7 +214,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         using var response = await http.GetAsync("v1/responses/resp_1");
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var record = Assert.Single(Usage);
+        var record = Assert.Single(await UsageAsync());
         Assert.Equal("(responses)", record.Model);
         Assert.True(record.Usage.IsEmpty, "the run was billed when it was made");
         Assert.Equal(0m, record.CostUsd);
@@ -220,7 +229,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         using var response = await http.PostAsync("v1/responses", ChatCompletionsApiTests.Json("""{"model":"gpt-4o","input":"Hello"}"""));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var record = Assert.Single(Usage);
+        var record = Assert.Single(await UsageAsync());
         Assert.Equal(new Usage(2000, 1024, 0, 0, 10), record.Usage);
         // gpt-4o: 976 × $2.50 + 1024 × $1.25 + 10 × $10 per 1M tokens.
         Assert.Equal((976 * 2.50m + 1024 * 1.25m + 10 * 10m) / 1_000_000m, record.CostUsd);
@@ -298,7 +307,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
 
         Assert.Equal(status, (int)response.StatusCode);
         Assert.Equal(body, await response.Content.ReadAsStringAsync());
-        Assert.Equal(status, Assert.Single(Usage).Status);
+        Assert.Equal(status, Assert.Single(await UsageAsync()).Status);
     }
 
     [Fact]
@@ -313,7 +322,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         var error = await ChatCompletionsApiTests.ErrorOf(response);
         Assert.Equal("api_error", error.GetProperty("type").GetString());
         Assert.DoesNotContain("<html>", error.GetProperty("message").GetString());
-        Assert.Equal(503, Assert.Single(Usage).Status);
+        Assert.Equal(503, Assert.Single(await UsageAsync()).Status);
     }
 
     [Fact]
@@ -392,7 +401,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         Assert.Contains("\"lo\"", rest);
         Assert.EndsWith("data: [DONE]\n\n", rest);
 
-        var record = Assert.Single(Usage);
+        var record = Assert.Single(await UsageAsync());
         Assert.True(record.Stream);
         Assert.Equal(new Usage(5, 0, 0, 0, 2), record.Usage);
         Assert.Equal((5 * 0.15m + 2 * 0.60m) / 1_000_000m, record.CostUsd); // gpt-4o-mini list price

@@ -53,13 +53,16 @@ public sealed class AdminKeysAtGatewayTests : IAsyncLifetime
         using (var revoke = await admin.DeleteAsync($"admin/api-keys/{id}"))
             Assert.Equal(HttpStatusCode.NoContent, revoke.StatusCode);
 
-        // Within AUTH_CACHE_TTL (1 s here; Admin's change notification usually evicts sooner).
+        // Within AUTH_CACHE_TTL (1 s here; Admin's change notification usually evicts sooner). A request that races the
+        // notification may still be served; none that is refused reaches the provider.
+        var served = 1;
         await AdminTestHelpers.EventuallyAsync(async () =>
         {
-            using var refused = await client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(body));
-            return refused.StatusCode == HttpStatusCode.Unauthorized;
+            using var response = await client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(body));
+            if (response.StatusCode == HttpStatusCode.OK) served++;
+            return response.StatusCode == HttpStatusCode.Unauthorized;
         }, TimeSpan.FromSeconds(10), "the revoked key to be refused");
-        Assert.Equal(1, _provider.CallCount);
+        Assert.Equal(served, _provider.CallCount);
     }
 
     [Fact]
