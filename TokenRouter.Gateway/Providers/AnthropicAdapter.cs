@@ -58,6 +58,8 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
             ? ReadUsageObject(u)
             : default;
 
+    public Usage ReadUsageOf(JsonElement usage) => usage.ValueKind == JsonValueKind.Object ? ReadUsageObject(usage) : default;
+
     /// <summary>
     /// Reads an Anthropic <c>usage</c> object. Cache writes are split by TTL from <c>cache_creation</c>; without that
     /// breakdown (older responses) all writes count as 5-minute writes.

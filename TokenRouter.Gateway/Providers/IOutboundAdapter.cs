@@ -24,4 +24,7 @@ public interface IOutboundAdapter
 
     /// <summary>Reads the usage object of a non-streaming response (the response's root object).</summary>
     Usage ReadUsage(JsonElement responseRoot);
+
+    /// <summary>Reads the provider's <c>usage</c> object itself.</summary>
+    Usage ReadUsageOf(JsonElement usage);
 }

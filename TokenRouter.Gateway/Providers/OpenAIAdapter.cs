@@ -27,6 +27,8 @@ public class OpenAIAdapter : IOutboundAdapter
     public virtual Usage ReadUsage(JsonElement responseRoot) =>
         responseRoot.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object ? ReadUsageObject(u) : default;
 
+    public Usage ReadUsageOf(JsonElement usage) => usage.ValueKind == JsonValueKind.Object ? ReadUsageObject(usage) : default;
+
     /// <summary>Reads an OpenAI <c>usage</c> object; <c>cached_tokens</c> is part of <c>prompt_tokens</c>.</summary>
     public static Usage ReadUsageObject(JsonElement usage)
     {

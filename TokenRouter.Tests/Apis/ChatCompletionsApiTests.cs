@@ -247,6 +247,23 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
         Assert.Equal(429, Assert.Single(_gateway.Service<InMemoryUsageSink>().Snapshot()).Status);
     }
 
+    [Theory]
+    [InlineData("""{"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1}""")]   // cut short
+    [InlineData("""{"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1}} {}""")] // trailing data
+    [InlineData("""[{"usage":{"prompt_tokens":5}}]""")]                                                      // not an object
+    public async Task A_success_whose_body_is_not_one_json_object_gets_502_and_is_recorded(string body)
+    {
+        _provider.RespondError(200, body);
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.PostAsync("v1/chat/completions", Json("""{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"""));
+
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        Assert.Equal("upstream_error", (await ErrorOf(response)).GetProperty("code").GetString());
+        await Dedup.DedupTestKit.WaitUntilAsync(() => _gateway.Service<InMemoryUsageSink>().Snapshot().Count > 0, () => "the usage record");
+        Assert.Equal(502, Assert.Single(_gateway.Service<InMemoryUsageSink>().Snapshot()).Status);
+    }
+
     [Fact]
     public async Task Unreachable_provider_gets_502()
     {

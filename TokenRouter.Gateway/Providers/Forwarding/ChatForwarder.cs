@@ -660,10 +660,16 @@ public sealed partial class ChatForwarder(
         usage = default;
         try
         {
+            // One validating pass over the response; only the usage object becomes a document (not a copy of it all).
             var reader = new Utf8JsonReader(body);
-            using var doc = JsonDocument.ParseValue(ref reader);
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) return false;
-            usage = adapter.ReadUsage(doc.RootElement);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) return false;
+            while (reader.Read())
+            {
+                if (reader.TokenType != JsonTokenType.PropertyName || reader.CurrentDepth != 1 || !reader.ValueTextEquals("usage"u8)) continue;
+                reader.Read();
+                using var u = JsonDocument.ParseValue(ref reader);
+                usage = adapter.ReadUsageOf(u.RootElement);
+            }
             return true;
         }
         catch (JsonException)
