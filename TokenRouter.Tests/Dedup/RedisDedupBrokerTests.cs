@@ -212,8 +212,10 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
     [Fact]
     public async Task A_later_claim_of_the_same_request_never_replays_an_earlier_claims_events()
     {
-        var a = await ReplicaAsync();
-        var b = await ReplicaAsync();
+        // Generous lease and leader wait: this is about which claim's events are read, not about noticing a dead leader
+        // (the 1 s / 200 ms defaults of this class can lapse on a busy 2-core box and turn the follower into a fallback).
+        var a = await ReplicaAsync(lease: TimeSpan.FromSeconds(5), leaderWait: TimeSpan.FromSeconds(3));
+        var b = await ReplicaAsync(lease: TimeSpan.FromSeconds(5), leaderWait: TimeSpan.FromSeconds(3));
         var first = await LeadAsync(a);
         first.SetHead(200, "application/json");
         first.Append("{\"n\":1}"u8);

@@ -52,13 +52,33 @@ public sealed class OpenAIStreamPassthrough(bool clientWantsUsage) : IStreamTran
         choicesEmpty = false;
         try
         {
+            // One pass over the event; only its usage object becomes a document.
             var reader = new Utf8JsonReader(data);
-            using var doc = JsonDocument.ParseValue(ref reader);
-            var root = doc.RootElement;
-            if (!root.TryGetProperty("usage", out var u) || u.ValueKind != JsonValueKind.Object) return false;
-            usage = OpenAIAdapter.ReadUsageObject(u);
-            choicesEmpty = !root.TryGetProperty("choices", out var c) || c.ValueKind != JsonValueKind.Array || c.GetArrayLength() == 0;
-            return true;
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) return false;
+            var found = false;
+            choicesEmpty = true;
+            while (reader.Read())
+            {
+                if (reader.TokenType != JsonTokenType.PropertyName || reader.CurrentDepth != 1) continue;
+                if (reader.ValueTextEquals("usage"u8))
+                {
+                    reader.Read();
+                    if (reader.TokenType != JsonTokenType.StartObject) continue;
+                    using var u = JsonDocument.ParseValue(ref reader);
+                    usage = OpenAIAdapter.ReadUsageObject(u.RootElement);
+                    found = true;
+                }
+                else if (reader.ValueTextEquals("choices"u8))
+                {
+                    reader.Read();
+                    if (reader.TokenType != JsonTokenType.StartArray) continue;
+                    reader.Read();
+                    choicesEmpty = reader.TokenType == JsonTokenType.EndArray;
+                    if (!choicesEmpty) reader.Skip();
+                }
+            }
+            if (!found) choicesEmpty = false;
+            return found;
         }
         catch (JsonException)
         {
