@@ -88,26 +88,38 @@ public sealed class Envelope : IDisposable
     }
 }
 
-public sealed class Message
+/// <summary>
+/// Text a model reads — a message's plain-string content, a part's text — kept as the client sent it until someone
+/// needs it as a .NET string (see <see cref="JsonText"/>).
+/// </summary>
+public abstract class TextCarrier
 {
     private JsonText _value;
     private string? _text;
 
-    public required MessageRole Role { get; set; }
-    /// <summary>Content sent as a plain string (decoded from <see cref="TextToken"/> on first use).</summary>
+    /// <summary>The text, decoded on first use when it came as a token.</summary>
     public string? Text
     {
         get => _text ??= _value.ToString();
         set => (_value, _text) = (value, value);
     }
-    /// <summary>Sets the text from the client's JSON string token without decoding it (see <see cref="JsonText"/>).</summary>
+
+    /// <summary>Sets the text from the client's JSON string token without decoding it.</summary>
     public JsonElement TextToken
     {
         set => (_value, _text) = (JsonText.From(value), null);
     }
+
     public bool HasText => !_value.IsNull;
+
     /// <summary>The text without decoding it.</summary>
     public JsonText TextValue => _value;
+}
+
+/// <summary>A message; <see cref="TextCarrier.Text"/> is its content when sent as a plain string.</summary>
+public sealed class Message : TextCarrier
+{
+    public required MessageRole Role { get; set; }
 
     /// <summary>Content sent as an array of parts (or tool_use/tool_result blocks).</summary>
     public List<ContentPart>? Parts { get; set; }
@@ -121,27 +133,10 @@ public sealed class Message
     public bool HasContent => HasText || Parts is { Count: > 0 };
 }
 
-public sealed class ContentPart
+/// <summary>A content part or block; <see cref="TextCarrier.Text"/> is a Text part's text or a ToolResult given as a string.</summary>
+public sealed class ContentPart : TextCarrier
 {
-    private JsonText _value;
-    private string? _text;
-
     public required PartKind Kind { get; init; }
-    /// <summary>Text (Text parts, a ToolResult given as a string), decoded from <see cref="TextToken"/> on first use.</summary>
-    public string? Text
-    {
-        get => _text ??= _value.ToString();
-        set => (_value, _text) = (value, value);
-    }
-    /// <summary>Sets the text from the client's JSON string token without decoding it (see <see cref="JsonText"/>).</summary>
-    public JsonElement TextToken
-    {
-        set => (_value, _text) = (JsonText.From(value), null);
-    }
-    public bool HasText => !_value.IsNull;
-    /// <summary>The text without decoding it.</summary>
-    public JsonText TextValue => _value;
-
     public CacheControl? CacheControl { get; set; }
 
     /// <summary>ToolUse: the call id; ToolResult: the id of the call it answers.</summary>
@@ -150,7 +145,7 @@ public sealed class ContentPart
     public string? Name { get; set; }
     /// <summary>ToolUse: the input as JSON text (canonicalized by the Canonicalizer).</summary>
     public string? Arguments { get; set; }
-    /// <summary>ToolResult: content given as blocks; a plain string result is in <see cref="Text"/>.</summary>
+    /// <summary>ToolResult: content given as blocks; a plain string result is in <see cref="TextCarrier.Text"/>.</summary>
     public List<ContentPart>? Content { get; set; }
     public bool IsError { get; set; }
 
