@@ -64,6 +64,8 @@ public static class GatewayExtensions
         services.AddSingleton<IUsageSink>(sp => sp.GetRequiredService<InMemoryUsageSink>());
         services.AddSingleton<SelfAddress>();
         services.AddSingleton<InflightRegistry>();
+        services.AddSingleton<ModelLabels>();
+        services.AddSingleton<UnpricedModelLog>();
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<ChatForwarder>();
         services.AddSingleton<PassthroughForwarder>();
@@ -85,9 +87,20 @@ public static class GatewayExtensions
             var apiError = error is BadHttpRequestException bad
                 ? new ApiError(bad.StatusCode, "invalid_request_error", bad.Message)
                 : new ApiError(StatusCodes.Status500InternalServerError, "api_error", "The gateway failed to process the request.");
-            var format = context.Request.Path.StartsWithSegments("/v1/messages") ? ApiFormat.Anthropic : ApiFormat.OpenAI;
-            await new ApiErrorResult(apiError, format).ExecuteAsync(context);
+            await new ApiErrorResult(apiError, PassthroughForwarder.ClientFormatOf(context.Request)).ExecuteAsync(context);
         }));
+        // A bodiless error of the framework's own (404 for a path nothing maps, say) gets the client's error shape too.
+        // Kestrel's 400/431 for a malformed request line or oversized headers are written before any middleware runs.
+        app.UseStatusCodePages(context =>
+        {
+            var http = context.HttpContext;
+            if (http.Request.Path.StartsWithSegments("/sim")) return Task.CompletedTask; // a provider's answers stay its own
+            var status = http.Response.StatusCode;
+            var error = new ApiError(status, status == StatusCodes.Status404NotFound ? "invalid_request_error" : "api_error",
+                status == StatusCodes.Status404NotFound ? $"The gateway has no endpoint for {http.Request.Method} at this path." : $"The request failed with HTTP {status}.",
+                status == StatusCodes.Status404NotFound ? "not_found" : null);
+            return new ApiErrorResult(error, PassthroughForwarder.ClientFormatOf(http.Request)).ExecuteAsync(http);
+        });
 
         var v1 = app.MapGroup("/v1");
         v1.MapChatCompletionsApi();

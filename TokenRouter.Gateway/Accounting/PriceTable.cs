@@ -86,14 +86,23 @@ public sealed class PriceTable
         return new Snapshot(prices, [.. prices.Keys.OrderByDescending(k => k.Length)]);
     }
 
-    public bool TryGet(string model, out ModelPrice price)
+    public bool TryGet(string model, out ModelPrice price) => TryGet(model, out price, out _);
+
+    /// <summary>The price of <paramref name="model"/>: its own, or that of the longest listed model it is a dated or
+    /// suffixed variant of (<c>gpt-4o-2024-08-06</c> → <c>gpt-4o</c>); <paramref name="listedAs"/> names the entry used.</summary>
+    public bool TryGet(string model, out ModelPrice price, out string listedAs)
     {
         var snapshot = _snapshot;
+        listedAs = model;
         if (snapshot.Prices.TryGetValue(model, out price!)) return true;
         foreach (var key in snapshot.ByLengthDesc)
         {
             if (model.Length > key.Length && model.StartsWith(key, StringComparison.OrdinalIgnoreCase) && model[key.Length] == '-'
-                && snapshot.Prices.TryGetValue(key, out price!)) return true;
+                && snapshot.Prices.TryGetValue(key, out price!))
+            {
+                listedAs = key;
+                return true;
+            }
         }
         price = null!;
         return false;

@@ -11,6 +11,7 @@ public static class ChatCompletionsApi
         v1.MapPost("/chat/completions", (HttpContext context, ChatForwarder forwarder) => forwarder.HandleAsync(context, ApiFormat.OpenAI))
             .WithName("CreateChatCompletion")
             .DisableAntiforgery();
+        v1.MapOtherMethodsNotAllowed("/chat/completions", ApiFormat.OpenAI);
         return v1;
     }
 }

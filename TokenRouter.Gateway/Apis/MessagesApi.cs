@@ -11,6 +11,7 @@ public static class MessagesApi
         v1.MapPost("/messages", (HttpContext context, ChatForwarder forwarder) => forwarder.HandleAsync(context, ApiFormat.Anthropic))
             .WithName("CreateMessage")
             .DisableAntiforgery();
+        v1.MapOtherMethodsNotAllowed("/messages", ApiFormat.Anthropic);
         return v1;
     }
 }

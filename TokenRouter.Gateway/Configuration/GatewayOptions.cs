@@ -37,6 +37,10 @@ public sealed class GatewayOptions
 
     /// <summary>Longest wait for a provider's response headers before answering 504.</summary>
     public TimeSpan ProviderResponseTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Longest silence from a provider once its headers arrived (between body reads, between stream chunks)
+    /// before the call is given up: 504 before the client's first byte, a stream error event after it.</summary>
+    public TimeSpan UpstreamIdleTimeout { get; set; } = TimeSpan.FromMinutes(2);
 }
 
 public sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
@@ -48,6 +52,7 @@ public sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         if (o.AuthCacheTtl < TimeSpan.Zero) errors.Add("Gateway:AuthCacheTtl (AUTH_CACHE_TTL) must not be negative.");
         if (o.DedupTtl <= TimeSpan.Zero) errors.Add("Gateway:DedupTtl (DEDUP_TTL) must be positive, e.g. 2m.");
         if (o.ProviderResponseTimeout <= TimeSpan.Zero) errors.Add("Gateway:ProviderResponseTimeout must be positive.");
+        if (o.UpstreamIdleTimeout <= TimeSpan.Zero) errors.Add("Gateway:UpstreamIdleTimeout (UPSTREAM_IDLE_TIMEOUT) must be positive, e.g. 2m.");
         if (o.AnthropicCacheTtl is not ("5m" or "1h" or "mixed")) errors.Add("Gateway:AnthropicCacheTtl must be 5m, 1h or mixed.");
         if (o.AnthropicDefaultMaxTokens < 1) errors.Add("Gateway:AnthropicDefaultMaxTokens must be positive.");
         if (o.ToolOrderMemoryTtl <= TimeSpan.Zero) errors.Add("Gateway:ToolOrderMemoryTtl must be positive.");

@@ -21,6 +21,7 @@ public static class SeedConfigurationAliases
         ("DEDUP_TTL", "Gateway:DedupTtl"),
         ("DEDUP_SCOPE", "Gateway:DedupScope"),
         ("PROVIDER_RESPONSE_TIMEOUT", "Gateway:ProviderResponseTimeout"),
+        ("UPSTREAM_IDLE_TIMEOUT", "Gateway:UpstreamIdleTimeout"),
         ("OPENAI_BASE_URL", "Providers:OpenAI:BaseUrl"),
         ("OPENAI_API_KEY", "Providers:OpenAI:ApiKey"),
         ("DEEPSEEK_BASE_URL", "Providers:DeepSeek:BaseUrl"),
@@ -40,7 +41,7 @@ public static class SeedConfigurationAliases
 
     private static readonly string[] DurationKeys =
     [
-        "Gateway:AuthCacheTtl", "Gateway:DedupTtl", "Gateway:ToolOrderMemoryTtl", "Gateway:ProviderResponseTimeout",
+        "Gateway:AuthCacheTtl", "Gateway:DedupTtl", "Gateway:ToolOrderMemoryTtl", "Gateway:ProviderResponseTimeout", "Gateway:UpstreamIdleTimeout",
         "Proxy:IdleConnectionTimeout", "Proxy:ConnectTimeout", "Limits:QuotaReservationTtl", "Simulator:DefaultCacheTtl",
     ];
 

@@ -34,6 +34,8 @@ public sealed class InflightExchange
     public CancellationTokenSource Upstream { get; } = new();
 
     public int Status { get; private set; }
+    /// <summary>The provider's <c>Retry-After</c> on an error status, passed on to every listener.</summary>
+    public int? RetryAfterSeconds { get; set; }
     public string? ContentType { get; private set; }
     /// <summary>Set when the call failed: before the head (no response at all) or mid-body (a broken stream).</summary>
     public ApiError? Error { get; private set; }

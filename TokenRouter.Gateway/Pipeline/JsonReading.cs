@@ -57,9 +57,10 @@ internal static class JsonReading
     public static double? OptionalNumber(JsonElement e, string param)
     {
         if (e.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return null;
-        if (e.ValueKind != JsonValueKind.Number)
-            throw ApiError.InvalidRequest($"'{param}' must be a number.", param);
-        return e.GetDouble();
+        // 1e999 parses as JSON but not as a finite double, and no provider accepts infinity.
+        if (e.ValueKind != JsonValueKind.Number || !e.TryGetDouble(out var v) || !double.IsFinite(v))
+            throw ApiError.InvalidRequest($"'{param}' must be a finite number.", param);
+        return v;
     }
 
     public static List<string>? StopSequences(JsonElement e, string param)

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using TokenRouter.Gateway.Errors;
 using static TokenRouter.Gateway.Pipeline.JsonReading;
@@ -239,9 +240,10 @@ internal static class InboundJson
     public static Envelope Parse(ReadOnlyMemory<byte> body, IDisposable? bodyOwner, Func<JsonDocument, IDisposable?, Envelope> read)
     {
         var document = ParseDocument(body);
+        Envelope envelope;
         try
         {
-            return read(document, bodyOwner);
+            envelope = read(document, bodyOwner);
         }
         catch (InvalidOperationException ex)
         {
@@ -255,6 +257,15 @@ internal static class InboundJson
             document.Dispose();
             throw;
         }
+        // The fields read above name themselves when they hold an unpaired surrogate; this catches the ones passed on
+        // unread (user, unknown fields, metadata), which would otherwise fail only when the outbound request is written.
+        if (SurrogateEscapes.FindUnpaired(body.Span) is var at and >= 0)
+        {
+            document.Dispose(); // not the envelope: the body stays its caller's, as for every other parse failure
+            var path = SurrogateEscapes.PathAt(body.Span, at, dotted: envelope.ClientFormat == ApiFormat.Anthropic);
+            throw ApiError.InvalidRequest($"'{path}' holds an unpaired UTF-16 surrogate escape ('{Encoding.ASCII.GetString(body.Span.Slice(at, 6))}'); text must be valid Unicode.", path);
+        }
+        return envelope;
     }
 
     public static JsonDocument ParseDocument(ReadOnlyMemory<byte> body)

@@ -38,8 +38,7 @@ public class OpenAIAdapter : IOutboundAdapter
         if (usage.TryGetProperty("prompt_tokens_details", out var d) && d.ValueKind == JsonValueKind.Object)
             cached = Int(d, "cached_tokens");
         // DeepSeek reports its disk cache separately; hit + miss = prompt.
-        if (usage.TryGetProperty("prompt_cache_hit_tokens", out var hit) && hit.ValueKind == JsonValueKind.Number)
-            cached = Math.Max(cached, hit.GetInt32());
+        cached = Math.Max(cached, Int(usage, "prompt_cache_hit_tokens"));
         return new Usage(prompt, cached, 0, 0, completion);
     }
 

@@ -6,8 +6,8 @@ namespace TokenRouter.Gateway.Telemetry;
 
 /// <summary>
 /// The gateway's instruments, created once on the <c>TokenRouter.Gateway</c> meter (collected by ServiceDefaults and
-/// exported at <c>/metrics</c>). Labels are bounded: provider, model (as routed), status class, stream flag, token
-/// kind, reason — never key secrets or request ids.
+/// exported at <c>/metrics</c>). Labels are bounded: provider, model (priced models by name, others as one
+/// <see cref="ModelLabels.Other"/>), status class, stream flag, token kind, reason — never key secrets or request ids.
 /// </summary>
 public sealed class GatewayMetrics
 {
@@ -26,8 +26,11 @@ public sealed class GatewayMetrics
     private readonly Histogram<double> _overhead;
     private readonly UpDownCounter<long> _inflight;
 
-    public GatewayMetrics(IMeterFactory meterFactory)
+    private readonly ModelLabels _models;
+
+    public GatewayMetrics(IMeterFactory meterFactory, ModelLabels models)
     {
+        _models = models;
         var meter = meterFactory.Create(MeterName);
         _requests = meter.CreateCounter<long>("tokenrouter.requests", "{request}", "Chat requests handled, by provider, model, status and stream.");
         _tokens = meter.CreateCounter<long>("tokenrouter.tokens", "{token}", "Tokens by kind: prompt, cached_read, cache_write, completion.");
@@ -59,16 +62,17 @@ public sealed class GatewayMetrics
 
     public void RequestCompleted(UsageRecord r)
     {
+        var modelLabel = _models.For(r.Model);
         var tags = new TagList
         {
             { "provider", r.Provider },
-            { "model", r.Model },
+            { "model", modelLabel },
             { "status", StatusClass(r.Status) },
             { "stream", r.Stream ? "true" : "false" },
         };
         _requests.Add(1, tags);
 
-        var model = new TagList { { "provider", r.Provider }, { "model", r.Model } };
+        var model = new TagList { { "provider", r.Provider }, { "model", modelLabel } };
         if (r.Deduplicated)
         {
             // Served from another request's call: no tokens were billed for it, only a saving was made.

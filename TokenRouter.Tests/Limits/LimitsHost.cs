@@ -48,6 +48,8 @@ internal sealed class LimitsHost : IAsyncDisposable
             redis = await ConnectionMultiplexer.ConnectAsync(redisConnectionString);
             services.AddSingleton<IConnectionMultiplexer>(redis);
         }
+        services.AddSingleton<Gateway.Accounting.PriceTable>();
+        services.AddSingleton<Gateway.Telemetry.ModelLabels>();
         services.AddGatewayLimits();
         return new LimitsHost(services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = true }), redis);
     }

@@ -186,7 +186,7 @@ public sealed class RequestPipelineTests
             new PipelineHarness().Run(envelope, Targets.For(target));
         });
         Assert.Equal(400, error.Status);
-        Assert.Equal("tools[0].function.parameters", error.Param);
+        Assert.Equal("tools[0].function.parameters.properties.q.description", error.Param);
     }
 
     [Theory]

@@ -32,6 +32,7 @@ public sealed partial class ChatForwarder(
     InflightRegistry inflight,
     AdmissionController admissions,
     PriceTable prices,
+    UnpricedModelLog unpricedLog,
     IUsageSink usageSink,
     GatewayMetrics metrics,
     SelfAddress selfAddress,
@@ -52,7 +53,6 @@ public sealed partial class ChatForwarder(
     public const string RequestIdHeader = "x-request-id";
 
     private const int MaxResponseBytes = 64 * 1024 * 1024;
-    private readonly HashSet<string> _unpricedLogged = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>What the upstream pump needs; it outlives the leader's HTTP request if followers still listen.</summary>
     private sealed record UpstreamCall(
@@ -97,10 +97,12 @@ public sealed partial class ChatForwarder(
                 await pipeline.PrefetchAsync(envelope, identity);
                 var pipelineStarted = time.GetTimestamp();
                 string? anthropicVersion = null, anthropicBeta = null;
-                if (clientFormat == ApiFormat.Anthropic && target.Provider.Kind == ProviderKind.Anthropic)
+                if (clientFormat == ApiFormat.Anthropic)
                 {
-                    anthropicVersion = context.Request.Headers["anthropic-version"].ToString();
-                    anthropicBeta = context.Request.Headers["anthropic-beta"].ToString();
+                    // Checked whatever the route, so a header HTTP cannot carry is the client's 400, never a 502 at send.
+                    var version = UpstreamHeaders.ReadVisibleAscii(context.Request, "anthropic-version") ?? "";
+                    var beta = UpstreamHeaders.ReadVisibleAscii(context.Request, "anthropic-beta") ?? "";
+                    if (target.Provider.Kind == ProviderKind.Anthropic) (anthropicVersion, anthropicBeta) = (version, beta);
                 }
                 prepared = pipeline.Prepare(envelope, target, identity,
                     anthropicVersion is null ? null : anthropicVersion + "\n" + anthropicBeta);
@@ -314,13 +316,15 @@ public sealed partial class ChatForwarder(
 
             var cancel = exchange.Upstream.Token;
             var timeout = options.CurrentValue.ProviderResponseTimeout;
-            using var headersTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-            headersTimeout.CancelAfter(timeout);
+            // One deadline: the response headers first, then each read of the body (UpstreamIdleTimeout apart).
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+            var idle = new IdleDeadline(deadline, cancel, options.CurrentValue.UpstreamIdleTimeout, provider.Name);
+            deadline.CancelAfter(timeout);
             var sent = time.GetTimestamp();
             HttpResponseMessage response;
             try
             {
-                response = await http.Invoker.SendAsync(request, headersTimeout.Token);
+                response = await http.Invoker.SendAsync(request, deadline.Token);
             }
             catch (OperationCanceledException) when (cancel.IsCancellationRequested)
             {
@@ -346,16 +350,19 @@ public sealed partial class ChatForwarder(
             {
                 status = (int)response.StatusCode;
                 var media = response.Content.Headers.ContentType?.MediaType;
+                if (status >= 400) exchange.RetryAfterSeconds = UpstreamHeaders.RetryAfterSeconds(response, time);
                 await using var upstream = await response.Content.ReadAsStreamAsync(cancel);
                 if (status is >= 200 and <= 299 && IsEventStream(media))
                 {
                     exchange.SetHead(status, media);
-                    (usage, estimated) = await PumpStreamAsync(exchange, upstream, call, cancel);
-                    if (usage.IsEmpty && exchange.Error is null) status = 502;
+                    (usage, estimated) = await PumpStreamAsync(exchange, upstream, call, idle);
+                    // A stream that broke, carried the provider's error or was abandoned is not a success, whatever its head said.
+                    if (exchange.Error is { } failed) status = failed.Status;
+                    else if (usage.IsEmpty) status = 502;
                 }
                 else
                 {
-                    using var body = await ReadBoundedAsync(upstream, response.Content.Headers.ContentLength, provider.Name, cancel);
+                    using var body = await ReadBoundedAsync(upstream, response.Content.Headers.ContentLength, provider.Name, idle);
                     if (status is >= 200 and <= 299 && !TryReadUsage(adapter, body.WrittenSpan, out usage))
                     {
                         status = 502;
@@ -435,8 +442,9 @@ public sealed partial class ChatForwarder(
     }
 
     /// <summary>Copies the provider's stream into the exchange as it arrives, reading its usage on the way.</summary>
-    private static async Task<(Usage, bool Estimated)> PumpStreamAsync(InflightExchange exchange, Stream upstream, UpstreamCall call, CancellationToken cancel)
+    private static async Task<(Usage, bool Estimated)> PumpStreamAsync(InflightExchange exchange, Stream upstream, UpstreamCall call, IdleDeadline idle)
     {
+        var cancel = exchange.Upstream.Token;
         var scanner = new UsageScanner(call.Target.Provider.WireFormat);
         using var parser = new SseParser();
         var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
@@ -447,7 +455,12 @@ public sealed partial class ChatForwarder(
                 int n;
                 try
                 {
-                    n = await upstream.ReadAsync(buffer, cancel);
+                    n = await idle.ReadAsync(upstream, buffer);
+                }
+                catch (ApiError timedOut)
+                {
+                    exchange.Fail(timedOut, scanner.Usage);
+                    return (scanner.Usage, false);
                 }
                 catch (OperationCanceledException) when (cancel.IsCancellationRequested)
                 {
@@ -466,9 +479,12 @@ public sealed partial class ChatForwarder(
                 parser.Feed(buffer.AsSpan(0, n), scanner, null!);
             }
             parser.Flush(scanner, null!);
-            if (!scanner.Finished)
+            if (!scanner.Finished || scanner.Malformed)
             {
-                exchange.Fail(ApiError.BadGateway(scanner.Failed ? "The provider reported an error mid-stream." : "The provider ended the stream early."), scanner.Usage);
+                var reason = scanner.Failed ? "The provider reported an error mid-stream."
+                    : scanner.Malformed ? "The provider sent an event stream that is not valid JSON events."
+                    : "The provider ended the stream early.";
+                exchange.Fail(ApiError.BadGateway(reason), scanner.Usage);
                 return (scanner.Usage, false);
             }
             exchange.Complete(scanner.Usage);
@@ -497,7 +513,7 @@ public sealed partial class ChatForwarder(
         {
             var errorBody = await ReadAllAsync(exchange, aborted);
             if (l.Follower) RecordFollower(exchange, l, exchange.Status);
-            await RelayProviderErrorAsync(l, exchange.Status, errorBody);
+            await RelayProviderErrorAsync(l, exchange.Status, errorBody, exchange.RetryAfterSeconds);
             return;
         }
 
@@ -632,16 +648,17 @@ public sealed partial class ChatForwarder(
         else SseWriter.WriteData(writer, json);
     }
 
-    private static async Task RelayProviderErrorAsync(Listener l, int status, byte[] body)
+    private static async Task RelayProviderErrorAsync(Listener l, int status, byte[] body, int? retryAfterSeconds)
     {
         if (l.Target.Provider.WireFormat == l.ClientFormat && LooksLikeJson(body))
         {
+            if (retryAfterSeconds is { } retry) l.Context.Response.Headers.RetryAfter = retry.ToString(CultureInfo.InvariantCulture);
             l.Context.Response.StatusCode = status;
             l.Context.Response.ContentType = "application/json";
             await l.Context.Response.Body.WriteAsync(body, l.Context.RequestAborted);
             return;
         }
-        throw ProviderErrors.FromResponse(status, body, l.Target.Provider.Name);
+        throw ProviderErrors.FromResponse(status, body, l.Target.Provider.Name, retryAfterSeconds);
     }
 
     // ---- Helpers -----------------------------------------------------------------------------------------
@@ -678,14 +695,14 @@ public sealed partial class ChatForwarder(
         }
     }
 
-    private static async Task<PooledBufferWriter> ReadBoundedAsync(Stream stream, long? contentLength, string providerName, CancellationToken cancellationToken)
+    private static async Task<PooledBufferWriter> ReadBoundedAsync(Stream stream, long? contentLength, string providerName, IdleDeadline idle)
     {
         var output = new PooledBufferWriter(contentLength is { } cl and < MaxResponseBytes ? (int)cl + 1 : 16 * 1024);
         try
         {
             while (true)
             {
-                var n = await stream.ReadAsync(output.GetMemory(8192), cancellationToken);
+                var n = await idle.ReadAsync(stream, output.GetMemory(8192));
                 if (n == 0) return output;
                 output.Advance(n);
                 if (output.WrittenCount > MaxResponseBytes)
@@ -708,10 +725,7 @@ public sealed partial class ChatForwarder(
     {
         if (prices.TryGet(target.UpstreamModel, out var price) || prices.TryGet(clientModel, out price))
             return CostCalculator.Compute(usage, price);
-        lock (_unpricedLogged)
-        {
-            if (_unpricedLogged.Add(target.UpstreamModel)) LogUnpriced(target.UpstreamModel);
-        }
+        unpricedLog.Report(target.UpstreamModel);
         return Cost.Unpriced;
     }
 
@@ -753,9 +767,6 @@ public sealed partial class ChatForwarder(
         request.Headers.Remove(name);
         request.Headers.TryAddWithoutValidation(name, value);
     }
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} has no price: its usage is recorded as unpriced, not billed $0. Add it under Pricing:Models.")]
-    private partial void LogUnpriced(string model);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Request {RequestId} failed upstream: {Status} {Message}")]
     private partial void LogUpstreamFailure(string requestId, int status, string message);

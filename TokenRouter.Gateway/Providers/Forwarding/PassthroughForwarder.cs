@@ -41,6 +41,7 @@ public sealed partial class PassthroughForwarder(
     ProviderHttpClient http,
     AdmissionController admissions,
     PriceTable prices,
+    UnpricedModelLog unpricedLog,
     IUsageSink usageSink,
     GatewayMetrics metrics,
     SelfAddress selfAddress,
@@ -57,13 +58,6 @@ public sealed partial class PassthroughForwarder(
     private const int MaxErrorBytes = 64 * 1024;
     private const int CopyBufferBytes = 16 * 1024;
 
-    /// <summary>Request headers never copied upstream: hop-by-hop, the client's credentials, the gateway's own, and
-    /// what the outbound connection sets itself (compression is refused so the usage can be read).</summary>
-    private static readonly FrozenSet<string> SkippedRequestHeaders = FrozenSet.Create(StringComparer.OrdinalIgnoreCase,
-        "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
-        "Transfer-Encoding", "Upgrade", "Host", "Expect", "Content-Length", "Authorization", "x-api-key", "Accept-Encoding",
-        "traceparent", "tracestate", "baggage", "Request-Id", "Correlation-Context");
-
     /// <summary>Response headers never relayed: hop-by-hop, and what belongs to the provider's host, not the gateway's.</summary>
     private static readonly FrozenSet<string> SkippedResponseHeaders = FrozenSet.Create(StringComparer.OrdinalIgnoreCase,
         "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
@@ -75,7 +69,6 @@ public sealed partial class PassthroughForwarder(
         "files", "fine_tuning", "images", "messages", "models", "moderations", "organizations", "realtime", "responses",
         "skills", "threads", "uploads", "vector_stores");
 
-    private readonly HashSet<string> _unpricedLogged = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>One admitted request on its way to the provider; completed (settled, metered) exactly once.</summary>
     private sealed class Call(string requestId, ClientIdentity identity, ProviderEndpoint provider, string? model, string? clientModel,
@@ -121,10 +114,13 @@ public sealed partial class PassthroughForwarder(
             if (request.ContentLength is { } declared && declared > o.MaxRequestBodyBytes) throw ApiError.BodyTooLarge(o.MaxRequestBodyBytes);
 
             var json = default(JsonFacts);
-            if (HasBody(context) && IsJson(request.ContentType))
+            var isJson = IsJson(request.ContentType);
+            // A JSON body is read for its routing facts; a body of unknown length is read too, so the size limit holds
+            // before a byte of it leaves for the provider. Only a declared length within the limit is streamed through.
+            if (HasBody(context) && (isJson || request.ContentLength is null))
             {
                 body = await RequestBodyReader.ReadAsync(request, o.MaxRequestBodyBytes, aborted);
-                json = JsonFacts.Read(body.Memory.Span);
+                if (isJson) json = JsonFacts.Read(body.Memory.Span);
             }
 
             var (provider, model) = Route(request, format, json.Model);
@@ -207,22 +203,6 @@ public sealed partial class PassthroughForwarder(
         return null;
     }
 
-    /// <summary>
-    /// The provider's base URL joined with the path after <c>/v1/</c> and the query string. OpenAI-style base URLs
-    /// already end at the API root (<c>…/v1</c>, the way the chat path joins <c>chat/completions</c> to them);
-    /// Anthropic's do not (chat joins <c>v1/messages</c>), so <c>v1/</c> is put back unless the base already has it.
-    /// </summary>
-    internal static Uri UpstreamUri(ProviderEndpoint provider, HttpRequest request)
-    {
-        var baseUri = provider.BaseUri!;
-        request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase, out var rest);
-        var prefix = provider.Kind == ProviderKind.Anthropic && !baseUri.AbsolutePath.EndsWith("/v1/", StringComparison.OrdinalIgnoreCase)
-            ? "v1/"
-            : "";
-        // Concatenated, not resolved: a relative reference with a ':' in its first segment would read as a scheme.
-        return new Uri(baseUri.AbsoluteUri + prefix + rest.ToUriComponent().TrimStart('/') + request.QueryString.ToUriComponent());
-    }
-
     private static string ResourceLabel(HttpRequest request)
     {
         request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase, out var rest);
@@ -245,26 +225,28 @@ public sealed partial class PassthroughForwarder(
         if (call.Model is not null) span?.SetTag(GatewayActivity.Model, call.Model);
         try
         {
-            using var upstreamRequest = new HttpRequestMessage(HttpMethod.Parse(request.Method), UpstreamUri(provider, request))
+            using var upstreamRequest = new HttpRequestMessage(HttpMethod.Parse(request.Method), PassthroughPath.Resolve(provider, request))
             {
                 Version = HttpVersion.Version11,
                 VersionPolicy = HttpVersionPolicy.RequestVersionOrHigher,
             };
             if (content is { } bytes) upstreamRequest.Content = new ReadOnlyMemoryContent(bytes);
             else if (HasBody(context)) upstreamRequest.Content = new StreamContent(request.Body, CopyBufferBytes);
-            CopyRequestHeaders(request, upstreamRequest);
+            UpstreamHeaders.CopyAllowed(request, upstreamRequest);
+            // A streamed body keeps its declared length (else it goes chunked); a buffered one knows its own.
+            if (upstreamRequest.Content is StreamContent && request.ContentLength is { } length) upstreamRequest.Content.Headers.ContentLength = length;
             adapter.AddHeaders(upstreamRequest, provider);
 
             var timeout = options.CurrentValue.ProviderResponseTimeout;
-            using var headersTimeout = CancellationTokenSource.CreateLinkedTokenSource(aborted);
-            headersTimeout.CancelAfter(timeout);
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+            deadline.CancelAfter(timeout);
             metrics.Overhead(time.GetElapsedTime(call.Started));
             var sent = time.GetTimestamp();
             call.Sent = true;
             HttpResponseMessage response;
             try
             {
-                response = await http.Invoker.SendAsync(upstreamRequest, headersTimeout.Token);
+                response = await http.Invoker.SendAsync(upstreamRequest, deadline.Token);
             }
             catch (Exception) when (aborted.IsCancellationRequested)
             {
@@ -285,10 +267,11 @@ public sealed partial class PassthroughForwarder(
 
             using (response)
             {
-                headersTimeout.CancelAfter(Timeout.InfiniteTimeSpan); // the limit is on the headers; a stream may run for minutes
                 metrics.UpstreamHeaders(time.GetElapsedTime(sent), provider.Name);
                 call.Status = (int)response.StatusCode;
-                await RelayAsync(context, call, response, adapter);
+                // From here the limit is on silence, not on the whole answer: a stream may run for minutes.
+                var idle = new IdleDeadline(deadline, aborted, options.CurrentValue.UpstreamIdleTimeout, provider.Name);
+                await RelayAsync(context, call, response, adapter, idle);
             }
         }
         catch (Exception) when (aborted.IsCancellationRequested)
@@ -309,7 +292,7 @@ public sealed partial class PassthroughForwarder(
         }
     }
 
-    private async Task RelayAsync(HttpContext context, Call call, HttpResponseMessage response, IOutboundAdapter adapter)
+    private async Task RelayAsync(HttpContext context, Call call, HttpResponseMessage response, IOutboundAdapter adapter, IdleDeadline idle)
     {
         var aborted = context.RequestAborted;
         var status = call.Status;
@@ -320,8 +303,8 @@ public sealed partial class PassthroughForwarder(
         // an empty 404) is re-rendered in the client's shape, with the provider's status.
         if (status >= 400 && (call.Provider.WireFormat != ClientFormatOf(context.Request) || !IsJsonMediaType(media)))
         {
-            var errorBody = await ReadErrorBodyAsync(upstream, aborted);
-            throw ProviderErrors.FromResponse(status, errorBody, call.Provider.Name);
+            var errorBody = await ReadErrorBodyAsync(upstream, idle);
+            throw ProviderErrors.FromResponse(status, errorBody, call.Provider.Name, UpstreamHeaders.RetryAfterSeconds(response, time));
         }
 
         // Only a request that names a model runs one. Without this rule every poll of a batch and every read of a stored
@@ -345,13 +328,13 @@ public sealed partial class PassthroughForwarder(
                 int n;
                 try
                 {
-                    n = await upstream.ReadAsync(buffer, aborted);
+                    n = await idle.ReadAsync(upstream, buffer);
                 }
-                catch (Exception ex) when (!aborted.IsCancellationRequested && ex is IOException or HttpRequestException)
+                catch (Exception ex) when (!aborted.IsCancellationRequested && ex is IOException or HttpRequestException or ApiError)
                 {
                     // Too late for an error body: cut the client's connection so a truncated answer never looks whole.
-                    call.Status = StatusCodes.Status502BadGateway;
-                    LogUpstreamFailure(call.RequestId, call.Status, $"The provider '{call.Provider.Name}' broke off its response.");
+                    call.Status = ex is ApiError timedOut ? timedOut.Status : StatusCodes.Status502BadGateway;
+                    LogUpstreamFailure(call.RequestId, call.Status, ex is ApiError ? ex.Message : $"The provider '{call.Provider.Name}' broke off its response.");
                     context.Abort();
                     break;
                 }
@@ -364,25 +347,13 @@ public sealed partial class PassthroughForwarder(
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
-            if (meter is not null) call.Usage = meter.Finish();
-        }
-    }
-
-    private static void CopyRequestHeaders(HttpRequest from, HttpRequestMessage to)
-    {
-        var connection = from.Headers.Connection;
-        foreach (var (name, values) in from.Headers)
-        {
-            if (SkippedRequestHeaders.Contains(name) || name.StartsWith("x-tokenrouter-", StringComparison.OrdinalIgnoreCase)
-                || Listed(connection, name)) continue;
-            if (name.StartsWith("Content-", StringComparison.OrdinalIgnoreCase))
+            if (meter is not null)
             {
-                to.Content?.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
+                call.Usage = meter.Finish();
+                // The provider's own error event inside a 200 stream: the request failed, whatever its head said.
+                if (meter.Failed && call.Status is >= 200 and <= 299) call.Status = StatusCodes.Status502BadGateway;
             }
-            else to.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
         }
-        // A streamed body keeps its declared length (else it goes chunked); a buffered one knows its own.
-        if (to.Content is StreamContent && from.ContentLength is { } length) to.Content.Headers.ContentLength = length;
     }
 
     private static void CopyResponseHeaders(HttpResponseMessage from, HttpResponse to)
@@ -399,21 +370,7 @@ public sealed partial class PassthroughForwarder(
         }
     }
 
-    /// <summary>Whether <paramref name="name"/> is one of the tokens of a <c>Connection</c> header (hop-by-hop by declaration).</summary>
-    private static bool Listed(Microsoft.Extensions.Primitives.StringValues connection, string name)
-    {
-        foreach (var value in connection)
-        {
-            if (value is null) continue;
-            foreach (var token in value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
-            {
-                if (token.Equals(name, StringComparison.OrdinalIgnoreCase)) return true;
-            }
-        }
-        return false;
-    }
-
-    private static async Task<byte[]> ReadErrorBodyAsync(Stream upstream, CancellationToken cancellationToken)
+    private static async Task<byte[]> ReadErrorBodyAsync(Stream upstream, IdleDeadline idle)
     {
         var buffer = new byte[MaxErrorBytes];
         var length = 0;
@@ -421,14 +378,14 @@ public sealed partial class PassthroughForwarder(
         {
             while (length < buffer.Length)
             {
-                var n = await upstream.ReadAsync(buffer.AsMemory(length), cancellationToken);
+                var n = await idle.ReadAsync(upstream, buffer.AsMemory(length));
                 if (n == 0) break;
                 length += n;
             }
         }
-        catch (Exception ex) when (ex is IOException or HttpRequestException)
+        catch (Exception ex) when (ex is IOException or HttpRequestException or ApiError)
         {
-            // What arrived is enough to tell the status; the rest is lost with the connection.
+            // What arrived is enough to tell the status; the rest is lost with the connection (or never came).
         }
         return buffer[..length];
     }
@@ -468,10 +425,7 @@ public sealed partial class PassthroughForwarder(
         if (call.Model is { } model && (prices.TryGet(model, out var price) || (call.ClientModel is { } asked && prices.TryGet(asked, out price))))
             return CostCalculator.Compute(usage, price);
         if (usage.IsEmpty) return new Cost(0, 0, true);
-        lock (_unpricedLogged)
-        {
-            if (_unpricedLogged.Add(call.Label)) LogUnpriced(call.Label);
-        }
+        unpricedLog.Report(call.Label);
         return Cost.Unpriced;
     }
 
@@ -512,8 +466,6 @@ public sealed partial class PassthroughForwarder(
     [LoggerMessage(Level = LogLevel.Warning, Message = "Passthrough request {RequestId} failed upstream: {Status} {Message}")]
     private partial void LogUpstreamFailure(string requestId, int status, string message);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Passthrough model {Model} has no price: its usage is recorded as unpriced, not billed $0. Add it under Pricing:Models.")]
-    private partial void LogUnpriced(string model);
 
     // ---- The request body's routing facts ----------------------------------------------------------------
 
@@ -610,6 +562,9 @@ public sealed partial class PassthroughForwarder(
 
         public bool IsStream => _parser is not null;
 
+        /// <summary>True when the stream carried the provider's error event.</summary>
+        public bool Failed => _events?.Failed ?? false;
+
         public static UsageMeter? Create(System.Net.Http.Headers.HttpContentHeaders headers, string? media, ProviderEndpoint provider,
             IOutboundAdapter adapter)
         {
@@ -705,10 +660,11 @@ public sealed partial class PassthroughForwarder(
     {
         public Usage Usage { get; private set; }
         public bool Finished => false;
-        public bool Failed => false;
+        public bool Failed { get; private set; }
 
         public void OnEvent(ReadOnlySpan<byte> eventName, ReadOnlySpan<byte> data, IBufferWriter<byte> output)
         {
+            if (data.StartsWith("{\"error\""u8) || eventName.SequenceEqual("error"u8)) Failed = true;
             if (data.IndexOf("\"usage\""u8) < 0) return; // most events carry none: not parsed
             try
             {

@@ -6,7 +6,7 @@ namespace TokenRouter.Gateway.Providers.Forwarding;
 /// <summary>Reads a provider's error body (OpenAI or Anthropic shape) so it can be re-rendered in the client's shape.</summary>
 public static class ProviderErrors
 {
-    public static ApiError FromResponse(int status, ReadOnlySpan<byte> body, string providerName)
+    public static ApiError FromResponse(int status, ReadOnlySpan<byte> body, string providerName, int? retryAfterSeconds = null)
     {
         string? message = null, type = null, code = null;
         try
@@ -36,7 +36,7 @@ public static class ProviderErrors
             429 => "rate_limit_error",
             _ => "api_error",
         };
-        return new ApiError(status, type, message, code);
+        return new ApiError(status, type, message, code) { RetryAfterSeconds = retryAfterSeconds };
     }
 
     private static string? Str(JsonElement e, string name) =>

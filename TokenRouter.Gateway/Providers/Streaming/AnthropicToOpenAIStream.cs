@@ -38,7 +38,13 @@ public sealed class AnthropicToOpenAIStream : IStreamTranslator
 
     public void OnEvent(ReadOnlySpan<byte> eventName, ReadOnlySpan<byte> data, IBufferWriter<byte> output)
     {
-        if (Finished) return;
+        if (Finished || Failed) return;
+        if (!SseEvents.IsJsonObject(data))
+        {
+            // Garbage from the provider must not end as an empty completion that looks like success.
+            WriteError(SseEvents.NotJsonErrorEvent, output);
+            return;
+        }
         switch (AnthropicSse.Classify(eventName, data))
         {
             case AnthropicEventKind.ContentBlockDelta:

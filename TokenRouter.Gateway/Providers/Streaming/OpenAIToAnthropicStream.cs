@@ -52,13 +52,18 @@ public sealed class OpenAIToAnthropicStream(string clientModel) : IStreamTransla
 
     public void OnEvent(ReadOnlySpan<byte> eventName, ReadOnlySpan<byte> data, IBufferWriter<byte> output)
     {
-        if (Finished) return;
+        if (Finished || Failed) return;
         if (data.SequenceEqual("[DONE]"u8))
         {
             Close(output);
             return;
         }
-        if (!TryRead(data, out var chunk)) return;
+        if (!TryRead(data, out var chunk))
+        {
+            // Garbage from the provider must not end as an empty message that looks like success.
+            WriteError(SseEvents.NotJsonErrorObject, output);
+            return;
+        }
 
         if (chunk.ErrorLength > 0)
         {

@@ -19,9 +19,14 @@ public sealed class UsageScanner(ApiFormat providerFormat) : IStreamTranslator
     public bool Finished => _inner.Finished;
     public bool Failed => _inner.Failed;
 
+    /// <summary>True once an event's data was neither a JSON object nor OpenAI's <c>[DONE]</c>: the stream is not one
+    /// the provider's API sends, whatever its end looks like.</summary>
+    public bool Malformed { get; private set; }
+
     public void OnEvent(ReadOnlySpan<byte> eventName, ReadOnlySpan<byte> data, IBufferWriter<byte> output)
     {
         Events++;
+        if (!SseEvents.IsJsonObject(data) && !data.SequenceEqual("[DONE]"u8)) Malformed = true;
         _inner.OnEvent(eventName, data, _sink);
     }
 

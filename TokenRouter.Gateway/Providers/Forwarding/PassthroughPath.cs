@@ -1,0 +1,63 @@
+using TokenRouter.Gateway.Errors;
+
+namespace TokenRouter.Gateway.Providers.Forwarding;
+
+/// <summary>
+/// Where a passthrough request goes upstream: the provider's base URL joined with the client's path after <c>/v1/</c>.
+/// The provider key travels with the request, so the path must never climb out of the base path. Kestrel decodes the
+/// path once; <see cref="Uri"/> would decode <c>%2e</c> again and then remove the dot segments, so
+/// <c>/v1/%252e%252e/stats</c> reached the provider host's <c>/stats</c>. Each segment is therefore decoded until it no
+/// longer changes, and a dot segment or a backslash in any encoding is refused; the built URI is checked as well.
+/// </summary>
+public static class PassthroughPath
+{
+    private const int MaxDecodeRounds = 8;
+
+    public static Uri Resolve(ProviderEndpoint provider, HttpRequest request)
+    {
+        var baseUri = provider.BaseUri!;
+        request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase, out var rest);
+        if (!IsSafe(rest.Value)) throw Refused();
+
+        // OpenAI-style base URLs already end at the API root (…/v1, the way chat joins chat/completions to them);
+        // Anthropic's do not (chat joins v1/messages), so v1/ is put back unless the base already has it.
+        var prefix = provider.Kind == ProviderKind.Anthropic && !baseUri.AbsolutePath.EndsWith("/v1/", StringComparison.OrdinalIgnoreCase)
+            ? "v1/"
+            : "";
+        // Concatenated, not resolved: a relative reference with a ':' in its first segment would read as a scheme.
+        var uri = new Uri(baseUri.AbsoluteUri + prefix + rest.ToUriComponent().TrimStart('/') + request.QueryString.ToUriComponent());
+        if (Uri.Compare(uri, baseUri, UriComponents.SchemeAndServer, UriFormat.UriEscaped, StringComparison.OrdinalIgnoreCase) != 0
+            || !uri.AbsolutePath.StartsWith(baseUri.AbsolutePath, StringComparison.Ordinal))
+            throw Refused();
+        return uri;
+    }
+
+    /// <summary>True when no segment of <paramref name="path"/> is, or decodes to, <c>.</c> or <c>..</c>, and none holds
+    /// a backslash or a control character, however many times it was percent-encoded.</summary>
+    public static bool IsSafe(string? path)
+    {
+        if (string.IsNullOrEmpty(path)) return true;
+        foreach (var raw in path.Split('/'))
+        {
+            var segment = raw;
+            for (var round = 0; round < MaxDecodeRounds && segment.Contains('%'); round++)
+            {
+                var decoded = Uri.UnescapeDataString(segment);
+                if (decoded == segment) break;
+                segment = decoded;
+            }
+            if (segment.Contains('%') && Uri.UnescapeDataString(segment) != segment) return false; // encoded too deep to trust
+            foreach (var part in segment.Split('/', '\\'))
+            {
+                if (part is "." or "..") return false;
+            }
+            if (segment.Contains('\\') || segment.AsSpan().ContainsAnyInRange('\0', '\u001f')) return false;
+        }
+        return true;
+    }
+
+    private static ApiError Refused() =>
+        new(StatusCodes.Status400BadRequest, "invalid_request_error",
+            "The request path has a '.' or '..' segment, a backslash or a control character (in some encoding); such paths are not forwarded.",
+            "invalid_path");
+}
