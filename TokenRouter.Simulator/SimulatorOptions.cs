@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Options;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 /// <summary>Settings of the built-in fake provider (configuration section <c>Simulator</c>).</summary>
 public sealed class SimulatorOptions

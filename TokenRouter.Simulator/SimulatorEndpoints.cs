@@ -1,6 +1,6 @@
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Options;
-using TokenRouter.Gateway.Simulator;
+using TokenRouter.Simulator;
 
 namespace Microsoft.AspNetCore.Builder;
 

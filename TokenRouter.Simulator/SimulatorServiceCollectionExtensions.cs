@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
-using TokenRouter.Gateway.Simulator;
+using TokenRouter.Simulator;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
