@@ -7,8 +7,9 @@ namespace Microsoft.AspNetCore.Builder;
 public static class SimulatorEndpoints
 {
     /// <summary>
-    /// Maps the fake provider under <c>/sim</c> (no auth; any key is accepted): OpenAI, DeepSeek and Anthropic
-    /// chat routes plus <c>GET /sim/stats</c> and <c>POST /sim/reset</c>. Maps nothing when disabled.
+    /// Maps the fake provider under <c>/sim</c>: OpenAI, DeepSeek and Anthropic chat routes plus <c>GET /sim/stats</c>
+    /// and <c>POST /sim/reset</c>. Every route requires the simulator's key (<see cref="SimulatorOptions.ApiKey"/>) as
+    /// <c>Authorization: Bearer</c> or <c>x-api-key</c>; without it: 401 in the route's error shape. Maps nothing when disabled.
     /// </summary>
     public static IEndpointRouteBuilder MapSimulator(this IEndpointRouteBuilder endpoints)
     {
@@ -17,22 +18,23 @@ public static class SimulatorEndpoints
             return endpoints;
 
         var handler = endpoints.ServiceProvider.GetRequiredService<SimulatorHandler>();
+        var key = new SimulatorKey(options.ApiKey!);
         var sim = endpoints.MapGroup("/sim")
-            .AllowAnonymous()
+            .AllowAnonymous() // not the host's auth: the simulator checks its own key
             .ExcludeFromDescription()
             .WithTags("Simulator");
 
-        sim.MapPost("/openai/v1/chat/completions", context => handler.HandleAsync(context, SimFormat.OpenAI));
-        sim.MapPost("/deepseek/chat/completions", context => handler.HandleAsync(context, SimFormat.DeepSeek));
-        sim.MapPost("/deepseek/v1/chat/completions", context => handler.HandleAsync(context, SimFormat.DeepSeek));
-        sim.MapPost("/anthropic/v1/messages", context => handler.HandleAsync(context, SimFormat.Anthropic));
-        sim.MapGet("/stats", handler.StatsAsync);
-        sim.MapPost("/reset", context =>
+        sim.MapPost("/openai/v1/chat/completions", key.Require(SimFormat.OpenAI, context => handler.HandleAsync(context, SimFormat.OpenAI)));
+        sim.MapPost("/deepseek/chat/completions", key.Require(SimFormat.DeepSeek, context => handler.HandleAsync(context, SimFormat.DeepSeek)));
+        sim.MapPost("/deepseek/v1/chat/completions", key.Require(SimFormat.DeepSeek, context => handler.HandleAsync(context, SimFormat.DeepSeek)));
+        sim.MapPost("/anthropic/v1/messages", key.Require(SimFormat.Anthropic, context => handler.HandleAsync(context, SimFormat.Anthropic)));
+        sim.MapGet("/stats", key.Require(SimFormat.OpenAI, handler.StatsAsync));
+        sim.MapPost("/reset", key.Require(SimFormat.OpenAI, context =>
         {
             handler.Reset();
             context.Response.StatusCode = StatusCodes.Status204NoContent;
             return Task.CompletedTask;
-        });
+        }));
         return endpoints;
     }
 }
