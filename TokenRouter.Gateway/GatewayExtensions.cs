@@ -14,7 +14,7 @@ using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Forwarding;
-using TokenRouter.Gateway.Simulator;
+using TokenRouter.Simulator;
 
 namespace Microsoft.Extensions.Hosting;
 

@@ -16,6 +16,7 @@ SESSIONS=${SESSIONS:-all}
 CONCURRENCY=${CONCURRENCY:-12}
 VENDORS=${VENDORS:-openai,deepseek,anthropic}
 KEY=${KEY:-sk-tr-bench-replay-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')}
+SIM_KEY=${SIM_KEY:-sk-sim-bench-replay-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}  # the simulator's own key (Simulator:ApiKey)
 RESULTS=bench/results/cache-replay.runs.tmp
 MARKDOWN=bench/results/cache-replay.md
 BASE=http://127.0.0.1:$PORT
@@ -50,7 +51,7 @@ start_gateway() {
   local name=$1
   shift
   (cd "$GATEWAY_DIR" && exec env "$@" \
-      ASPNETCORE_URLS="$BASE" ASPNETCORE_ENVIRONMENT=Production TOKENROUTER_API_KEYS="$KEY" \
+      ASPNETCORE_URLS="$BASE" ASPNETCORE_ENVIRONMENT=Production TOKENROUTER_API_KEYS="$KEY" Simulator__ApiKey="$SIM_KEY" \
       Logging__LogLevel__Default=Warning \
       dotnet TokenRouter.Gateway.dll) >"$LOGS/$name.log" 2>&1 &
   GW_PID=$!
@@ -66,7 +67,7 @@ start_gateway() {
 
 FAILED=0
 replay() {
-  timeout 600 "${REPLAY[@]}" run --gateway "$BASE" --key "$KEY" --sessions "$SESSIONS" --concurrency "$CONCURRENCY" \
+  timeout 600 "${REPLAY[@]}" run --gateway "$BASE" --key "$KEY" --sim-key "$SIM_KEY" --sessions "$SESSIONS" --concurrency "$CONCURRENCY" \
     --vendors "$VENDORS" --results "$RESULTS" "$@" || FAILED=1
 }
 

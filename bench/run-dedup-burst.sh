@@ -21,6 +21,7 @@ BURSTS=${BURSTS:-20}
 LATENCY_MS=${LATENCY_MS:-300}
 CHUNK_DELAY_MS=${CHUNK_DELAY_MS:-5}
 KEY=${KEY:-sk-tr-bench-dedup-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')}
+SIM_KEY=${SIM_KEY:-sk-sim-bench-dedup-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}  # the simulators' key (Simulator:ApiKey), same on every replica
 RESULTS=bench/results/dedup-burst.runs.tmp
 MARKDOWN=bench/results/dedup-burst.md
 LOGS=$(mktemp -d /tmp/tokenrouter-dedup-burst.XXXXXX)
@@ -59,7 +60,7 @@ start_gateway() {
   local name=$1 port=$2
   shift 2
   (cd "$GATEWAY_DIR" && exec env "$@" \
-      ASPNETCORE_URLS="http://127.0.0.1:$port" ASPNETCORE_ENVIRONMENT=Production TOKENROUTER_API_KEYS="$KEY" \
+      ASPNETCORE_URLS="http://127.0.0.1:$port" ASPNETCORE_ENVIRONMENT=Production TOKENROUTER_API_KEYS="$KEY" Simulator__ApiKey="$SIM_KEY" \
       Simulator__LatencyMs="$LATENCY_MS" Simulator__StreamChunkDelayMs="$CHUNK_DELAY_MS" Logging__LogLevel__Default=Warning \
       dotnet TokenRouter.Gateway.dll) >"$LOGS/$name.log" 2>&1 &
   PIDS+=($!)
@@ -76,7 +77,7 @@ start_gateway() {
 
 FAILED=0
 burst() {
-  timeout 900 "${BURST[@]}" run --key "$KEY" --clients "$CLIENTS" --bursts "$BURSTS" --latency-ms "$LATENCY_MS" \
+  timeout 900 "${BURST[@]}" run --key "$KEY" --sim-key "$SIM_KEY" --clients "$CLIENTS" --bursts "$BURSTS" --latency-ms "$LATENCY_MS" \
     --results "$RESULTS" "$@" || FAILED=1
 }
 

@@ -7,7 +7,7 @@ using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 using TokenRouter.Admin.Data;
 using TokenRouter.Admin.KeySync;
-using TokenRouter.Admin.Contracts;
+using TokenRouter.Contracts;
 using TokenRouter.Admin.Quotas;
 using JsonOptions = Microsoft.AspNetCore.Http.Json.JsonOptions;
 

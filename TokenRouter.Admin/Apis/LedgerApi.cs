@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
-using TokenRouter.Admin.Contracts;
+using TokenRouter.Contracts;
 using TokenRouter.Admin.Data;
 using TokenRouter.Admin.Ledger;
 

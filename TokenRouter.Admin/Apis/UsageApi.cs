@@ -5,7 +5,7 @@ using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using NpgsqlTypes;
 using StackExchange.Redis;
-using TokenRouter.Admin.Contracts;
+using TokenRouter.Contracts;
 using TokenRouter.Admin.Data;
 
 namespace TokenRouter.Admin.Apis;

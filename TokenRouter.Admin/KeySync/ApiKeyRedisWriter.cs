@@ -1,7 +1,7 @@
 using System.Globalization;
 using StackExchange.Redis;
 using TokenRouter.Admin.Data;
-using TokenRouter.Admin.Contracts;
+using TokenRouter.Contracts;
 
 namespace TokenRouter.Admin.KeySync;
 

@@ -2,9 +2,9 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using StackExchange.Redis;
-using TokenRouter.Admin.Contracts;
+using TokenRouter.Contracts;
 using TokenRouter.Admin.Data;
-using F = TokenRouter.Admin.Contracts.RedisContract.UsageFields;
+using F = TokenRouter.Contracts.RedisContract.UsageFields;
 
 namespace TokenRouter.Admin.Ledger;
 

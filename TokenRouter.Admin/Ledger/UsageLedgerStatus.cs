@@ -1,6 +1,6 @@
 using System.Diagnostics.Metrics;
 using StackExchange.Redis;
-using TokenRouter.Admin.Contracts;
+using TokenRouter.Contracts;
 
 namespace TokenRouter.Admin.Ledger;
 

@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using StackExchange.Redis;
-using TokenRouter.Admin.Contracts;
+using TokenRouter.Contracts;
 using TokenRouter.Admin.Data;
 
 namespace TokenRouter.Admin.Pricing;

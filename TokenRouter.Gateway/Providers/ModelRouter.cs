@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Options;
 using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Errors;
+using TokenRouter.Simulator;
 
 namespace TokenRouter.Gateway.Providers;
 
@@ -35,7 +36,7 @@ public sealed class ModelRouter
     private readonly Dictionary<string, ProviderEndpoint> _providers;
     private readonly (string Prefix, string Provider)[] _routes;
 
-    public ModelRouter(IOptions<ProvidersOptions> options)
+    public ModelRouter(IOptions<ProvidersOptions> options, IOptions<SimulatorOptions> simulator)
     {
         var o = options.Value;
         _providers = new(StringComparer.OrdinalIgnoreCase);
@@ -45,9 +46,11 @@ public sealed class ModelRouter
         if (o.SimulatorEnabled)
         {
             Uri? simBase = string.IsNullOrWhiteSpace(o.SimulatorBaseUrl) ? null : new Uri(o.SimulatorBaseUrl.TrimEnd('/') + "/");
-            _providers[SimOpenAI] = new ProviderEndpoint { Name = SimOpenAI, Kind = ProviderKind.OpenAI, IsSimulator = true, BaseUri = Sim(simBase, "sim/openai/v1/") };
-            _providers[SimDeepSeek] = new ProviderEndpoint { Name = SimDeepSeek, Kind = ProviderKind.DeepSeek, IsSimulator = true, BaseUri = Sim(simBase, "sim/deepseek/") };
-            _providers[SimAnthropic] = new ProviderEndpoint { Name = SimAnthropic, Kind = ProviderKind.Anthropic, IsSimulator = true, BaseUri = Sim(simBase, "sim/anthropic/") };
+            // The simulator's key (configured, or generated at start-up by AddSimulator) goes upstream like a provider key.
+            var simKey = simulator.Value.ApiKey;
+            _providers[SimOpenAI] = new ProviderEndpoint { Name = SimOpenAI, Kind = ProviderKind.OpenAI, IsSimulator = true, BaseUri = Sim(simBase, "sim/openai/v1/"), ApiKey = simKey };
+            _providers[SimDeepSeek] = new ProviderEndpoint { Name = SimDeepSeek, Kind = ProviderKind.DeepSeek, IsSimulator = true, BaseUri = Sim(simBase, "sim/deepseek/"), ApiKey = simKey };
+            _providers[SimAnthropic] = new ProviderEndpoint { Name = SimAnthropic, Kind = ProviderKind.Anthropic, IsSimulator = true, BaseUri = Sim(simBase, "sim/anthropic/"), ApiKey = simKey };
         }
 
         var routes = new List<(string, string)>();

@@ -409,7 +409,7 @@ public sealed class AnthropicSimulatorTests
     public async Task OfficialAnthropicSdkReadsCacheUsageAndToolUse()
     {
         await using var sim = await SimulatorHost.StartAsync();
-        var client = new AnthropicClient { ApiKey = "x", BaseUrl = sim.BaseUrl + "/sim/anthropic" };
+        var client = new AnthropicClient { ApiKey = sim.ApiKey, BaseUrl = sim.BaseUrl + "/sim/anthropic" };
         var parameters = new MessageCreateParams
         {
             Model = "sim-anthropic",
@@ -440,7 +440,7 @@ public sealed class AnthropicSimulatorTests
     public async Task OfficialAnthropicSdkStreamsEvents()
     {
         await using var sim = await SimulatorHost.StartAsync();
-        var client = new AnthropicClient { ApiKey = "x", BaseUrl = sim.BaseUrl + "/sim/anthropic" };
+        var client = new AnthropicClient { ApiKey = sim.ApiKey, BaseUrl = sim.BaseUrl + "/sim/anthropic" };
         var parameters = new MessageCreateParams
         {
             Model = "sim-anthropic",

@@ -94,7 +94,7 @@ public sealed class DeepSeekSimulatorTests
     public async Task OfficialOpenAISdkTalksToTheDeepSeekRoute()
     {
         await using var sim = await SimulatorHost.StartAsync();
-        var client = new ChatClient("sim-deepseek", new ApiKeyCredential("x"), new OpenAIClientOptions { Endpoint = new Uri(sim.BaseUrl + "/sim/deepseek") });
+        var client = new ChatClient("sim-deepseek", new ApiKeyCredential(sim.ApiKey), new OpenAIClientOptions { Endpoint = new Uri(sim.BaseUrl + "/sim/deepseek") });
         var messages = new List<ChatMessage> { new UserChatMessage(Json.Filler(5950)) };
 
         await client.CompleteChatAsync(messages);

@@ -424,7 +424,7 @@ public sealed class OpenAISimulatorTests
     public async Task OfficialOpenAISdkReadsCachedTokensAndToolCalls()
     {
         await using var sim = await SimulatorHost.StartAsync();
-        var client = new ChatClient("sim-openai", new ApiKeyCredential("x"), new OpenAIClientOptions { Endpoint = new Uri(sim.BaseUrl + "/sim/openai/v1") });
+        var client = new ChatClient("sim-openai", new ApiKeyCredential(sim.ApiKey), new OpenAIClientOptions { Endpoint = new Uri(sim.BaseUrl + "/sim/openai/v1") });
         List<ChatMessage> messages = [new SystemChatMessage(Json.Filler(5000)), new UserChatMessage("Hello")];
 
         ChatCompletion first = await client.CompleteChatAsync(messages);
@@ -447,7 +447,7 @@ public sealed class OpenAISimulatorTests
     public async Task OfficialOpenAISdkStreamsTextAndUsage()
     {
         await using var sim = await SimulatorHost.StartAsync();
-        var client = new ChatClient("sim-openai", new ApiKeyCredential("x"), new OpenAIClientOptions { Endpoint = new Uri(sim.BaseUrl + "/sim/openai/v1") });
+        var client = new ChatClient("sim-openai", new ApiKeyCredential(sim.ApiKey), new OpenAIClientOptions { Endpoint = new Uri(sim.BaseUrl + "/sim/openai/v1") });
 
         var text = new System.Text.StringBuilder();
         ChatTokenUsage? usage = null;

@@ -1,5 +1,5 @@
 using System.Text;
-using TokenRouter.Gateway.Simulator;
+using TokenRouter.Simulator;
 
 namespace TokenRouter.Tests.Simulator;
 

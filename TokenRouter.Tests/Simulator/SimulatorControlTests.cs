@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
-using TokenRouter.Gateway.Simulator;
+using TokenRouter.Simulator;
 
 namespace TokenRouter.Tests.Simulator;
 

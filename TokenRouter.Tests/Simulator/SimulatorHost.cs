@@ -9,6 +9,8 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using TokenRouter.Simulator;
 
 namespace TokenRouter.Tests.Simulator;
 
@@ -21,11 +23,17 @@ public sealed class SimulatorHost : IAsyncDisposable
     {
         _app = app;
         BaseUrl = baseUrl;
+        ApiKey = app.Services.GetRequiredService<IOptions<SimulatorOptions>>().Value.ApiKey!;
         Client = new HttpClient { BaseAddress = new Uri(baseUrl) };
+        Client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ApiKey);
     }
 
     public string BaseUrl { get; }
 
+    /// <summary>The simulator's key (generated at start-up unless the settings give <c>Simulator:ApiKey</c>).</summary>
+    public string ApiKey { get; }
+
+    /// <summary>Sends the simulator's key on every request.</summary>
     public HttpClient Client { get; }
 
     public IServiceProvider Services => _app.Services;
@@ -55,7 +63,6 @@ public sealed class SimulatorHost : IAsyncDisposable
         {
             Content = new StringContent(json, Encoding.UTF8, "application/json"),
         };
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "any-key");
         foreach (var (name, value) in headers)
             request.Headers.TryAddWithoutValidation(name, value);
         using var response = await Client.SendAsync(request);

@@ -9,15 +9,17 @@ using System.Text.Json.Nodes;
 // reports how many upstream calls in-flight deduplication saved (from the simulator's /sim/stats) and what it cost the
 // followers in latency compared with the leader of their burst. See bench/README.md and bench/run-dedup-burst.sh.
 //
-//   burst run --gateways URL[,URL…] --key KEY --label NAME [--model sim-openai] [--clients 50] [--bursts 20]
+//   burst run --gateways URL[,URL…] --key KEY [--sim-key SIM_KEY] --label NAME [--model sim-openai] [--clients 50] [--bursts 20]
 //             [--stream true|false] [--latency-ms 300] [--results FILE]
 //   burst report --results FILE --markdown FILE
 
 const string Usage = """
     usage:
-      TokenRouter.DedupBurst run --gateways URL[,URL...] --key KEY --label NAME [--model sim-openai] [--clients 50]
-                                 [--bursts 20] [--stream true|false] [--latency-ms 300] [--results FILE]
+      TokenRouter.DedupBurst run --gateways URL[,URL...] --key KEY [--sim-key SIM_KEY] --label NAME [--model sim-openai]
+                                 [--clients 50] [--bursts 20] [--stream true|false] [--latency-ms 300] [--results FILE]
       TokenRouter.DedupBurst report --results FILE --markdown FILE
+    --sim-key: the simulators' key (the gateways' Simulator:ApiKey) for /sim/stats; defaults to the environment
+               variable Simulator__ApiKey.
     """;
 
 if (args.Length == 0 || args[0] is "-h" or "--help")
@@ -50,8 +52,14 @@ switch (args[0])
             Console.Error.WriteLine("--gateways: one or more loopback gateway URLs are required.");
             return 1;
         }
+        var simKey = Opt("sim-key", Environment.GetEnvironmentVariable("Simulator__ApiKey") ?? "");
+        if (simKey.Length == 0)
+        {
+            Console.Error.WriteLine("--sim-key (or Simulator__ApiKey) is required: /sim/stats needs the gateways' Simulator:ApiKey.");
+            return 1;
+        }
         var run = await Burst.RunAsync(new BurstSettings(
-            gateways, Opt("key", ""), Opt("label", "run"), Opt("model", "sim-openai"), IntOpt("clients", 50), IntOpt("bursts", 20),
+            gateways, Opt("key", ""), simKey, Opt("label", "run"), Opt("model", "sim-openai"), IntOpt("clients", 50), IntOpt("bursts", 20),
             bool.Parse(Opt("stream", "true")), IntOpt("latency-ms", 300)));
         await File.AppendAllTextAsync(resultsPath, JsonSerializer.Serialize(run) + "\n");
         Console.WriteLine(Report.Row(run));
@@ -70,7 +78,7 @@ switch (args[0])
         return 1;
 }
 
-internal sealed record BurstSettings(Uri[] Gateways, string Key, string Label, string Model, int Clients, int Bursts, bool Stream, int LatencyMs);
+internal sealed record BurstSettings(Uri[] Gateways, string Key, string SimulatorKey, string Label, string Model, int Clients, int Bursts, bool Stream, int LatencyMs);
 
 /// <summary>One client's request within a burst; times are from the burst's common start.</summary>
 internal sealed record Sample(int Burst, int Gateway, bool Deduplicated, int Status, double FirstByteMs, double TotalMs, string Body);
@@ -115,7 +123,7 @@ internal static class Burst
             if (burst == 0)
             {
                 samples.Clear();
-                before = await UpstreamCallsAsync(http, s.Gateways);
+                before = await UpstreamCallsAsync(http, s.Gateways, s.SimulatorKey);
                 wall.Start();
             }
             var body = JsonSerializer.Serialize(new
@@ -144,7 +152,7 @@ internal static class Burst
             await Task.Delay(100); // the next burst must not join this one
         }
         wall.Stop();
-        var upstream = await UpstreamCallsAsync(http, s.Gateways) - before;
+        var upstream = await UpstreamCallsAsync(http, s.Gateways, s.SimulatorKey) - before;
 
         var ok = samples.Where(x => x.Status == 200).ToList();
         var leaders = ok.Where(x => !x.Deduplicated).ToList();
@@ -214,12 +222,16 @@ internal static class Burst
         return text.Append(body.EndsWith("data: [DONE]\n\n", StringComparison.Ordinal) ? "|done" : "|unfinished").ToString();
     }
 
-    private static async Task<long> UpstreamCallsAsync(HttpClient http, Uri[] gateways)
+    private static async Task<long> UpstreamCallsAsync(HttpClient http, Uri[] gateways, string simulatorKey)
     {
         long total = 0;
         foreach (var g in gateways)
         {
-            using var doc = JsonDocument.Parse(await http.GetStringAsync(new Uri(g, "sim/stats")));
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(g, "sim/stats"));
+            request.Headers.Authorization = new("Bearer", simulatorKey); // the simulator's key, not the client key
+            using var response = await http.SendAsync(request);
+            response.EnsureSuccessStatusCode();
+            using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
             total += doc.RootElement.GetProperty("total").GetInt64();
         }
         return total;

@@ -4,14 +4,14 @@ using TokenRouter.Replay;
 // TokenRouter.Replay — replays the recorded agent sessions through a gateway (or straight to its simulator) and
 // reports what the upstream cache made of them. See bench/README.md.
 //
-//   replay run --gateway http://127.0.0.1:5199 --key sk-… --mode direct|best|gateway [--label NAME]
+//   replay run --gateway http://127.0.0.1:5199 --key sk-… [--sim-key sk-sim-…] --mode direct|best|gateway [--label NAME]
 //              [--vendors openai,deepseek,anthropic] [--sessions N|all (default)] [--concurrency 12] [--timeout 30]
 //              [--max-requests 6000] [--deadline 240] [--results bench/results/cache-replay.runs.tmp] [--workload PATH]
 //   replay report [--results FILE] [--markdown bench/results/cache-replay.md]
 
 const string Usage = """
     usage:
-      TokenRouter.Replay run --gateway URL [--key KEY] --mode direct|best|gateway [--label NAME]
+      TokenRouter.Replay run --gateway URL [--key KEY] [--sim-key SIM_KEY] --mode direct|best|gateway [--label NAME]
                              [--vendors openai,deepseek,anthropic] [--sessions N|all] [--concurrency N]
                              [--timeout SECONDS] [--max-requests N] [--deadline SECONDS] [--results FILE] [--workload PATH]
       TokenRouter.Replay report [--results FILE] [--markdown FILE]
@@ -19,6 +19,8 @@ const string Usage = """
     modes: direct  = clients straight to the gateway's /sim routes (no gateway pipeline)
            best    = the canonical, cache-ideal form straight to /sim (ideal Anthropic breakpoints)
            gateway = clients through /v1/chat/completions and /v1/messages (label it with the switches in force)
+    --sim-key: the simulator's key (the gateway's Simulator:ApiKey) for /sim/reset, /sim/stats and the direct modes;
+               defaults to the environment variable Simulator__ApiKey.
     """;
 
 if (args.Length == 0 || args[0] is "-h" or "--help")
@@ -58,10 +60,14 @@ try
             var sessions = Opt("sessions", "all") is "all" ? 0 : IntOpt("sessions", 0);
             var concurrency = Math.Clamp(IntOpt("concurrency", 12), 1, 64);
             if (mode == "gateway" && !options.ContainsKey("key")) throw new ArgumentException("--key is required in gateway mode.");
+            var simKey = Opt("sim-key", Environment.GetEnvironmentVariable("Simulator__ApiKey") ?? "");
+            if (simKey.Length == 0)
+                throw new ArgumentException("--sim-key (or Simulator__ApiKey) is required: the simulator's /sim routes need the gateway's Simulator:ApiKey.");
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(resultsPath))!);
             var settings = new RunSettings(
                 uri,
                 Opt("key", ""),
+                simKey,
                 mode,
                 Opt("label", mode),
                 vendors,

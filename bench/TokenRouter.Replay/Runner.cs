@@ -9,6 +9,7 @@ namespace TokenRouter.Replay;
 internal sealed record RunSettings(
     Uri Gateway,
     string Key,
+    string SimulatorKey,
     string Mode,
     string Label,
     IReadOnlyList<string> Vendors,
@@ -83,8 +84,11 @@ internal sealed class Runner(RunSettings settings)
 
     private async Task<RunResult> RunVendorAsync(HttpClient http, string vendor, List<ClientSession> sessions, string[] clientOf)
     {
-        using (var reset = await http.PostAsync("sim/reset", null))
+        using (var resetRequest = SimulatorRequest(HttpMethod.Post, "sim/reset"))
+        using (var reset = await http.SendAsync(resetRequest))
         {
+            if (reset.StatusCode == HttpStatusCode.Unauthorized)
+                throw new InvalidOperationException($"POST /sim/reset answered 401: --sim-key is not the Simulator:ApiKey of the gateway at {settings.Gateway}.");
             if (!reset.IsSuccessStatusCode)
                 throw new InvalidOperationException($"POST /sim/reset answered {(int)reset.StatusCode}: is the simulator enabled at {settings.Gateway}?");
         }
@@ -162,11 +166,10 @@ internal sealed class Runner(RunSettings settings)
         var one = new UsageTotals { Requests = 1 };
         using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new ByteArrayContent(body) };
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-        if (settings.Mode == "gateway")
-        {
-            if (vendor == "anthropic") request.Headers.Add("x-api-key", settings.Key);
-            else request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", settings.Key);
-        }
+        // Through the gateway: the client key; straight to /sim: the simulator's own key.
+        var key = settings.Mode == "gateway" ? settings.Key : settings.SimulatorKey;
+        if (vendor == "anthropic") request.Headers.Add("x-api-key", key);
+        else request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
         if (vendor == "anthropic") request.Headers.Add("anthropic-version", "2023-06-01");
 
         try
@@ -240,11 +243,22 @@ internal sealed class Runner(RunSettings settings)
         }
     }
 
-    private static async Task<SimCounters?> ReadSimulatorAsync(HttpClient http, string vendor)
+    /// <summary>A request to the simulator's control routes, with its key.</summary>
+    private HttpRequestMessage SimulatorRequest(HttpMethod method, string path)
+    {
+        var request = new HttpRequestMessage(method, path);
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", settings.SimulatorKey);
+        return request;
+    }
+
+    private async Task<SimCounters?> ReadSimulatorAsync(HttpClient http, string vendor)
     {
         try
         {
-            using var doc = JsonDocument.Parse(await http.GetByteArrayAsync("sim/stats"));
+            using var request = SimulatorRequest(HttpMethod.Get, "sim/stats");
+            using var response = await http.SendAsync(request);
+            response.EnsureSuccessStatusCode();
+            using var doc = JsonDocument.Parse(await response.Content.ReadAsByteArrayAsync());
             if (!doc.RootElement.TryGetProperty("formats", out var formats) || !formats.TryGetProperty(vendor, out var f)) return null;
             return new SimCounters
             {

@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 /// <summary>Writes server-sent events straight into the response pipe and flushes each one.</summary>
 internal sealed class SimSseWriter : IDisposable

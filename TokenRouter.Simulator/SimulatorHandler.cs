@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 /// <summary>Request entry point shared by all simulator routes: test controls, parsing, dispatch, writing.</summary>
 internal sealed class SimulatorHandler

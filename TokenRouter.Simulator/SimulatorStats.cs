@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 internal enum SimFormat
 {

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
-using TokenRouter.Gateway.Simulator;
+using TokenRouter.Simulator;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
@@ -11,8 +11,14 @@ public static class SimulatorServiceCollectionExtensions
     public static IServiceCollection AddSimulator(this IServiceCollection services, IConfiguration configuration)
     {
         ArgumentNullException.ThrowIfNull(configuration);
+        // Generated here, once per registration, so every options instance (the gateway's and the simulator's) agrees.
+        var generatedKey = SimulatorKey.Generate();
         services.AddOptions<SimulatorOptions>()
             .Bind(configuration.GetSection(SimulatorOptions.SectionName))
+            .PostConfigure(o =>
+            {
+                if (string.IsNullOrWhiteSpace(o.ApiKey)) o.ApiKey = generatedKey;
+            })
             .ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SimulatorOptions>, SimulatorOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 /// <summary>Anthropic message JSON and its SSE event sequence.</summary>
 internal static class AnthropicResponseWriter

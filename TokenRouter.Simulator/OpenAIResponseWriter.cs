@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 /// <summary>OpenAI chat-completion JSON and SSE chunks; DeepSeek adds its cache usage fields.</summary>
 internal static class OpenAIResponseWriter

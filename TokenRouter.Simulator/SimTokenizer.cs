@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 /// <summary>
 /// The simulator's deterministic token count: one token per started 4 bytes of UTF-8 (ceil(bytes / 4)).

@@ -1,7 +1,7 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 /// <summary>
 /// 128-bit non-cryptographic hash used as a prefix-cache key. Chaining (<see cref="Append"/>) gives every

@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Text;
 using System.Text.Json;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 /// <summary>
 /// OpenAI chat completions and DeepSeek (same wire format): renders the prompt, emulates the automatic

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 /// <summary>
 /// Bounded, thread-safe set of cached prefix hashes with expiry. The value is the expiry in ticks with the

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 /// <summary>A provider error; <see cref="Type"/> is the provider's error type string (same name in both shapes for 400s).</summary>
 internal sealed record SimError(int Status, string Type, string Message, string? Param = null, string? Code = null)

@@ -1,16 +1,11 @@
 using System.Security.Cryptography;
 using System.Text;
 
-// Compiled into both processes; each gets its own namespace so a test that references both sees no ambiguity.
-#if TOKENROUTER_ADMIN
-namespace TokenRouter.Admin.Contracts;
-#else
 namespace TokenRouter.Contracts;
-#endif
 
 /// <summary>
-/// The whole contract between Admin (writer) and the Gateway (reader) in Redis. This one file is compiled into
-/// both projects (Admin links it), so the two sides cannot drift; tests exercise both sides against a real Redis.
+/// The whole contract between Admin (writer) and the Gateway (reader) in Redis. It lives in this small library that
+/// both projects reference, so the two sides cannot drift; tests exercise both sides against a real Redis.
 /// </summary>
 /// <remarks>
 /// <para><b>API keys</b>: one hash per client key at <c>tokenrouter:key:{sha256-hex of the key}</c> with the

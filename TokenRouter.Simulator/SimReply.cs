@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 internal enum SimToolChoiceMode
 {

@@ -1,4 +1,4 @@
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 /// <summary>Outcome of a valid simulated call, independent of how it is written (JSON or SSE).</summary>
 internal sealed class SimCompletion

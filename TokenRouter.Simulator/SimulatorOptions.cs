@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Options;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 /// <summary>Settings of the built-in fake provider (configuration section <c>Simulator</c>).</summary>
 public sealed class SimulatorOptions
@@ -9,6 +9,13 @@ public sealed class SimulatorOptions
 
     /// <summary>Maps the <c>/sim/*</c> endpoints when true.</summary>
     public bool Enabled { get; set; } = true;
+
+    /// <summary>
+    /// The key every <c>/sim/*</c> endpoint requires (<c>Authorization: Bearer</c> or <c>x-api-key</c>). When not
+    /// configured, a random <c>sk-sim-…</c> key is generated once at start-up; the host reads the effective key from
+    /// <c>IOptions&lt;SimulatorOptions&gt;</c> (the gateway's <c>sim-*</c> providers send it upstream).
+    /// </summary>
+    public string? ApiKey { get; set; }
 
     /// <summary>Delay before every response; <c>x-sim-latency-ms</c> overrides it per request.</summary>
     public int LatencyMs { get; set; }

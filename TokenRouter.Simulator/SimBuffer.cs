@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace TokenRouter.Gateway.Simulator;
+namespace TokenRouter.Simulator;
 
 /// <summary>Growable <see cref="IBufferWriter{T}"/> over pooled arrays; dispose to return the array.</summary>
 internal sealed class SimBuffer(int initialCapacity = 16 * 1024) : IBufferWriter<byte>, IDisposable
