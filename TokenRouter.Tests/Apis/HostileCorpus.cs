@@ -263,32 +263,31 @@ public static class HostileCorpus
 
     private static void Surrogates(List<HostileCase> list)
     {
-        const string Props = """{"type":"object","properties":{"a":{"type":"string"}}}""";
         (string Where, Func<string, string> Body)[] chat =
         [
             ("user", s => ChatBody($"\"user\":\"a{s}b\"")),
             ("unknown top-level field", s => ChatBody($"\"x_extra\":\"{s}\"")),
-            ("unknown message field", s => ChatBody(messages: $$"""[{"role":"user","content":"hi","x_note":"{{s}}"}]""")),
-            ("unknown content-part field", s => ChatBody(messages: $$"""[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"x_part","x_field":"{{s}}"}]}]""")),
-            ("tool description", s => ChatBody($$""""tools":[{"type":"function","function":{"name":"f","description":"{{s}}","parameters":{{Props}}}}]""")),
-            ("tool schema property name", s => ChatBody($$""""tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"{{s}}":{"type":"string"}}}}}]""")),
-            ("tool schema property value", s => ChatBody($$""""tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"string","description":"{{s}}"}}}}}]""")),
-            ("tool-call arguments", s => ChatBody(messages: $$"""[{"role":"user","content":"hi"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":\"{{s}}\"}"}}]},{"role":"tool","tool_call_id":"call_1","content":"ok"}]""")),
-            ("system prompt", s => ChatBody(messages: $$"""[{"role":"system","content":"{{s}}"},{"role":"user","content":"hi"}]""")),
-            ("message text", s => ChatBody(messages: $$"""[{"role":"user","content":"x{{s}}y"}]""")),
+            ("unknown message field", s => ChatBody(messages: Q("[{'role':'user','content':'hi','x_note':'@S'}]", s))),
+            ("unknown content-part field", s => ChatBody(messages: Q("[{'role':'user','content':[{'type':'text','text':'hi'},{'type':'x_part','x_field':'@S'}]}]", s))),
+            ("tool description", s => ChatBody(Q("'tools':[{'type':'function','function':{'name':'f','description':'@S','parameters':{'type':'object','properties':{'a':{'type':'string'}}}}}]", s))),
+            ("tool schema property name", s => ChatBody(Q("'tools':[{'type':'function','function':{'name':'f','parameters':{'type':'object','properties':{'@S':{'type':'string'}}}}}]", s))),
+            ("tool schema property value", s => ChatBody(Q("'tools':[{'type':'function','function':{'name':'f','parameters':{'type':'object','properties':{'a':{'type':'string','description':'@S'}}}}}]", s))),
+            ("tool-call arguments", s => ChatBody(messages: Q("[{'role':'user','content':'hi'},{'role':'assistant','content':null,'tool_calls':[{'id':'call_1','type':'function','function':{'name':'f','arguments':'{\\'a\\':\\'@S\\'}'}}]},{'role':'tool','tool_call_id':'call_1','content':'ok'}]", s))),
+            ("system prompt", s => ChatBody(messages: Q("[{'role':'system','content':'@S'},{'role':'user','content':'hi'}]", s))),
+            ("message text", s => ChatBody(messages: Q("[{'role':'user','content':'x@Sy'}]", s))),
         ];
         (string Where, Func<string, string> Body)[] messages =
         [
-            ("metadata.user_id", s => MessagesBody($$""""metadata":{"user_id":"{{s}}"}""")),
+            ("metadata.user_id", s => MessagesBody(Q("'metadata':{'user_id':'@S'}", s))),
             ("unknown top-level field", s => MessagesBody($"\"x_extra\":\"{s}\"")),
-            ("unknown message field", s => MessagesBody(messages: $$"""[{"role":"user","content":"hi","x_note":"{{s}}"}]""")),
-            ("unknown content-block field", s => MessagesBody(messages: $$"""[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"x_block","x_field":"{{s}}"}]}]""")),
-            ("tool description", s => MessagesBody($$""""tools":[{"name":"f","description":"{{s}}","input_schema":{{Props}}}]""")),
-            ("tool schema property name", s => MessagesBody($$""""tools":[{"name":"f","input_schema":{"type":"object","properties":{"{{s}}":{"type":"string"}}}}]""")),
-            ("tool schema property value", s => MessagesBody($$""""tools":[{"name":"f","input_schema":{"type":"object","properties":{"a":{"type":"string","description":"{{s}}"}}}}]""")),
-            ("tool_use input", s => MessagesBody(messages: $$"""[{"role":"user","content":"hi"},{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"f","input":{"a":"{{s}}"}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"ok"}]}]""")),
+            ("unknown message field", s => MessagesBody(messages: Q("[{'role':'user','content':'hi','x_note':'@S'}]", s))),
+            ("unknown content-block field", s => MessagesBody(messages: Q("[{'role':'user','content':[{'type':'text','text':'hi'},{'type':'x_block','x_field':'@S'}]}]", s))),
+            ("tool description", s => MessagesBody(Q("'tools':[{'name':'f','description':'@S','input_schema':{'type':'object','properties':{'a':{'type':'string'}}}}]", s))),
+            ("tool schema property name", s => MessagesBody(Q("'tools':[{'name':'f','input_schema':{'type':'object','properties':{'@S':{'type':'string'}}}}]", s))),
+            ("tool schema property value", s => MessagesBody(Q("'tools':[{'name':'f','input_schema':{'type':'object','properties':{'a':{'type':'string','description':'@S'}}}}]", s))),
+            ("tool_use input", s => MessagesBody(messages: Q("[{'role':'user','content':'hi'},{'role':'assistant','content':[{'type':'tool_use','id':'toolu_1','name':'f','input':{'a':'@S'}}]},{'role':'user','content':[{'type':'tool_result','tool_use_id':'toolu_1','content':'ok'}]}]", s))),
             ("system prompt", s => MessagesBody($"\"system\":\"{s}\"")),
-            ("message text", s => MessagesBody(messages: $$"""[{"role":"user","content":"x{{s}}y"}]""")),
+            ("message text", s => MessagesBody(messages: Q("[{'role':'user','content':'x@Sy'}]", s))),
         ];
         string[] surrogates = [@"\ud800", @"\udfff", @"\ud800\u0041"];
         foreach (var s in surrogates)
@@ -297,10 +296,10 @@ public static class HostileCorpus
                 list.Add(Chat($"surrogate chat {where} {s}", body(s)) with { Status = 400, NothingUpstream = true });
             foreach (var (where, body) in messages)
                 list.Add(Messages($"surrogate messages {where} {s}", body(s)) with { Status = 400, NothingUpstream = true });
-            list.Add(Messages($"surrogate messages->openai metadata.user_id {s}", MessagesBody($$""""metadata":{"user_id":"{{s}}"}""", model: ChatModel)) with { Status = 400, NothingUpstream = true });
-            list.Add(Messages($"surrogate messages->openai message text {s}", MessagesBody(messages: $$"""[{"role":"user","content":"x{{s}}y"}]""", model: ChatModel)) with { Status = 400, NothingUpstream = true });
+            list.Add(Messages($"surrogate messages->openai metadata.user_id {s}", MessagesBody(Q("'metadata':{'user_id':'@S'}", s), model: ChatModel)) with { Status = 400, NothingUpstream = true });
+            list.Add(Messages($"surrogate messages->openai message text {s}", MessagesBody(messages: Q("[{'role':'user','content':'x@Sy'}]", s), model: ChatModel)) with { Status = 400, NothingUpstream = true });
             // Passed through byte for byte: only the invariants (never 5xx, shapes, no escape, no key leak).
-            list.Add(Post($"surrogate passthrough embeddings input {s}", "/v1/embeddings", U($$"""{"model":"text-embedding-3-small","input":"{{s}}"}"""), Bearer));
+            list.Add(Post($"surrogate passthrough embeddings input {s}", "/v1/embeddings", U(Q("{'model':'text-embedding-3-small','input':'@S'}", s)), Bearer));
         }
 
         (string Name, byte[] Bytes)[] invalid = [("0xFF", [0xFF]), ("0xC0 0xAF", [0xC0, 0xAF]), ("0xED 0xA0 0x80", [0xED, 0xA0, 0x80])];
@@ -313,6 +312,10 @@ public static class HostileCorpus
         }
         list.Add(Post("invalid utf-8 passthrough embeddings input 0xFF", "/v1/embeddings", Splice("""{"model":"text-embedding-3-small","input":"@@"}""", [0xFF]), Bearer));
     }
+
+    /// <summary>JSON written with single quotes (<c>\'</c> for an escaped quote) and <c>@S</c> where <paramref name="s"/> goes.</summary>
+    private static string Q(string template, string s) =>
+        template.Replace("\\'", "\u0001", StringComparison.Ordinal).Replace('\'', '"').Replace("\u0001", "\\\"", StringComparison.Ordinal).Replace("@S", s, StringComparison.Ordinal);
 
     /// <summary>The UTF-8 of <paramref name="template"/> with its <c>@@</c> replaced by raw bytes.</summary>
     private static byte[] Splice(string template, byte[] bytes)
