@@ -58,6 +58,23 @@ public sealed record HostileCase(string Name, string Method, string Target)
     public override string ToString() => Name;
 }
 
+/// <summary>A case's name as a theory argument: serializable (so every case is its own test) and shown in full
+/// (xUnit cuts string arguments in display names at 50 characters).</summary>
+public sealed class HostileCaseName : Xunit.Abstractions.IXunitSerializable
+{
+    public HostileCaseName() { }
+
+    public HostileCaseName(string value) => Value = value;
+
+    public string Value { get; private set; } = "";
+
+    public void Deserialize(Xunit.Abstractions.IXunitSerializationInfo info) => Value = info.GetValue<string>(nameof(Value));
+
+    public void Serialize(Xunit.Abstractions.IXunitSerializationInfo info) => info.AddValue(nameof(Value), Value);
+
+    public override string ToString() => Value;
+}
+
 /// <summary>The hostile-input corpus (issue #16 and its neighbours), generated combinatorially.</summary>
 public static class HostileCorpus
 {
@@ -71,7 +88,7 @@ public static class HostileCorpus
 
     public static IReadOnlyDictionary<string, HostileCase> All => Cases.Value;
 
-    public static IEnumerable<object[]> Names => All.Keys.Select(n => new object[] { n });
+    public static IEnumerable<object[]> Names => All.Keys.Select(n => new object[] { new HostileCaseName(n) });
 
     // ---- header helpers ----------------------------------------------------------------------------------------
 
@@ -551,6 +568,22 @@ public static class HostileCorpus
                 Body = body, Headers = [.. auth, H("Content-Type", type)], Chunked = true, Status = 413, MaxUpstreamBodyBytes = BodyLimit,
             });
         }
+
+        // Issue #16: a 10 MB chunked upload sent 7.4 MB upstream before its 413. 4 MB, chunked, streamed kinds of body.
+        var huge = new byte[4 * 1024 * 1024];
+        Array.Fill(huge, (byte)'b');
+        list.Add(new HostileCase("too large 4 MB chunked files octet-stream", "POST", "/v1/files")
+        {
+            Body = huge, Headers = [.. Bearer, H("Content-Type", "application/octet-stream")], Chunked = true, Status = 413, MaxUpstreamBodyBytes = BodyLimit,
+        });
+        list.Add(new HostileCase("too large 4 MB chunked audio multipart", "POST", "/v1/audio/transcriptions")
+        {
+            Body = huge, Headers = [.. Bearer, H("Content-Type", "multipart/form-data; boundary=zzz")], Chunked = true, Status = 413, MaxUpstreamBodyBytes = BodyLimit,
+        });
+        list.Add(new HostileCase("too large 4 MB content-length files octet-stream", "POST", "/v1/files")
+        {
+            Body = huge, Headers = [.. Bearer, H("Content-Type", "application/octet-stream")], Status = 413, NothingUpstream = true,
+        });
     }
 
     // ---- 9. unknown models and paths ---------------------------------------------------------------------------

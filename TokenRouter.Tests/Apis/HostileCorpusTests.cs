@@ -13,7 +13,9 @@ namespace TokenRouter.Tests.Apis;
 public sealed class HostileCorpusFixture : IAsyncLifetime
 {
     public const string OpenAIBase = "/openai/v1/";
-    public const string AnthropicBase = "/anthropic/";
+    /// <summary>The Anthropic base URL is <c>/anthropic</c>, but every client path is under <c>/v1</c>, so every forwarded
+    /// request must be under <c>/anthropic/v1/</c> (<c>/anthropic/stats</c> escaped the API root).</summary>
+    public const string AnthropicBase = "/anthropic/v1/";
     public const string DeepSeekBase = "/deepseek/";
 
     public FakeProvider Provider { get; private set; } = null!;
@@ -82,9 +84,9 @@ public sealed class HostileCorpusTests(HostileCorpusFixture fixture) : IClassFix
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public async Task Hostile(string name)
+    public async Task Hostile(HostileCaseName name)
     {
-        var c = HostileCorpus.All[name];
+        var c = HostileCorpus.All[name.Value];
         var provider = fixture.Provider;
         await provider.WaitForIdleAsync(TimeSpan.FromSeconds(10));
         provider.Reset();
