@@ -27,6 +27,8 @@ public sealed class FakeProvider : IAsyncDisposable
 
     private readonly WebApplication _app;
     private readonly List<RecordedRequest> _requests = [];
+    private readonly ConcurrentQueue<ArrivedRequest> _arrivals = new();
+    private long _bodyBytesReceived;
     private readonly ConcurrentQueue<Func<RecordedRequest, HttpContext, Task>> _next = new();
     private readonly ConcurrentQueue<Exception> _handlerErrors = new();
     private readonly CancellationTokenSource _disposing = new();
@@ -104,6 +106,15 @@ public sealed class FakeProvider : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>
+    /// Every request as it arrived (request line and headers), before its body is read: unlike <see cref="Requests"/>
+    /// it also holds requests whose body never arrived in full (the client aborted the upload).
+    /// </summary>
+    public IReadOnlyList<ArrivedRequest> Arrivals => [.. _arrivals];
+
+    /// <summary>Total request body bytes read from all requests, including those whose upload was aborted midway.</summary>
+    public long BodyBytesReceived => Interlocked.Read(ref _bodyBytesReceived);
 
     /// <summary>Number of requests received (recorded once their body has been read).</summary>
     public int CallCount => Volatile.Read(ref _callCount);
@@ -213,6 +224,8 @@ public sealed class FakeProvider : IAsyncDisposable
         }
 
         Volatile.Write(ref _cancelledCount, 0);
+        _arrivals.Clear();
+        Interlocked.Exchange(ref _bodyBytesReceived, 0);
         _next.Clear();
         _handlerErrors.Clear();
         Respond(FakeResponses.Auto());
@@ -265,6 +278,7 @@ public sealed class FakeProvider : IAsyncDisposable
         RecordedRequest? recorded = null;
         try
         {
+            _arrivals.Enqueue(ArrivedRequest.From(context));
             recorded = await RecordAsync(context, aborted.Token);
 
             var gate = Gate;
@@ -328,7 +342,13 @@ public sealed class FakeProvider : IAsyncDisposable
     private async Task<RecordedRequest> RecordAsync(HttpContext context, CancellationToken cancellationToken)
     {
         using var body = new MemoryStream();
-        await context.Request.Body.CopyToAsync(body, cancellationToken);
+        var buffer = new byte[16 * 1024];
+        int read;
+        while ((read = await context.Request.Body.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            Interlocked.Add(ref _bodyBytesReceived, read);
+            body.Write(buffer, 0, read);
+        }
 
         var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach (var (name, values) in context.Request.Headers)
@@ -393,5 +413,19 @@ public sealed class FakeProvider : IAsyncDisposable
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         gate.SetResult();
         return gate;
+    }
+}
+
+/// <summary>A request's line and headers as the <see cref="FakeProvider"/> saw them on arrival.</summary>
+/// <param name="Path">The path as Kestrel decoded and normalized it.</param>
+/// <param name="RawTarget">The request-target exactly as sent on the request line (still percent-encoded, dot segments intact).</param>
+public sealed record ArrivedRequest(string Method, string Path, string RawTarget, IReadOnlyDictionary<string, string> Headers)
+{
+    internal static ArrivedRequest From(HttpContext context)
+    {
+        var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (name, values) in context.Request.Headers) headers[name] = string.Join(", ", values.ToArray());
+        var raw = context.Features.Get<IHttpRequestFeature>()?.RawTarget ?? (context.Request.Path.Value + context.Request.QueryString.Value);
+        return new ArrivedRequest(context.Request.Method, context.Request.Path.Value ?? "/", raw, headers);
     }
 }
