@@ -33,7 +33,13 @@ public static class GatewayExtensions
         services.AddSingleton<IValidateOptions<ProvidersOptions>, ProvidersOptionsValidator>();
         services.AddOptions<ProxyOptions>().BindConfiguration(ProxyOptions.SectionName).ValidateOnStart();
         services.AddOptions<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>()
-            .Configure<IOptions<GatewayOptions>>((kestrel, gateway) => kestrel.Limits.MaxRequestBodySize = gateway.Value.MaxRequestBodyBytes + 1);
+            .Configure<IOptions<GatewayOptions>>((kestrel, gateway) =>
+            {
+                kestrel.Limits.MaxRequestBodySize = gateway.Value.MaxRequestBodyBytes + 1;
+                // Bytes that are not UTF-8 in a header would be Kestrel's bodiless 400; read as Latin-1, they reach the
+                // gateway, which refuses any header it must forward that is not printable ASCII, in the client's shape.
+                kestrel.RequestHeaderEncodingSelector = _ => System.Text.Encoding.Latin1;
+            });
         services.AddOptions<PricingOptions>().BindConfiguration(PricingOptions.SectionName).ValidateOnStart();
 
         var redis = !string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString("redis"));
@@ -89,6 +95,10 @@ public static class GatewayExtensions
                 : new ApiError(StatusCodes.Status500InternalServerError, "api_error", "The gateway failed to process the request.");
             await new ApiErrorResult(apiError, PassthroughForwarder.ClientFormatOf(context.Request)).ExecuteAsync(context);
         }));
+        // Kestrel has already decoded the path and removed its dot segments; the client's own path is checked here.
+        app.Use((context, next) => PassthroughPath.RawTargetIsSafe(context)
+            ? next(context)
+            : new ApiErrorResult(PassthroughPath.Refused(), PassthroughForwarder.ClientFormatOf(context.Request)).ExecuteAsync(context));
         // A bodiless error of the framework's own (404 for a path nothing maps, say) gets the client's error shape too.
         // Kestrel's 400/431 for a malformed request line or oversized headers are written before any middleware runs.
         app.UseStatusCodePages(context =>

@@ -23,8 +23,8 @@ public static class AnthropicInboundAdapter
         foreach (var p in root.EnumerateObject())
         {
             var v = p.Value;
-            if (p.NameEquals("model"u8)) model = RequireString(v, "model");
-            else if (p.NameEquals("messages"u8)) messages = v;
+            if (p.NameEquals("model"u8)) model = model is null ? RequireString(v, "model") : throw Duplicate("model");
+            else if (p.NameEquals("messages"u8)) messages = messages.ValueKind == JsonValueKind.Undefined ? v : throw Duplicate("messages");
             else if (p.NameEquals("system"u8)) system = v;
             else if (p.NameEquals("tools"u8)) tools = v;
             else if (p.NameEquals("stream"u8)) envelope.Stream = OptionalBool(v, "stream");
@@ -33,7 +33,7 @@ public static class AnthropicInboundAdapter
             else if (p.NameEquals("top_p"u8)) envelope.TopP = OptionalNumber(v, "top_p");
             else if (p.NameEquals("stop_sequences"u8)) envelope.Stop = StopSequences(v, "stop_sequences");
             else if (p.NameEquals("tool_choice"u8)) (envelope.ToolChoice, envelope.ParallelToolCalls) = ReadToolChoice(v);
-            else AddExtra(ref extra, p);
+            else AddExtra(ref extra, CheckedTopLevel(p));
         }
 
         if (string.IsNullOrEmpty(model)) throw ApiError.InvalidRequest("model: Field required", "model");
@@ -140,6 +140,8 @@ public static class AnthropicInboundAdapter
                 return part;
             case "tool_use":
                 var input = block.TryGetProperty("input"u8, out var inp) ? inp : default;
+                if (input.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Object))
+                    throw ApiError.InvalidRequest(".input: Input should be an object", ".input");
                 return new ContentPart
                 {
                     Kind = PartKind.ToolUse,

@@ -129,4 +129,23 @@ internal static class JsonReading
 
     public static void AddExtra(ref List<KeyValuePair<string, JsonElement>>? extra, JsonProperty p) =>
         (extra ??= []).Add(new(p.Name, p.Value));
+
+    /// <summary>A top-level field passed on unread: a number in it must be one a provider can take (finite; whole where
+    /// the APIs count something), or the provider's 400 would be billed as the gateway's call.</summary>
+    public static JsonProperty CheckedTopLevel(JsonProperty p)
+    {
+        var v = p.Value;
+        if (v.ValueKind != JsonValueKind.Number) return p;
+        if (!v.TryGetDouble(out var d) || !double.IsFinite(d))
+            throw ApiError.InvalidRequest($"'{p.Name}' must be a finite number.", p.Name);
+        if ((p.NameEquals("n"u8) || p.NameEquals("top_k"u8) || p.NameEquals("top_logprobs"u8) || p.NameEquals("seed"u8))
+            && !v.TryGetInt64(out _))
+            throw ApiError.InvalidRequest($"'{p.Name}' must be an integer.", p.Name);
+        if ((p.NameEquals("n"u8) || p.NameEquals("top_k"u8) || p.NameEquals("top_logprobs"u8)) && !v.TryGetInt32(out _))
+            throw ApiError.InvalidRequest($"'{p.Name}' is out of range.", p.Name);
+        return p;
+    }
+
+    /// <summary>A second value for a field the gateway routes or rewrites by: which one would the provider read?</summary>
+    public static ApiError Duplicate(string field) => ApiError.InvalidRequest($"The request body names '{field}' more than once.", field);
 }

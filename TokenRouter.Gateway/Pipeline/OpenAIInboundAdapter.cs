@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Unicode;
 using System.Text.Json;
 using TokenRouter.Gateway.Errors;
 using static TokenRouter.Gateway.Pipeline.JsonReading;
@@ -24,8 +25,8 @@ public static class OpenAIInboundAdapter
         foreach (var p in root.EnumerateObject())
         {
             var v = p.Value;
-            if (p.NameEquals("model"u8)) model = RequireString(v, "model");
-            else if (p.NameEquals("messages"u8)) messages = v;
+            if (p.NameEquals("model"u8)) model = model is null ? RequireString(v, "model") : throw Duplicate("model");
+            else if (p.NameEquals("messages"u8)) messages = messages.ValueKind == JsonValueKind.Undefined ? v : throw Duplicate("messages");
             else if (p.NameEquals("tools"u8)) tools = v;
             else if (p.NameEquals("stream"u8)) envelope.Stream = OptionalBool(v, "stream");
             else if (p.NameEquals("stream_options"u8))
@@ -47,7 +48,7 @@ public static class OpenAIInboundAdapter
             else if (p.NameEquals("tool_choice"u8)) envelope.ToolChoice = ReadToolChoice(v);
             else if (p.NameEquals("parallel_tool_calls"u8)) envelope.ParallelToolCalls = OptionalNullableBool(v, "parallel_tool_calls");
             else if (p.NameEquals("prompt_cache_key"u8)) envelope.PromptCacheKey = OptionalString(v, "prompt_cache_key");
-            else AddExtra(ref extra, p);
+            else AddExtra(ref extra, CheckedTopLevel(p));
         }
 
         if (string.IsNullOrEmpty(model)) throw ApiError.InvalidRequest("'model' is required.", "model");
@@ -257,15 +258,34 @@ internal static class InboundJson
             document.Dispose();
             throw;
         }
-        // The fields read above name themselves when they hold an unpaired surrogate; this catches the ones passed on
-        // unread (user, unknown fields, metadata), which would otherwise fail only when the outbound request is written.
+        // The parser checks structure, not the bytes inside strings, and the fields read above name themselves when
+        // they hold an unpaired surrogate. What is passed on unread (user, unknown fields, metadata) is checked here: it
+        // would otherwise reach the provider as text that is not Unicode, or fail only when the request is written.
+        var dotted = envelope.ClientFormat == ApiFormat.Anthropic;
+        if (!Utf8.IsValid(body.Span))
+        {
+            document.Dispose();
+            var bad = FirstInvalidUtf8(body.Span);
+            var where = SurrogateEscapes.PathAt(body.Span, bad, dotted);
+            throw ApiError.InvalidRequest($"'{where}' holds bytes that are not UTF-8 (at byte {bad}); JSON text must be UTF-8.", where);
+        }
         if (SurrogateEscapes.FindUnpaired(body.Span) is var at and >= 0)
         {
             document.Dispose(); // not the envelope: the body stays its caller's, as for every other parse failure
-            var path = SurrogateEscapes.PathAt(body.Span, at, dotted: envelope.ClientFormat == ApiFormat.Anthropic);
+            var path = SurrogateEscapes.PathAt(body.Span, at, dotted);
             throw ApiError.InvalidRequest($"'{path}' holds an unpaired UTF-16 surrogate escape ('{Encoding.ASCII.GetString(body.Span.Slice(at, 6))}'); text must be valid Unicode.", path);
         }
         return envelope;
+    }
+
+    private static int FirstInvalidUtf8(ReadOnlySpan<byte> body)
+    {
+        for (var i = 0; i < body.Length;)
+        {
+            if (System.Text.Rune.DecodeFromUtf8(body[i..], out _, out var consumed) != System.Buffers.OperationStatus.Done) return i;
+            i += consumed;
+        }
+        return body.Length;
     }
 
     public static JsonDocument ParseDocument(ReadOnlyMemory<byte> body)

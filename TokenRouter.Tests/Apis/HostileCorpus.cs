@@ -438,8 +438,9 @@ public static class HostileCorpus
         foreach (var (name, value) in providers)
         {
             var header = ("x-tokenrouter-provider", value);
-            list.Add(Chat($"x-tokenrouter-provider {name} on chat", ChatBody(), header) with { Status = 400, NothingUpstream = true });
-            list.Add(Messages($"x-tokenrouter-provider {name} on messages", MessagesBody(), header) with { Status = 400, NothingUpstream = true });
+            // Chat and messages route by model, not by this header: only the invariants hold there.
+            list.Add(Chat($"x-tokenrouter-provider {name} on chat", ChatBody(), header));
+            list.Add(Messages($"x-tokenrouter-provider {name} on messages", MessagesBody(), header));
             list.Add(Post($"x-tokenrouter-provider {name} on embeddings", "/v1/embeddings", U("""{"model":"text-embedding-3-small","input":"x"}"""), Bearer, header) with { Status = 400, NothingUpstream = true });
             list.Add(new HostileCase($"x-tokenrouter-provider {name} on GET /v1/files", "GET", "/v1/files") { Headers = [.. Bearer, header], Status = 400, NothingUpstream = true });
         }

@@ -1,3 +1,5 @@
+using System.Buffers;
+using Microsoft.AspNetCore.Http.Features;
 using TokenRouter.Gateway.Errors;
 
 namespace TokenRouter.Gateway.Providers.Forwarding;
@@ -36,7 +38,8 @@ public static class PassthroughPath
     /// a backslash or a control character, however many times it was percent-encoded.</summary>
     public static bool IsSafe(string? path)
     {
-        if (string.IsNullOrEmpty(path)) return true;
+        // The gateway's own paths (/v1/chat/completions) have nothing to decode: one vectorized scan.
+        if (string.IsNullOrEmpty(path) || path.AsSpan().IndexOfAny(Suspect) < 0) return true;
         foreach (var raw in path.Split('/'))
         {
             var segment = raw;
@@ -46,7 +49,7 @@ public static class PassthroughPath
                 if (decoded == segment) break;
                 segment = decoded;
             }
-            if (segment.Contains('%') && Uri.UnescapeDataString(segment) != segment) return false; // encoded too deep to trust
+            if (HasEscape(segment)) return false; // encoded too deep, or bytes that are not UTF-8 (%c0%ae): not to be trusted
             foreach (var part in segment.Split('/', '\\'))
             {
                 if (part is "." or "..") return false;
@@ -56,7 +59,28 @@ public static class PassthroughPath
         return true;
     }
 
-    private static ApiError Refused() =>
+    /// <summary>The path the client sent, before Kestrel decoded it and removed its dot segments: a request for
+    /// <c>/v1/../stats</c> must be refused as such, not served as <c>/stats</c>.</summary>
+    public static bool RawTargetIsSafe(HttpContext context)
+    {
+        var raw = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
+        if (string.IsNullOrEmpty(raw) || raw[0] != '/') return IsSafe(context.Request.Path.Value);
+        var query = raw.IndexOf('?');
+        return IsSafe(query < 0 ? raw : raw[..query]);
+    }
+
+    private static readonly SearchValues<char> Suspect = SearchValues.Create(".%\\");
+
+    private static bool HasEscape(string segment)
+    {
+        for (var i = segment.IndexOf('%'); i >= 0 && i + 2 < segment.Length; i = segment.IndexOf('%', i + 1))
+        {
+            if (char.IsAsciiHexDigit(segment[i + 1]) && char.IsAsciiHexDigit(segment[i + 2])) return true;
+        }
+        return false;
+    }
+
+    public static ApiError Refused() =>
         new(StatusCodes.Status400BadRequest, "invalid_request_error",
             "The request path has a '.' or '..' segment, a backslash or a control character (in some encoding); such paths are not forwarded.",
             "invalid_path");
