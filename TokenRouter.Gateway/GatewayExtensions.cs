@@ -73,7 +73,11 @@ public static class GatewayExtensions
         services.AddSingleton<ModelLabels>();
         services.AddSingleton<UnpricedModelLog>();
         services.AddSingleton<GatewayMetrics>();
-        services.AddSingleton<ChatForwarder>();
+        services.AddSingleton<UsageMeter>();
+        services.AddSingleton<UpstreamPump>();
+        services.AddSingleton<ClientDelivery>();
+        services.AddSingleton<DedupCoordinator>();
+        services.AddSingleton<ChatHandler>();
         services.AddSingleton<PassthroughForwarder>();
 
         services.AddGatewayLimits();

@@ -8,7 +8,7 @@ public static class ChatCompletionsApi
 {
     public static RouteGroupBuilder MapChatCompletionsApi(this RouteGroupBuilder v1)
     {
-        v1.MapPost("/chat/completions", (HttpContext context, ChatForwarder forwarder) => forwarder.HandleAsync(context, ApiFormat.OpenAI))
+        v1.MapPost("/chat/completions", (HttpContext context, ChatHandler forwarder) => forwarder.HandleAsync(context, ApiFormat.OpenAI))
             .WithName("CreateChatCompletion")
             .DisableAntiforgery();
         v1.MapOtherMethodsNotAllowed("/chat/completions", ApiFormat.OpenAI);

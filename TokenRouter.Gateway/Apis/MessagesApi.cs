@@ -8,7 +8,7 @@ public static class MessagesApi
 {
     public static RouteGroupBuilder MapMessagesApi(this RouteGroupBuilder v1)
     {
-        v1.MapPost("/messages", (HttpContext context, ChatForwarder forwarder) => forwarder.HandleAsync(context, ApiFormat.Anthropic))
+        v1.MapPost("/messages", (HttpContext context, ChatHandler forwarder) => forwarder.HandleAsync(context, ApiFormat.Anthropic))
             .WithName("CreateMessage")
             .DisableAntiforgery();
         v1.MapOtherMethodsNotAllowed("/messages", ApiFormat.Anthropic);

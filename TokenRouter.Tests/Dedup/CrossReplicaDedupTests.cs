@@ -234,7 +234,7 @@ public sealed class CrossReplicaDedupTests : IAsyncLifetime
 
         var reply = await PostAsync(clientA, Path, body);
         Assert.Equal(HttpStatusCode.OK, reply.Status);
-        var hash = reply.Header(ChatForwarder.FullHashHeader)!;
+        var hash = reply.Header(GatewayHeaders.FullHash)!;
         await WaitUntilAsync(() => Broker(a).PublishingCount == 0, () => "the publisher should retire");
 
         await using var probe = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);

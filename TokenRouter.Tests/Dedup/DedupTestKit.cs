@@ -54,7 +54,7 @@ internal static class DedupTestKit
     {
         var reply = await PostAsync(client, path, body, CancellationToken.None, headers);
         Assert.Equal(HttpStatusCode.OK, reply.Status);
-        return reply.Header(ChatForwarder.FullHashHeader) ?? throw new InvalidOperationException("no full-hash header");
+        return reply.Header(GatewayHeaders.FullHash) ?? throw new InvalidOperationException("no full-hash header");
     }
 
     /// <summary>Waits until <paramref name="count"/> clients listen to the exchange of <paramref name="hash"/> across the given replicas

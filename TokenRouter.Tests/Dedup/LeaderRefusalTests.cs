@@ -83,7 +83,7 @@ public sealed class LeaderRefusalTests : IAsyncLifetime
         Assert.Contains("insufficient_quota", refused.Body);
         Assert.Equal(HttpStatusCode.OK, answered.Status);
         Assert.Contains("Each key pays for its own.", answered.Body);
-        Assert.Null(answered.Header(ChatForwarder.DeduplicatedHeader)); // it made the call itself, on its own quota
+        Assert.Null(answered.Header(GatewayHeaders.Deduplicated)); // it made the call itself, on its own quota
         Assert.Equal(1, _provider.CallCount);
     }
 }

@@ -62,7 +62,7 @@ public sealed class LocalCoalescingTests : IAsyncLifetime
         Assert.All(all, r => Assert.Equal(HttpStatusCode.OK, r.Status));
         Assert.Single(all.Select(r => r.Body).Distinct());
         Assert.Contains("Six times seven is 42.", all[0].Body);
-        Assert.Equal(49, all.Count(r => r.Header(ChatForwarder.DeduplicatedHeader) == "true"));
+        Assert.Equal(49, all.Count(r => r.Header(GatewayHeaders.Deduplicated) == "true"));
 
         // The leader pays; each follower is recorded as deduplicated at $0 with the leader's cost as its saving.
         await WaitUntilAsync(() => gateway.Service<InMemoryUsageSink>().Snapshot().Count >= usageBefore + 50, () => "usage records");
@@ -201,7 +201,7 @@ public sealed class LocalCoalescingTests : IAsyncLifetime
         Assert.All(all, r =>
         {
             Assert.Equal(HttpStatusCode.OK, r.Status);
-            Assert.Null(r.Header(ChatForwarder.DeduplicatedHeader));
+            Assert.Null(r.Header(GatewayHeaders.Deduplicated));
         });
     }
 
@@ -226,7 +226,7 @@ public sealed class LocalCoalescingTests : IAsyncLifetime
 
         Assert.Equal(2, _provider.CallCount);
         Assert.All(all, r => Assert.Equal(HttpStatusCode.OK, r.Status));
-        Assert.Equal(18, all.Count(r => r.Header(ChatForwarder.DeduplicatedHeader) == "true"));
+        Assert.Equal(18, all.Count(r => r.Header(GatewayHeaders.Deduplicated) == "true"));
     }
 
     /// <summary>

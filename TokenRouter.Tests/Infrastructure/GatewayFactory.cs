@@ -11,7 +11,7 @@ namespace TokenRouter.Tests.Infrastructure;
 /// The gateway in-process on a real Kestrel port (providers and the simulator are reached over real HTTP), with
 /// settings given as host settings so they are visible while the gateway composes its services.
 /// </summary>
-public sealed class GatewayFactory : WebApplicationFactory<ChatForwarder>
+public sealed class GatewayFactory : WebApplicationFactory<ChatHandler>
 {
     public const string ClientKey = "sk-tr-test-client-key-0123456789abcdef";
     private readonly Dictionary<string, string?> _settings;

@@ -40,9 +40,7 @@ public sealed partial class PassthroughForwarder(
     OutboundAdapters adapters,
     ProviderHttpClient http,
     AdmissionController admissions,
-    PriceTable prices,
-    UnpricedModelLog unpricedLog,
-    IUsageSink usageSink,
+    UsageMeter meter,
     GatewayMetrics metrics,
     SelfAddress selfAddress,
     IOptionsMonitor<GatewayOptions> options,
@@ -50,7 +48,7 @@ public sealed partial class PassthroughForwarder(
     ILogger<PassthroughForwarder> logger)
 {
     /// <summary>Request header that picks the provider by name (<c>openai</c>, <c>deepseek</c>, <c>anthropic</c>, <c>sim-openai</c>, …).</summary>
-    public const string ProviderRequestHeader = ChatForwarder.ProviderHeader;
+    public const string ProviderRequestHeader = GatewayHeaders.Provider;
 
     /// <summary>The largest non-streamed JSON response whose <c>usage</c> is read; beyond it the response is relayed unmetered.</summary>
     public const int MaxUsageBytes = 1024 * 1024;
@@ -61,7 +59,7 @@ public sealed partial class PassthroughForwarder(
     /// <summary>Response headers never relayed: hop-by-hop, and what belongs to the provider's host, not the gateway's.</summary>
     private static readonly FrozenSet<string> SkippedResponseHeaders = FrozenSet.Create(StringComparer.OrdinalIgnoreCase,
         "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
-        "Alt-Svc", "Set-Cookie", "Server", "Date", ChatForwarder.RequestIdHeader);
+        "Alt-Svc", "Set-Cookie", "Server", "Date", GatewayHeaders.RequestId);
 
     /// <summary>Top-level API resources used as the ledger's model label of a request that names no model (bounded).</summary>
     private static readonly FrozenSet<string> KnownResources = FrozenSet.Create(StringComparer.Ordinal,
@@ -103,7 +101,7 @@ public sealed partial class PassthroughForwarder(
         var request = context.Request;
         var format = ClientFormatOf(request);
         var aborted = context.RequestAborted;
-        context.Response.Headers[ChatForwarder.RequestIdHeader] = requestId;
+        context.Response.Headers[GatewayHeaders.RequestId] = requestId;
         metrics.InflightChanged(1);
         RequestBody? body = null;
         Call? call = null;
@@ -133,7 +131,7 @@ public sealed partial class PassthroughForwarder(
             var admission = await admissions.AdmitAsync(model is null ? identity with { QuotaUsd = null } : identity, model ?? "",
                 provider.Name, json.Stream, body?.Length ?? 0, json.MaxTokens, aborted);
             call = new Call(requestId, identity, provider, model, json.Model, model ?? ResourceLabel(request), json.Stream, admission, started);
-            context.Response.Headers[ChatForwarder.ProviderHeader] = provider.Name;
+            context.Response.Headers[GatewayHeaders.Provider] = provider.Name;
 
             await ForwardAsync(context, call, content);
             return TypedResults.Empty;
@@ -281,14 +279,7 @@ public sealed partial class PassthroughForwarder(
         }
         finally
         {
-            if (span is not null)
-            {
-                span.SetTag("http.response.status_code", call.Status);
-                span.SetTag(GatewayActivity.InputTokens, call.Usage.PromptTokens);
-                span.SetTag(GatewayActivity.CachedInputTokens, call.Usage.CachedReadTokens);
-                span.SetTag(GatewayActivity.OutputTokens, call.Usage.CompletionTokens);
-                if (call.Status is < 200 or > 299) span.SetStatus(System.Diagnostics.ActivityStatusCode.Error);
-            }
+            UsageMeter.Tag(span, call.Status, call.Usage);
         }
     }
 
@@ -309,10 +300,10 @@ public sealed partial class PassthroughForwarder(
 
         // Only a request that names a model runs one. Without this rule every poll of a batch and every read of a stored
         // response (GET /v1/responses/{id}), whose bodies repeat the usage of the run they describe, would bill it again.
-        using var meter = status is >= 200 and <= 299 && call.Model is not null && !IsCountTokens(context.Request)
-            ? UsageMeter.Create(response.Content.Headers, media, call.Provider, adapter)
+        using var relayed = status is >= 200 and <= 299 && call.Model is not null && !IsCountTokens(context.Request)
+            ? RelayedUsage.Create(response.Content.Headers, media, call.Provider, adapter)
             : null;
-        call.Stream |= meter?.IsStream ?? false;
+        call.Stream |= relayed?.IsStream ?? false;
 
         var outgoing = context.Response;
         outgoing.StatusCode = status;
@@ -339,7 +330,7 @@ public sealed partial class PassthroughForwarder(
                     break;
                 }
                 if (n == 0) break;
-                meter?.Observe(buffer.AsSpan(0, n));
+                relayed?.Observe(buffer.AsSpan(0, n));
                 await outgoing.Body.WriteAsync(buffer.AsMemory(0, n), aborted);
                 await outgoing.Body.FlushAsync(aborted);
             }
@@ -347,11 +338,11 @@ public sealed partial class PassthroughForwarder(
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
-            if (meter is not null)
+            if (relayed is not null)
             {
-                call.Usage = meter.Finish();
+                call.Usage = relayed.Finish();
                 // The provider's own error event inside a 200 stream: the request failed, whatever its head said.
-                if (meter.Failed && call.Status is >= 200 and <= 299) call.Status = StatusCodes.Status502BadGateway;
+                if (relayed.Failed && call.Status is >= 200 and <= 299) call.Status = StatusCodes.Status502BadGateway;
             }
         }
     }
@@ -414,20 +405,14 @@ public sealed partial class PassthroughForwarder(
             LatencyMs = time.GetElapsedTime(call.Started).TotalMilliseconds,
             Timestamp = time.GetUtcNow(),
         };
-        usageSink.Record(record);
-        metrics.RequestCompleted(record);
+        meter.Record(record);
     }
 
     /// <summary>A priced model's usage is priced as chat's; tokens nobody can price are flagged, never billed $0;
     /// a request that reported no tokens (listing files, counting tokens, no model) cost nothing the gateway meters.</summary>
-    private Cost Price(Call call, in Usage usage)
-    {
-        if (call.Model is { } model && (prices.TryGet(model, out var price) || (call.ClientModel is { } asked && prices.TryGet(asked, out price))))
-            return CostCalculator.Compute(usage, price);
-        if (usage.IsEmpty) return new Cost(0, 0, true);
-        unpricedLog.Report(call.Label);
-        return Cost.Unpriced;
-    }
+    private Cost Price(Call call, in Usage usage) =>
+        usage.IsEmpty && !meter.IsPriced(call.Model, call.ClientModel) ? new Cost(0, 0, true)
+        : meter.Price(call.Model ?? call.Label, call.ClientModel, usage);
 
     // ---- Helpers -------------------------------------------------------------------------------------------
 
@@ -545,14 +530,14 @@ public sealed partial class PassthroughForwarder(
     /// Reads a response's usage from the bytes relayed to the client: an event stream event by event (nothing kept but
     /// the unfinished event), a JSON body from a copy of at most <see cref="MaxUsageBytes"/> (larger: not metered).
     /// </summary>
-    private sealed class UsageMeter : IDisposable
+    private sealed class RelayedUsage : IDisposable
     {
         private readonly IOutboundAdapter _adapter;
         private readonly SseParser? _parser;
         private readonly IStreamTranslator? _events;
         private PooledBufferWriter? _copy;
 
-        private UsageMeter(IOutboundAdapter adapter, SseParser? parser, IStreamTranslator? events, PooledBufferWriter? copy)
+        private RelayedUsage(IOutboundAdapter adapter, SseParser? parser, IStreamTranslator? events, PooledBufferWriter? copy)
         {
             _adapter = adapter;
             _parser = parser;
@@ -565,7 +550,7 @@ public sealed partial class PassthroughForwarder(
         /// <summary>True when the stream carried the provider's error event.</summary>
         public bool Failed => _events?.Failed ?? false;
 
-        public static UsageMeter? Create(System.Net.Http.Headers.HttpContentHeaders headers, string? media, ProviderEndpoint provider,
+        public static RelayedUsage? Create(System.Net.Http.Headers.HttpContentHeaders headers, string? media, ProviderEndpoint provider,
             IOutboundAdapter adapter)
         {
             // The request refused compression; a provider that compresses anyway is relayed unmetered.
@@ -576,10 +561,10 @@ public sealed partial class PassthroughForwarder(
                 IStreamTranslator events = provider.WireFormat == ApiFormat.Anthropic
                     ? new UsageScanner(ApiFormat.Anthropic)
                     : new LastUsageEvent(adapter);
-                return new UsageMeter(adapter, new SseParser(), events, null);
+                return new RelayedUsage(adapter, new SseParser(), events, null);
             }
             if (!IsJsonMediaType(media) || headers.ContentLength > MaxUsageBytes) return null;
-            return new UsageMeter(adapter, null, null, new PooledBufferWriter((int)(headers.ContentLength ?? 16 * 1024) + 1));
+            return new RelayedUsage(adapter, null, null, new PooledBufferWriter((int)(headers.ContentLength ?? 16 * 1024) + 1));
         }
 
         public void Observe(ReadOnlySpan<byte> chunk)
