@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.Extensions.Options;
@@ -55,6 +56,10 @@ public static class GatewayExtensions
         services.AddSingleton(sp => new ApiKeyAuthenticator(
             sp.GetRequiredService<IOptions<GatewayOptions>>(), sp.GetRequiredService<ILogger<ApiKeyAuthenticator>>(),
             sp.GetRequiredService<TimeProvider>(), sp.GetService<IConnectionMultiplexer>()));
+        services.AddAuthentication().AddScheme<AuthenticationSchemeOptions, ClientKeyAuthenticationHandler>(ClientKeyAuthenticationHandler.SchemeName, null);
+        services.AddAuthorizationBuilder().AddPolicy(ClientKeyAuthenticationHandler.PolicyName, policy => policy
+            .AddAuthenticationSchemes(ClientKeyAuthenticationHandler.SchemeName)
+            .RequireAuthenticatedUser());
         services.AddSingleton<ModelRouter>();
         services.AddSingleton<Canonicalizer>();
         services.AddSingleton(sp => new ToolOrderMemory(sp.GetRequiredService<TimeProvider>(), sp.GetService<IConnectionMultiplexer>())
@@ -116,7 +121,10 @@ public static class GatewayExtensions
             return new ApiErrorResult(error, PassthroughForwarder.ClientFormatOf(http.Request)).ExecuteAsync(http);
         });
 
-        var v1 = app.MapGroup("/v1");
+        app.UseAuthentication();
+        app.UseAuthorization();
+
+        var v1 = app.MapGroup("/v1").RequireAuthorization(ClientKeyAuthenticationHandler.PolicyName);
         v1.MapChatCompletionsApi();
         v1.MapMessagesApi();
         v1.MapModelsApi();

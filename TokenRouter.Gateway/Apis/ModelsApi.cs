@@ -1,7 +1,6 @@
+using Microsoft.AspNetCore.Http.HttpResults;
 using TokenRouter.Gateway.Accounting;
-using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Errors;
-using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 
 namespace TokenRouter.Gateway.Apis;
@@ -15,20 +14,12 @@ public static class ModelsApi
 
     public static RouteGroupBuilder MapModelsApi(this RouteGroupBuilder v1)
     {
-        v1.MapGet("/models", ListModelsAsync).WithName("ListModels");
+        v1.MapGet("/models", ListModels).WithName("ListModels");
         return v1;
     }
 
-    private static async Task<IResult> ListModelsAsync(HttpContext context, ApiKeyAuthenticator authenticator, ModelRouter router, PriceTable prices)
+    private static Ok<ModelList> ListModels(ModelRouter router, PriceTable prices)
     {
-        try
-        {
-            await authenticator.AuthenticateAsync(context.Request, context.RequestAborted);
-        }
-        catch (ApiError error)
-        {
-            return new ApiErrorResult(error, ApiFormat.OpenAI);
-        }
         var data = new List<ModelEntry>();
         foreach (var model in prices.Prices.Keys.Order(StringComparer.Ordinal))
         {

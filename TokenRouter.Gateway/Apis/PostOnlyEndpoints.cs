@@ -18,5 +18,6 @@ internal static class PostOnlyEndpoints
                 return new ApiErrorResult(new ApiError(StatusCodes.Status405MethodNotAllowed, "invalid_request_error",
                     $"{context.Request.Method} is not allowed here; this endpoint takes POST.", "method_not_allowed"), format);
             })
+            .AllowAnonymous() // the method is wrong whoever asks
             .ExcludeFromDescription();
 }

@@ -8,13 +8,13 @@ using TokenRouter.Gateway.Telemetry;
 namespace TokenRouter.Gateway.Providers.Forwarding;
 
 /// <summary>
-/// The chat request path for both client APIs, top to bottom: authenticate, read, parse (InboundAdapter), route, run
+/// The chat request path for both client APIs, top to bottom — once the <c>/v1</c> group has authenticated the client
+/// (<see cref="ClientKeyAuthenticationHandler"/>): read, parse (InboundAdapter), route, run
 /// the pipeline, then hand the prepared request to <see cref="DedupCoordinator"/>, which joins an identical call in
 /// flight or leads one (<see cref="UpstreamPump"/>) and answers this client from it (<see cref="ClientDelivery"/>).
 /// Usage is metered where it becomes known, through <see cref="Accounting.UsageMeter"/>.
 /// </summary>
 public sealed partial class ChatHandler(
-    ApiKeyAuthenticator authenticator,
     ModelRouter router,
     RequestPipeline pipeline,
     DedupCoordinator dedup,
@@ -33,7 +33,7 @@ public sealed partial class ChatHandler(
         metrics.InflightChanged(1);
         try
         {
-            var identity = await authenticator.AuthenticateAsync(context.Request, context.RequestAborted);
+            var identity = context.ClientIdentity();
             var body = await RequestBodyReader.ReadAsync(context.Request, o.MaxRequestBodyBytes, context.RequestAborted);
             Envelope envelope;
             try

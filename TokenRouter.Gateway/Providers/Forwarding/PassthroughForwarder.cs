@@ -35,7 +35,6 @@ namespace TokenRouter.Gateway.Providers.Forwarding;
 /// Anthropic's <c>count_tokens</c> (counted, not used), and not from responses over <see cref="MaxUsageBytes"/>.</para>
 /// </remarks>
 public sealed partial class PassthroughForwarder(
-    ApiKeyAuthenticator authenticator,
     ModelRouter router,
     OutboundAdapters adapters,
     ProviderHttpClient http,
@@ -107,7 +106,7 @@ public sealed partial class PassthroughForwarder(
         Call? call = null;
         try
         {
-            var identity = await authenticator.AuthenticateAsync(request, aborted);
+            var identity = context.ClientIdentity();
             var o = options.CurrentValue;
             if (request.ContentLength is { } declared && declared > o.MaxRequestBodyBytes) throw ApiError.BodyTooLarge(o.MaxRequestBodyBytes);
 

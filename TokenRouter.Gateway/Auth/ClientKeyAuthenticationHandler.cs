@@ -1,0 +1,57 @@
+using System.Security.Claims;
+using System.Text.Encodings.Web;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.Extensions.Options;
+using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Providers.Forwarding;
+
+namespace TokenRouter.Gateway.Auth;
+
+/// <summary>
+/// Authenticates a client key on every <c>/v1</c> endpoint (the group requires <see cref="PolicyName"/>), so handlers
+/// receive an authenticated <see cref="ClientIdentity"/> instead of checking keys themselves. The key lookup is
+/// <see cref="ApiKeyAuthenticator"/>'s (static keys, Admin's keys through Redis, a local cache); a refusal is answered
+/// in the client's own API shape: 401, or 503 with <c>Retry-After</c> when the key store cannot be reached.
+/// </summary>
+public sealed class ClientKeyAuthenticationHandler(
+    IOptionsMonitor<AuthenticationSchemeOptions> options,
+    ILoggerFactory logger,
+    UrlEncoder encoder,
+    ApiKeyAuthenticator authenticator) : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+{
+    public const string SchemeName = "ClientKey";
+    public const string PolicyName = "Client";
+
+    /// <summary>One principal for every client: who the client is travels as the <see cref="ClientIdentity"/> feature,
+    /// so a request allocates no claims.</summary>
+    private static readonly ClaimsPrincipal Client = new(new ClaimsIdentity([new Claim(ClaimTypes.Role, "client")], SchemeName));
+    private static readonly AuthenticationTicket Ticket = new(Client, SchemeName);
+
+    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        try
+        {
+            Context.Features.Set(await authenticator.AuthenticateAsync(Request, Context.RequestAborted));
+            return AuthenticateResult.Success(Ticket);
+        }
+        catch (ApiError error)
+        {
+            Context.Features.Set(error);
+            return AuthenticateResult.Fail(error.Message);
+        }
+    }
+
+    protected override Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        var error = Context.Features.Get<ApiError>() ?? ApiError.Unauthorized("Missing API key.");
+        if (error.Status == StatusCodes.Status401Unauthorized) Response.Headers.WWWAuthenticate = "Bearer realm=\"tokenrouter\"";
+        return new ApiErrorResult(error, PassthroughForwarder.ClientFormatOf(Request)).ExecuteAsync(Context);
+    }
+}
+
+public static class ClientIdentityHttpContextExtensions
+{
+    /// <summary>The client the <c>/v1</c> group authenticated.</summary>
+    public static ClientIdentity ClientIdentity(this HttpContext context) =>
+        context.Features.Get<ClientIdentity>() ?? throw new InvalidOperationException("The endpoint is not behind client-key authentication.");
+}
