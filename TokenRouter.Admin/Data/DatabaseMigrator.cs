@@ -1,10 +1,11 @@
-using System.Diagnostics;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Polly;
+using Polly.Retry;
 using TokenRouter.Admin.Configuration;
 
 namespace TokenRouter.Admin.Data;
@@ -16,8 +17,39 @@ namespace TokenRouter.Admin.Data;
 public sealed partial class DatabaseMigrator(
     AdminDbContext db,
     IOptions<AdminStartupOptions> options,
+    TimeProvider time,
     ILogger<DatabaseMigrator> logger)
 {
+    private static readonly ResiliencePropertyKey<long> WaitStarted = new("tokenrouter.database-wait.started");
+    private static readonly ResiliencePropertyKey<NpgsqlConnectionStringBuilder> WaitTarget = new("tokenrouter.database-wait.target");
+
+    private readonly ResiliencePipeline _waitForDatabase = CreateWaitPipeline(options.Value, time, logger);
+
+    /// <summary>
+    /// Probes again after <see cref="AdminStartupOptions.DatabaseRetryDelay"/> (constant) while the server does not answer,
+    /// as long as the next probe still starts within <see cref="AdminStartupOptions.DatabaseWaitTimeout"/>.
+    /// </summary>
+    internal static ResiliencePipeline CreateWaitPipeline(AdminStartupOptions settings, TimeProvider time, ILogger logger) =>
+        new ResiliencePipelineBuilder { TimeProvider = time }
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = args => ValueTask.FromResult(
+                    args.Outcome.Exception is NpgsqlException or TimeoutException
+                    && !args.Context.CancellationToken.IsCancellationRequested
+                    && time.GetElapsedTime(args.Context.Properties.GetValue(WaitStarted, time.GetTimestamp())) + settings.DatabaseRetryDelay
+                        < settings.DatabaseWaitTimeout),
+                MaxRetryAttempts = int.MaxValue,
+                BackoffType = DelayBackoffType.Constant,
+                Delay = settings.DatabaseRetryDelay,
+                OnRetry = args =>
+                {
+                    var target = args.Context.Properties.GetValue(WaitTarget, new NpgsqlConnectionStringBuilder());
+                    LogWaiting(logger, target.Host, target.Port, args.AttemptNumber + 1, args.RetryDelay, args.Outcome.Exception!.Message);
+                    return default;
+                },
+            })
+            .Build();
+
     public async Task MigrateAsync(CancellationToken cancellationToken)
     {
         if (!await WaitForDatabaseAsync(cancellationToken))
@@ -55,38 +87,43 @@ public sealed partial class DatabaseMigrator(
             ?? throw new InvalidOperationException(
                 "No PostgreSQL connection string: set ConnectionStrings:tokenrouter or DATABASE_URL.");
         var target = new NpgsqlConnectionStringBuilder(connectionString);
-        var clock = Stopwatch.StartNew();
-
-        for (var attempt = 1; ; attempt++)
+        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        context.Properties.Set(WaitStarted, time.GetTimestamp());
+        context.Properties.Set(WaitTarget, target);
+        try
         {
-            try
-            {
-                // A raw probe with a short timeout: EF's retrying strategy would stretch each attempt to minutes.
-                var probe = new NpgsqlConnectionStringBuilder(connectionString) { Timeout = 5, Pooling = false };
-                await using var connection = new NpgsqlConnection(probe.ConnectionString);
-                await connection.OpenAsync(cancellationToken);
-                await using var command = new NpgsqlCommand("SELECT 1", connection);
-                await command.ExecuteScalarAsync(cancellationToken);
-                return true;
-            }
-            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidCatalogName)
-            {
-                return false; // The server answers; the database is still to be created.
-            }
-            catch (Exception e) when ((e is NpgsqlException or TimeoutException) && !cancellationToken.IsCancellationRequested)
-            {
-                if (clock.Elapsed + settings.DatabaseRetryDelay >= settings.DatabaseWaitTimeout)
-                {
-                    LogGaveUp(logger, target.Host, target.Port, target.Database, settings.DatabaseWaitTimeout, e);
-                    throw new InvalidOperationException(
-                        $"PostgreSQL at {target.Host}:{target.Port} (database '{target.Database}') did not answer within " +
-                        $"{settings.DatabaseWaitTimeout}. Check ConnectionStrings:tokenrouter or DATABASE_URL and that the " +
-                        "server is running; Admin does not serve without its database.", e);
-                }
+            return await _waitForDatabase.ExecuteAsync(static (ctx, probe) => ProbeAsync(probe, ctx.CancellationToken), context, connectionString);
+        }
+        catch (Exception e) when ((e is NpgsqlException or TimeoutException) && !cancellationToken.IsCancellationRequested)
+        {
+            LogGaveUp(logger, target.Host, target.Port, target.Database, settings.DatabaseWaitTimeout, e);
+            throw new InvalidOperationException(
+                $"PostgreSQL at {target.Host}:{target.Port} (database '{target.Database}') did not answer within " +
+                $"{settings.DatabaseWaitTimeout}. Check ConnectionStrings:tokenrouter or DATABASE_URL and that the " +
+                "server is running; Admin does not serve without its database.", e);
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
+        }
+    }
 
-                LogWaiting(logger, target.Host, target.Port, attempt, settings.DatabaseRetryDelay, e.Message);
-                await Task.Delay(settings.DatabaseRetryDelay, cancellationToken);
-            }
+    /// <summary>One connection attempt; false when the server answers but the database does not exist yet.</summary>
+    private static async ValueTask<bool> ProbeAsync(string connectionString, CancellationToken cancellationToken)
+    {
+        try
+        {
+            // A raw probe with a short timeout: EF's retrying strategy would stretch each attempt to minutes.
+            var probe = new NpgsqlConnectionStringBuilder(connectionString) { Timeout = 5, Pooling = false };
+            await using var connection = new NpgsqlConnection(probe.ConnectionString);
+            await connection.OpenAsync(cancellationToken);
+            await using var command = new NpgsqlCommand("SELECT 1", connection);
+            await command.ExecuteScalarAsync(cancellationToken);
+            return true;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidCatalogName)
+        {
+            return false; // The server answers; the database is still to be created.
         }
     }
 

@@ -1,4 +1,6 @@
 using Microsoft.Extensions.Options;
+using Polly;
+using Polly.Retry;
 using TokenRouter.Admin.Configuration;
 using TokenRouter.Admin.Pricing;
 using TokenRouter.Admin.Quotas;
@@ -17,29 +19,53 @@ public sealed partial class KeySyncWorker(
     TimeProvider time,
     ILogger<KeySyncWorker> logger) : BackgroundService
 {
+    private readonly ResiliencePipeline<SyncRound> _retry = CreateRetryPipeline(options.Value, time, logger);
+
+    /// <summary>One pass over the queue: what it left to do (already handed back to the queue) and why, or success.</summary>
+    internal readonly record struct SyncRound(RedisResync Left, int Count, string? Failure);
+
+    /// <summary>
+    /// Retries a failed round until one succeeds or the worker stops: <see cref="KeySyncOptions.RetryDelay"/> doubling to
+    /// <see cref="KeySyncOptions.MaxRetryDelay"/>, jittered, logging each wait.
+    /// </summary>
+    internal static ResiliencePipeline<SyncRound> CreateRetryPipeline(KeySyncOptions settings, TimeProvider time, ILogger logger) =>
+        new ResiliencePipelineBuilder<SyncRound> { TimeProvider = time }
+            .AddRetry(new RetryStrategyOptions<SyncRound>
+            {
+                ShouldHandle = static args => ValueTask.FromResult(args.Outcome.Result.Failure is not null),
+                MaxRetryAttempts = int.MaxValue,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = settings.RetryDelay,
+                MaxDelay = settings.MaxRetryDelay,
+                OnRetry = args =>
+                {
+                    var round = args.Outcome.Result;
+                    LogRetrying(logger, round.Left.ToString(), round.Count, args.RetryDelay, round.Failure!);
+                    return default;
+                },
+            })
+            .Build();
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         while (!stoppingToken.IsCancellationRequested)
         {
             await queue.WaitAsync(stoppingToken);
-            var delay = options.Value.RetryDelay;
 
             while (!queue.IsEmpty && !stoppingToken.IsCancellationRequested)
             {
-                var (resync, ids) = queue.TakeAll();
-                var (left, failure) = await TrySyncAsync(resync, ids, stoppingToken);
-                if (failure is null)
-                {
-                    delay = options.Value.RetryDelay;
-                    continue;
-                }
-
-                queue.Requeue(left, ids);
-                LogRetrying(logger, left.ToString(), ids.Count, delay, failure);
-                await Task.Delay(delay, time, stoppingToken);
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, options.Value.MaxRetryDelay.Ticks));
+                await _retry.ExecuteAsync(static (worker, ct) => worker.SyncRoundAsync(ct), this, stoppingToken);
             }
         }
+    }
+
+    private async ValueTask<SyncRound> SyncRoundAsync(CancellationToken stoppingToken)
+    {
+        var (resync, ids) = queue.TakeAll();
+        var (left, failure) = await TrySyncAsync(resync, ids, stoppingToken);
+        if (failure is not null) queue.Requeue(left, ids);
+        return new SyncRound(left, ids.Count, failure);
     }
 
     /// <summary>Returns what is still to do and, on failure, why (null on success).</summary>

@@ -2,6 +2,8 @@ using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Threading.Channels;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Polly;
+using Polly.Retry;
 using StackExchange.Redis;
 using TokenRouter.Contracts;
 using TokenRouter.Gateway.Telemetry;
@@ -26,6 +28,7 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     public const int DefaultCapacity = 100_000;
     private const int MaxBatch = 256;
     private static readonly TimeSpan ShutdownFlushTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
     private const int ArgsPerRecord = 38;
 
@@ -47,6 +50,7 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     private readonly ILogger<RedisUsageSink> _logger;
     private readonly Channel<UsageRecord> _queue;
     private readonly RedisKey[] _keys;
+    private readonly ResiliencePipeline _appendRetry;
     private int _backlog;
     private long _dropped;
     private long _sequence;
@@ -54,7 +58,7 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     private int _droppingLogged;
 
     public RedisUsageSink(IConnectionMultiplexer redis, ILogger<RedisUsageSink> logger, IMeterFactory? meterFactory = null,
-        int capacity = DefaultCapacity)
+        int capacity = DefaultCapacity, TimeProvider? time = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         _redis = redis;
@@ -66,6 +70,23 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
             FullMode = BoundedChannelFullMode.Wait, // TryWrite then fails instead of evicting a queued record
         });
         _keys = [RedisContract.UsageStream, RedisContract.UsageBatchSeqKey(Guid.NewGuid().ToString("N"))];
+        // A batch is retried until it lands or the caller's token ends: 100 ms doubling to 5 s, jittered.
+        _appendRetry = new ResiliencePipelineBuilder { TimeProvider = time ?? TimeProvider.System }
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<RedisException>(),
+                MaxRetryAttempts = int.MaxValue,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = FirstBackoff,
+                MaxDelay = MaxBackoff,
+                OnRetry = args =>
+                {
+                    if (args.AttemptNumber == 0) LogOutage(args.Outcome.Exception!.GetType().Name, Backlog);
+                    return default;
+                },
+            })
+            .Build();
         if (meterFactory is not null)
         {
             var meter = meterFactory.Create(GatewayMetrics.MeterName);
@@ -143,23 +164,21 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     private async Task AppendAsync(List<UsageRecord> batch, long sequence, CancellationToken ct)
     {
         var args = Arguments(batch, sequence);
-        var delay = TimeSpan.FromMilliseconds(100);
-        var failing = false;
-        while (true)
+        var attempts = 0;
+        try
         {
-            try
+            await _appendRetry.ExecuteAsync(async _ =>
             {
+                attempts++;
                 await AppendOnceAsync(args);
-                break;
-            }
-            catch (RedisException ex)
-            {
-                if (!failing) LogOutage(ex.GetType().Name, Backlog);
-                failing = true;
-                await Task.Delay(delay, ct);
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxBackoff.Ticks));
-            }
+            }, ct);
         }
+        catch (RedisException) when (ct.IsCancellationRequested)
+        {
+            // Polly hands back the last failure when the token ends during an attempt; callers expect a cancellation.
+            throw new OperationCanceledException(ct);
+        }
+        var failing = attempts > 1;
         var backlog = Interlocked.Add(ref _backlog, -batch.Count);
         if (failing) LogRecovered(backlog);
         if (backlog < Capacity / 2)
@@ -237,7 +256,7 @@ public static class RedisUsageSinkServiceCollectionExtensions
     {
         services.TryAddSingleton(sp => new RedisUsageSink(
             sp.GetRequiredService<IConnectionMultiplexer>(), sp.GetRequiredService<ILogger<RedisUsageSink>>(),
-            sp.GetService<IMeterFactory>()));
+            sp.GetService<IMeterFactory>(), time: sp.GetService<TimeProvider>()));
         services.Replace(ServiceDescriptor.Singleton<IUsageSink>(sp => sp.GetRequiredService<RedisUsageSink>()));
         services.AddHostedService(sp => sp.GetRequiredService<RedisUsageSink>());
         return services;

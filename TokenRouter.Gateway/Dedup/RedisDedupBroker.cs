@@ -4,6 +4,8 @@ using System.Diagnostics.Metrics;
 using System.Globalization;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Polly;
+using Polly.Retry;
 using StackExchange.Redis;
 using TokenRouter.Contracts;
 using TokenRouter.Gateway.Accounting;
@@ -114,16 +116,26 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
     private readonly RedisValue _leaseMs;
     private readonly RedisValue _retentionMs;
     private readonly Counter<long>? _takeovers;
+    private readonly ResiliencePipeline _appendRetry;
     private long _sequence;
     private int _stopRequested;
     private int _disposed;
 
     public RedisDedupBroker(IConnectionMultiplexer redis, IOptions<RedisDedupOptions> options, ILogger<RedisDedupBroker> logger,
-        IHostApplicationLifetime? lifetime = null, IMeterFactory? meterFactory = null)
+        IHostApplicationLifetime? lifetime = null, IMeterFactory? meterFactory = null, TimeProvider? time = null)
     {
         _redis = redis;
         _options = options.Value;
         _logger = logger;
+        // A publish batch gets three more tries after 50 ms, 250 ms and 1 s (jittered), none once the broker is disposed.
+        _appendRetry = new ResiliencePipelineBuilder { TimeProvider = time ?? TimeProvider.System }
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } ex && IsRedisFailure(ex) && !IsDisposed),
+                MaxRetryAttempts = RetryDelays.Length,
+                DelayGenerator = static args => ValueTask.FromResult<TimeSpan?>(Jittered(RetryDelays[args.AttemptNumber])),
+            })
+            .Build();
         _leaseMs = (long)_options.Lease.TotalMilliseconds;
         _retentionMs = (long)_options.Retention.TotalMilliseconds;
         if (lifetime is not null) _applicationStopping = lifetime.ApplicationStopping.Register(static b => ((RedisDedupBroker)b!).RequestStop(), this);
@@ -208,24 +220,21 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         }
         RedisKey[] keys = [publisher.Events, publisher.Owner, publisher.Followers];
         var values = args.ToArray();
-        for (var attempt = 0; ; attempt++)
+        try
         {
-            try
-            {
-                await Db.ScriptEvaluateAsync(AppendScript, keys, values);
-                return true;
-            }
-            catch (Exception ex) when (IsRedisFailure(ex) && attempt < RetryDelays.Length && !IsDisposed)
-            {
-                await Task.Delay(RetryDelays[attempt]);
-            }
-            catch (Exception ex) when (IsRedisFailure(ex))
-            {
-                LogPublishFailed(publisher.Exchange.Key, ex.GetType().Name, ex.Message);
-                return false;
-            }
+            // No token: publishing outlives the request that started it (the publisher's flush runs detached).
+            await _appendRetry.ExecuteAsync(async _ => await Db.ScriptEvaluateAsync(AppendScript, keys, values), CancellationToken.None);
+            return true;
+        }
+        catch (Exception ex) when (IsRedisFailure(ex))
+        {
+            LogPublishFailed(publisher.Exchange.Key, ex.GetType().Name, ex.Message);
+            return false;
         }
     }
+
+    /// <summary>The delay ±20 %, so replicas that lost Redis together do not all come back in step.</summary>
+    private static TimeSpan Jittered(TimeSpan delay) => delay * (0.8 + 0.4 * Random.Shared.NextDouble());
 
     internal void Retire(RedisExchangePublisher publisher) => _publishers.TryRemove(publisher, out _);
 

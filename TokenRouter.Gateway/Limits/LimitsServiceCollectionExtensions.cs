@@ -21,7 +21,7 @@ public static class LimitsServiceCollectionExtensions
         services.TryAddSingleton<PriceTable>();
         services.TryAddSingleton<ConcurrencyLimiter>();
         services.TryAddSingleton<IKeyLimitStore>(sp => sp.GetService<IConnectionMultiplexer>() is { } redis
-            ? new RedisKeyLimitStore(redis, sp.GetRequiredService<ILogger<RedisKeyLimitStore>>())
+            ? new RedisKeyLimitStore(redis, sp.GetRequiredService<ILogger<RedisKeyLimitStore>>(), sp.GetRequiredService<TimeProvider>())
             : new LocalKeyLimitStore());
         services.TryAddSingleton<AdmissionController>();
         return services;

@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Threading.Channels;
+using Polly;
+using Polly.Retry;
 using StackExchange.Redis;
 using TokenRouter.Contracts;
 
@@ -113,14 +115,27 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
     private readonly Channel<(KeySettlement Settlement, bool FirstAttempt)> _pending = Channel.CreateBounded<(KeySettlement, bool)>(
         new BoundedChannelOptions(MaxPendingSettlements) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
     private readonly CancellationTokenSource _stopping = new();
+    private readonly ResiliencePipeline _settleRetry;
     private readonly Task _retryLoop;
     private long _holdSequence;
     private int _outage;
 
-    public RedisKeyLimitStore(IConnectionMultiplexer redis, ILogger<RedisKeyLimitStore> logger)
+    public RedisKeyLimitStore(IConnectionMultiplexer redis, ILogger<RedisKeyLimitStore> logger, TimeProvider? time = null)
     {
         _redis = redis;
         _logger = logger;
+        // Deferred settlements are drained until Redis answers: 200 ms doubling to 5 s (jittered) between failed rounds.
+        _settleRetry = new ResiliencePipelineBuilder { TimeProvider = time ?? TimeProvider.System }
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<RedisException>(),
+                MaxRetryAttempts = int.MaxValue,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = TimeSpan.FromMilliseconds(200),
+                MaxDelay = TimeSpan.FromSeconds(5),
+            })
+            .Build();
         _retryLoop = Task.Run(RetryPendingAsync);
     }
 
@@ -183,34 +198,36 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
         var token = _stopping.Token;
         try
         {
+            // The back-off starts afresh with each new batch of deferred settlements, and not after each one that lands.
             while (await _pending.Reader.WaitToReadAsync(token))
             {
-                var delay = TimeSpan.FromMilliseconds(200);
-                while (_pending.Reader.TryPeek(out var item))
-                {
-                    try
-                    {
-                        await EvaluateSettleAsync(item.Settlement, item.FirstAttempt);
-                        _pending.Reader.TryRead(out _);
-                        if (_pending.Reader.Count == 0 && Interlocked.Exchange(ref _outage, 0) == 1) LogSettleRecovered();
-                    }
-                    catch (RedisException ex)
-                    {
-                        if (ex is not RedisConnectionException && item.FirstAttempt)
-                        {
-                            // It may have run this time: from now on only the hold decides.
-                            _pending.Reader.TryRead(out _);
-                            _pending.Writer.TryWrite((item.Settlement, false));
-                        }
-                        await Task.Delay(delay, token);
-                        delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
-                    }
-                }
+                await _settleRetry.ExecuteAsync(static (store, _) => store.DrainPendingAsync(), this, token);
             }
         }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        catch (Exception e) when ((e is OperationCanceledException or RedisException) && token.IsCancellationRequested)
         {
-            // Shutting down.
+            // Shutting down (Polly hands back the last Redis failure when the token ends during an attempt).
+        }
+    }
+
+    /// <summary>Settles the queued settlements in order; throws the first Redis failure, leaving the rest queued.</summary>
+    private async ValueTask DrainPendingAsync()
+    {
+        while (_pending.Reader.TryPeek(out var item))
+        {
+            try
+            {
+                await EvaluateSettleAsync(item.Settlement, item.FirstAttempt);
+                _pending.Reader.TryRead(out _);
+                if (_pending.Reader.Count == 0 && Interlocked.Exchange(ref _outage, 0) == 1) LogSettleRecovered();
+            }
+            catch (RedisException ex) when (ex is not RedisConnectionException && item.FirstAttempt)
+            {
+                // It may have run this time: from now on only the hold decides.
+                _pending.Reader.TryRead(out _);
+                _pending.Writer.TryWrite((item.Settlement, false));
+                throw;
+            }
         }
     }
 
