@@ -83,6 +83,7 @@ public static class GatewayExtensions
         services.AddSingleton<ClientDelivery>();
         services.AddSingleton<DedupCoordinator>();
         services.AddSingleton<ChatHandler>();
+        services.AddHttpForwarder();
         services.AddSingleton<PassthroughForwarder>();
 
         services.AddGatewayLimits();

@@ -204,6 +204,60 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
         Assert.Equal(504, (await UsageRecordAsync()).Status);
     }
 
+    [Fact]
+    public async Task A_passthrough_provider_that_stalls_after_its_headers_gets_a_504_in_the_clients_shape()
+    {
+        _provider.Respond(async (_, context) =>
+        {
+            context.Response.ContentType = "application/json";
+            await context.Response.StartAsync(context.RequestAborted);
+            await context.Response.Body.FlushAsync(context.RequestAborted);
+            await Task.Delay(Timeout.InfiniteTimeSpan, context.RequestAborted);
+        });
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.PostAsync("v1/embeddings", Json("""{"model":"text-embedding-3-small","input":"hi"}"""));
+
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        Assert.Contains("sent nothing", (await OpenAIErrorAsync(response)).GetProperty("message").GetString());
+        Assert.Equal(504, (await UsageRecordAsync()).Status);
+    }
+
+    [Fact]
+    public async Task A_passthrough_stream_that_stalls_midway_is_cut_off_and_metered_as_a_timeout()
+    {
+        _provider.Respond(async (_, context) =>
+        {
+            await FakeResponses.StartEventStreamAsync(context);
+            await FakeResponses.WriteEventAsync(context, new SseEvent("response.created", """{"type":"response.created"}"""));
+            await Task.Delay(Timeout.InfiniteTimeSpan, context.RequestAborted);
+        });
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "v1/responses")
+        {
+            Content = Json("""{"model":"gpt-4o","stream":true,"input":"hi"}"""),
+        }, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        // The client never sees a truncated stream end cleanly: its connection is cut.
+        await Assert.ThrowsAnyAsync<Exception>(() => response.Content.ReadAsStringAsync());
+        Assert.Equal(504, (await UsageRecordAsync()).Status);
+    }
+
+    [Fact]
+    public async Task A_passthrough_stream_the_provider_breaks_off_is_cut_off_and_metered_as_a_failure()
+    {
+        _provider.RespondStreamThenDrop(eventsBeforeDrop: 2);
+        using var http = _gateway.CreateGatewayClient();
+
+        using var response = await http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "v1/completions")
+        {
+            Content = Json("""{"model":"gpt-4o","stream":true,"prompt":"hi"}"""),
+        }, HttpCompletionOption.ResponseHeadersRead);
+        await Assert.ThrowsAnyAsync<Exception>(() => response.Content.ReadAsStringAsync());
+        Assert.Equal(502, (await UsageRecordAsync()).Status);
+    }
+
     // ---- 6 and 7: garbage streams and failed streams are not successes ----------------------------------
 
     [Fact]

@@ -11,9 +11,12 @@ namespace TokenRouter.Gateway.Providers.Forwarding;
 /// <param name="cancel">Cancelled when nobody waits for the answer any more: that is not a timeout.</param>
 public sealed class IdleDeadline(CancellationTokenSource deadline, CancellationToken cancel, TimeSpan idle, string providerName)
 {
+    /// <summary>Starts (or restarts) the wait for the provider's next bytes.</summary>
+    public void Arm() => deadline.CancelAfter(idle);
+
     public async ValueTask<int> ReadAsync(Stream stream, Memory<byte> buffer)
     {
-        deadline.CancelAfter(idle);
+        Arm();
         try
         {
             return await stream.ReadAsync(buffer, deadline.Token);

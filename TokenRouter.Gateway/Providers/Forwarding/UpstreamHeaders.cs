@@ -22,15 +22,25 @@ public static class UpstreamHeaders
         Forwarded.Contains(name) || name.StartsWith(SdkHeaderPrefix, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
-    /// Copies the allowed headers of <paramref name="from"/> onto <paramref name="to"/>, refusing (400) a value that
-    /// HTTP cannot carry upstream: a header the provider would never see otherwise must not turn into a 502 at send.
+    /// Refuses (400) an allowed header whose value HTTP cannot carry upstream: a header the provider would never see
+    /// otherwise must not turn into a 502 at send. Called before anything is admitted or sent.
     /// </summary>
+    public static void ValidateAllowed(HttpRequest request)
+    {
+        foreach (var (name, values) in request.Headers)
+        {
+            if (!IsForwarded(name)) continue;
+            foreach (var value in values) Validate(name, value);
+        }
+    }
+
+    /// <summary>Copies the allowed headers of <paramref name="from"/> onto <paramref name="to"/> (checked by
+    /// <see cref="ValidateAllowed"/> first).</summary>
     public static void CopyAllowed(HttpRequest from, HttpRequestMessage to)
     {
         foreach (var (name, values) in from.Headers)
         {
             if (!IsForwarded(name)) continue;
-            foreach (var value in values) Validate(name, value);
             if (name.StartsWith("Content-", StringComparison.OrdinalIgnoreCase)) to.Content?.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
             else to.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
         }

@@ -27,6 +27,7 @@ public sealed class PassthroughPathTests
     {
         var random = new Random(16);
         string[] dots = [".", ".."];
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < 300; i++)
         {
             var dot = dots[random.Next(2)];
@@ -37,7 +38,7 @@ public sealed class PassthroughPathTests
                 _ => "%2E",
             }));
             for (var depth = random.Next(4); depth > 0; depth--) encoded = encoded.Replace("%", "%25");
-            yield return [encoded];
+            if (seen.Add(encoded)) yield return [encoded];
         }
     }
 
