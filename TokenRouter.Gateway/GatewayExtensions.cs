@@ -9,12 +9,15 @@ using TokenRouter.Gateway.Apis;
 using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Dedup;
-using TokenRouter.Gateway.Limits;
-using TokenRouter.Gateway.Telemetry;
 using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Formats;
+using TokenRouter.Gateway.Forwarding;
+using TokenRouter.Gateway.Limits;
+using TokenRouter.Gateway.Metering;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
-using TokenRouter.Gateway.Providers.Forwarding;
+using TokenRouter.Gateway.Telemetry;
+using TokenRouter.Gateway.Vendors;
 using TokenRouter.Simulator;
 
 namespace Microsoft.Extensions.Hosting;
@@ -103,12 +106,12 @@ public static class GatewayExtensions
             var apiError = error is BadHttpRequestException bad
                 ? new ApiError(bad.StatusCode, "invalid_request_error", bad.Message)
                 : new ApiError(StatusCodes.Status500InternalServerError, "api_error", "The gateway failed to process the request.");
-            await new ApiErrorResult(apiError, PassthroughForwarder.ClientFormatOf(context.Request)).ExecuteAsync(context);
+            await new ApiErrorResult(apiError, ClientFormat.Of(context.Request)).ExecuteAsync(context);
         }));
         // Kestrel has already decoded the path and removed its dot segments; the client's own path is checked here.
         app.Use((context, next) => PassthroughPath.RawTargetIsSafe(context)
             ? next(context)
-            : new ApiErrorResult(PassthroughPath.Refused(), PassthroughForwarder.ClientFormatOf(context.Request)).ExecuteAsync(context));
+            : new ApiErrorResult(PassthroughPath.Refused(), ClientFormat.Of(context.Request)).ExecuteAsync(context));
         // A bodiless error of the framework's own (404 for a path nothing maps, say) gets the client's error shape too.
         // Kestrel's 400/431 for a malformed request line or oversized headers are written before any middleware runs.
         app.UseStatusCodePages(context =>
@@ -119,7 +122,7 @@ public static class GatewayExtensions
             var error = new ApiError(status, status == StatusCodes.Status404NotFound ? "invalid_request_error" : "api_error",
                 status == StatusCodes.Status404NotFound ? $"The gateway has no endpoint for {http.Request.Method} at this path." : $"The request failed with HTTP {status}.",
                 status == StatusCodes.Status404NotFound ? "not_found" : null);
-            return new ApiErrorResult(error, PassthroughForwarder.ClientFormatOf(http.Request)).ExecuteAsync(http);
+            return new ApiErrorResult(error, ClientFormat.Of(http.Request)).ExecuteAsync(http);
         });
 
         app.UseAuthentication();

@@ -1,5 +1,6 @@
+using TokenRouter.Gateway.Formats;
+using TokenRouter.Gateway.Forwarding;
 using TokenRouter.Gateway.Pipeline;
-using TokenRouter.Gateway.Providers.Forwarding;
 
 namespace TokenRouter.Gateway.Apis;
 

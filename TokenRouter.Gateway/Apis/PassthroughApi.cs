@@ -1,4 +1,4 @@
-using TokenRouter.Gateway.Providers.Forwarding;
+using TokenRouter.Gateway.Forwarding;
 
 namespace TokenRouter.Gateway.Apis;
 

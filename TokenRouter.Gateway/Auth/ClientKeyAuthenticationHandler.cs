@@ -3,7 +3,8 @@ using System.Text.Encodings.Web;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.Extensions.Options;
 using TokenRouter.Gateway.Errors;
-using TokenRouter.Gateway.Providers.Forwarding;
+using TokenRouter.Gateway.Formats;
+using TokenRouter.Gateway.Forwarding;
 
 namespace TokenRouter.Gateway.Auth;
 
@@ -45,7 +46,7 @@ public sealed class ClientKeyAuthenticationHandler(
     {
         var error = Context.Features.Get<ApiError>() ?? ApiError.Unauthorized("Missing API key.");
         if (error.Status == StatusCodes.Status401Unauthorized) Response.Headers.WWWAuthenticate = "Bearer realm=\"tokenrouter\"";
-        return new ApiErrorResult(error, PassthroughForwarder.ClientFormatOf(Request)).ExecuteAsync(Context);
+        return new ApiErrorResult(error, ClientFormat.Of(Request)).ExecuteAsync(Context);
     }
 }
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Formats;
 
 namespace TokenRouter.Gateway.Limits;
 

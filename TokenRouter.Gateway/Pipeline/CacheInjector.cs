@@ -1,3 +1,4 @@
+using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
 
 namespace TokenRouter.Gateway.Pipeline;

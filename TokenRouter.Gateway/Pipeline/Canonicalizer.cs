@@ -3,6 +3,7 @@ using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Formats;
 
 namespace TokenRouter.Gateway.Pipeline;
 

@@ -1,3 +1,4 @@
+using TokenRouter.Gateway.Formats;
 namespace TokenRouter.Gateway.Pipeline;
 
 /// <summary>

@@ -1,5 +1,6 @@
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
+using TokenRouter.Gateway.Formats;
 
 namespace TokenRouter.Gateway.Pipeline;
 

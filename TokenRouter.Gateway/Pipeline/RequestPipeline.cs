@@ -2,8 +2,10 @@ using System.Diagnostics;
 using Microsoft.Extensions.Options;
 using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Configuration;
+using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Telemetry;
+using TokenRouter.Gateway.Vendors;
 
 namespace TokenRouter.Gateway.Pipeline;
 

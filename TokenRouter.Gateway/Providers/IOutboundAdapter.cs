@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text.Json;
 using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Pipeline;
 
 namespace TokenRouter.Gateway.Providers;

@@ -1,8 +1,8 @@
 using System.Text;
 using System.Text.Json;
 using Aspire.Hosting;
-using Aspire.Hosting.Publishing;
 using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Publishing;
 using Aspire.Hosting.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
 using TokenRouter.AppHost.Infrastructure;

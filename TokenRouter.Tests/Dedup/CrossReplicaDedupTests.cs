@@ -2,7 +2,7 @@ using System.Net;
 using StackExchange.Redis;
 using TokenRouter.Contracts;
 using TokenRouter.Gateway.Dedup;
-using TokenRouter.Gateway.Providers.Forwarding;
+using TokenRouter.Gateway.Forwarding;
 using TokenRouter.Tests.Infrastructure;
 using static TokenRouter.Tests.Dedup.DedupTestKit;
 

@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using TokenRouter.Gateway.Dedup;
-using TokenRouter.Gateway.Providers.Forwarding;
+using TokenRouter.Gateway.Forwarding;
 using TokenRouter.Tests.Infrastructure;
 
 namespace TokenRouter.Tests.Dedup;

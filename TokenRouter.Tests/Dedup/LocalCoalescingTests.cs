@@ -1,7 +1,7 @@
 using System.Net;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Dedup;
-using TokenRouter.Gateway.Providers.Forwarding;
+using TokenRouter.Gateway.Forwarding;
 using TokenRouter.Tests.Infrastructure;
 using static TokenRouter.Tests.Dedup.DedupTestKit;
 

@@ -3,7 +3,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
-using TokenRouter.Gateway.Providers.Forwarding;
+using TokenRouter.Gateway.Forwarding;
 
 namespace TokenRouter.Tests.Infrastructure;
 

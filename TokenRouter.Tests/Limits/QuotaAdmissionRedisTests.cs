@@ -172,11 +172,11 @@ public sealed class QuotaAdmissionRedisTests : IAsyncLifetime
     {
         var key = Admit.Key(quotaUsd: 0m);
         var (_, error) = await Admit.TryAsync(() => new ValueTask<Admission>(AdmitAsync(key)));
-        var json = System.Text.Encoding.UTF8.GetString(Gateway.Errors.ApiErrorResult.Serialize(error!, Gateway.Pipeline.ApiFormat.Anthropic));
+        var json = System.Text.Encoding.UTF8.GetString(Gateway.Formats.ApiErrorResult.Serialize(error!, Gateway.Formats.ApiFormat.Anthropic));
         Assert.StartsWith("You exceeded your current quota", error!.Message, StringComparison.Ordinal);
         Assert.Contains("\"type\":\"error\"", json, StringComparison.Ordinal);
         Assert.Contains("\"type\":\"rate_limit_error\"", json, StringComparison.Ordinal);
-        var openAi = System.Text.Encoding.UTF8.GetString(Gateway.Errors.ApiErrorResult.Serialize(error!, Gateway.Pipeline.ApiFormat.OpenAI));
+        var openAi = System.Text.Encoding.UTF8.GetString(Gateway.Formats.ApiErrorResult.Serialize(error!, Gateway.Formats.ApiFormat.OpenAI));
         Assert.Contains("\"code\":\"insufficient_quota\"", openAi, StringComparison.Ordinal);
     }
 

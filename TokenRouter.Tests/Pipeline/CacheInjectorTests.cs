@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 

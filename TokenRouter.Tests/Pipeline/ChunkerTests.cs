@@ -1,4 +1,5 @@
 using System.Text.Json;
+using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json.Nodes;
+using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 

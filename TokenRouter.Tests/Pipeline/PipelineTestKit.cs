@@ -7,8 +7,12 @@ using Microsoft.Extensions.Options;
 using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
+using TokenRouter.Gateway.Vendors;
+using TokenRouter.Gateway.Vendors.Anthropic;
+using TokenRouter.Gateway.Vendors.OpenAI;
 
 namespace TokenRouter.Tests.Pipeline;
 

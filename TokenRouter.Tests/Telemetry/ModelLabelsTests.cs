@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Metering;
 using TokenRouter.Gateway.Telemetry;
 
 namespace TokenRouter.Tests.Telemetry;

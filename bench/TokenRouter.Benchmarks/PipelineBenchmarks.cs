@@ -2,8 +2,11 @@ using BenchmarkDotNet.Attributes;
 using Microsoft.Extensions.Options;
 using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Configuration;
+using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
+using TokenRouter.Gateway.Vendors;
+using TokenRouter.Gateway.Vendors.OpenAI;
 
 namespace TokenRouter.Benchmarks;
 

@@ -1,6 +1,8 @@
 using System.Diagnostics;
+using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
+using TokenRouter.Gateway.Vendors.OpenAI;
 
 namespace TokenRouter.Benchmarks;
 

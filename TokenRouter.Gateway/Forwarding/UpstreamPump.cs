@@ -1,0 +1,310 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Auth;
+using TokenRouter.Gateway.Configuration;
+using TokenRouter.Gateway.Dedup;
+using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Formats;
+using TokenRouter.Gateway.Limits;
+using TokenRouter.Gateway.Metering;
+using TokenRouter.Gateway.Pipeline;
+using TokenRouter.Gateway.Providers;
+using TokenRouter.Gateway.Providers.Streaming;
+using TokenRouter.Gateway.Telemetry;
+using TokenRouter.Gateway.Vendors;
+
+namespace TokenRouter.Gateway.Forwarding;
+
+/// <summary>
+/// The upstream call of a chat request (Proxy): sends the prepared bytes over the pooled handler and pumps the
+/// provider's answer — its head, then the JSON body or each stream chunk as it arrives — into an
+/// <see cref="InflightExchange"/> that every listening client reads at its own pace. Cancelled only when nobody
+/// listens; gives up on a provider gone silent (<see cref="IdleDeadline"/>); meters the call in every case.
+/// </summary>
+public sealed partial class UpstreamPump(
+    OutboundAdapters adapters,
+    ProviderHttpClient http,
+    InflightRegistry inflight,
+    UsageMeter meter,
+    GatewayMetrics metrics,
+    IOptionsMonitor<GatewayOptions> options,
+    TimeProvider time,
+    ILogger<UpstreamPump> logger)
+{
+    private const int MaxResponseBytes = 64 * 1024 * 1024;
+
+    /// <summary>Makes the call and writes the provider's answer into <paramref name="exchange"/>, metering it whoever
+    /// is still listening. Runs detached from any client request, so nothing may escape it.</summary>
+    public async Task RunAsync(InflightExchange exchange, UpstreamCall call, bool registered)
+    {
+        var provider = call.Target.Provider;
+        var adapter = adapters.For(provider.Kind);
+        var usage = default(Usage);
+        var status = 0;
+        var estimated = false;
+        exchange.ProducedLocally = true;
+        using var span = GatewayActivity.Source.StartActivity("Upstream", System.Diagnostics.ActivityKind.Client);
+        span?.SetTag(GatewayActivity.Provider, provider.Name);
+        span?.SetTag(GatewayActivity.Model, call.Target.UpstreamModel);
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(provider.BaseUri!, adapter.RequestPath))
+            {
+                Content = new ReadOnlyMemoryContent(call.Prepared.Body.WrittenMemory),
+                Version = HttpVersion.Version11,
+                VersionPolicy = HttpVersionPolicy.RequestVersionOrHigher,
+            };
+            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            adapter.AddHeaders(request, provider);
+            if (provider.Kind == ProviderKind.Anthropic)
+            {
+                // An Anthropic client chose the API version and betas it was written against.
+                if (!string.IsNullOrEmpty(call.AnthropicVersion)) SetHeader(request, "anthropic-version", call.AnthropicVersion);
+                if (!string.IsNullOrEmpty(call.AnthropicBeta)) SetHeader(request, "anthropic-beta", call.AnthropicBeta);
+            }
+
+            var cancel = exchange.Upstream.Token;
+            var timeout = options.CurrentValue.ProviderResponseTimeout;
+            // One deadline: the response headers first, then each read of the body (UpstreamIdleTimeout apart).
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+            var idle = new IdleDeadline(deadline, cancel, options.CurrentValue.UpstreamIdleTimeout, provider.Name);
+            deadline.CancelAfter(timeout);
+            var sent = time.GetTimestamp();
+            HttpResponseMessage response;
+            try
+            {
+                response = await http.Invoker.SendAsync(request, deadline.Token);
+            }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                status = 499;
+                exchange.Fail(new ApiError(499, "api_error", "Every client left before the provider answered."));
+                return;
+            }
+            catch (OperationCanceledException)
+            {
+                status = 504;
+                exchange.Fail(ApiError.GatewayTimeout($"The provider '{provider.Name}' did not answer within {timeout.TotalSeconds:0} s."));
+                return;
+            }
+            catch (HttpRequestException ex)
+            {
+                status = 502;
+                exchange.Fail(ApiError.BadGateway($"The provider '{provider.Name}' could not be reached ({ex.HttpRequestError})."));
+                return;
+            }
+            metrics.UpstreamHeaders(time.GetElapsedTime(sent), provider.Name);
+
+            using (response)
+            {
+                status = (int)response.StatusCode;
+                var media = response.Content.Headers.ContentType?.MediaType;
+                if (status >= 400) exchange.RetryAfterSeconds = UpstreamHeaders.RetryAfterSeconds(response, time);
+                await using var upstream = await response.Content.ReadAsStreamAsync(cancel);
+                if (status is >= 200 and <= 299 && IsEventStream(media))
+                {
+                    exchange.SetHead(status, media);
+                    (usage, estimated) = await PumpStreamAsync(exchange, upstream, call, idle);
+                    // A stream that broke, carried the provider's error or was abandoned is not a success, whatever its head said.
+                    if (exchange.Error is { } failed) status = failed.Status;
+                    else if (usage.IsEmpty) status = 502;
+                }
+                else
+                {
+                    using var body = await ReadBoundedAsync(upstream, response.Content.Headers.ContentLength, provider.Name, idle);
+                    if (status is >= 200 and <= 299 && !TryReadUsage(adapter, body.WrittenSpan, out usage))
+                    {
+                        status = 502;
+                        exchange.Fail(ApiError.BadGateway($"The provider '{provider.Name}' sent a response that is not valid JSON."));
+                        return;
+                    }
+                    // A whole body is all its listeners can use: announcing the head only now, right before the body,
+                    // wakes each of them once instead of once per signal.
+                    exchange.SetHead(status, media);
+                    exchange.Append(body.WrittenSpan);
+                    exchange.Complete(usage);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (exchange.Upstream.IsCancellationRequested)
+        {
+            // Everyone left mid-response; what the provider produced so far is still billed (estimated if needed).
+            status = 499;
+            if (exchange.Error is null) exchange.Fail(new ApiError(499, "api_error", "Every client left."), usage);
+        }
+        catch (ApiError error)
+        {
+            status = error.Status;
+            exchange.Fail(error, usage);
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException)
+        {
+            status = 502;
+            exchange.Fail(ApiError.BadGateway($"The provider '{provider.Name}' broke off its response."), usage);
+        }
+        catch (Exception ex)
+        {
+            // The pump runs detached from any request: nothing may escape it unobserved.
+            status = 500;
+            LogPumpFailure(ex, call.RequestId);
+            exchange.Fail(new ApiError(500, "api_error", "The gateway failed while relaying the provider's response."), usage);
+        }
+        finally
+        {
+            if (registered) inflight.Remove(exchange);
+            if (usage.IsEmpty && exchange.Usage is { IsEmpty: false } seen) usage = seen;
+            if (status == 499 && usage.IsEmpty && exchange.Stream)
+            {
+                usage = new Usage(call.Prepared.Body.WrittenCount / 4, 0, 0, 0, 0);
+                estimated = true;
+            }
+            UsageMeter.Tag(span, status, usage);
+            var cost = meter.Price(call.Target.UpstreamModel, call.ClientModel, usage);
+            if (!usage.IsEmpty) call.Admission.Settle(cost.Priced ? cost.CostUsd : null, usage.TotalTokens);
+            await call.Admission.DisposeAsync();
+            meter.Record(new UsageRecord
+            {
+                RequestId = call.RequestId,
+                KeyId = call.Identity.KeyId,
+                Model = call.Target.UpstreamModel,
+                Provider = call.Target.Provider.Name,
+                Usage = usage,
+                CostUsd = cost.Priced ? cost.CostUsd : null,
+                CacheSavingsUsd = cost.CacheSavingsUsd,
+                Unpriced = !cost.Priced,
+                Estimated = estimated,
+                Stream = call.Stream,
+                Status = status,
+                LatencyMs = time.GetElapsedTime(call.Started).TotalMilliseconds,
+                Timestamp = time.GetUtcNow(),
+            });
+            call.Prepared.Dispose();
+            exchange.Upstream.Dispose();
+        }
+    }
+
+    /// <summary>Copies the provider's stream into the exchange as it arrives, reading its usage on the way.</summary>
+    private static async Task<(Usage, bool Estimated)> PumpStreamAsync(InflightExchange exchange, Stream upstream, UpstreamCall call, IdleDeadline idle)
+    {
+        var cancel = exchange.Upstream.Token;
+        var scanner = new UsageScanner(call.Target.Provider.WireFormat);
+        using var parser = new SseParser();
+        var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            while (true)
+            {
+                int n;
+                try
+                {
+                    n = await idle.ReadAsync(upstream, buffer);
+                }
+                catch (ApiError timedOut)
+                {
+                    exchange.Fail(timedOut, scanner.Usage);
+                    return (scanner.Usage, false);
+                }
+                catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+                {
+                    var partial = scanner.Usage;
+                    if (partial.CompletionTokens == 0)
+                        partial = partial with
+                        {
+                            PromptTokens = partial.PromptTokens > 0 ? partial.PromptTokens : call.Prepared.Body.WrittenCount / 4,
+                            CompletionTokens = scanner.Events,
+                        };
+                    exchange.Fail(new ApiError(499, "api_error", "Every client left."), partial);
+                    return (partial, true);
+                }
+                if (n == 0) break;
+                exchange.Append(buffer.AsSpan(0, n));
+                parser.Feed(buffer.AsSpan(0, n), scanner, null!);
+            }
+            parser.Flush(scanner, null!);
+            if (!scanner.Finished || scanner.Malformed)
+            {
+                var reason = scanner.Failed ? "The provider reported an error mid-stream."
+                    : scanner.Malformed ? "The provider sent an event stream that is not valid JSON events."
+                    : "The provider ended the stream early.";
+                exchange.Fail(ApiError.BadGateway(reason), scanner.Usage);
+                return (scanner.Usage, false);
+            }
+            exchange.Complete(scanner.Usage);
+            return (scanner.Usage, false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    internal static bool IsEventStream(string? media) =>
+        media is not null && media.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase);
+
+    private static bool TryReadUsage(IOutboundAdapter adapter, ReadOnlySpan<byte> body, out Usage usage)
+    {
+        usage = default;
+        try
+        {
+            // One validating pass over the response; only the usage object becomes a document (not a copy of it all).
+            var reader = new Utf8JsonReader(body);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) return false;
+            while (reader.Read())
+            {
+                if (reader.TokenType != JsonTokenType.PropertyName || reader.CurrentDepth != 1 || !reader.ValueTextEquals("usage"u8)) continue;
+                reader.Read();
+                using var u = JsonDocument.ParseValue(ref reader);
+                usage = adapter.ReadUsageOf(u.RootElement);
+            }
+            return true;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
+    private static async Task<PooledBufferWriter> ReadBoundedAsync(Stream stream, long? contentLength, string providerName, IdleDeadline idle)
+    {
+        var output = new PooledBufferWriter(contentLength is { } cl and < MaxResponseBytes ? (int)cl + 1 : 16 * 1024);
+        try
+        {
+            while (true)
+            {
+                var n = await idle.ReadAsync(stream, output.GetMemory(8192));
+                if (n == 0) return output;
+                output.Advance(n);
+                if (output.WrittenCount > MaxResponseBytes)
+                    throw ApiError.BadGateway($"The provider's response exceeded {MaxResponseBytes} bytes.");
+            }
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException)
+        {
+            output.Dispose();
+            throw ApiError.BadGateway($"The provider '{providerName}' broke off its response.");
+        }
+        catch
+        {
+            output.Dispose();
+            throw;
+        }
+    }
+
+    private static void SetHeader(HttpRequestMessage request, string name, string value)
+    {
+        request.Headers.Remove(name);
+        request.Headers.TryAddWithoutValidation(name, value);
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Request {RequestId}: relaying the provider's response failed")]
+    private partial void LogPumpFailure(Exception exception, string requestId);
+}
+
+/// <summary>What the upstream pump needs; it outlives the leader's HTTP request if followers still listen.</summary>
+public sealed record UpstreamCall(
+    string RequestId, ClientIdentity Identity, RouteTarget Target, string ClientModel, bool Stream,
+    PreparedRequest Prepared, Admission Admission, long Started, string? AnthropicVersion, string? AnthropicBeta);
