@@ -18,7 +18,6 @@ using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Telemetry;
 using TokenRouter.Gateway.Vendors;
-using TokenRouter.Simulator;
 
 namespace Microsoft.Extensions.Hosting;
 

@@ -7,8 +7,8 @@ using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 using TokenRouter.Admin.Data;
 using TokenRouter.Admin.KeySync;
-using TokenRouter.Contracts;
 using TokenRouter.Admin.Quotas;
+using TokenRouter.Contracts;
 using JsonOptions = Microsoft.AspNetCore.Http.Json.JsonOptions;
 
 namespace TokenRouter.Admin.Apis;

@@ -4,9 +4,9 @@ using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
-using TokenRouter.Contracts;
 using TokenRouter.Admin.Data;
 using TokenRouter.Admin.Ledger;
+using TokenRouter.Contracts;
 
 namespace TokenRouter.Admin.Apis;
 

@@ -5,8 +5,8 @@ using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using NpgsqlTypes;
 using StackExchange.Redis;
-using TokenRouter.Contracts;
 using TokenRouter.Admin.Data;
+using TokenRouter.Contracts;
 
 namespace TokenRouter.Admin.Apis;
 
@@ -89,7 +89,8 @@ public static class UsageApi
         // The quota is a lifetime budget, so spend is all-time whatever window the report shows.
         var spent = (await db.UsageRecords.Where(u => u.ApiKeyId == id).SumAsync(u => u.CostUsd, cancellationToken) ?? 0m).Trimmed();
         var window = (await QueryAsync(db, "u.api_key_id::text", includeKeyName: false, from, to, id, cancellationToken))
-            .Single(r => r.IsTotal).ToRow() with { Group = id.ToString("D"), KeyName = key.Name };
+            .Single(r => r.IsTotal).ToRow() with
+        { Group = id.ToString("D"), KeyName = key.Name };
         var (gatewaySpent, gatewayReserved) = await ReadGatewayQuotaAsync(redis, id);
         var quota = key.QuotaUsd.Trimmed();
         return TypedResults.Ok(new ApiKeyUsageResponse(

@@ -2,8 +2,8 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using StackExchange.Redis;
-using TokenRouter.Contracts;
 using TokenRouter.Admin.Data;
+using TokenRouter.Contracts;
 using F = TokenRouter.Contracts.RedisContract.UsageFields;
 
 namespace TokenRouter.Admin.Ledger;

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
-using TokenRouter.Contracts;
 using TokenRouter.Admin.Data;
+using TokenRouter.Contracts;
 
 namespace TokenRouter.Admin.Ledger;
 

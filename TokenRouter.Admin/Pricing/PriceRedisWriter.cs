@@ -2,8 +2,8 @@ using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using StackExchange.Redis;
-using TokenRouter.Contracts;
 using TokenRouter.Admin.Data;
+using TokenRouter.Contracts;
 
 namespace TokenRouter.Admin.Pricing;
 

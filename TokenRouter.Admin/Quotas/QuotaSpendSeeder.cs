@@ -1,7 +1,7 @@
 using Microsoft.EntityFrameworkCore;
 using StackExchange.Redis;
-using TokenRouter.Contracts;
 using TokenRouter.Admin.Data;
+using TokenRouter.Contracts;
 
 namespace TokenRouter.Admin.Quotas;
 

@@ -1,6 +1,5 @@
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Forwarding;
-using TokenRouter.Gateway.Pipeline;
 
 namespace TokenRouter.Gateway.Apis;
 

@@ -1,6 +1,5 @@
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
 
 namespace TokenRouter.Gateway.Apis;
 

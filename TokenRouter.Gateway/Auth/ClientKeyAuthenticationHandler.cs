@@ -4,7 +4,6 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.Extensions.Options;
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Forwarding;
 
 namespace TokenRouter.Gateway.Auth;
 

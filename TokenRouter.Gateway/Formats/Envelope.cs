@@ -1,5 +1,4 @@
 using System.Text.Json;
-using TokenRouter.Gateway.Pipeline;
 
 namespace TokenRouter.Gateway.Formats;
 

@@ -16,7 +16,7 @@ namespace TokenRouter.Gateway.Forwarding;
 /// (<see cref="ClientKeyAuthenticationHandler"/>): read, parse (InboundAdapter), route, run
 /// the pipeline, then hand the prepared request to <see cref="DedupCoordinator"/>, which joins an identical call in
 /// flight or leads one (<see cref="UpstreamPump"/>) and answers this client from it (<see cref="ClientDelivery"/>).
-/// Usage is metered where it becomes known, through <see cref="Accounting.UsageMeter"/>.
+/// Usage is metered where it becomes known, through <see cref="Metering.UsageMeter"/>.
 /// </summary>
 public sealed partial class ChatHandler(
     ModelRouter router,

@@ -7,7 +7,6 @@ using TokenRouter.Gateway.Dedup;
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Metering;
-using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Streaming;
 using TokenRouter.Gateway.Vendors;

@@ -1,7 +1,6 @@
 using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Dedup;
 using TokenRouter.Gateway.Errors;
-using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Limits;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Telemetry;

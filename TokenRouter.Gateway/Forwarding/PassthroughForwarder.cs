@@ -10,7 +10,6 @@ using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Limits;
 using TokenRouter.Gateway.Metering;
-using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Telemetry;
 using TokenRouter.Gateway.Vendors;

@@ -1,6 +1,5 @@
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Telemetry;
 using Yarp.ReverseProxy.Forwarder;

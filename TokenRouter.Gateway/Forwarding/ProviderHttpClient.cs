@@ -1,6 +1,5 @@
 using System.Net;
 using Microsoft.Extensions.Options;
-using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Providers;
 
 namespace TokenRouter.Gateway.Forwarding;

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.IO.Pipelines;
 using TokenRouter.Gateway.Errors;
 
 namespace TokenRouter.Gateway.Forwarding;

@@ -1,6 +1,5 @@
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
-using System.Text;
 using TokenRouter.Gateway.Formats;
 
 namespace TokenRouter.Gateway.Pipeline;

@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Options;
-using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Simulator;
 

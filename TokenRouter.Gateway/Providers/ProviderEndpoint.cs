@@ -1,5 +1,4 @@
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
 
 namespace TokenRouter.Gateway.Providers;
 

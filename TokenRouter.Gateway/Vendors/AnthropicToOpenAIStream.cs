@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Text.Json;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Streaming;
 using TokenRouter.Gateway.Vendors.Anthropic;
@@ -72,7 +71,9 @@ public sealed class AnthropicToOpenAIStream : IStreamTranslator
             case AnthropicEventKind.Error:
                 WriteError(data, output);
                 break;
-            // ping, content_block_stop and unknown events have no chat-completions counterpart.
+            default:
+                // ping, content_block_stop and unknown events have no chat-completions counterpart.
+                break;
         }
     }
 

@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Text.Json;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Streaming;
 using TokenRouter.Gateway.Vendors.Anthropic;

@@ -1,5 +1,4 @@
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Vendors.Anthropic;
 using TokenRouter.Gateway.Vendors.OpenAI;
@@ -13,10 +12,10 @@ public static class StreamTranslators
     /// <param name="clientModel">The model name the client asked for, shown in translated events.</param>
     public static IStreamTranslator Create(ApiFormat providerFormat, ApiFormat clientFormat, bool clientWantsUsage, string clientModel,
         TimeProvider? timeProvider = null) => (providerFormat, clientFormat) switch
-    {
-        (ApiFormat.OpenAI, ApiFormat.OpenAI) => new OpenAIStreamPassthrough(clientWantsUsage),
-        (ApiFormat.Anthropic, ApiFormat.Anthropic) => new AnthropicStreamPassthrough(),
-        (ApiFormat.Anthropic, ApiFormat.OpenAI) => new AnthropicToOpenAIStream(clientWantsUsage, clientModel, timeProvider),
-        _ => new OpenAIToAnthropicStream(clientModel),
-    };
+        {
+            (ApiFormat.OpenAI, ApiFormat.OpenAI) => new OpenAIStreamPassthrough(clientWantsUsage),
+            (ApiFormat.Anthropic, ApiFormat.Anthropic) => new AnthropicStreamPassthrough(),
+            (ApiFormat.Anthropic, ApiFormat.OpenAI) => new AnthropicToOpenAIStream(clientWantsUsage, clientModel, timeProvider),
+            _ => new OpenAIToAnthropicStream(clientModel),
+        };
 }

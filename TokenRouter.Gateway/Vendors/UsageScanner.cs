@@ -1,7 +1,6 @@
 using System.Buffers;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Streaming;
 

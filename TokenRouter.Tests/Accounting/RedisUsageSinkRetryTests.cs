@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Tests.Infrastructure;

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Json;
 using Npgsql;
 using StackExchange.Redis;
 using TokenRouter.Tests.Infrastructure;

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
@@ -6,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using Npgsql;
 using StackExchange.Redis;
+using TokenRouter.Tests.Infrastructure;
 
 namespace TokenRouter.Tests.Admin;
 
@@ -45,18 +45,8 @@ internal static class AdminTestHelpers
     }
 
     /// <summary>Polls until <paramref name="condition"/> holds; fails with <paramref name="what"/> after the timeout.</summary>
-    public static async Task EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (clock.Elapsed > timeout)
-            {
-                throw new Xunit.Sdk.XunitException($"Timed out after {timeout}: {what}");
-            }
-            await Task.Delay(100);
-        }
-    }
+    public static Task EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout, string what) =>
+        Eventually.TrueAsync(condition, what, timeout);
 
     public static async Task<HttpResponseMessage> PatchJsonAsync(this HttpClient client, string path, string json) =>
         await client.PatchAsync(path, new StringContent(json, Encoding.UTF8, "application/json"));

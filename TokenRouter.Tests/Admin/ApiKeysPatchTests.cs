@@ -46,7 +46,11 @@ public sealed class ApiKeysPatchTests(AdminAppFixture fixture) : IClassFixture<A
     {
         var created = await _client.CreateKeyAsync(new
         {
-            name = "limited", quota_usd = 5, rpm_limit = 60, tpm_limit = 1000, expires_at = DateTimeOffset.UtcNow.AddDays(3),
+            name = "limited",
+            quota_usd = 5,
+            rpm_limit = 60,
+            tpm_limit = 1000,
+            expires_at = DateTimeOffset.UtcNow.AddDays(3),
         });
         var id = created.GetProperty("id").GetGuid();
 

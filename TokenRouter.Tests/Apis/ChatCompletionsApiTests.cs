@@ -10,39 +10,27 @@ using TokenRouter.Tests.Infrastructure;
 namespace TokenRouter.Tests.Apis;
 
 /// <summary>The OpenAI-compatible endpoint driven by the official OpenAI SDK against a fake provider over real HTTP.</summary>
-public sealed class ChatCompletionsApiTests : IAsyncLifetime
+public sealed class ChatCompletionsApiTests : GatewayWithFakeProvider
 {
-    private FakeProvider _provider = null!;
-    private GatewayFactory _gateway = null!;
-
-    public async Task InitializeAsync()
+    protected override void Configure(Dictionary<string, string?> settings)
     {
-        _provider = await FakeProvider.StartAsync();
-        var settings = GatewayFactory.ProvidersAt(_provider);
         settings["Gateway:ProviderResponseTimeout"] = "00:00:02";
-        _gateway = new GatewayFactory(settings);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _gateway.DisposeAsync();
-        await _provider.DisposeAsync();
     }
 
     private ChatClient Client(string model = "gpt-4o", string key = GatewayFactory.ClientKey) =>
-        new(model, new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = new Uri(_gateway.BaseAddress, "v1") });
+        new(model, new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = new Uri(Gateway.BaseAddress, "v1") });
 
     [Fact]
     public async Task Non_streaming_reply_and_usage_come_back_through_the_sdk()
     {
-        _provider.RespondOpenAIText("Hello from upstream", new OpenAIUsage(Prompt: 2048, Completion: 5, Cached: 1024));
+        Provider.RespondOpenAIText("Hello from upstream", new OpenAIUsage(Prompt: 2048, Completion: 5, Cached: 1024));
 
         ChatCompletion completion = await Client().CompleteChatAsync([new UserChatMessage("Hi")]);
 
         Assert.Equal("Hello from upstream", completion.Content[0].Text);
         Assert.Equal(2048, completion.Usage.InputTokenCount);
         Assert.Equal(1024, completion.Usage.InputTokenDetails.CachedTokenCount);
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Assert.Equal("/v1/chat/completions", upstream.Path);
         Assert.Equal("Bearer sk-upstream-openai", upstream.Header("Authorization"));
         Assert.Equal("gpt-4o", upstream.Model);
@@ -51,7 +39,7 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task Streaming_reply_arrives_in_pieces_and_usage_chunk_is_hidden_unless_asked()
     {
-        _provider.RespondOpenAIText("one two three four", new OpenAIUsage(100, 4));
+        Provider.RespondOpenAIText("one two three four", new OpenAIUsage(100, 4));
 
         var pieces = new List<string>();
         await foreach (var update in Client().CompleteChatStreamingAsync([new UserChatMessage("Count")]))
@@ -61,11 +49,11 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
 
         Assert.True(pieces.Count > 1, "the reply should arrive as several deltas");
         Assert.Equal("one two three four", string.Concat(pieces));
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Assert.True(upstream.IsStreaming);
         Assert.True(upstream.IncludeUsage, "the gateway always asks upstream for stream usage");
 
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         var raw = await PostRawAsync(http, """{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Count"}]}""");
         Assert.DoesNotContain("\"usage\":{", raw);
         Assert.EndsWith("data: [DONE]\n\n", raw);
@@ -77,12 +65,12 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task Streaming_usage_is_metered_even_when_hidden_from_the_client()
     {
-        _provider.RespondOpenAIText("metered", new OpenAIUsage(Prompt: 1000, Completion: 10, Cached: 512));
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondOpenAIText("metered", new OpenAIUsage(Prompt: 1000, Completion: 10, Cached: 512));
+        using var http = Gateway.CreateGatewayClient();
 
         await PostRawAsync(http, """{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"x"}]}""");
 
-        var record = Assert.Single(_gateway.Service<InMemoryUsageSink>().Snapshot());
+        var record = Assert.Single(Gateway.Service<InMemoryUsageSink>().Snapshot());
         Assert.Equal(new Usage(1000, 512, 0, 0, 10), record.Usage);
         Assert.True(record.Stream);
         // gpt-4o: 488 × $2.50 + 512 × $1.25 + 10 × $10 per 1M tokens.
@@ -92,7 +80,7 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task Tool_calls_reach_the_client_with_name_and_arguments()
     {
-        _provider.RespondOpenAIToolCall("get_weather", """{"city":"Paris"}""", new OpenAIUsage(50, 10));
+        Provider.RespondOpenAIToolCall("get_weather", """{"city":"Paris"}""", new OpenAIUsage(50, 10));
         var tool = ChatTool.CreateFunctionTool("get_weather", "Weather for a city",
             BinaryData.FromString("""{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}"""));
 
@@ -102,14 +90,14 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
         var call = Assert.Single(completion.ToolCalls);
         Assert.Equal("get_weather", call.FunctionName);
         Assert.Equal("Paris", JsonDocument.Parse(call.FunctionArguments).RootElement.GetProperty("city").GetString());
-        var sentTools = _provider.Requests[0].Json!.Value.GetProperty("tools");
+        var sentTools = Provider.Requests[0].Json!.Value.GetProperty("tools");
         Assert.Equal("get_weather", sentTools[0].GetProperty("function").GetProperty("name").GetString());
     }
 
     [Fact]
     public async Task Streamed_tool_call_arguments_are_reassembled_by_the_sdk()
     {
-        _provider.RespondOpenAIToolCall("lookup", """{"id":42,"verbose":true}""", new OpenAIUsage(50, 10));
+        Provider.RespondOpenAIToolCall("lookup", """{"id":42,"verbose":true}""", new OpenAIUsage(50, 10));
         var tool = ChatTool.CreateFunctionTool("lookup", "Look up", BinaryData.FromString("""{"type":"object","properties":{"id":{"type":"integer"}}}"""));
 
         var args = new StringBuilder();
@@ -130,12 +118,12 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task Unknown_request_fields_are_passed_on_untouched()
     {
-        _provider.RespondOpenAIText("ok", new OpenAIUsage(10, 1));
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondOpenAIText("ok", new OpenAIUsage(10, 1));
+        using var http = Gateway.CreateGatewayClient();
 
         await PostRawAsync(http, """{"model":"gpt-4o","messages":[{"role":"user","content":"x","x_note":{"a":[1,2]}}],"seed":7,"logit_bias":{"50256":-100},"response_format":{"type":"json_object"}}""");
 
-        var sent = _provider.Requests[0].Json!.Value;
+        var sent = Provider.Requests[0].Json!.Value;
         Assert.Equal(7, sent.GetProperty("seed").GetInt32());
         Assert.Equal(-100, sent.GetProperty("logit_bias").GetProperty("50256").GetInt32());
         Assert.Equal("json_object", sent.GetProperty("response_format").GetProperty("type").GetString());
@@ -145,8 +133,8 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task Cost_headers_follow_the_price_table()
     {
-        _provider.RespondOpenAIText("ok", new OpenAIUsage(Prompt: 2000, Completion: 100, Cached: 1024));
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondOpenAIText("ok", new OpenAIUsage(Prompt: 2000, Completion: 100, Cached: 1024));
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/chat/completions", Json("""{"model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}]}"""));
 
@@ -163,15 +151,15 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task Unpriced_model_is_flagged_not_billed_zero()
     {
-        _provider.RespondOpenAIText("ok", new OpenAIUsage(100, 10));
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondOpenAIText("ok", new OpenAIUsage(100, 10));
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/chat/completions", Json("""{"model":"gpt-unreleased-x","messages":[{"role":"user","content":"x"}]}"""));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.False(response.Headers.Contains("x-tokenrouter-cost-usd"));
         Assert.Equal("true", Header(response, "x-tokenrouter-unpriced"));
-        var record = Assert.Single(_gateway.Service<InMemoryUsageSink>().Snapshot());
+        var record = Assert.Single(Gateway.Service<InMemoryUsageSink>().Snapshot());
         Assert.True(record.Unpriced);
         Assert.Null(record.CostUsd);
     }
@@ -185,7 +173,7 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [InlineData("""{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"max_tokens":"ten"}""", null)]
     public async Task Malformed_requests_get_400_in_openai_error_shape(string body, string? code)
     {
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         using var response = await http.PostAsync("v1/chat/completions", Json(body));
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
@@ -193,28 +181,28 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
         Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
         Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("message").GetString()));
         if (code is not null) Assert.Equal(code, error.GetProperty("code").GetString());
-        Assert.Equal(0, _provider.CallCount);
+        Assert.Equal(0, Provider.CallCount);
     }
 
     [Fact]
     public async Task Missing_or_unknown_key_gets_401()
     {
-        using var anonymous = _gateway.CreateGatewayClient(key: null);
+        using var anonymous = Gateway.CreateGatewayClient(key: null);
         using var noKey = await anonymous.PostAsync("v1/chat/completions", Json("""{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"""));
-        using var wrong = _gateway.CreateGatewayClient(key: "sk-tr-wrong");
+        using var wrong = Gateway.CreateGatewayClient(key: "sk-tr-wrong");
         using var badKey = await wrong.PostAsync("v1/chat/completions", Json("""{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"""));
 
         Assert.Equal(HttpStatusCode.Unauthorized, noKey.StatusCode);
         Assert.Equal(HttpStatusCode.Unauthorized, badKey.StatusCode);
         Assert.Equal("authentication_error", (await ErrorOf(badKey)).GetProperty("type").GetString());
         Assert.DoesNotContain("sk-tr-wrong", await badKey.Content.ReadAsStringAsync());
-        Assert.Equal(0, _provider.CallCount);
+        Assert.Equal(0, Provider.CallCount);
     }
 
     [Fact]
     public async Task Unknown_model_gets_404_model_not_found()
     {
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         using var response = await http.PostAsync("v1/chat/completions", Json("""{"model":"llama-9000","messages":[{"role":"user","content":"x"}]}"""));
 
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
@@ -224,7 +212,7 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task Body_over_the_limit_gets_413()
     {
-        await using var small = new GatewayFactory(new Dictionary<string, string?>(GatewayFactory.ProvidersAt(_provider)) { ["Gateway:MaxRequestBodyBytes"] = "4096" });
+        await using var small = new GatewayFactory(new Dictionary<string, string?>(GatewayFactory.ProvidersAt(Provider)) { ["Gateway:MaxRequestBodyBytes"] = "4096" });
         using var http = small.CreateGatewayClient();
         var big = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"" + new string('a', 10_000) + "\"}]}";
 
@@ -237,14 +225,14 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task Provider_errors_pass_through_with_their_status()
     {
-        _provider.RespondError(429, """{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}""");
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondError(429, """{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}""");
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/chat/completions", Json("""{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"""));
 
         Assert.Equal((HttpStatusCode)429, response.StatusCode);
         Assert.Equal("rate_limit_exceeded", (await ErrorOf(response)).GetProperty("code").GetString());
-        Assert.Equal(429, Assert.Single(_gateway.Service<InMemoryUsageSink>().Snapshot()).Status);
+        Assert.Equal(429, Assert.Single(Gateway.Service<InMemoryUsageSink>().Snapshot()).Status);
     }
 
     [Theory]
@@ -253,15 +241,15 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [InlineData("""[{"usage":{"prompt_tokens":5}}]""")]                                                      // not an object
     public async Task A_success_whose_body_is_not_one_json_object_gets_502_and_is_recorded(string body)
     {
-        _provider.RespondError(200, body);
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondError(200, body);
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/chat/completions", Json("""{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"""));
 
         Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
         Assert.Equal("upstream_error", (await ErrorOf(response)).GetProperty("code").GetString());
-        await Dedup.DedupTestKit.WaitUntilAsync(() => _gateway.Service<InMemoryUsageSink>().Snapshot().Count > 0, () => "the usage record");
-        Assert.Equal(502, Assert.Single(_gateway.Service<InMemoryUsageSink>().Snapshot()).Status);
+        await Dedup.DedupTestKit.WaitUntilAsync(() => Gateway.Service<InMemoryUsageSink>().Snapshot().Count > 0, () => "the usage record");
+        Assert.Equal(502, Assert.Single(Gateway.Service<InMemoryUsageSink>().Snapshot()).Status);
     }
 
     [Fact]
@@ -284,43 +272,43 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task Hanging_provider_gets_504_and_the_upstream_call_is_cancelled()
     {
-        _provider.RespondHang();
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondHang();
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/chat/completions", Json("""{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"""));
 
         Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
         Assert.Equal("upstream_timeout", (await ErrorOf(response)).GetProperty("code").GetString());
-        await _provider.WaitForCancelledAsync(1, TimeSpan.FromSeconds(10));
+        await Provider.WaitForCancelledAsync(1, TimeSpan.FromSeconds(10));
     }
 
     [Fact]
     public async Task Client_disconnect_cancels_the_upstream_call()
     {
-        _provider.RespondHang();
-        await using var gateway = new GatewayFactory(GatewayFactory.ProvidersAt(_provider));
+        Provider.RespondHang();
+        await using var gateway = new GatewayFactory(GatewayFactory.ProvidersAt(Provider));
         using var http = gateway.CreateGatewayClient();
         using var cts = new CancellationTokenSource();
 
         var pending = http.PostAsync("v1/chat/completions", Json("""{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}"""), cts.Token);
-        await _provider.WaitForCallsAsync(1, TimeSpan.FromSeconds(10));
+        await Provider.WaitForCallsAsync(1, TimeSpan.FromSeconds(10));
         await cts.CancelAsync();
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pending);
-        await _provider.WaitForCancelledAsync(1, TimeSpan.FromSeconds(10));
+        await Provider.WaitForCancelledAsync(1, TimeSpan.FromSeconds(10));
     }
 
     [Fact]
     public async Task Stream_dropped_by_the_provider_ends_with_an_error_event()
     {
-        _provider.RespondStreamThenDrop(eventsBeforeDrop: 2);
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondStreamThenDrop(eventsBeforeDrop: 2);
+        using var http = Gateway.CreateGatewayClient();
 
         var raw = await PostRawAsync(http, """{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"x"}]}""");
 
         Assert.Contains("\"upstream_error\"", raw);
         Assert.DoesNotContain("[DONE]", raw);
-        Assert.Equal(502, Assert.Single(_gateway.Service<InMemoryUsageSink>().Snapshot()).Status);
+        Assert.Equal(502, Assert.Single(Gateway.Service<InMemoryUsageSink>().Snapshot()).Status);
     }
 
     [Fact]
@@ -340,15 +328,15 @@ public sealed class ChatCompletionsApiTests : IAsyncLifetime
     [Fact]
     public async Task Provider_prefix_forces_the_provider()
     {
-        _provider.RespondDeepSeekText("from deepseek", new OpenAIUsage(10, 2));
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondDeepSeekText("from deepseek", new OpenAIUsage(10, 2));
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/chat/completions", Json("""{"model":"deepseek/my-custom-model","messages":[{"role":"user","content":"x"}]}"""));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("my-custom-model", _provider.Requests[0].Model);
-        Assert.Equal("Bearer sk-upstream-deepseek", _provider.Requests[0].Header("Authorization"));
-        Assert.Equal("/chat/completions", _provider.Requests[0].Path);
+        Assert.Equal("my-custom-model", Provider.Requests[0].Model);
+        Assert.Equal("Bearer sk-upstream-deepseek", Provider.Requests[0].Header("Authorization"));
+        Assert.Equal("/chat/completions", Provider.Requests[0].Path);
     }
 
     internal static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");

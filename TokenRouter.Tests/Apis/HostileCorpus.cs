@@ -236,12 +236,16 @@ public static class HostileCorpus
         {
             list.Add(Chat($"number chat {field}={literal}", ChatBody($"\"{field}\":{literal}")) with
             {
-                Status = 400, NothingUpstream = true, Field = valid ? field : null,
+                Status = 400,
+                NothingUpstream = true,
+                Field = valid ? field : null,
             });
         }
         list.Add(Chat("number chat stream temperature=1e999", ChatBody("\"stream\":true,\"temperature\":1e999")) with
         {
-            Status = 400, NothingUpstream = true, Field = "temperature",
+            Status = 400,
+            NothingUpstream = true,
+            Field = "temperature",
         });
 
         (string Field, string Literal, bool ValidJson)[] messages =
@@ -257,7 +261,9 @@ public static class HostileCorpus
                 : MessagesBody($"\"{field}\":{literal}");
             list.Add(Messages($"number messages {field}={literal}", body) with
             {
-                Status = 400, NothingUpstream = true, Field = valid ? field : null,
+                Status = 400,
+                NothingUpstream = true,
+                Field = valid ? field : null,
             });
         }
         foreach (var (field, literal) in new[] { ("temperature", "1e999"), ("top_p", "1e999"), ("top_k", "1e999"), ("max_tokens", "1e999") })
@@ -267,12 +273,16 @@ public static class HostileCorpus
                 : MessagesBody($"\"{field}\":{literal}", model: ChatModel);
             list.Add(Messages($"number messages->openai {field}={literal}", body) with
             {
-                Status = 400, NothingUpstream = true, Field = field,
+                Status = 400,
+                NothingUpstream = true,
+                Field = field,
             });
         }
         list.Add(Messages("number messages stream temperature=1e999", MessagesBody("\"stream\":true,\"temperature\":1e999")) with
         {
-            Status = 400, NothingUpstream = true, Field = "temperature",
+            Status = 400,
+            NothingUpstream = true,
+            Field = "temperature",
         });
     }
 
@@ -425,7 +435,8 @@ public static class HostileCorpus
             IEnumerable<(string, byte[])> Auth() => header.Item1 == "anthropic-version" ? [H("x-api-key", Key)] : AnthropicKey;
             list.Add(Post($"header {name} on /v1/messages", "/v1/messages", U(MessagesBody()), Auth(), header) with { Status = 400, NothingUpstream = true });
             list.Add(Post($"header {name} on /v1/messages/count_tokens", "/v1/messages/count_tokens",
-                U("""{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"""), Auth(), header) with { Status = 400, NothingUpstream = true });
+                U("""{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"""), Auth(), header) with
+            { Status = 400, NothingUpstream = true });
         }
         list.Add(Messages("header anthropic-beta utf-8 é on /v1/messages->openai", MessagesBody(model: ChatModel), HB("anthropic-beta", 0xC3, 0xA9)) with { Status = 400, NothingUpstream = true });
 
@@ -519,11 +530,13 @@ public static class HostileCorpus
         }
         list.Add(Post("leak x-forwarded-for on embeddings", "/v1/embeddings", U("""{"model":"text-embedding-3-small","input":"x"}"""), Bearer, H("X-Forwarded-For", "10.1.2.3")) with
         {
-            Success = true, ForbiddenUpstreamHeaders = ["X-Forwarded-For"],
+            Success = true,
+            ForbiddenUpstreamHeaders = ["X-Forwarded-For"],
         });
         list.Add(Post("leak x-forwarded-for on count_tokens", "/v1/messages/count_tokens", U("""{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"""), AnthropicKey, H("X-Forwarded-For", "10.1.2.3")) with
         {
-            Success = true, ForbiddenUpstreamHeaders = ["X-Forwarded-For"],
+            Success = true,
+            ForbiddenUpstreamHeaders = ["X-Forwarded-For"],
         });
     }
 
@@ -562,11 +575,18 @@ public static class HostileCorpus
         {
             list.Add(new HostileCase($"too large 200 KB content-length {name}", "POST", target)
             {
-                Body = body, Headers = [.. auth, H("Content-Type", type)], Status = 413, NothingUpstream = true,
+                Body = body,
+                Headers = [.. auth, H("Content-Type", type)],
+                Status = 413,
+                NothingUpstream = true,
             });
             list.Add(new HostileCase($"too large 200 KB chunked {name}", "POST", target)
             {
-                Body = body, Headers = [.. auth, H("Content-Type", type)], Chunked = true, Status = 413, MaxUpstreamBodyBytes = BodyLimit,
+                Body = body,
+                Headers = [.. auth, H("Content-Type", type)],
+                Chunked = true,
+                Status = 413,
+                MaxUpstreamBodyBytes = BodyLimit,
             });
         }
 
@@ -575,15 +595,26 @@ public static class HostileCorpus
         Array.Fill(huge, (byte)'b');
         list.Add(new HostileCase("too large 4 MB chunked files octet-stream", "POST", "/v1/files")
         {
-            Body = huge, Headers = [.. Bearer, H("Content-Type", "application/octet-stream")], Chunked = true, Status = 413, MaxUpstreamBodyBytes = BodyLimit,
+            Body = huge,
+            Headers = [.. Bearer, H("Content-Type", "application/octet-stream")],
+            Chunked = true,
+            Status = 413,
+            MaxUpstreamBodyBytes = BodyLimit,
         });
         list.Add(new HostileCase("too large 4 MB chunked audio multipart", "POST", "/v1/audio/transcriptions")
         {
-            Body = huge, Headers = [.. Bearer, H("Content-Type", "multipart/form-data; boundary=zzz")], Chunked = true, Status = 413, MaxUpstreamBodyBytes = BodyLimit,
+            Body = huge,
+            Headers = [.. Bearer, H("Content-Type", "multipart/form-data; boundary=zzz")],
+            Chunked = true,
+            Status = 413,
+            MaxUpstreamBodyBytes = BodyLimit,
         });
         list.Add(new HostileCase("too large 4 MB content-length files octet-stream", "POST", "/v1/files")
         {
-            Body = huge, Headers = [.. Bearer, H("Content-Type", "application/octet-stream")], Status = 413, NothingUpstream = true,
+            Body = huge,
+            Headers = [.. Bearer, H("Content-Type", "application/octet-stream")],
+            Status = 413,
+            NothingUpstream = true,
         });
     }
 
@@ -619,11 +650,17 @@ public static class HostileCorpus
         list.Add(new HostileCase("sim POST /sim/reset with wrong key", "POST", "/sim/reset") { Body = [], Headers = [H("Authorization", "Bearer sk-tr-wrong-key")], Status = 401, NothingUpstream = true });
         list.Add(new HostileCase("sim POST /sim/openai/v1/chat/completions without key", "POST", "/sim/openai/v1/chat/completions")
         {
-            Body = U(ChatBody(model: "sim-openai")), Headers = JsonType, Status = 401, NothingUpstream = true,
+            Body = U(ChatBody(model: "sim-openai")),
+            Headers = JsonType,
+            Status = 401,
+            NothingUpstream = true,
         });
         list.Add(new HostileCase("sim POST /sim/anthropic/v1/messages without key", "POST", "/sim/anthropic/v1/messages")
         {
-            Body = U(MessagesBody(model: "sim-anthropic")), Headers = [H("anthropic-version", "2023-06-01"), .. JsonType], Status = 401, NothingUpstream = true,
+            Body = U(MessagesBody(model: "sim-anthropic")),
+            Headers = [H("anthropic-version", "2023-06-01"), .. JsonType],
+            Status = 401,
+            NothingUpstream = true,
         });
     }
 }

@@ -14,26 +14,15 @@ namespace TokenRouter.Tests.Apis;
 /// headers or stream garbage, failed streams metered as successes, dropped <c>Retry-After</c>, client headers reported
 /// as outages, wrong methods forwarded, oversized uploads forwarded before their 413, and bodiless framework errors.
 /// </summary>
-public sealed class HostileInputRegressionTests : IAsyncLifetime
+public sealed class HostileInputRegressionTests : GatewayWithFakeProvider
 {
     private const long BodyLimit = 64 * 1024;
-    private FakeProvider _provider = null!;
-    private GatewayFactory _gateway = null!;
 
-    public async Task InitializeAsync()
+    protected override void Configure(Dictionary<string, string?> settings)
     {
-        _provider = await FakeProvider.StartAsync();
-        var settings = GatewayFactory.ProvidersAt(_provider);
         settings["Gateway:ProviderResponseTimeout"] = "00:00:05";
         settings["Gateway:UpstreamIdleTimeout"] = "00:00:01";
         settings["Gateway:MaxRequestBodyBytes"] = BodyLimit.ToString();
-        _gateway = new GatewayFactory(settings);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _gateway.DisposeAsync();
-        await _provider.DisposeAsync();
     }
 
     private const string Chat = """{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}""";
@@ -51,9 +40,8 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
 
     private async Task<UsageRecord> UsageRecordAsync()
     {
-        var sink = _gateway.Service<InMemoryUsageSink>();
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (sink.Snapshot().Count == 0 && DateTime.UtcNow < deadline) await Task.Delay(10);
+        var sink = Gateway.Service<InMemoryUsageSink>();
+        await Eventually.TrueAsync(() => sink.Snapshot().Count > 0, "a usage record");
         return Assert.Single(sink.Snapshot());
     }
 
@@ -81,12 +69,12 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [Fact]
     public async Task Passthrough_forwards_no_client_credential_cookie_or_forwarding_header()
     {
-        _provider.Respond(async (_, context) =>
+        Provider.Respond(async (_, context) =>
         {
             context.Response.ContentType = "application/json";
             await context.Response.WriteAsync("""{"object":"list","data":[]}""");
         });
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/embeddings")
         {
             Content = Json("""{"model":"text-embedding-3-small","input":"x"}"""),
@@ -100,7 +88,7 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
         using var response = await http.SendAsync(request);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Assert.Null(upstream.Header("api-key"));
         Assert.Null(upstream.Header("Cookie"));
         Assert.Null(upstream.Header("X-Forwarded-For"));
@@ -119,7 +107,7 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [InlineData("top_p", "1e999")]
     public async Task A_non_finite_sampling_number_is_a_400_naming_the_field_in_both_formats(string field, string number)
     {
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         using var chat = await http.PostAsync("v1/chat/completions",
             Json($$"""{"model":"gpt-4o","{{field}}":{{number}},"messages":[{"role":"user","content":"hi"}]}"""));
         Assert.Equal(HttpStatusCode.BadRequest, chat.StatusCode);
@@ -129,7 +117,7 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
             $$"""{"model":"claude-sonnet-4-5","max_tokens":10,"{{field}}":{{number}},"messages":[{"role":"user","content":"hi"}]}"""));
         Assert.Equal(HttpStatusCode.BadRequest, messages.StatusCode);
         Assert.Contains(field, (await AnthropicErrorAsync(messages)).GetProperty("message").GetString());
-        Assert.Empty(_provider.Requests);
+        Assert.Empty(Provider.Requests);
     }
 
     [Theory]
@@ -139,24 +127,24 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [InlineData("""{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"x_part","x_field":"\ud83d"}]}]}""", "messages[0].content[0].x_field")]
     public async Task A_lone_surrogate_in_a_field_passed_on_unchanged_is_a_400_naming_it(string body, string path)
     {
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         using var response = await http.PostAsync("v1/chat/completions", Json(body));
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal(path, (await OpenAIErrorAsync(response)).GetProperty("param").GetString());
-        Assert.Empty(_provider.Requests);
+        Assert.Empty(Provider.Requests);
     }
 
     [Fact]
     public async Task A_lone_surrogate_in_anthropic_metadata_is_a_400_in_anthropic_shape()
     {
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         using var response = await http.SendAsync(Anthropic(
             """{"model":"claude-sonnet-4-5","max_tokens":10,"metadata":{"user_id":"\ud800"},"messages":[{"role":"user","content":"hi"}]}"""));
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Contains("metadata.user_id", (await AnthropicErrorAsync(response)).GetProperty("message").GetString());
-        Assert.Empty(_provider.Requests);
+        Assert.Empty(Provider.Requests);
     }
 
     // ---- 5: a provider that stalls after its headers ----------------------------------------------------
@@ -164,14 +152,14 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [Fact]
     public async Task A_provider_that_stalls_after_its_headers_gets_a_504_and_the_call_is_metered()
     {
-        _provider.Respond(async (_, context) =>
+        Provider.Respond(async (_, context) =>
         {
             context.Response.ContentType = "application/json";
             await context.Response.StartAsync(context.RequestAborted);
             await context.Response.Body.FlushAsync(context.RequestAborted);
             await Task.Delay(Timeout.InfiniteTimeSpan, context.RequestAborted);
         });
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/chat/completions", Json(Chat));
 
@@ -183,14 +171,14 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [Fact]
     public async Task A_stream_that_stalls_after_some_chunks_ends_with_an_error_event_and_is_metered_as_a_timeout()
     {
-        _provider.Respond(async (_, context) =>
+        Provider.Respond(async (_, context) =>
         {
             await FakeResponses.StartEventStreamAsync(context);
             await FakeResponses.WriteEventAsync(context, new SseEvent(null,
                 """{"id":"c1","object":"chat.completion.chunk","model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":"par"}}]}"""));
             await Task.Delay(Timeout.InfiniteTimeSpan, context.RequestAborted);
         });
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/chat/completions",
             Json("""{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"""));
@@ -207,14 +195,14 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [Fact]
     public async Task A_passthrough_provider_that_stalls_after_its_headers_gets_a_504_in_the_clients_shape()
     {
-        _provider.Respond(async (_, context) =>
+        Provider.Respond(async (_, context) =>
         {
             context.Response.ContentType = "application/json";
             await context.Response.StartAsync(context.RequestAborted);
             await context.Response.Body.FlushAsync(context.RequestAborted);
             await Task.Delay(Timeout.InfiniteTimeSpan, context.RequestAborted);
         });
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/embeddings", Json("""{"model":"text-embedding-3-small","input":"hi"}"""));
 
@@ -226,13 +214,13 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [Fact]
     public async Task A_passthrough_stream_that_stalls_midway_is_cut_off_and_metered_as_a_timeout()
     {
-        _provider.Respond(async (_, context) =>
+        Provider.Respond(async (_, context) =>
         {
             await FakeResponses.StartEventStreamAsync(context);
             await FakeResponses.WriteEventAsync(context, new SseEvent("response.created", """{"type":"response.created"}"""));
             await Task.Delay(Timeout.InfiniteTimeSpan, context.RequestAborted);
         });
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "v1/responses")
         {
@@ -247,8 +235,8 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [Fact]
     public async Task A_passthrough_stream_the_provider_breaks_off_is_cut_off_and_metered_as_a_failure()
     {
-        _provider.RespondStreamThenDrop(eventsBeforeDrop: 2);
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondStreamThenDrop(eventsBeforeDrop: 2);
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "v1/completions")
         {
@@ -263,14 +251,14 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [Fact]
     public async Task Garbage_from_an_openai_provider_reaches_an_anthropic_client_as_an_error_event_not_an_empty_message()
     {
-        _provider.Respond(async (_, context) =>
+        Provider.Respond(async (_, context) =>
         {
             await FakeResponses.StartEventStreamAsync(context);
             await FakeResponses.WriteEventAsync(context, new SseEvent(null, "this is not json"));
             await FakeResponses.WriteEventAsync(context, new SseEvent(null, "<html>still not</html>"));
             await FakeResponses.WriteEventAsync(context, new SseEvent(null, "[DONE]"));
         });
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.SendAsync(Anthropic(
             """{"model":"gpt-4o","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}"""));
@@ -285,8 +273,8 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [Fact]
     public async Task A_stream_the_provider_breaks_off_is_metered_as_a_failure_not_a_2xx()
     {
-        _provider.RespondStreamThenDrop(eventsBeforeDrop: 2);
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondStreamThenDrop(eventsBeforeDrop: 2);
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/chat/completions",
             Json("""{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"""));
@@ -302,14 +290,14 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [InlineData("v1/messages", true)] // other format: re-rendered in the client's shape
     public async Task A_relayed_429_keeps_the_providers_retry_after(string path, bool anthropicClient)
     {
-        _provider.Respond(async (_, context) =>
+        Provider.Respond(async (_, context) =>
         {
             context.Response.StatusCode = 429;
             context.Response.Headers.RetryAfter = "7";
             context.Response.ContentType = "application/json";
             await context.Response.WriteAsync(FakeResponses.OpenAIErrorBody("slow down", "rate_limit_error"));
         });
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         using var request = anthropicClient
             ? Anthropic("""{"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""")
             : new HttpRequestMessage(HttpMethod.Post, path) { Content = Json(Chat) };
@@ -323,14 +311,14 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [Fact]
     public async Task A_passthrough_503_re_rendered_in_the_clients_shape_keeps_the_retry_after()
     {
-        _provider.Respond(async (_, context) =>
+        Provider.Respond(async (_, context) =>
         {
             context.Response.StatusCode = 503;
             context.Response.Headers.RetryAfter = "3";
             context.Response.ContentType = "text/html";
             await context.Response.WriteAsync("<html>busy</html>");
         });
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/embeddings", Json("""{"model":"text-embedding-3-small","input":"x"}"""));
 
@@ -348,7 +336,7 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     {
         // The client's own HTTP stack would refuse to send these; the gateway must not rely on every client being as careful.
         using var handler = new SocketsHttpHandler { RequestHeaderEncodingSelector = (_, _) => Encoding.UTF8 };
-        using var http = new HttpClient(handler) { BaseAddress = _gateway.BaseAddress };
+        using var http = new HttpClient(handler) { BaseAddress = Gateway.BaseAddress };
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/messages")
         {
             Content = Json("""{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"""),
@@ -361,7 +349,7 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Contains(header, (await AnthropicErrorAsync(response)).GetProperty("message").GetString());
-        Assert.Empty(_provider.Requests);
+        Assert.Empty(Provider.Requests);
     }
 
     // ---- 11: methods, upload limits, framework errors ---------------------------------------------------
@@ -374,30 +362,30 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [InlineData("PATCH", "v1/messages")]
     public async Task Other_methods_on_the_chat_endpoints_are_405_and_never_forwarded(string method, string path)
     {
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         using var response = await http.SendAsync(new HttpRequestMessage(new HttpMethod(method), path));
 
         Assert.Equal(HttpStatusCode.MethodNotAllowed, response.StatusCode);
         Assert.Contains("POST", response.Content.Headers.Allow);
         if (path.EndsWith("messages", StringComparison.Ordinal)) await AnthropicErrorAsync(response);
         else await OpenAIErrorAsync(response);
-        Assert.Empty(_provider.Requests);
+        Assert.Empty(Provider.Requests);
     }
 
     [Fact]
     public async Task Head_on_chat_completions_is_405_and_never_forwarded()
     {
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         using var response = await http.SendAsync(new HttpRequestMessage(HttpMethod.Head, "v1/chat/completions"));
 
         Assert.Equal(HttpStatusCode.MethodNotAllowed, response.StatusCode);
-        Assert.Empty(_provider.Requests);
+        Assert.Empty(Provider.Requests);
     }
 
     [Fact]
     public async Task An_oversized_chunked_upload_is_refused_before_any_byte_reaches_the_provider()
     {
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         var payload = new byte[BodyLimit * 4];
         using var content = new StreamContent(new MemoryStream(payload)); // no length: sent chunked
         content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
@@ -408,18 +396,18 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
 
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
         await OpenAIErrorAsync(response);
-        Assert.Empty(_provider.Requests);
+        Assert.Empty(Provider.Requests);
     }
 
     [Fact]
     public async Task A_chunked_upload_within_the_limit_is_forwarded_whole()
     {
-        _provider.Respond(async (_, context) =>
+        Provider.Respond(async (_, context) =>
         {
             context.Response.ContentType = "application/json";
             await context.Response.WriteAsync("""{"id":"file-1","object":"file"}""");
         });
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         var payload = Enumerable.Range(0, 5000).Select(i => (byte)i).ToArray();
         using var content = new StreamContent(new MemoryStream(payload));
         content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
@@ -429,7 +417,7 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
         using var response = await http.SendAsync(request);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal(payload, Assert.Single(_provider.Requests).Body);
+        Assert.Equal(payload, Assert.Single(Provider.Requests).Body);
     }
 
     [Theory]
@@ -438,7 +426,7 @@ public sealed class HostileInputRegressionTests : IAsyncLifetime
     [InlineData("nothing-here", true)]
     public async Task A_path_nothing_maps_gets_a_404_in_the_clients_shape(string path, bool anthropicClient)
     {
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         using var request = new HttpRequestMessage(HttpMethod.Get, path);
         if (anthropicClient) request.Headers.TryAddWithoutValidation("anthropic-version", "2023-06-01");
 

@@ -13,24 +13,9 @@ namespace TokenRouter.Tests.Apis;
 /// The Anthropic-compatible <c>POST /v1/messages</c> driven by the official Anthropic SDK, against each provider type
 /// (OpenAI, DeepSeek and Anthropic format) served by the fake provider over real HTTP.
 /// </summary>
-public sealed class MessagesApiTests : IAsyncLifetime
+public sealed class MessagesApiTests : GatewayWithFakeProvider
 {
-    private FakeProvider _provider = null!;
-    private GatewayFactory _gateway = null!;
-
-    public async Task InitializeAsync()
-    {
-        _provider = await FakeProvider.StartAsync();
-        _gateway = new GatewayFactory(GatewayFactory.ProvidersAt(_provider));
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _gateway.DisposeAsync();
-        await _provider.DisposeAsync();
-    }
-
-    private AnthropicClient Client() => Matrix.AnthropicClient(_gateway);
+    private AnthropicClient Client() => Matrix.AnthropicClient(Gateway);
 
     // ───────────────────────────── text ─────────────────────────────
 
@@ -40,7 +25,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
     [InlineData("claude-sonnet-4-5")]
     public async Task Non_streaming_text_reaches_the_anthropic_sdk_from_every_provider_type(string model)
     {
-        Matrix.RespondText(_provider, model, "Bonjour from upstream", input: 42, output: 7);
+        Matrix.RespondText(Provider, model, "Bonjour from upstream", input: 42, output: 7);
         var request = new MessageCreateParams
         {
             Model = model,
@@ -59,7 +44,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
         Assert.Equal(42, message.Usage.InputTokens);
         Assert.Equal(7, message.Usage.OutputTokens);
 
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Matrix.AssertReachedProvider(upstream, model);
         Assert.False(upstream.IsStreaming);
         var sent = upstream.Json!.Value;
@@ -89,7 +74,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
     public async Task Streaming_text_reaches_the_anthropic_sdk_as_deltas_with_usage_and_stop_from_every_provider_type(string model)
     {
         const string text = "one two three four five six seven eight";
-        Matrix.RespondText(_provider, model, text, input: 42, output: 8);
+        Matrix.RespondText(Provider, model, text, input: 42, output: 8);
 
         var received = new StringBuilder();
         var deltas = 0;
@@ -132,7 +117,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
         Assert.Equal(8, end.Usage.OutputTokens);
         Assert.Equal(1, stops);
 
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Matrix.AssertReachedProvider(upstream, model);
         Assert.True(upstream.IsStreaming);
         if (Matrix.KindOf(model) != ProviderType.Anthropic)
@@ -148,7 +133,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
     public async Task Streamed_message_aggregated_by_the_anthropic_sdk_carries_the_providers_usage(string model)
     {
         var bill = Bill.For(model);
-        bill.Respond(_provider);
+        bill.Respond(Provider);
 
         var message = await Client().Messages.CreateStreaming(Matrix.AnthropicParams(model, [new UserMessageParam("bill me")])).Aggregate();
 
@@ -173,7 +158,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
     public async Task Tool_round_trip_from_the_anthropic_sdk_reaches_each_provider_in_its_own_format(string model, bool stream)
     {
         // Turn 1: the model asks for the tool.
-        Matrix.RespondToolCall(_provider, model, Matrix.WeatherTool, Matrix.WeatherArguments);
+        Matrix.RespondToolCall(Provider, model, Matrix.WeatherTool, Matrix.WeatherArguments);
         MessageParam question = new UserMessageParam(Matrix.WeatherQuestion);
 
         var (id, name, input) = await ToolTurnAsync(model, stream, [question]);
@@ -181,10 +166,10 @@ public sealed class MessagesApiTests : IAsyncLifetime
         Assert.Equal(Matrix.WeatherTool, name);
         Assert.False(string.IsNullOrEmpty(id));
         Matrix.AssertSameJson(Matrix.WeatherArguments, input);
-        AssertToolDefinitionSent(_provider.Requests[0], model);
+        AssertToolDefinitionSent(Provider.Requests[0], model);
 
         // Turn 2: the assistant's tool_use and the user's tool_result go back; the model answers in text.
-        Matrix.RespondText(_provider, model, "18°C and sunny in Paris.", input: 120, output: 9);
+        Matrix.RespondText(Provider, model, "18°C and sunny in Paris.", input: 120, output: 9);
         var toolUse = new ToolUseBlockParam
         {
             ID = id,
@@ -200,7 +185,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
         ]);
 
         Assert.Equal("18°C and sunny in Paris.", answer);
-        var turn2 = _provider.Requests[1];
+        var turn2 = Provider.Requests[1];
         Assert.Equal(stream, turn2.IsStreaming);
         if (Matrix.KindOf(model) == ProviderType.Anthropic) AssertAnthropicToolRoundTrip(turn2, id);
         else Matrix.AssertOpenAIToolRoundTrip(turn2, id, Matrix.WeatherQuestion);
@@ -213,7 +198,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
     [Fact]
     public async Task Deepseek_receives_string_content_when_an_anthropic_client_sends_text_blocks()
     {
-        _provider.RespondDeepSeekText("18°C and sunny in Paris.", new OpenAIUsage(120, 9));
+        Provider.RespondDeepSeekText("18°C and sunny in Paris.", new OpenAIUsage(120, 9));
         const string callId = "call_weather_1";
         var request = new MessageCreateParams
         {
@@ -246,7 +231,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
 
         Assert.True(Assert.Single(message.Content).TryPickText(out var text));
         Assert.Equal("18°C and sunny in Paris.", text.Text);
-        var messages = Assert.Single(_provider.Requests).Json!.Value.GetProperty("messages");
+        var messages = Assert.Single(Provider.Requests).Json!.Value.GetProperty("messages");
         Assert.Equal(["system", "user", "assistant", "tool", "user"], messages.EnumerateArray().Select(m => m.GetProperty("role").GetString()));
         Assert.All(messages.EnumerateArray(), m => Assert.True(
             m.GetProperty("content").ValueKind is JsonValueKind.String or JsonValueKind.Null,
@@ -377,13 +362,13 @@ public sealed class MessagesApiTests : IAsyncLifetime
     [InlineData("""{"model":"llama-9000","max_tokens":16,"messages":[{"role":"user","content":"x"}]}""", 404, "not_found_error")]
     public async Task Invalid_messages_requests_get_the_anthropic_error_shape_with_the_right_status(string body, int status, string errorType)
     {
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/messages", Matrix.Json(body));
 
         Assert.Equal(status, (int)response.StatusCode);
         await AssertAnthropicErrorAsync(response, errorType);
-        Assert.Equal(0, _provider.CallCount);
+        Assert.Equal(0, Provider.CallCount);
     }
 
     [Theory]
@@ -395,7 +380,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
     [InlineData("claude-sonnet-4-5", true)]
     public async Task Provider_rate_limit_reaches_the_anthropic_sdk_as_an_anthropic_rate_limit_error(string model, bool stream)
     {
-        _provider.RespondError(429, Matrix.KindOf(model) == ProviderType.Anthropic
+        Provider.RespondError(429, Matrix.KindOf(model) == ProviderType.Anthropic
             ? FakeResponses.AnthropicErrorBody("rate_limit_error", "Rate limit reached")
             : FakeResponses.OpenAIErrorBody("Rate limit reached", "requests", "rate_limit_exceeded"));
         var request = Matrix.AnthropicParams(model, [new UserMessageParam("x")]);
@@ -423,7 +408,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
     [Fact]
     public async Task Missing_max_tokens_error_names_the_field()
     {
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/messages", Matrix.Json("""{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"x"}]}"""));
 
@@ -439,14 +424,14 @@ public sealed class MessagesApiTests : IAsyncLifetime
 
         Assert.Equal(HttpStatusCode.NotFound, error.StatusCode);
         Assert.Contains("llama-9000", error.ResponseBody, StringComparison.Ordinal);
-        Assert.Equal(0, _provider.CallCount);
+        Assert.Equal(0, Provider.CallCount);
     }
 
     [Fact]
     public async Task X_api_key_header_is_accepted_as_the_client_key()
     {
-        _provider.RespondAnthropicText("keyed", new AnthropicUsage(3, 1));
-        using var http = _gateway.CreateGatewayClient(key: null);
+        Provider.RespondAnthropicText("keyed", new AnthropicUsage(3, 1));
+        using var http = Gateway.CreateGatewayClient(key: null);
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/messages")
         {
             Content = Matrix.Json("""{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"x"}]}"""),
@@ -459,7 +444,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
         Assert.Equal("keyed", body.RootElement.GetProperty("content")[0].GetProperty("text").GetString());
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Assert.Equal("sk-upstream-anthropic", upstream.Header("x-api-key"));
     }
 
@@ -468,7 +453,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
     [InlineData("sk-tr-not-a-real-key")]
     public async Task Missing_or_unknown_key_gets_401_in_the_anthropic_error_shape(string? key)
     {
-        using var http = _gateway.CreateGatewayClient(key: null);
+        using var http = Gateway.CreateGatewayClient(key: null);
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/messages")
         {
             Content = Matrix.Json("""{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"x"}]}"""),
@@ -479,7 +464,7 @@ public sealed class MessagesApiTests : IAsyncLifetime
 
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         await AssertAnthropicErrorAsync(response, "authentication_error");
-        Assert.Equal(0, _provider.CallCount);
+        Assert.Equal(0, Provider.CallCount);
     }
 
     /// <summary>Asserts <c>{"type":"error","error":{"type":…,"message":…}}</c>; returns the inner error.</summary>

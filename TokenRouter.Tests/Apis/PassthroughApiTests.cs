@@ -16,24 +16,14 @@ namespace TokenRouter.Tests.Apis;
 /// Every other <c>/v1/*</c> request is passed through to a provider unchanged: driven by the official OpenAI SDK and raw
 /// HTTP against the fake provider over real HTTP.
 /// </summary>
-public sealed class PassthroughApiTests : IAsyncLifetime
+public sealed class PassthroughApiTests : GatewayWithFakeProvider
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
     private static readonly float[] Vector = [0.25f, -0.5f, 0.125f, 1f];
 
-    private FakeProvider _provider = null!;
-    private GatewayFactory _gateway = null!;
-
-    public async Task InitializeAsync()
+    protected override void Configure(Dictionary<string, string?> settings)
     {
-        _provider = await FakeProvider.StartAsync();
-        _gateway = new GatewayFactory(Settings(_provider));
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _gateway.DisposeAsync();
-        await _provider.DisposeAsync();
+        foreach (var (key, value) in Settings(Provider)) settings[key] = value;
     }
 
     private static Dictionary<string, string?> Settings(FakeProvider provider)
@@ -43,28 +33,27 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         return settings;
     }
 
-    private IReadOnlyList<UsageRecord> Usage => _gateway.Service<InMemoryUsageSink>().Snapshot();
+    private IReadOnlyList<UsageRecord> Usage => Gateway.Service<InMemoryUsageSink>().Snapshot();
 
     /// <summary>The usage records once there are <paramref name="expected"/>: a request is metered as its handler ends,
     /// which can be a moment after its client has read the whole response.</summary>
     private async Task<IReadOnlyList<UsageRecord>> UsageAsync(int expected = 1)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (Usage.Count < expected && DateTime.UtcNow < deadline) await Task.Delay(10);
+        await Eventually.TrueAsync(() => Usage.Count >= expected, $"{expected} usage record(s)");
         return Usage;
     }
 
     [Fact]
     public async Task Embeddings_reach_the_provider_with_its_key_and_are_metered()
     {
-        _provider.Respond(Embeddings(promptTokens: 8));
+        Provider.Respond(Embeddings(promptTokens: 8));
         var client = new EmbeddingClient("text-embedding-3-small", new ApiKeyCredential(GatewayFactory.ClientKey),
-            new OpenAIClientOptions { Endpoint = new Uri(_gateway.BaseAddress, "v1") });
+            new OpenAIClientOptions { Endpoint = new Uri(Gateway.BaseAddress, "v1") });
 
         OpenAIEmbedding embedding = await client.GenerateEmbeddingAsync("The quick brown fox");
 
         Assert.Equal(Vector, embedding.ToFloats().ToArray());
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Assert.Equal("POST", upstream.Method);
         Assert.Equal("/v1/embeddings", upstream.Path);
         Assert.Equal("Bearer sk-upstream-openai", upstream.Header("Authorization"));
@@ -84,15 +73,15 @@ public sealed class PassthroughApiTests : IAsyncLifetime
     [Fact]
     public async Task Routed_model_name_is_rewritten_and_the_rest_of_the_body_is_forwarded_byte_for_byte()
     {
-        _provider.Respond(Json(200, """{"id":"modr-1","results":[{"flagged":false}]}"""));
-        using var http = _gateway.CreateGatewayClient();
+        Provider.Respond(Json(200, """{"id":"modr-1","results":[{"flagged":false}]}"""));
+        using var http = Gateway.CreateGatewayClient();
         const string body = """{ "input" : ["a", "b"], "model":"openai/omni-moderation-latest",  "x_extra": {"n": 1.50} }""";
 
         using var response = await http.PostAsync("v1/moderations", ChatCompletionsApiTests.Json(body));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("""{"id":"modr-1","results":[{"flagged":false}]}""", await response.Content.ReadAsStringAsync());
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Assert.Equal("/v1/moderations", upstream.Path);
         Assert.Equal(body.Replace("openai/omni-moderation-latest", "omni-moderation-latest", StringComparison.Ordinal), upstream.BodyText);
         var record = Assert.Single(await UsageAsync());
@@ -104,15 +93,15 @@ public sealed class PassthroughApiTests : IAsyncLifetime
     [Fact]
     public async Task Get_with_a_query_string_reaches_the_default_provider_and_is_recorded()
     {
-        _provider.Respond(Json(200, """{"object":"list","data":[{"id":"file-abc","object":"file"}],"has_more":false}"""));
-        using var http = _gateway.CreateGatewayClient();
+        Provider.Respond(Json(200, """{"object":"list","data":[{"id":"file-abc","object":"file"}],"has_more":false}"""));
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.GetAsync("v1/files?purpose=batch&limit=2");
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Contains("file-abc", await response.Content.ReadAsStringAsync());
         Assert.Equal("openai", response.Headers.GetValues("x-tokenrouter-provider").Single());
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Assert.Equal("GET", upstream.Method);
         Assert.Equal("/v1/files", upstream.Path);
         Assert.Equal("?purpose=batch&limit=2", upstream.QueryString);
@@ -128,8 +117,8 @@ public sealed class PassthroughApiTests : IAsyncLifetime
     [Fact]
     public async Task Multipart_upload_is_streamed_to_the_provider_unchanged()
     {
-        _provider.Respond(Json(200, """{"id":"file-xyz","object":"file","purpose":"batch"}"""));
-        using var http = _gateway.CreateGatewayClient();
+        Provider.Respond(Json(200, """{"id":"file-xyz","object":"file","purpose":"batch"}"""));
+        using var http = Gateway.CreateGatewayClient();
         using var form = new MultipartFormDataContent("tr-boundary-42")
         {
             { new StringContent("batch"), "purpose" },
@@ -140,7 +129,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         using var response = await http.PostAsync("v1/files", form);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Assert.Equal("multipart/form-data; boundary=\"tr-boundary-42\"", upstream.Header("Content-Type"));
         Assert.Equal(sent, upstream.Body);
         Assert.Equal("(files)", Assert.Single(await UsageAsync()).Model);
@@ -149,27 +138,27 @@ public sealed class PassthroughApiTests : IAsyncLifetime
     [Fact]
     public async Task Path_whose_last_segment_has_a_dot_is_passed_through_too()
     {
-        _provider.Respond(Json(200, """{"id":"gpt-4.1","object":"model"}"""));
-        using var http = _gateway.CreateGatewayClient();
+        Provider.Respond(Json(200, """{"id":"gpt-4.1","object":"model"}"""));
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.GetAsync("v1/models/gpt-4.1");
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("/v1/models/gpt-4.1", Assert.Single(_provider.Requests).Path);
+        Assert.Equal("/v1/models/gpt-4.1", Assert.Single(Provider.Requests).Path);
     }
 
     [Fact]
     public async Task Provider_header_picks_the_provider_and_is_not_forwarded()
     {
-        _provider.Respond(Json(200, """{"is_available":true,"balance_infos":[]}"""));
-        using var http = _gateway.CreateGatewayClient();
+        Provider.Respond(Json(200, """{"is_available":true,"balance_infos":[]}"""));
+        using var http = Gateway.CreateGatewayClient();
         using var request = new HttpRequestMessage(HttpMethod.Get, "v1/user/balance");
         request.Headers.Add("x-tokenrouter-provider", "deepseek");
 
         using var response = await http.SendAsync(request);
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Assert.Equal("/user/balance", upstream.Path); // DeepSeek's base URL is its API root, as for chat
         Assert.Equal("Bearer sk-upstream-deepseek", upstream.Header("Authorization"));
         Assert.DoesNotContain(upstream.Headers.Keys, h => h.StartsWith("x-tokenrouter-", StringComparison.OrdinalIgnoreCase));
@@ -179,8 +168,8 @@ public sealed class PassthroughApiTests : IAsyncLifetime
     [Fact]
     public async Task Anthropic_count_tokens_reaches_anthropic_with_its_key_and_is_not_billed()
     {
-        _provider.Respond(Json(200, """{"input_tokens":1234}"""));
-        using var http = _gateway.CreateGatewayClient(key: null);
+        Provider.Respond(Json(200, """{"input_tokens":1234}"""));
+        using var http = Gateway.CreateGatewayClient(key: null);
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/messages/count_tokens")
         {
             Content = ChatCompletionsApiTests.Json("""{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"Hello"}]}"""),
@@ -193,7 +182,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("""{"input_tokens":1234}""", await response.Content.ReadAsStringAsync());
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Assert.Equal("/v1/messages/count_tokens", upstream.Path);
         Assert.Equal("sk-upstream-anthropic", upstream.Header("x-api-key"));
         Assert.Equal("2023-06-01", upstream.Header("anthropic-version"));
@@ -208,8 +197,8 @@ public sealed class PassthroughApiTests : IAsyncLifetime
     [Fact]
     public async Task Reading_a_stored_response_does_not_bill_its_usage_again()
     {
-        _provider.Respond(Json(200, """{"id":"resp_1","object":"response","model":"gpt-4o","usage":{"input_tokens":900,"output_tokens":40}}"""));
-        using var http = _gateway.CreateGatewayClient();
+        Provider.Respond(Json(200, """{"id":"resp_1","object":"response","model":"gpt-4o","usage":{"input_tokens":900,"output_tokens":40}}"""));
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.GetAsync("v1/responses/resp_1");
 
@@ -223,8 +212,8 @@ public sealed class PassthroughApiTests : IAsyncLifetime
     [Fact]
     public async Task Responses_api_usage_is_read_from_input_and_output_tokens()
     {
-        _provider.Respond(Json(200, """{"id":"resp_2","object":"response","model":"gpt-4o","usage":{"input_tokens":2000,"input_tokens_details":{"cached_tokens":1024},"output_tokens":10,"total_tokens":2010}}"""));
-        using var http = _gateway.CreateGatewayClient();
+        Provider.Respond(Json(200, """{"id":"resp_2","object":"response","model":"gpt-4o","usage":{"input_tokens":2000,"input_tokens_details":{"cached_tokens":1024},"output_tokens":10,"total_tokens":2010}}"""));
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/responses", ChatCompletionsApiTests.Json("""{"model":"gpt-4o","input":"Hello"}"""));
 
@@ -238,7 +227,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
     [Fact]
     public async Task Unknown_model_gets_404_in_openai_shape_and_never_reaches_a_provider()
     {
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/embeddings", ChatCompletionsApiTests.Json("""{"model":"llama-embed-9000","input":"x"}"""));
 
@@ -246,14 +235,14 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         var error = await ChatCompletionsApiTests.ErrorOf(response);
         Assert.Equal("model_not_found", error.GetProperty("code").GetString());
         Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
-        Assert.Equal(0, _provider.CallCount);
+        Assert.Equal(0, Provider.CallCount);
         Assert.Empty(Usage);
     }
 
     [Fact]
     public async Task Request_with_x_api_key_gets_errors_in_anthropic_shape()
     {
-        using var http = _gateway.CreateGatewayClient(key: null);
+        using var http = Gateway.CreateGatewayClient(key: null);
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/complete")
         {
             Content = ChatCompletionsApiTests.Json("""{"model":"llama-9000","prompt":"\n\nHuman: hi\n\nAssistant:"}"""),
@@ -266,15 +255,15 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         var root = await RootOf(response);
         Assert.Equal("error", root.GetProperty("type").GetString());
         Assert.Equal("not_found_error", root.GetProperty("error").GetProperty("type").GetString());
-        Assert.Equal(0, _provider.CallCount);
+        Assert.Equal(0, Provider.CallCount);
     }
 
     [Fact]
     public async Task Bad_client_key_gets_401_in_the_clients_own_shape()
     {
-        using var wrongBearer = _gateway.CreateGatewayClient(key: "sk-tr-wrong");
+        using var wrongBearer = Gateway.CreateGatewayClient(key: "sk-tr-wrong");
         using var openAI = await wrongBearer.GetAsync("v1/files");
-        using var anonymous = _gateway.CreateGatewayClient(key: null);
+        using var anonymous = Gateway.CreateGatewayClient(key: null);
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/messages/count_tokens")
         {
             Content = ChatCompletionsApiTests.Json("""{"model":"claude-sonnet-4-5","messages":[]}"""),
@@ -291,7 +280,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         Assert.Equal("error", anthropicRoot.GetProperty("type").GetString());
         Assert.Equal("authentication_error", anthropicRoot.GetProperty("error").GetProperty("type").GetString());
         Assert.DoesNotContain("sk-tr-wrong", await anthropic.Content.ReadAsStringAsync());
-        Assert.Equal(0, _provider.CallCount);
+        Assert.Equal(0, Provider.CallCount);
     }
 
     [Theory]
@@ -300,8 +289,8 @@ public sealed class PassthroughApiTests : IAsyncLifetime
     public async Task Provider_errors_are_relayed_with_their_status_and_body(int status)
     {
         var body = FakeResponses.OpenAIErrorBody("Upstream says no", "invalid_request_error", "upstream_code");
-        _provider.RespondError(status, body);
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondError(status, body);
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.PostAsync("v1/embeddings", ChatCompletionsApiTests.Json("""{"model":"text-embedding-3-small","input":"x"}"""));
 
@@ -313,8 +302,8 @@ public sealed class PassthroughApiTests : IAsyncLifetime
     [Fact]
     public async Task Provider_error_that_is_not_json_is_told_in_the_clients_shape_with_its_status()
     {
-        _provider.RespondError(503, "<html><body>Service Unavailable</body></html>", "text/html");
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondError(503, "<html><body>Service Unavailable</body></html>", "text/html");
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.GetAsync("v1/batches");
 
@@ -359,21 +348,21 @@ public sealed class PassthroughApiTests : IAsyncLifetime
     [Fact]
     public async Task Hanging_provider_gets_504_and_the_upstream_call_is_cancelled()
     {
-        _provider.RespondHang();
-        using var http = _gateway.CreateGatewayClient();
+        Provider.RespondHang();
+        using var http = Gateway.CreateGatewayClient();
 
         using var response = await http.GetAsync("v1/files");
 
         Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
         Assert.Equal("upstream_timeout", (await ChatCompletionsApiTests.ErrorOf(response)).GetProperty("code").GetString());
-        await _provider.WaitForCancelledAsync(1, Timeout);
+        await Provider.WaitForCancelledAsync(1, Timeout);
     }
 
     [Fact]
     public async Task Event_stream_is_relayed_chunk_by_chunk_and_its_usage_is_metered()
     {
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _provider.Respond(async (_, context) =>
+        Provider.Respond(async (_, context) =>
         {
             await FakeResponses.StartEventStreamAsync(context);
             await FakeResponses.WriteEventAsync(context, new SseEvent(null, """{"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":"Hel"}]}"""));
@@ -382,7 +371,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
             await FakeResponses.WriteEventAsync(context, new SseEvent(null, """{"id":"cmpl-1","object":"text_completion","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"""));
             await FakeResponses.WriteEventAsync(context, new SseEvent(null, "[DONE]"));
         });
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/completions")
         {
             Content = ChatCompletionsApiTests.Json("""{"model":"gpt-4o-mini","prompt":"Hi","stream":true,"stream_options":{"include_usage":true}}"""),
@@ -395,7 +384,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         var first = await reader.ReadLineAsync(cts.Token);
 
         Assert.Contains("\"Hel\"", first);
-        Assert.False(_provider.Requests[0].Completed, "the first chunk arrived while the provider was still streaming");
+        Assert.False(Provider.Requests[0].Completed, "the first chunk arrived while the provider was still streaming");
         release.SetResult();
         var rest = await reader.ReadToEndAsync(cts.Token);
         Assert.Contains("\"lo\"", rest);
@@ -410,21 +399,21 @@ public sealed class PassthroughApiTests : IAsyncLifetime
     [Fact]
     public async Task Client_credentials_are_never_forwarded_upstream()
     {
-        _provider.Respond(Json(200, """{"object":"list","data":[]}"""));
-        using var http = _gateway.CreateGatewayClient();
+        Provider.Respond(Json(200, """{"object":"list","data":[]}"""));
+        using var http = Gateway.CreateGatewayClient();
         using var openAIRequest = new HttpRequestMessage(HttpMethod.Get, "v1/vector_stores");
         openAIRequest.Headers.Add("x-tokenrouter-note", "gateway-only");
         openAIRequest.Headers.Add("OpenAI-Beta", "assistants=v2");
         await (await http.SendAsync(openAIRequest)).Content.ReadAsStringAsync();
 
-        using var anthropicClient = _gateway.CreateGatewayClient(key: null);
+        using var anthropicClient = Gateway.CreateGatewayClient(key: null);
         using var anthropicRequest = new HttpRequestMessage(HttpMethod.Get, "v1/messages/batches");
         anthropicRequest.Headers.Add("x-api-key", GatewayFactory.ClientKey);
         await (await anthropicClient.SendAsync(anthropicRequest)).Content.ReadAsStringAsync();
 
-        Assert.Equal(2, _provider.CallCount);
-        var toOpenAI = _provider.Requests[0];
-        var toAnthropic = _provider.Requests[1];
+        Assert.Equal(2, Provider.CallCount);
+        var toOpenAI = Provider.Requests[0];
+        var toAnthropic = Provider.Requests[1];
         Assert.Equal("Bearer sk-upstream-openai", toOpenAI.Header("Authorization"));
         Assert.Null(toOpenAI.Header("x-api-key"));
         Assert.Null(toOpenAI.Header("x-tokenrouter-note"));
@@ -433,7 +422,7 @@ public sealed class PassthroughApiTests : IAsyncLifetime
         Assert.Equal("sk-upstream-anthropic", toAnthropic.Header("x-api-key"));
         Assert.Equal("2023-06-01", toAnthropic.Header("anthropic-version")); // the adapter's default
         Assert.Null(toAnthropic.Header("Authorization"));
-        foreach (var upstream in _provider.Requests)
+        foreach (var upstream in Provider.Requests)
         {
             Assert.DoesNotContain(upstream.Headers.Values, v => v.Contains(GatewayFactory.ClientKey, StringComparison.Ordinal));
         }
@@ -442,26 +431,26 @@ public sealed class PassthroughApiTests : IAsyncLifetime
     [Fact]
     public async Task Concurrency_limit_applies_to_passthrough_requests()
     {
-        var settings = Settings(_provider);
+        var settings = Settings(Provider);
         settings["Limits:GlobalConcurrent"] = "1";
         await using var gateway = new GatewayFactory(settings);
         using var http = gateway.CreateGatewayClient();
-        _provider.Respond(Json(200, """{"object":"list","data":[]}"""));
-        _provider.CloseGate();
+        Provider.Respond(Json(200, """{"object":"list","data":[]}"""));
+        Provider.CloseGate();
 
         var held = http.GetAsync("v1/files");
-        await _provider.WaitForWaitingAtGateAsync(1, Timeout);
+        await Provider.WaitForWaitingAtGateAsync(1, Timeout);
         using (var refused = await http.GetAsync("v1/files"))
         {
             Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
             Assert.NotNull(refused.Headers.RetryAfter);
             Assert.Equal("concurrency_limit_exceeded", (await ChatCompletionsApiTests.ErrorOf(refused)).GetProperty("code").GetString());
         }
-        _provider.OpenGate();
+        Provider.OpenGate();
 
         using var admitted = await held;
         Assert.Equal(HttpStatusCode.OK, admitted.StatusCode);
-        Assert.Equal(1, _provider.CallCount);
+        Assert.Equal(1, Provider.CallCount);
     }
 
     // ---- helpers -------------------------------------------------------------------------------------------

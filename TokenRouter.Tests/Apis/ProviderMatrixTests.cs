@@ -19,23 +19,8 @@ namespace TokenRouter.Tests.Apis;
 /// providers), and the bill for every provider × client format: the usage the client reads in its own dialect and
 /// the cost headers / usage record against a hand-computed bill from the list prices.
 /// </summary>
-public sealed class ProviderMatrixTests : IAsyncLifetime
+public sealed class ProviderMatrixTests : GatewayWithFakeProvider
 {
-    private FakeProvider _provider = null!;
-    private GatewayFactory _gateway = null!;
-
-    public async Task InitializeAsync()
-    {
-        _provider = await FakeProvider.StartAsync();
-        _gateway = new GatewayFactory(GatewayFactory.ProvidersAt(_provider));
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _gateway.DisposeAsync();
-        await _provider.DisposeAsync();
-    }
-
     // ───────────────────────────── OpenAI SDK → Anthropic / DeepSeek providers ─────────────────────────────
 
     [Theory]
@@ -43,7 +28,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
     [InlineData("deepseek-chat")]
     public async Task Openai_sdk_gets_a_non_streaming_reply_from_the_provider(string model)
     {
-        Matrix.RespondText(_provider, model, "Bonjour from upstream", input: 42, output: 7);
+        Matrix.RespondText(Provider, model, "Bonjour from upstream", input: 42, output: 7);
 
         ChatCompletion completion = await OpenAIChat(model).CompleteChatAsync(
             [new SystemChatMessage("Answer in French."), new UserChatMessage("Say hello")]);
@@ -55,7 +40,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
         Assert.Equal(7, completion.Usage.OutputTokenCount);
         Assert.Equal(49, completion.Usage.TotalTokenCount);
 
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Matrix.AssertReachedProvider(upstream, model);
         var sent = upstream.Json!.Value;
         if (Matrix.KindOf(model) == ProviderType.Anthropic)
@@ -80,11 +65,11 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
     [Fact]
     public async Task Openai_sdk_max_output_tokens_becomes_anthropic_max_tokens()
     {
-        _provider.RespondAnthropicText("ok", new AnthropicUsage(5, 1));
+        Provider.RespondAnthropicText("ok", new AnthropicUsage(5, 1));
 
         await OpenAIChat("claude-sonnet-4-5").CompleteChatAsync([new UserChatMessage("x")], new ChatCompletionOptions { MaxOutputTokenCount = 321 });
 
-        Assert.Equal(321, _provider.Requests[0].Json!.Value.GetProperty("max_tokens").GetInt32());
+        Assert.Equal(321, Provider.Requests[0].Json!.Value.GetProperty("max_tokens").GetInt32());
     }
 
     [Theory]
@@ -93,7 +78,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
     public async Task Openai_sdk_streams_content_deltas_finish_reason_and_usage_from_the_provider(string model)
     {
         const string text = "one two three four five six seven eight";
-        Matrix.RespondText(_provider, model, text, input: 120, output: 8);
+        Matrix.RespondText(Provider, model, text, input: 120, output: 8);
 
         var pieces = new List<string>();
         ChatFinishReason? finish = null;
@@ -111,7 +96,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
         Assert.NotNull(usage);
         Assert.Equal(120, usage.InputTokenCount);
         Assert.Equal(8, usage.OutputTokenCount);
-        var upstream = Assert.Single(_provider.Requests);
+        var upstream = Assert.Single(Provider.Requests);
         Matrix.AssertReachedProvider(upstream, model);
         Assert.True(upstream.IsStreaming);
     }
@@ -121,7 +106,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
     [InlineData("deepseek-chat")]
     public async Task Openai_sdk_reassembles_streamed_tool_call_arguments_from_the_provider(string model)
     {
-        Matrix.RespondToolCall(_provider, model, Matrix.WeatherTool, Matrix.WeatherArguments);
+        Matrix.RespondToolCall(Provider, model, Matrix.WeatherTool, Matrix.WeatherArguments);
 
         var call = await StreamToolCallAsync(model, [new UserChatMessage(Matrix.WeatherQuestion)]);
 
@@ -138,19 +123,19 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
         const string model = "claude-sonnet-4-5";
         ChatMessage system = new SystemChatMessage("You are a terse weather bot.");
         ChatMessage question = new UserChatMessage(Matrix.WeatherQuestion);
-        _provider.RespondAnthropicToolUse(Matrix.WeatherTool, Matrix.WeatherArguments, new AnthropicUsage(80, 20));
+        Provider.RespondAnthropicToolUse(Matrix.WeatherTool, Matrix.WeatherArguments, new AnthropicUsage(80, 20));
 
         var call = await ToolTurnAsync(model, stream, [system, question]);
 
         Assert.Equal(Matrix.WeatherTool, call.FunctionName);
         Assert.StartsWith("toolu_", call.Id, StringComparison.Ordinal);
         Matrix.AssertSameJson(Matrix.WeatherArguments, call.FunctionArguments.ToString());
-        var turn1 = _provider.Requests[0].Json!.Value;
+        var turn1 = Provider.Requests[0].Json!.Value;
         var tool = Assert.Single(turn1.GetProperty("tools").EnumerateArray());
         Assert.Equal(Matrix.WeatherTool, tool.GetProperty("name").GetString());
         Assert.Equal("string", tool.GetProperty("input_schema").GetProperty("properties").GetProperty("city").GetProperty("type").GetString());
 
-        _provider.RespondAnthropicText("18°C and sunny in Paris.", new AnthropicUsage(120, 9));
+        Provider.RespondAnthropicText("18°C and sunny in Paris.", new AnthropicUsage(120, 9));
         var answer = await TextTurnAsync(model, stream,
         [
             system,
@@ -161,7 +146,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
         ]);
 
         Assert.Equal("18°C and sunny in Paris.", answer);
-        var turn2 = _provider.Requests[1].Json!.Value;
+        var turn2 = Provider.Requests[1].Json!.Value;
         Assert.Equal("You are a terse weather bot.", Matrix.TextOf(turn2.GetProperty("system")));
         Assert.Equal(AnthropicMaxTokensDefault, turn2.GetProperty("max_tokens").GetInt32());
         Assert.Equal(stream, turn2.TryGetProperty("stream", out var s) && s.GetBoolean());
@@ -188,7 +173,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
     [Fact]
     public async Task Openai_sdk_parallel_tool_results_become_one_anthropic_user_turn_of_tool_result_blocks()
     {
-        _provider.RespondAnthropicText("Paris 18°C, Rome 22°C.", new AnthropicUsage(150, 12));
+        Provider.RespondAnthropicText("Paris 18°C, Rome 22°C.", new AnthropicUsage(150, 12));
         var paris = ChatToolCall.CreateFunctionToolCall("call_paris", Matrix.WeatherTool, BinaryData.FromString("""{"city":"Paris"}"""));
         var rome = ChatToolCall.CreateFunctionToolCall("call_rome", Matrix.WeatherTool, BinaryData.FromString("""{"city":"Rome"}"""));
 
@@ -201,7 +186,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
         ], WeatherOptions());
 
         Assert.Equal("Paris 18°C, Rome 22°C.", completion.Content[0].Text);
-        var messages = _provider.Requests[0].Json!.Value.GetProperty("messages");
+        var messages = Provider.Requests[0].Json!.Value.GetProperty("messages");
         Assert.Equal(["user", "assistant", "user"], messages.EnumerateArray().Select(m => m.GetProperty("role").GetString()));
         var calls = messages[1].GetProperty("content").EnumerateArray().ToList();
         Assert.Equal(["tool_use", "tool_use"], calls.Select(c => c.GetProperty("type").GetString()));
@@ -221,20 +206,20 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
     {
         const string model = "deepseek-chat";
         ChatMessage question = new UserChatMessage(Matrix.WeatherQuestion);
-        _provider.RespondOpenAIToolCall(Matrix.WeatherTool, Matrix.WeatherArguments, new OpenAIUsage(80, 20));
+        Provider.RespondOpenAIToolCall(Matrix.WeatherTool, Matrix.WeatherArguments, new OpenAIUsage(80, 20));
 
         var call = await ToolTurnAsync(model, stream, [question]);
 
         Assert.Equal(Matrix.WeatherTool, call.FunctionName);
         Matrix.AssertSameJson(Matrix.WeatherArguments, call.FunctionArguments.ToString());
-        var turn1Tool = Assert.Single(_provider.Requests[0].Json!.Value.GetProperty("tools").EnumerateArray());
+        var turn1Tool = Assert.Single(Provider.Requests[0].Json!.Value.GetProperty("tools").EnumerateArray());
         Assert.Equal(Matrix.WeatherTool, turn1Tool.GetProperty("function").GetProperty("name").GetString());
 
-        _provider.RespondDeepSeekText("18°C and sunny in Paris.", new OpenAIUsage(120, 9));
+        Provider.RespondDeepSeekText("18°C and sunny in Paris.", new OpenAIUsage(120, 9));
         var answer = await TextTurnAsync(model, stream, [question, new AssistantChatMessage([call]), new ToolChatMessage(call.Id, Matrix.WeatherResult)]);
 
         Assert.Equal("18°C and sunny in Paris.", answer);
-        Matrix.AssertOpenAIToolRoundTrip(_provider.Requests[1], call.Id, Matrix.WeatherQuestion);
+        Matrix.AssertOpenAIToolRoundTrip(Provider.Requests[1], call.Id, Matrix.WeatherQuestion);
     }
 
     // ───────────────────────────── text followed by parallel tool calls, both directions ─────────────────────────────
@@ -244,7 +229,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
     [InlineData(true)]
     public async Task Openai_sdk_gets_text_and_two_parallel_tool_calls_from_the_anthropic_provider(bool stream)
     {
-        _provider.Respond(MixedAnswer.Anthropic);
+        Provider.Respond(MixedAnswer.Anthropic);
 
         string text;
         List<(string Id, string Name, string Arguments)> calls;
@@ -295,12 +280,12 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
     [InlineData("deepseek-chat", true)]
     public async Task Anthropic_sdk_gets_a_text_block_and_two_tool_use_blocks_from_an_openai_format_provider(string model, bool stream)
     {
-        _provider.Respond(MixedAnswer.OpenAI);
+        Provider.Respond(MixedAnswer.OpenAI);
         var request = Matrix.AnthropicParams(model, [new UserMessageParam("Paris and Rome?")], withTools: true);
 
         var message = stream
-            ? await Matrix.AnthropicClient(_gateway).Messages.CreateStreaming(request).Aggregate()
-            : await Matrix.AnthropicClient(_gateway).Messages.Create(request);
+            ? await Matrix.AnthropicClient(Gateway).Messages.CreateStreaming(request).Aggregate()
+            : await Matrix.AnthropicClient(Gateway).Messages.Create(request);
 
         Assert.Equal("tool_use", message.StopReason!.Raw());
         Assert.Equal(3, message.Content.Count);
@@ -361,8 +346,13 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
             {
                 ["message"] = new JsonObject
                 {
-                    ["id"] = "msg_01mixed", ["type"] = "message", ["role"] = "assistant", ["model"] = request.Model,
-                    ["content"] = new JsonArray(), ["stop_reason"] = null, ["stop_sequence"] = null,
+                    ["id"] = "msg_01mixed",
+                    ["type"] = "message",
+                    ["role"] = "assistant",
+                    ["model"] = request.Model,
+                    ["content"] = new JsonArray(),
+                    ["stop_reason"] = null,
+                    ["stop_sequence"] = null,
                     ["usage"] = new JsonObject { ["input_tokens"] = 50, ["output_tokens"] = 1 },
                 },
             });
@@ -428,7 +418,10 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
             {
                 var chunk = new JsonObject
                 {
-                    ["id"] = "chatcmpl-mixed", ["object"] = "chat.completion.chunk", ["created"] = 1_700_000_000, ["model"] = request.Model,
+                    ["id"] = "chatcmpl-mixed",
+                    ["object"] = "chat.completion.chunk",
+                    ["created"] = 1_700_000_000,
+                    ["model"] = request.Model,
                     ["choices"] = delta is null ? new JsonArray() : new JsonArray(new JsonObject { ["index"] = 0, ["delta"] = delta, ["finish_reason"] = finish }),
                     ["usage"] = chunkUsage,
                 };
@@ -495,14 +488,14 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
     public async Task Non_streaming_usage_and_cost_headers_match_the_hand_computed_bill(string model, string client)
     {
         var bill = Bill.For(model);
-        bill.Respond(_provider);
+        bill.Respond(Provider);
 
         var headers = client == "openai" ? await OpenAIBillAsync(model, bill) : await AnthropicBillAsync(model, bill);
 
         Assert.Equal(bill.CostUsd, Usd(headers, "x-tokenrouter-cost-usd"));
         Assert.Equal(bill.SavingsUsd, Usd(headers, "x-tokenrouter-cache-savings-usd"));
         Assert.Equal(bill.CacheRead.ToString(CultureInfo.InvariantCulture), headers["x-tokenrouter-cached-tokens"]);
-        var record = await Matrix.SingleUsageRecordAsync(_gateway);
+        var record = await Matrix.SingleUsageRecordAsync(Gateway);
         Assert.Equal(bill.Usage, record.Usage);
         Assert.Equal(bill.CostUsd, record.CostUsd);
         Assert.Equal(bill.SavingsUsd, record.CacheSavingsUsd);
@@ -519,7 +512,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
     public async Task Streamed_usage_reaches_the_client_and_the_usage_record_carries_the_hand_computed_bill(string model, string client)
     {
         var bill = Bill.For(model);
-        bill.Respond(_provider);
+        bill.Respond(Provider);
 
         if (client == "openai")
         {
@@ -537,7 +530,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
         else
         {
             MessageDeltaUsage? usage = null;
-            await foreach (var e in Matrix.AnthropicClient(_gateway).Messages.CreateStreaming(Matrix.AnthropicParams(model, [new UserMessageParam("bill me")])))
+            await foreach (var e in Matrix.AnthropicClient(Gateway).Messages.CreateStreaming(Matrix.AnthropicParams(model, [new UserMessageParam("bill me")])))
             {
                 if (e.TryPickDelta(out var delta)) usage = delta.Usage;
             }
@@ -549,7 +542,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
             Assert.Equal(bill.Output, usage.OutputTokens);
         }
 
-        var record = await Matrix.SingleUsageRecordAsync(_gateway);
+        var record = await Matrix.SingleUsageRecordAsync(Gateway);
         Assert.True(record.Stream);
         Assert.Equal(200, record.Status);
         Assert.Equal(model, record.Model);
@@ -575,7 +568,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
 
     private async Task<Dictionary<string, string>> AnthropicBillAsync(string model, Bill bill)
     {
-        using var response = await Matrix.AnthropicClient(_gateway).WithRawResponse.Messages.Create(Matrix.AnthropicParams(model, [new UserMessageParam("bill me")]));
+        using var response = await Matrix.AnthropicClient(Gateway).WithRawResponse.Messages.Create(Matrix.AnthropicParams(model, [new UserMessageParam("bill me")]));
         var message = await response.Deserialize();
 
         Assert.Equal(bill.Uncached, message.Usage.InputTokens);
@@ -608,7 +601,7 @@ public sealed class ProviderMatrixTests : IAsyncLifetime
 
     private ChatClient OpenAIChat(string model) =>
         new(model, new ApiKeyCredential(GatewayFactory.ClientKey),
-            new OpenAIClientOptions { Endpoint = new Uri(_gateway.BaseAddress, "v1"), RetryPolicy = new ClientRetryPolicy(0) });
+            new OpenAIClientOptions { Endpoint = new Uri(Gateway.BaseAddress, "v1"), RetryPolicy = new ClientRetryPolicy(0) });
 
     private static ChatCompletionOptions WeatherOptions() => new() { Tools = { Matrix.OpenAIWeatherTool() } };
 

@@ -5,27 +5,12 @@ using TokenRouter.Tests.Infrastructure;
 namespace TokenRouter.Tests.Apis;
 
 /// <summary>A traced request shows each pipeline stage and the upstream call as spans, with no secrets in them.</summary>
-public sealed class TracingTests : IAsyncLifetime
+public sealed class TracingTests : GatewayWithFakeProvider
 {
-    private FakeProvider _provider = null!;
-    private GatewayFactory _gateway = null!;
-
-    public async Task InitializeAsync()
-    {
-        _provider = await FakeProvider.StartAsync();
-        _gateway = new GatewayFactory(GatewayFactory.ProvidersAt(_provider));
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _gateway.DisposeAsync();
-        await _provider.DisposeAsync();
-    }
-
     [Fact]
     public async Task Request_span_has_a_child_span_per_stage_and_one_for_the_upstream_call()
     {
-        _provider.RespondOpenAIText("ok", new OpenAIUsage(Prompt: 300, Completion: 7, Cached: 128));
+        Provider.RespondOpenAIText("ok", new OpenAIUsage(Prompt: 300, Completion: 7, Cached: 128));
         var all = new ConcurrentBag<Activity>();
         using var listener = new ActivityListener
         {
@@ -37,7 +22,7 @@ public sealed class TracingTests : IAsyncLifetime
             },
         };
         ActivitySource.AddActivityListener(listener);
-        using var http = _gateway.CreateGatewayClient();
+        using var http = Gateway.CreateGatewayClient();
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions")
         {
             Content = ChatCompletionsApiTests.Json("""{"model":"gpt-4o-trace-probe","tools":[{"type":"function","function":{"name":"b","parameters":{"type":"object"}}},{"type":"function","function":{"name":"a","parameters":{"type":"object"}}}],"messages":[{"role":"user","content":"secret plan"}]}"""),
@@ -48,7 +33,7 @@ public sealed class TracingTests : IAsyncLifetime
         // Other tests run in this process too: this request's trace is the one whose server span names the probe model.
         Activity? Server() => all.FirstOrDefault(s => s.Source.Name == "Microsoft.AspNetCore" && (s.GetTagItem("gen_ai.request.model") as string) == "gpt-4o-trace-probe");
         List<Activity> Spans() => Server() is { } server ? all.Where(s => s.TraceId == server.TraceId).ToList() : [];
-        await Eventually(() => Spans().Any(s => s.OperationName == "Upstream"));
+        await UpstreamSpanEndedAsync(() => Spans().Any(s => s.OperationName == "Upstream"));
         var spans = Spans();
 
         var names = spans.Select(s => s.OperationName).ToHashSet();
@@ -72,9 +57,6 @@ public sealed class TracingTests : IAsyncLifetime
         }
     }
 
-    private static async Task Eventually(Func<bool> condition)
-    {
-        for (var i = 0; i < 200 && !condition(); i++) await Task.Delay(25);
-        Assert.True(condition(), "the upstream span should end once the response has been relayed");
-    }
+    private static Task UpstreamSpanEndedAsync(Func<bool> condition) =>
+        Eventually.TrueAsync(condition, "the upstream span should end once the response has been relayed");
 }

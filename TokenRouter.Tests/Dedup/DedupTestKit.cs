@@ -65,15 +65,8 @@ internal static class DedupTestKit
     public static int Listeners(string hash, params GatewayFactory[] replicas) =>
         replicas.Sum(r => r.Service<InflightRegistry>().ListenersOf(hash) - (r.Services.GetService(typeof(RedisDedupBroker)) is RedisDedupBroker b ? b.PublishingCount : 0));
 
-    public static async Task WaitUntilAsync(Func<bool> condition, Func<string> describe, TimeSpan? timeout = null)
-    {
-        var deadline = DateTime.UtcNow + (timeout ?? Bounded);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException(describe());
-            await Task.Delay(5);
-        }
-    }
+    public static Task WaitUntilAsync(Func<bool> condition, Func<string> describe, TimeSpan? timeout = null) =>
+        Eventually.TrueAsync(condition, describe, timeout ?? Bounded);
 
     /// <summary>The concatenated <c>choices[0].delta.content</c> of an OpenAI SSE body.</summary>
     public static string OpenAIStreamText(string sse)

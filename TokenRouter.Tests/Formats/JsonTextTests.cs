@@ -3,7 +3,6 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
 
 namespace TokenRouter.Tests.Formats;
 

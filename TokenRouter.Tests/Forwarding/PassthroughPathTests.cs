@@ -10,7 +10,9 @@ public sealed class PassthroughPathTests
 {
     private static readonly ProviderEndpoint OpenAI = new()
     {
-        Name = "openai", Kind = ProviderKind.OpenAI, BaseUri = new Uri("http://upstream.test/openai/v1/"),
+        Name = "openai",
+        Kind = ProviderKind.OpenAI,
+        BaseUri = new Uri("http://upstream.test/openai/v1/"),
     };
 
     private static Uri Resolve(string path, string query = "")

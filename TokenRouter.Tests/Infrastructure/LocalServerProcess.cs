@@ -146,10 +146,10 @@ internal sealed class LocalServerProcess : IDisposable
         }
         // .NET can only SIGKILL; a polite signal lets the server stop its own children and remove its files.
         using (var kill = Process.Start(new ProcessStartInfo("kill", [$"-{signal}", Pid.ToString(CultureInfo.InvariantCulture)])
-               {
-                   UseShellExecute = false,
-                   RedirectStandardError = true,
-               }))
+        {
+            UseShellExecute = false,
+            RedirectStandardError = true,
+        }))
         {
             if (kill is not null)
             {

@@ -94,12 +94,7 @@ public static class BackgroundWork
 {
     public static async Task TrueAsync(Func<bool> condition, string because)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) Assert.Fail(because);
-            await Task.Delay(5);
-        }
+        await Eventually.TrueAsync(condition, because, TimeSpan.FromSeconds(10));
         await Task.Delay(20); // let the retry strategy register its delay on the fake clock
     }
 }

@@ -1,6 +1,5 @@
 using System.Globalization;
 using StackExchange.Redis;
-using TokenRouter.Gateway.Limits;
 using TokenRouter.Tests.Infrastructure;
 
 namespace TokenRouter.Tests.Limits;

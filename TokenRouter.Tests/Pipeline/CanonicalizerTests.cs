@@ -3,7 +3,6 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Pipeline;
-using TokenRouter.Gateway.Providers;
 
 namespace TokenRouter.Tests.Pipeline;
 

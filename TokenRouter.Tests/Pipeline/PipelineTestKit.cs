@@ -319,59 +319,59 @@ internal sealed class ClientVariant(Random rng, Variation variation = Variation.
                 sb.Append("null");
                 break;
             case JsonObject o:
-            {
-                sb.Append('{');
-                var props = o.ToList();
-                if (Has(Variation.KeyOrder)) props = [.. props.OrderBy(_ => rng.Next())];
-                for (var i = 0; i < props.Count; i++)
                 {
-                    if (i > 0) { Ws(sb); sb.Append(','); }
-                    var (name, value) = props[i];
-                    WriteString(sb, name);
-                    Ws(sb);
-                    sb.Append(':');
-                    var childFree = freeNumbers || IsSchemaOrInput(path, name);
-                    if (name == "arguments" && value is JsonValue v && v.GetValueKind() == JsonValueKind.String && Has(Variation.ArgumentsFormatting))
+                    sb.Append('{');
+                    var props = o.ToList();
+                    if (Has(Variation.KeyOrder)) props = [.. props.OrderBy(_ => rng.Next())];
+                    for (var i = 0; i < props.Count; i++)
                     {
+                        if (i > 0) { Ws(sb); sb.Append(','); }
+                        var (name, value) = props[i];
+                        WriteString(sb, name);
                         Ws(sb);
-                        WriteString(sb, Reformat((string)v!));
+                        sb.Append(':');
+                        var childFree = freeNumbers || IsSchemaOrInput(path, name);
+                        if (name == "arguments" && value is JsonValue v && v.GetValueKind() == JsonValueKind.String && Has(Variation.ArgumentsFormatting))
+                        {
+                            Ws(sb);
+                            WriteString(sb, Reformat((string)v!));
+                        }
+                        else Write(sb, value, childFree, path + "." + name);
                     }
-                    else Write(sb, value, childFree, path + "." + name);
+                    Ws(sb);
+                    sb.Append('}');
+                    break;
                 }
-                Ws(sb);
-                sb.Append('}');
-                break;
-            }
             case JsonArray a:
-            {
-                sb.Append('[');
-                for (var i = 0; i < a.Count; i++)
                 {
-                    if (i > 0) { Ws(sb); sb.Append(','); }
-                    Write(sb, a[i], freeNumbers, path + "[]");
+                    sb.Append('[');
+                    for (var i = 0; i < a.Count; i++)
+                    {
+                        if (i > 0) { Ws(sb); sb.Append(','); }
+                        Write(sb, a[i], freeNumbers, path + "[]");
+                    }
+                    Ws(sb);
+                    sb.Append(']');
+                    break;
                 }
-                Ws(sb);
-                sb.Append(']');
-                break;
-            }
             default:
-            {
-                var value = node.AsValue();
-                switch (value.GetValueKind())
                 {
-                    case JsonValueKind.String:
-                        WriteString(sb, (string)value!);
-                        break;
-                    case JsonValueKind.Number:
-                        var raw = value.ToJsonString();
-                        sb.Append(freeNumbers && Has(Variation.NumberFormats) ? NumberVariant(raw) : raw);
-                        break;
-                    default:
-                        sb.Append(value.ToJsonString());
-                        break;
+                    var value = node.AsValue();
+                    switch (value.GetValueKind())
+                    {
+                        case JsonValueKind.String:
+                            WriteString(sb, (string)value!);
+                            break;
+                        case JsonValueKind.Number:
+                            var raw = value.ToJsonString();
+                            sb.Append(freeNumbers && Has(Variation.NumberFormats) ? NumberVariant(raw) : raw);
+                            break;
+                        default:
+                            sb.Append(value.ToJsonString());
+                            break;
+                    }
+                    break;
                 }
-                break;
-            }
         }
         Ws(sb);
     }

@@ -1,7 +1,5 @@
 using System.Text.Json;
-using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Tests.Pipeline;
 

@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Vendors.Anthropic;
 using TokenRouter.Gateway.Vendors.OpenAI;

@@ -3,8 +3,6 @@ using System.Text;
 using System.Text.Json;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
-using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Vendors;
 using TokenRouter.Gateway.Vendors.Anthropic;
 using TokenRouter.Gateway.Vendors.OpenAI;

@@ -44,35 +44,35 @@ var resultsPath = Opt("results", Path.Combine("bench", "results", "dedup-burst.r
 switch (args[0])
 {
     case "run":
-    {
-        var gateways = Opt("gateways", "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(g => new Uri(g.TrimEnd('/') + "/")).ToArray();
-        if (gateways.Length == 0 || gateways.Any(g => !g.IsLoopback))
         {
-            Console.Error.WriteLine("--gateways: one or more loopback gateway URLs are required.");
-            return 1;
+            var gateways = Opt("gateways", "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(g => new Uri(g.TrimEnd('/') + "/")).ToArray();
+            if (gateways.Length == 0 || gateways.Any(g => !g.IsLoopback))
+            {
+                Console.Error.WriteLine("--gateways: one or more loopback gateway URLs are required.");
+                return 1;
+            }
+            var simKey = Opt("sim-key", Environment.GetEnvironmentVariable("Simulator__ApiKey") ?? "");
+            if (simKey.Length == 0)
+            {
+                Console.Error.WriteLine("--sim-key (or Simulator__ApiKey) is required: /sim/stats needs the gateways' Simulator:ApiKey.");
+                return 1;
+            }
+            var run = await Burst.RunAsync(new BurstSettings(
+                gateways, Opt("key", ""), simKey, Opt("label", "run"), Opt("model", "sim-openai"), IntOpt("clients", 50), IntOpt("bursts", 20),
+                bool.Parse(Opt("stream", "true")), IntOpt("latency-ms", 300)));
+            await File.AppendAllTextAsync(resultsPath, JsonSerializer.Serialize(run) + "\n");
+            Console.WriteLine(Report.Row(run));
+            return run.Errors == 0 ? 0 : 2;
         }
-        var simKey = Opt("sim-key", Environment.GetEnvironmentVariable("Simulator__ApiKey") ?? "");
-        if (simKey.Length == 0)
-        {
-            Console.Error.WriteLine("--sim-key (or Simulator__ApiKey) is required: /sim/stats needs the gateways' Simulator:ApiKey.");
-            return 1;
-        }
-        var run = await Burst.RunAsync(new BurstSettings(
-            gateways, Opt("key", ""), simKey, Opt("label", "run"), Opt("model", "sim-openai"), IntOpt("clients", 50), IntOpt("bursts", 20),
-            bool.Parse(Opt("stream", "true")), IntOpt("latency-ms", 300)));
-        await File.AppendAllTextAsync(resultsPath, JsonSerializer.Serialize(run) + "\n");
-        Console.WriteLine(Report.Row(run));
-        return run.Errors == 0 ? 0 : 2;
-    }
     case "report":
-    {
-        var runs = File.ReadAllLines(resultsPath).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<RunResult>(l)!).ToList();
-        var markdown = Report.Markdown(runs);
-        File.WriteAllText(Opt("markdown", Path.Combine("bench", "results", "dedup-burst.md")), markdown);
-        Console.WriteLine(markdown);
-        return 0;
-    }
+        {
+            var runs = File.ReadAllLines(resultsPath).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<RunResult>(l)!).ToList();
+            var markdown = Report.Markdown(runs);
+            File.WriteAllText(Opt("markdown", Path.Combine("bench", "results", "dedup-burst.md")), markdown);
+            Console.WriteLine(markdown);
+            return 0;
+        }
     default:
         Console.Error.WriteLine(Usage);
         return 1;

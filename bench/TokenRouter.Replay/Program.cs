@@ -49,69 +49,69 @@ try
     switch (args[0])
     {
         case "run":
-        {
-            var mode = Opt("mode", "");
-            if (mode is not ("direct" or "best" or "gateway")) throw new ArgumentException("--mode must be direct, best or gateway.");
-            if (!options.TryGetValue("gateway", out var gateway)) throw new ArgumentException("--gateway URL is required (the simulator lives in the gateway process).");
-            var uri = new Uri(gateway.TrimEnd('/') + "/");
-            if (!uri.IsLoopback) throw new ArgumentException($"Refusing a non-loopback gateway address {uri}: the replay only talks to a local gateway.");
-            var vendors = Opt("vendors", string.Join(',', Runner.AllVendors)).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            if (vendors.FirstOrDefault(v => !Runner.AllVendors.Contains(v)) is { } bad) throw new ArgumentException($"Unknown vendor '{bad}'.");
-            var sessions = Opt("sessions", "all") is "all" ? 0 : IntOpt("sessions", 0);
-            var concurrency = Math.Clamp(IntOpt("concurrency", 12), 1, 64);
-            if (mode == "gateway" && !options.ContainsKey("key")) throw new ArgumentException("--key is required in gateway mode.");
-            var simKey = Opt("sim-key", Environment.GetEnvironmentVariable("Simulator__ApiKey") ?? "");
-            if (simKey.Length == 0)
-                throw new ArgumentException("--sim-key (or Simulator__ApiKey) is required: the simulator's /sim routes need the gateway's Simulator:ApiKey.");
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(resultsPath))!);
-            var settings = new RunSettings(
-                uri,
-                Opt("key", ""),
-                simKey,
-                mode,
-                Opt("label", mode),
-                vendors,
-                sessions,
-                concurrency,
-                TimeSpan.FromSeconds(Math.Clamp(IntOpt("timeout", 30), 1, 600)),
-                Math.Max(1, IntOpt("max-requests", 6000)),
-                TimeSpan.FromSeconds(Math.Clamp(IntOpt("deadline", 240), 5, 3600)),
-                resultsPath,
-                options.GetValueOrDefault("workload"));
-            return await new Runner(settings).RunAsync();
-        }
-        case "sample":
-        {
-            // The body one client position sends for one request (debugging aid): positions are as in a run of --sessions.
-            var all = TokenRouter.Bench.WorkloadFile.Load(TokenRouter.Bench.WorkloadFile.Locate(options.GetValueOrDefault("workload")));
-            var selected = Runner.Select(all, Opt("sessions", "all") is "all" ? 0 : IntOpt("sessions", 0));
-            var position = IntOpt("position", 0);
-            var client = (ClientProgram)(position % 4);
-            var session = ClientSession.Create(selected[position], Opt("mode", "direct") == "best" ? ClientProgram.Canonical : client,
-                client == ClientProgram.B && position / 4 % 2 == 0);
-            var request = Math.Clamp(IntOpt("request", 0), 0, session.RequestPoints.Count - 1);
-            var k = session.RequestPoints[request];
-            var previousK = request == 0 ? 0 : session.RequestPoints[request - 1];
-            var vendor = Opt("vendor", "openai");
-            var body = vendor == "anthropic"
-                ? RequestFactory.Anthropic(session, k, previousK, "sim-anthropic", Opt("mode", "direct") == "best")
-                : RequestFactory.OpenAI(session, k, previousK, "sim-" + vendor);
-            Console.Error.WriteLine($"{selected[position].Id}: client {session.Client}, request {request + 1}/{session.RequestPoints.Count} (turns[:{k}]), " +
-                                    $"grows at turn {(session.AddedTool is null ? "–" : session.GrowAt.ToString(CultureInfo.InvariantCulture))}");
-            Console.WriteLine(System.Text.Encoding.UTF8.GetString(body));
-            return 0;
-        }
-        case "report":
-        {
-            var markdown = Report.Render(resultsPath);
-            Console.WriteLine(markdown);
-            if (options.TryGetValue("markdown", out var md))
             {
-                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(md))!);
-                await File.WriteAllTextAsync(md, markdown);
+                var mode = Opt("mode", "");
+                if (mode is not ("direct" or "best" or "gateway")) throw new ArgumentException("--mode must be direct, best or gateway.");
+                if (!options.TryGetValue("gateway", out var gateway)) throw new ArgumentException("--gateway URL is required (the simulator lives in the gateway process).");
+                var uri = new Uri(gateway.TrimEnd('/') + "/");
+                if (!uri.IsLoopback) throw new ArgumentException($"Refusing a non-loopback gateway address {uri}: the replay only talks to a local gateway.");
+                var vendors = Opt("vendors", string.Join(',', Runner.AllVendors)).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                if (vendors.FirstOrDefault(v => !Runner.AllVendors.Contains(v)) is { } bad) throw new ArgumentException($"Unknown vendor '{bad}'.");
+                var sessions = Opt("sessions", "all") is "all" ? 0 : IntOpt("sessions", 0);
+                var concurrency = Math.Clamp(IntOpt("concurrency", 12), 1, 64);
+                if (mode == "gateway" && !options.ContainsKey("key")) throw new ArgumentException("--key is required in gateway mode.");
+                var simKey = Opt("sim-key", Environment.GetEnvironmentVariable("Simulator__ApiKey") ?? "");
+                if (simKey.Length == 0)
+                    throw new ArgumentException("--sim-key (or Simulator__ApiKey) is required: the simulator's /sim routes need the gateway's Simulator:ApiKey.");
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(resultsPath))!);
+                var settings = new RunSettings(
+                    uri,
+                    Opt("key", ""),
+                    simKey,
+                    mode,
+                    Opt("label", mode),
+                    vendors,
+                    sessions,
+                    concurrency,
+                    TimeSpan.FromSeconds(Math.Clamp(IntOpt("timeout", 30), 1, 600)),
+                    Math.Max(1, IntOpt("max-requests", 6000)),
+                    TimeSpan.FromSeconds(Math.Clamp(IntOpt("deadline", 240), 5, 3600)),
+                    resultsPath,
+                    options.GetValueOrDefault("workload"));
+                return await new Runner(settings).RunAsync();
             }
-            return 0;
-        }
+        case "sample":
+            {
+                // The body one client position sends for one request (debugging aid): positions are as in a run of --sessions.
+                var all = TokenRouter.Bench.WorkloadFile.Load(TokenRouter.Bench.WorkloadFile.Locate(options.GetValueOrDefault("workload")));
+                var selected = Runner.Select(all, Opt("sessions", "all") is "all" ? 0 : IntOpt("sessions", 0));
+                var position = IntOpt("position", 0);
+                var client = (ClientProgram)(position % 4);
+                var session = ClientSession.Create(selected[position], Opt("mode", "direct") == "best" ? ClientProgram.Canonical : client,
+                    client == ClientProgram.B && position / 4 % 2 == 0);
+                var request = Math.Clamp(IntOpt("request", 0), 0, session.RequestPoints.Count - 1);
+                var k = session.RequestPoints[request];
+                var previousK = request == 0 ? 0 : session.RequestPoints[request - 1];
+                var vendor = Opt("vendor", "openai");
+                var body = vendor == "anthropic"
+                    ? RequestFactory.Anthropic(session, k, previousK, "sim-anthropic", Opt("mode", "direct") == "best")
+                    : RequestFactory.OpenAI(session, k, previousK, "sim-" + vendor);
+                Console.Error.WriteLine($"{selected[position].Id}: client {session.Client}, request {request + 1}/{session.RequestPoints.Count} (turns[:{k}]), " +
+                                        $"grows at turn {(session.AddedTool is null ? "–" : session.GrowAt.ToString(CultureInfo.InvariantCulture))}");
+                Console.WriteLine(System.Text.Encoding.UTF8.GetString(body));
+                return 0;
+            }
+        case "report":
+            {
+                var markdown = Report.Render(resultsPath);
+                Console.WriteLine(markdown);
+                if (options.TryGetValue("markdown", out var md))
+                {
+                    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(md))!);
+                    await File.WriteAllTextAsync(md, markdown);
+                }
+                return 0;
+            }
         default:
             Console.Error.WriteLine(Usage);
             return 1;

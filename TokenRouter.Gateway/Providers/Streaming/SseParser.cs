@@ -1,6 +1,5 @@
 using System.Buffers;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
 
 namespace TokenRouter.Gateway.Providers.Streaming;
 

@@ -3,7 +3,6 @@ using System.Text.Json;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 
 namespace TokenRouter.Gateway.Vendors.Anthropic;

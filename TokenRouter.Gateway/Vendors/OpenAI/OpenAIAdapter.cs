@@ -3,7 +3,6 @@ using System.Net.Http.Headers;
 using System.Text.Json;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 
 namespace TokenRouter.Gateway.Vendors.OpenAI;

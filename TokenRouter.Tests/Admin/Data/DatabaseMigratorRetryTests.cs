@@ -2,7 +2,6 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using Npgsql;
-using Polly;
 using TokenRouter.Admin.Configuration;
 using TokenRouter.Admin.Data;
 using TokenRouter.Tests.Infrastructure;

@@ -1,5 +1,3 @@
-using System.Net.Http;
-using System.Text.Json;
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Pipeline;

@@ -1,6 +1,5 @@
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Pipeline;
-using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Vendors.Anthropic;
 using static TokenRouter.Tests.Vendors.ProviderTestJson;
 

@@ -1,4 +1,3 @@
-using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Vendors.OpenAI;
 using static TokenRouter.Tests.Vendors.ProviderTestJson;
 
