@@ -18,7 +18,8 @@ namespace TokenRouter.Gateway.Limits;
 /// Cost on the hot path: a key with no quota and no RPM/TPM touches only interlocked counters; otherwise one store
 /// call (one Lua script with Redis) at admission and one at disposal. <c>Limits:Enabled=false</c>
 /// (<c>RATE_LIMIT_ENABLED</c>) turns off concurrency limits and RPM/TPM; quotas stay on, they are money.
-/// If Redis fails at admission, a key with a quota is refused (503) and a key with only RPM/TPM is let through.
+/// While Redis is down the store degrades per <c>REDIS_OUTAGE_POLICY</c> (<see cref="DegradableKeyLimitStore"/>); a bare
+/// <see cref="RedisKeyLimitStore"/> that fails refuses a key with a quota (503) and lets a key with only RPM/TPM through.
 /// </remarks>
 public sealed partial class AdmissionController(
     IOptionsMonitor<LimitsOptions> options,
