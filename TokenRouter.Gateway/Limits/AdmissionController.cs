@@ -208,6 +208,7 @@ public sealed class Admission : IAsyncDisposable
         _concurrency = concurrency;
         _providerSlot = providerSlot;
         _stream = stream;
+        concurrency.AdmissionOpened();
     }
 
     /// <summary>The worst-case cost reserved against the key's quota (0 without a quota or for an unpriced model).</summary>
@@ -251,8 +252,27 @@ public sealed class Admission : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return ValueTask.CompletedTask;
         if (_providerSlot is not null) _concurrency.Release(_stream, _providerSlot);
-        if (_store is null || (_holdId is null && _window is null)) return ValueTask.CompletedTask;
-        return _store.SettleAsync(new KeySettlement(_keyId, _holdId, _reservedNanos, _actualNanos, _window,
+        if (_store is null || (_holdId is null && _window is null))
+        {
+            _concurrency.AdmissionClosed();
+            return ValueTask.CompletedTask;
+        }
+        var settling = _store.SettleAsync(new KeySettlement(_keyId, _holdId, _reservedNanos, _actualNanos, _window,
             _window is null ? 0 : _totalTokens - EstimatedPromptTokens, _time!.GetUtcNow().ToUnixTimeMilliseconds()));
+        if (!settling.IsCompleted) return AwaitSettlementAsync(settling);
+        _concurrency.AdmissionClosed();
+        return settling;
+    }
+
+    private async ValueTask AwaitSettlementAsync(ValueTask settling)
+    {
+        try
+        {
+            await settling;
+        }
+        finally
+        {
+            _concurrency.AdmissionClosed();
+        }
     }
 }

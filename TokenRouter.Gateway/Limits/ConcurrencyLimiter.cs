@@ -26,6 +26,32 @@ public sealed class ConcurrencyLimiter
     private readonly ConcurrentDictionary<string, StrongBox<int>> _providers = new(StringComparer.Ordinal);
 
     public int Global => Volatile.Read(ref _global);
+
+    private int _outstanding;
+
+    /// <summary>
+    /// Admissions not yet disposed: requests between admission and their usage record (whether or not concurrency limits
+    /// are on). Shutdown waits for these before the last usage flush.
+    /// </summary>
+    public int Outstanding => Volatile.Read(ref _outstanding);
+
+    internal void AdmissionOpened() => Interlocked.Increment(ref _outstanding);
+
+    internal void AdmissionClosed() => Interlocked.Decrement(ref _outstanding);
+
+    /// <summary>Waits until no admission is outstanding, polling (only used at shutdown); false when <paramref name="ct"/> ends first.</summary>
+    public async Task<bool> WaitUntilIdleAsync(TimeProvider time, CancellationToken ct)
+    {
+        try
+        {
+            while (Outstanding > 0) await Task.Delay(TimeSpan.FromMilliseconds(20), time, ct);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
     public int Stream => Volatile.Read(ref _stream);
     public int NonStream => Volatile.Read(ref _nonStream);
 
