@@ -81,12 +81,17 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
 
     // KEYS: rate hash, quota hash, holds zset. ARGV: hold member ('' = none), reserved nanos, actual nanos,
     // first attempt ('1'/'0'), admission window ('-1' = no TPM), token delta, current minute.
+    // A hold starting with '~' was made while Redis was down (DegradableKeyLimitStore) and is booked exactly once.
     // A retry applies only what the hold proves was not applied yet; a first attempt whose hold already expired still
     // books the spend (the request ran longer than the reservation TTL, but it did cost that).
     private const string SettleScript = """
         local applied = ARGV[4] == '1'
         if ARGV[1] ~= '' then
-          if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
+          if string.sub(ARGV[1], 1, 1) == '~' then
+            -- Admitted while Redis was down (no reservation here): book it once, remembered for a day by a tombstone
+            -- (amount 0, so the expiry sweep releases nothing).
+            applied = redis.call('ZADD', KEYS[3], 'NX', (tonumber(ARGV[7]) + 1440) * 60000, ARGV[1]) == 1
+          elseif redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
             applied = true
             if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[2], 'reserved', '-' .. ARGV[2]) end
           end
