@@ -16,6 +16,7 @@ using TokenRouter.Gateway.Limits;
 using TokenRouter.Gateway.Metering;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
+using TokenRouter.Gateway.Resilience;
 using TokenRouter.Gateway.Telemetry;
 using TokenRouter.Gateway.Vendors;
 
@@ -57,7 +58,10 @@ public static class GatewayExtensions
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton(sp => new ApiKeyAuthenticator(
             sp.GetRequiredService<IOptions<GatewayOptions>>(), sp.GetRequiredService<ILogger<ApiKeyAuthenticator>>(),
-            sp.GetRequiredService<TimeProvider>(), sp.GetService<IConnectionMultiplexer>()));
+            sp.GetRequiredService<TimeProvider>(), sp.GetService<IConnectionMultiplexer>(),
+            redis ? sp.GetRequiredService<RedisCircuit>() : null, sp.GetRequiredService<GatewayMetrics>()));
+        // Drain on SIGTERM: Kestrel lets requests in flight finish for this long, then the usage sink flushes.
+        services.AddOptions<HostOptions>().Configure<IOptions<GatewayOptions>>((host, gateway) => host.ShutdownTimeout = gateway.Value.ShutdownTimeout);
         services.AddAuthentication().AddScheme<AuthenticationSchemeOptions, ClientKeyAuthenticationHandler>(ClientKeyAuthenticationHandler.SchemeName, null);
         services.AddAuthorizationBuilder().AddPolicy(ClientKeyAuthenticationHandler.PolicyName, policy => policy
             .AddAuthenticationSchemes(ClientKeyAuthenticationHandler.SchemeName)

@@ -19,7 +19,7 @@ namespace TokenRouter.Gateway.Accounting;
 /// <see cref="Capacity"/> records (100 000 by default: minutes of traffic at hundreds of requests a second). Above
 /// 80 % a warning is logged; only when the buffer is full are new records refused, counted in <see cref="Dropped"/>
 /// and logged, never blocking the request and never evicting records already queued. Records still queued at shutdown
-/// get a last flush of up to 10 seconds.</para>
+/// get a last flush of up to 10 seconds, after Kestrel has drained the requests in flight (the web host stops first).</para>
 /// <para>Exactly once: each batch is appended by one script together with this instance's batch sequence number
 /// (<see cref="RedisContract.UsageBatchSeqKey"/>); a batch retried after a timeout that did reach Redis is skipped.</para>
 /// </remarks>
@@ -57,9 +57,14 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     private int _highWater;
     private int _droppingLogged;
 
+    private readonly IInFlightRequests? _admissions;
+    private readonly TimeProvider _time;
+
     public RedisUsageSink(IConnectionMultiplexer redis, ILogger<RedisUsageSink> logger, IMeterFactory? meterFactory = null,
-        int capacity = DefaultCapacity, TimeProvider? time = null)
+        int capacity = DefaultCapacity, TimeProvider? time = null, IInFlightRequests? admissions = null)
     {
+        _admissions = admissions;
+        _time = time ?? TimeProvider.System;
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         _redis = redis;
         _logger = logger;
@@ -140,6 +145,13 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
         using var flush = new CancellationTokenSource(ShutdownFlushTimeout);
         try
         {
+            // Requests Kestrel cut at the end of its drain are still recording their usage: let them finish first.
+            if (_admissions is { Outstanding: > 0 })
+            {
+                if (!await _admissions.WaitUntilIdleAsync(_time, flush.Token)) LogAdmissionsOutstanding(_admissions.Outstanding);
+                // The record follows the admission's disposal by a few instructions.
+                else await Task.Delay(TimeSpan.FromMilliseconds(20), _time, flush.Token);
+            }
             if (batch.Count > 0) await AppendAsync(batch, sequence, flush.Token); // the batch the stop interrupted
             batch.Clear();
             while (Fill(batch) > 0)
@@ -153,6 +165,12 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
             LogLostAtShutdown(Backlog);
         }
     }
+
+    /// <summary>
+    /// Waits for the last flush even when the host's shutdown budget is spent: Kestrel stops first and may use all of it
+    /// draining requests in flight, whose usage must still reach Redis. The flush bounds itself (10 s).
+    /// </summary>
+    public override Task StopAsync(CancellationToken cancellationToken) => base.StopAsync(CancellationToken.None);
 
     private int Fill(List<UsageRecord> batch)
     {
@@ -242,6 +260,9 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     [LoggerMessage(Level = LogLevel.Error, Message = "Usage backlog full ({Capacity} records): new usage records are dropped until Redis catches up")]
     private partial void LogDropping(int capacity);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Shutdown: {Count} requests still had not recorded their usage when the flush began")]
+    private partial void LogAdmissionsOutstanding(int count);
+
     [LoggerMessage(Level = LogLevel.Error, Message = "Shutdown: {Backlog} usage records could not be written to Redis in time and are lost")]
     private partial void LogLostAtShutdown(int backlog);
 }
@@ -256,7 +277,7 @@ public static class RedisUsageSinkServiceCollectionExtensions
     {
         services.TryAddSingleton(sp => new RedisUsageSink(
             sp.GetRequiredService<IConnectionMultiplexer>(), sp.GetRequiredService<ILogger<RedisUsageSink>>(),
-            sp.GetService<IMeterFactory>(), time: sp.GetService<TimeProvider>()));
+            sp.GetService<IMeterFactory>(), time: sp.GetService<TimeProvider>(), admissions: sp.GetService<IInFlightRequests>()));
         services.Replace(ServiceDescriptor.Singleton<IUsageSink>(sp => sp.GetRequiredService<RedisUsageSink>()));
         services.AddHostedService(sp => sp.GetRequiredService<RedisUsageSink>());
         return services;

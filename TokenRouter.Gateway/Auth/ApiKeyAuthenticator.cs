@@ -6,6 +6,8 @@ using StackExchange.Redis;
 using TokenRouter.Contracts;
 using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Resilience;
+using TokenRouter.Gateway.Telemetry;
 
 namespace TokenRouter.Gateway.Auth;
 
@@ -23,14 +25,19 @@ public sealed partial class ApiKeyAuthenticator : IDisposable
     private readonly TimeSpan _ttl;
     private readonly TimeProvider _time;
     private readonly ILogger<ApiKeyAuthenticator> _logger;
+    private readonly RedisCircuit? _circuit;
+    private readonly GatewayMetrics? _metrics;
+    private int _servingStale;
     private const int MaxCacheEntries = 100_000;
 
     private readonly record struct CacheEntry(ClientIdentity? Identity, long ExpiresAt);
 
     public ApiKeyAuthenticator(IOptions<GatewayOptions> options, ILogger<ApiKeyAuthenticator> logger, TimeProvider time,
-        IConnectionMultiplexer? redis = null)
+        IConnectionMultiplexer? redis = null, RedisCircuit? circuit = null, GatewayMetrics? metrics = null)
     {
         _redis = redis;
+        _circuit = circuit;
+        _metrics = metrics;
         _ttl = options.Value.AuthCacheTtl;
         _time = time;
         _logger = logger;
@@ -80,9 +87,22 @@ public sealed partial class ApiKeyAuthenticator : IDisposable
         if (_staticKeys.TryGetValue(hash, out var staticIdentity)) return staticIdentity;
 
         var now = _time.GetTimestamp();
-        if (!_cache.TryGetValue(hash, out var entry) || entry.ExpiresAt < now)
+        var cached = _cache.TryGetValue(hash, out var entry);
+        if (!cached || entry.ExpiresAt < now)
         {
-            var identity = _redis is null ? null : await LookupAsync(hash);
+            ClientIdentity? identity;
+            try
+            {
+                identity = _redis is null ? null : await LookupAsync(hash);
+            }
+            catch (ApiError) when (cached && entry.Identity is not null)
+            {
+                // Redis is away: a key this process already knows keeps working on its last known settings (a revocation
+                // made meanwhile takes effect once Redis answers). Unknown keys get the 503.
+                if (Interlocked.Exchange(ref _servingStale, 1) == 0) LogServingStale();
+                _metrics?.StaleKeyServed();
+                return Check(entry.Identity);
+            }
             // Unknown keys are remembered briefly too, so a client hammering with a bad key cannot hammer Redis.
             var ttl = identity is null ? TimeSpan.FromTicks(Math.Min(_ttl.Ticks, TimeSpan.FromSeconds(5).Ticks)) : _ttl;
             entry = new CacheEntry(identity, now + (long)(ttl.TotalSeconds * _time.TimestampFrequency));
@@ -90,7 +110,12 @@ public sealed partial class ApiKeyAuthenticator : IDisposable
             _cache[hash] = entry;
         }
 
-        var found = entry.Identity;
+        if (entry.Identity is not null && _servingStale != 0) Interlocked.Exchange(ref _servingStale, 0);
+        return Check(entry.Identity);
+    }
+
+    private ClientIdentity Check(ClientIdentity? found)
+    {
         if (found is null) throw ApiError.Unauthorized("Invalid API key.");
         if (found.ExpiresAt is { } expires && expires <= _time.GetUtcNow()) throw ApiError.Unauthorized("This API key has expired.");
         return found;
@@ -101,11 +126,14 @@ public sealed partial class ApiKeyAuthenticator : IDisposable
         HashEntry[] fields;
         try
         {
-            fields = await _redis!.GetDatabase().HashGetAllAsync(RedisContract.ApiKeyHashKey(hash));
+            var key = RedisContract.ApiKeyHashKey(hash);
+            fields = _circuit is null
+                ? await _redis!.GetDatabase().HashGetAllAsync(key)
+                : await _circuit.ExecuteAsync(static s => new ValueTask<HashEntry[]>(s.Redis.GetDatabase().HashGetAllAsync(s.Key)), (Redis: _redis!, Key: key));
         }
         catch (RedisException ex)
         {
-            LogRedisUnavailable(ex.GetType().Name);
+            if (_circuit is null || !_circuit.IsDown) LogRedisUnavailable(ex.GetType().Name);
             throw new ApiError(StatusCodes.Status503ServiceUnavailable, "api_error", "The key store is temporarily unavailable; retry shortly.", "key_store_unavailable")
             {
                 RetryAfterSeconds = 1,
@@ -155,6 +183,9 @@ public sealed partial class ApiKeyAuthenticator : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "No TOKENROUTER_API_KEYS configured and no Redis: generated a client key for this run (shown once): {Key}")]
     private partial void LogGeneratedKey(string key);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Redis is unreachable: known client keys are served from the local cache past AUTH_CACHE_TTL until it answers")]
+    private partial void LogServingStale();
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Redis key lookup failed ({Error}); answering 503")]
     private partial void LogRedisUnavailable(string error);

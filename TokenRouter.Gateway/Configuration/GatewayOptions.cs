@@ -20,6 +20,12 @@ public sealed class GatewayOptions
     public long MaxRequestBodyBytes { get; set; } = 8 * 1024 * 1024;
     public TimeSpan AuthCacheTtl { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// On SIGTERM, how long requests in flight (streams included) may still finish before they are cut; the usage of
+    /// every request is flushed to Redis after that (<c>SHUTDOWN_TIMEOUT</c>).
+    /// </summary>
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     public bool ToolSortEnabled { get; set; } = true;
     public bool CanonicalizeEnabled { get; set; } = true;
     public bool CacheInjectEnabled { get; set; } = true;
@@ -50,6 +56,8 @@ public sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         var errors = new List<string>();
         if (o.MaxRequestBodyBytes < 1024) errors.Add("Gateway:MaxRequestBodyBytes must be at least 1024.");
         if (o.AuthCacheTtl < TimeSpan.Zero) errors.Add("Gateway:AuthCacheTtl (AUTH_CACHE_TTL) must not be negative.");
+        if (o.ShutdownTimeout < TimeSpan.FromSeconds(1) || o.ShutdownTimeout > TimeSpan.FromHours(1))
+            errors.Add("Gateway:ShutdownTimeout (SHUTDOWN_TIMEOUT) must be between 1s and 1h, e.g. 30s.");
         if (o.DedupTtl <= TimeSpan.Zero) errors.Add("Gateway:DedupTtl (DEDUP_TTL) must be positive, e.g. 2m.");
         if (o.ProviderResponseTimeout <= TimeSpan.Zero) errors.Add("Gateway:ProviderResponseTimeout must be positive.");
         if (o.UpstreamIdleTimeout <= TimeSpan.Zero) errors.Add("Gateway:UpstreamIdleTimeout (UPSTREAM_IDLE_TIMEOUT) must be positive, e.g. 2m.");

@@ -37,12 +37,14 @@ public static class SeedConfigurationAliases
         ("STREAM_CONCURRENT_LIMIT", "Limits:StreamConcurrent"),
         ("NON_STREAM_CONCURRENT_LIMIT", "Limits:NonStreamConcurrent"),
         ("PROVIDER_CONCURRENT_LIMIT", "Limits:ProviderConcurrent"),
+        ("REDIS_OUTAGE_POLICY", "RedisOutage:Policy"),
+        ("SHUTDOWN_TIMEOUT", "Gateway:ShutdownTimeout"),
     ];
 
     private static readonly string[] DurationKeys =
     [
         "Gateway:AuthCacheTtl", "Gateway:DedupTtl", "Gateway:ToolOrderMemoryTtl", "Gateway:ProviderResponseTimeout", "Gateway:UpstreamIdleTimeout",
-        "Proxy:IdleConnectionTimeout", "Proxy:ConnectTimeout", "Limits:QuotaReservationTtl", "Simulator:DefaultCacheTtl",
+        "Proxy:IdleConnectionTimeout", "Proxy:ConnectTimeout", "Limits:QuotaReservationTtl", "RedisOutage:ProbeInterval", "Gateway:ShutdownTimeout", "Simulator:DefaultCacheTtl",
     ];
 
     public static void Apply(IConfigurationManager configuration)

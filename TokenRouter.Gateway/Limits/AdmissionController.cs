@@ -18,7 +18,8 @@ namespace TokenRouter.Gateway.Limits;
 /// Cost on the hot path: a key with no quota and no RPM/TPM touches only interlocked counters; otherwise one store
 /// call (one Lua script with Redis) at admission and one at disposal. <c>Limits:Enabled=false</c>
 /// (<c>RATE_LIMIT_ENABLED</c>) turns off concurrency limits and RPM/TPM; quotas stay on, they are money.
-/// If Redis fails at admission, a key with a quota is refused (503) and a key with only RPM/TPM is let through.
+/// While Redis is down the store degrades per <c>REDIS_OUTAGE_POLICY</c> (<see cref="DegradableKeyLimitStore"/>); a bare
+/// <see cref="RedisKeyLimitStore"/> that fails refuses a key with a quota (503) and lets a key with only RPM/TPM through.
 /// </remarks>
 public sealed partial class AdmissionController(
     IOptionsMonitor<LimitsOptions> options,
@@ -207,6 +208,7 @@ public sealed class Admission : IAsyncDisposable
         _concurrency = concurrency;
         _providerSlot = providerSlot;
         _stream = stream;
+        concurrency.AdmissionOpened();
     }
 
     /// <summary>The worst-case cost reserved against the key's quota (0 without a quota or for an unpriced model).</summary>
@@ -250,8 +252,27 @@ public sealed class Admission : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return ValueTask.CompletedTask;
         if (_providerSlot is not null) _concurrency.Release(_stream, _providerSlot);
-        if (_store is null || (_holdId is null && _window is null)) return ValueTask.CompletedTask;
-        return _store.SettleAsync(new KeySettlement(_keyId, _holdId, _reservedNanos, _actualNanos, _window,
+        if (_store is null || (_holdId is null && _window is null))
+        {
+            _concurrency.AdmissionClosed();
+            return ValueTask.CompletedTask;
+        }
+        var settling = _store.SettleAsync(new KeySettlement(_keyId, _holdId, _reservedNanos, _actualNanos, _window,
             _window is null ? 0 : _totalTokens - EstimatedPromptTokens, _time!.GetUtcNow().ToUnixTimeMilliseconds()));
+        if (!settling.IsCompleted) return AwaitSettlementAsync(settling);
+        _concurrency.AdmissionClosed();
+        return settling;
+    }
+
+    private async ValueTask AwaitSettlementAsync(ValueTask settling)
+    {
+        try
+        {
+            await settling;
+        }
+        finally
+        {
+            _concurrency.AdmissionClosed();
+        }
     }
 }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
+using TokenRouter.Gateway.Accounting;
 
 namespace TokenRouter.Gateway.Limits;
 
@@ -18,7 +19,7 @@ public enum ConcurrencyRejection
 /// counters, no locks and no Redis: these limits protect this process and its upstream connections. A slot is taken
 /// with a compare-and-swap, so a limit is never exceeded and never refuses a request that would have fit.
 /// </summary>
-public sealed class ConcurrencyLimiter
+public sealed class ConcurrencyLimiter : IInFlightRequests
 {
     private int _global;
     private int _stream;
@@ -26,6 +27,32 @@ public sealed class ConcurrencyLimiter
     private readonly ConcurrentDictionary<string, StrongBox<int>> _providers = new(StringComparer.Ordinal);
 
     public int Global => Volatile.Read(ref _global);
+
+    private int _outstanding;
+
+    /// <summary>
+    /// Admissions not yet disposed: requests between admission and their usage record (whether or not concurrency limits
+    /// are on). Shutdown waits for these before the last usage flush.
+    /// </summary>
+    public int Outstanding => Volatile.Read(ref _outstanding);
+
+    internal void AdmissionOpened() => Interlocked.Increment(ref _outstanding);
+
+    internal void AdmissionClosed() => Interlocked.Decrement(ref _outstanding);
+
+    /// <summary>Waits until no admission is outstanding, polling (only used at shutdown); false when <paramref name="ct"/> ends first.</summary>
+    public async Task<bool> WaitUntilIdleAsync(TimeProvider time, CancellationToken ct)
+    {
+        try
+        {
+            while (Outstanding > 0) await Task.Delay(TimeSpan.FromMilliseconds(20), time, ct);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
     public int Stream => Volatile.Read(ref _stream);
     public int NonStream => Volatile.Read(ref _nonStream);
 

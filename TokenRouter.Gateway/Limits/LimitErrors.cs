@@ -61,10 +61,10 @@ public static class LimitErrors
                 $"You exceeded your current quota: this API key's budget is ${quotaUsd:0.00####}, ${QuotaEstimator.FromNanos(spentNanos):0.00####} is spent and ${QuotaEstimator.FromNanos(reservedNanos):0.00####} is reserved by requests in flight; this request may cost up to ${requestUsd:0.00####}."),
             QuotaCode);
 
-    public static ApiError StoreUnavailable() =>
+    public static ApiError StoreUnavailable(int retryAfterSeconds = 1) =>
         new(StatusCodes.Status503ServiceUnavailable, "api_error",
             "The quota store is temporarily unavailable; retry shortly.", "quota_store_unavailable")
         {
-            RetryAfterSeconds = 1,
+            RetryAfterSeconds = retryAfterSeconds,
         };
 }

@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Resilience;
 using TokenRouter.Gateway.Telemetry;
 
 namespace TokenRouter.Gateway.Limits;
@@ -10,7 +11,8 @@ public static class LimitsServiceCollectionExtensions
 {
     /// <summary>
     /// Registers <see cref="AdmissionController"/> with <c>Limits</c> options (validated at start-up). Per-key limits
-    /// and quotas live in Redis when an <see cref="IConnectionMultiplexer"/> is registered, in this process otherwise.
+    /// and quotas live in Redis when an <see cref="IConnectionMultiplexer"/> is registered (degrading per
+    /// <see cref="RedisOutageOptions"/> while it is down), in this process otherwise.
     /// </summary>
     public static IServiceCollection AddGatewayLimits(this IServiceCollection services)
     {
@@ -20,8 +22,17 @@ public static class LimitsServiceCollectionExtensions
         services.TryAddSingleton<GatewayMetrics>();
         services.TryAddSingleton<PriceTable>();
         services.TryAddSingleton<ConcurrencyLimiter>();
+        services.TryAddSingleton<IInFlightRequests>(sp => sp.GetRequiredService<ConcurrencyLimiter>());
+        services.AddOptions<RedisOutageOptions>().BindConfiguration(RedisOutageOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RedisOutageOptions>, RedisOutageOptionsValidator>());
+        services.TryAddSingleton(sp => new RedisCircuit(sp.GetRequiredService<IConnectionMultiplexer>(),
+            sp.GetRequiredService<IOptions<RedisOutageOptions>>(), sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<RedisCircuit>>(), sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()));
         services.TryAddSingleton<IKeyLimitStore>(sp => sp.GetService<IConnectionMultiplexer>() is { } redis
-            ? new RedisKeyLimitStore(redis, sp.GetRequiredService<ILogger<RedisKeyLimitStore>>(), sp.GetRequiredService<TimeProvider>())
+            ? new DegradableKeyLimitStore(
+                new RedisKeyLimitStore(redis, sp.GetRequiredService<ILogger<RedisKeyLimitStore>>(), sp.GetRequiredService<TimeProvider>()),
+                sp.GetRequiredService<RedisCircuit>(), sp.GetRequiredService<IOptionsMonitor<RedisOutageOptions>>(),
+                sp.GetRequiredService<GatewayMetrics>(), sp.GetRequiredService<ILogger<DegradableKeyLimitStore>>())
             : new LocalKeyLimitStore());
         services.TryAddSingleton<AdmissionController>();
         return services;

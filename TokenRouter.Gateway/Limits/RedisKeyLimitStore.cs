@@ -22,7 +22,8 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
     private const int MaxPendingSettlements = 100_000;
 
     // KEYS: rate hash, quota hash, holds zset. ARGV: now ms, rpm, tpm (-1 = none), estimated tokens, quota nanos (-1 =
-    // none), reserve nanos, hold member, hold expiry ms, current minute. Returns {outcome, window, used, spent, reserved}.
+    // none), reserve nanos, hold member, hold expiry ms, current minute. Returns {outcome, window, used, spent, reserved}
+    // (spent and reserved as found before this admission, when a quota applies).
     // Numbers written back are ARGV strings or small integers: Lua's number-to-string would turn large ones into 1e+15.
     private const string AdmitScript = """
         local rpm = tonumber(ARGV[2])
@@ -35,6 +36,7 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
         local window = ARGV[9]
         local fresh = true
         local r, t = 0, 0
+        local qs, qr = '0', '0'
         if rated then
           local cur = redis.call('HMGET', KEYS[1], 'w', 'r', 't')
           local w = tonumber(cur[1])
@@ -61,6 +63,7 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
           if spent + reserved + reserve > quota or spent + reserved >= quota then
             return {3, minute, 0, q[1] or '0', q[2] or '0'}
           end
+          qs, qr = q[1] or '0', q[2] or '0'
           if reserve > 0 then redis.call('HINCRBY', KEYS[2], 'reserved', ARGV[6]) end
           redis.call('ZADD', KEYS[3], ARGV[8], ARGV[7])
         end
@@ -73,17 +76,22 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
           end
           redis.call('PEXPIRE', KEYS[1], 120000)
         end
-        return {0, minute, 0, 0, 0}
+        return {0, minute, 0, qs, qr}
         """;
 
     // KEYS: rate hash, quota hash, holds zset. ARGV: hold member ('' = none), reserved nanos, actual nanos,
     // first attempt ('1'/'0'), admission window ('-1' = no TPM), token delta, current minute.
+    // A hold starting with '~' was made while Redis was down (DegradableKeyLimitStore) and is booked exactly once.
     // A retry applies only what the hold proves was not applied yet; a first attempt whose hold already expired still
     // books the spend (the request ran longer than the reservation TTL, but it did cost that).
     private const string SettleScript = """
         local applied = ARGV[4] == '1'
         if ARGV[1] ~= '' then
-          if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
+          if string.sub(ARGV[1], 1, 1) == '~' then
+            -- Admitted while Redis was down (no reservation here): book it once, remembered for a day by a tombstone
+            -- (amount 0, so the expiry sweep releases nothing).
+            applied = redis.call('ZADD', KEYS[3], 'NX', (tonumber(ARGV[7]) + 1440) * 60000, ARGV[1]) == 1
+          elseif redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
             applied = true
             if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[2], 'reserved', '-' .. ARGV[2]) end
           end
@@ -168,6 +176,13 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
 
     public async ValueTask SettleAsync(KeySettlement s)
     {
+        if (!_redis.IsConnected)
+        {
+            // Known outage: queue it now rather than wait for the client's timeout (the script was never sent).
+            if (Interlocked.Exchange(ref _outage, 1) == 0) LogSettleDeferred(nameof(RedisConnectionException));
+            if (!_pending.Writer.TryWrite((s, true))) LogSettleLost(s.ActualNanos);
+            return;
+        }
         try
         {
             await EvaluateSettleAsync(s, firstAttempt: true);

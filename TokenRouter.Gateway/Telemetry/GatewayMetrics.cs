@@ -25,6 +25,8 @@ public sealed class GatewayMetrics
     private readonly Histogram<double> _upstreamTtfb;
     private readonly Histogram<double> _overhead;
     private readonly UpDownCounter<long> _inflight;
+    private readonly Counter<long> _degradedAdmissions;
+    private readonly Counter<long> _staleKeys;
 
     private readonly ModelLabels _models;
 
@@ -47,6 +49,10 @@ public sealed class GatewayMetrics
         _overhead = meter.CreateHistogram<double>("tokenrouter.gateway.overhead", "s", "Time the gateway adds before the request leaves for the provider.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05] });
         _inflight = meter.CreateUpDownCounter<long>("tokenrouter.requests.inflight", "{request}", "Requests being handled right now.");
+        _degradedAdmissions = meter.CreateCounter<long>("tokenrouter.limits.degraded", "{request}",
+            "Quota/RPM/TPM decisions taken without Redis (REDIS_OUTAGE_POLICY), by outcome.");
+        _staleKeys = meter.CreateCounter<long>("tokenrouter.auth.stale", "{request}",
+            "Requests authenticated from the local key cache past its TTL because Redis was unreachable.");
     }
 
     public void InflightChanged(int delta) => _inflight.Add(delta);
@@ -57,6 +63,11 @@ public sealed class GatewayMetrics
         _upstreamTtfb.Record(elapsed.TotalSeconds, new KeyValuePair<string, object?>("provider", provider));
 
     public void Overhead(TimeSpan elapsed) => _overhead.Record(elapsed.TotalSeconds);
+
+    /// <summary>A limits decision taken during a Redis outage: admitted, rate_limited, fail_closed, quota_unknown, budget_exhausted.</summary>
+    public void DegradedAdmission(string outcome) => _degradedAdmissions.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
+
+    public void StaleKeyServed() => _staleKeys.Add(1);
 
     public void Rejected(string reason) => _rejections.Add(1, new KeyValuePair<string, object?>("reason", reason));
 

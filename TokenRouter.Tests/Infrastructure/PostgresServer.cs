@@ -26,8 +26,9 @@ public sealed class PostgresServer : IAsyncDisposable
     private static readonly Lazy<Task<PostgresServer>> Shared = new(StartSharedAsync);
     private static int s_databaseCounter;
 
-    private readonly LocalServerProcess _process;
+    private LocalServerProcess _process;
     private readonly string _workDirectory;
+    private bool _isShared;
     private int _disposed;
 
     private PostgresServer(LocalServerProcess process, string workDirectory, string binDirectory, int port)
@@ -67,6 +68,35 @@ public sealed class PostgresServer : IAsyncDisposable
         return BuildConnectionString(database);
     }
 
+    /// <summary>
+    /// Stops this server (clients see their connections end); <see cref="RestartAsync"/> starts it again on the same port
+    /// and data. Only for a server of the test's own (<see cref="StartAsync"/>), never the shared one.
+    /// </summary>
+    public async Task StopAsync()
+    {
+        if (_isShared) throw new InvalidOperationException("The shared PostgreSQL server is used by other test classes; start your own.");
+        await _process.StopAsync("INT", TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>Starts the server again after <see cref="StopAsync"/>, with its data, on the same port; waits until it answers.</summary>
+    public async Task RestartAsync(CancellationToken cancellationToken = default)
+    {
+        _process.Dispose();
+        _process = LocalServerProcess.Start(Path.Combine(BinDirectory, "postgres"), ServerArguments(Path.Combine(_workDirectory, "data"), Port, _workDirectory),
+            LocalServerProcess.IsRoot ? OsUser : null, _workDirectory, stopSignal: "INT");
+        if (!await WaitUntilReadyAsync(cancellationToken))
+            throw new InvalidOperationException($"PostgreSQL did not come back on 127.0.0.1:{Port}:\n{_process.RecentOutput}");
+    }
+
+    private static string[] ServerArguments(string dataDirectory, int port, string workDirectory) =>
+    [
+        "-D", dataDirectory, "-p", port.ToString(CultureInfo.InvariantCulture),
+        "-h", "127.0.0.1", "-k", workDirectory,
+        "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
+        // Every test class holds its own connection pool; the default 100 runs out.
+        "-c", "max_connections=300",
+    ];
+
     /// <summary>Starts a separate server (most tests want <see cref="GetSharedAsync"/> instead).</summary>
     public static async Task<PostgresServer> StartAsync(CancellationToken cancellationToken = default)
     {
@@ -92,14 +122,7 @@ public sealed class PostgresServer : IAsyncDisposable
             {
                 var port = LocalServerProcess.FreeTcpPort();
                 var process = LocalServerProcess.Start(
-                    Path.Combine(binDirectory, "postgres"),
-                    [
-                        "-D", dataDirectory, "-p", port.ToString(CultureInfo.InvariantCulture),
-                        "-h", "127.0.0.1", "-k", workDirectory,
-                        "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
-                        // Every test class holds its own connection pool; the default 100 runs out.
-                        "-c", "max_connections=300",
-                    ],
+                    Path.Combine(binDirectory, "postgres"), ServerArguments(dataDirectory, port, workDirectory),
                     runAs, workDirectory, stopSignal: "INT");
 
                 var server = new PostgresServer(process, workDirectory, binDirectory, port);
@@ -179,6 +202,7 @@ public sealed class PostgresServer : IAsyncDisposable
     private static async Task<PostgresServer> StartSharedAsync()
     {
         var server = await StartAsync();
+        server._isShared = true;
         // xunit v2 has no assembly fixture. This handler stops the server when the test process exits normally;
         // when the runner kills the test process instead, the watchdog started with the server does it.
         AppDomain.CurrentDomain.ProcessExit += (_, _) => server.DisposeAsync().AsTask().GetAwaiter().GetResult();

@@ -87,7 +87,7 @@ public sealed class AdmissionSwitchesTests
             host.Controller.AdmitAsync(Admit.Key(quotaUsd: 100m), "gpt-4o", "openai", true, 4000, 100, CancellationToken.None));
         Assert.Equal(503, error!.Status);
         Assert.Equal("quota_store_unavailable", error.Code);
-        Assert.Equal(1, error.RetryAfterSeconds);
+        Assert.Equal(2, error.RetryAfterSeconds); // RedisOutage:RetryAfterSeconds
         Assert.Equal(0, host.Controller.Concurrency.Global);
     }
 

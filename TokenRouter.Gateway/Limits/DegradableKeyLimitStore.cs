@@ -1,0 +1,153 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Resilience;
+using TokenRouter.Gateway.Telemetry;
+
+namespace TokenRouter.Gateway.Limits;
+
+/// <summary>
+/// The Redis limits store with a defined degraded mode (<see cref="RedisOutagePolicy"/>). While Redis answers it is
+/// <see cref="RedisKeyLimitStore"/>, and it remembers each quota key's remaining budget as last seen. While Redis is down
+/// (<see cref="RedisCircuit"/>, no per-request wait once known):
+/// <list type="bullet">
+/// <item>fail-closed: every admission that needs the store is refused with 503 + Retry-After.</item>
+/// <item>fail-open: RPM/TPM are counted in this process (<see cref="LocalKeyLimitStore"/>); a quota key is admitted
+/// only within its last known remaining budget, which is drawn down locally; a quota key never seen since start-up is
+/// refused (503): there is nothing to bound it by.</item>
+/// </list>
+/// What outage admissions really cost is booked into the key's Redis spend when Redis returns (the settlement is
+/// deferred by <see cref="RedisKeyLimitStore"/>).
+/// </summary>
+public sealed partial class DegradableKeyLimitStore : IKeyLimitStore, IAsyncDisposable, IDisposable
+{
+    // Hold ids of degraded admissions: Redis holds look like "{instance}-{n}:{nanos}", so this prefix cannot clash.
+    private const char DegradedHold = '~';
+
+    private readonly RedisKeyLimitStore _redis;
+    private readonly RedisCircuit _circuit;
+    private readonly IOptionsMonitor<RedisOutageOptions> _options;
+    private readonly GatewayMetrics _metrics;
+    private readonly ILogger<DegradableKeyLimitStore> _logger;
+    private readonly LocalKeyLimitStore _local = new();
+    private readonly ConcurrentDictionary<string, Budget> _budgets = new(StringComparer.Ordinal);
+    private readonly string _instance = Guid.NewGuid().ToString("N")[..12];
+    private long _holdSequence;
+
+    private sealed class Budget
+    {
+        public readonly Lock Gate = new();
+        public long RemainingNanos;
+    }
+
+    public DegradableKeyLimitStore(RedisKeyLimitStore redis, RedisCircuit circuit, IOptionsMonitor<RedisOutageOptions> options,
+        GatewayMetrics metrics, ILogger<DegradableKeyLimitStore> logger)
+    {
+        _redis = redis;
+        _circuit = circuit;
+        _options = options;
+        _metrics = metrics;
+        _logger = logger;
+    }
+
+    public RedisKeyLimitStore Redis => _redis;
+
+    /// <summary>The key's last known remaining quota in nano-USD (null when never seen), for tests and diagnostics.</summary>
+    public long? KnownRemainingNanos(string keyId) =>
+        _budgets.TryGetValue(keyId, out var b) ? Volatile.Read(ref b.RemainingNanos) : null;
+
+    public async ValueTask<KeyAdmitResult> AdmitAsync(KeyAdmitRequest r)
+    {
+        if (!_circuit.IsDown)
+        {
+            try
+            {
+                var result = await _circuit.ExecuteAsync(static s => s.Store.AdmitAsync(s.Request), (Store: _redis, Request: r));
+                if (r.QuotaNanos is { } quota && result.Outcome is KeyAdmitOutcome.Admitted or KeyAdmitOutcome.QuotaExceeded)
+                {
+                    var remaining = quota - result.SpentNanos - result.ReservedNanos
+                        - (result.Outcome == KeyAdmitOutcome.Admitted ? r.ReserveNanos : 0);
+                    var budget = _budgets.GetOrAdd(r.KeyId, static _ => new Budget());
+                    lock (budget.Gate) budget.RemainingNanos = remaining;
+                }
+                return result;
+            }
+            catch (RedisException)
+            {
+                // Fall through to the degraded path: the circuit now knows.
+            }
+        }
+        return Degraded(r);
+    }
+
+    private KeyAdmitResult Degraded(KeyAdmitRequest r)
+    {
+        var o = _options.CurrentValue;
+        if (o.ParsedPolicy == RedisOutagePolicy.FailClosed) throw Refuse(o, "fail_closed");
+
+        Budget? budget = null;
+        if (r.QuotaNanos is not null && !_budgets.TryGetValue(r.KeyId, out budget)) throw Refuse(o, "quota_unknown");
+
+        // RPM/TPM per replica: with N replicas a key may reach N times its limits until Redis returns.
+        var rated = _local.AdmitAsync(r with { QuotaNanos = null, ReserveNanos = 0 }).Result;
+        if (rated.Outcome != KeyAdmitOutcome.Admitted)
+        {
+            _metrics.DegradedAdmission("rate_limited");
+            return rated;
+        }
+        if (budget is not null)
+        {
+            lock (budget.Gate)
+            {
+                if (budget.RemainingNanos <= 0 || budget.RemainingNanos < r.ReserveNanos)
+                {
+                    // Nothing proves the quota is spent (Redis may have released reservations): ask to retry, not a 429.
+                    // The request was already counted for RPM locally; that errs on the side of the limit.
+                    throw Refuse(o, "budget_exhausted");
+                }
+                budget.RemainingNanos -= r.ReserveNanos;
+            }
+        }
+        _metrics.DegradedAdmission("admitted");
+        // Every degraded admission carries a hold, so its settlement stays local ('q': it also drew on the budget).
+        var hold = string.Create(CultureInfo.InvariantCulture,
+            $"{DegradedHold}{(budget is null ? 'r' : 'q')}{_instance}-{Interlocked.Increment(ref _holdSequence)}:0");
+        return rated with { HoldId = hold };
+    }
+
+    private ApiError Refuse(RedisOutageOptions o, string outcome)
+    {
+        _metrics.DegradedAdmission(outcome);
+        _metrics.Rejected(LimitErrors.Reasons.StoreUnavailable);
+        return LimitErrors.StoreUnavailable(o.RetryAfterSeconds);
+    }
+
+    public ValueTask SettleAsync(KeySettlement s)
+    {
+        if (s.HoldId is { Length: > 0 } hold && hold[0] == DegradedHold)
+        {
+            // Admitted during the outage: TPM was charged here, the budget locally, and Redis never saw a reservation.
+            if (s.Window is not null) _local.SettleAsync(s with { HoldId = null });
+            if (hold[1] != 'q') return ValueTask.CompletedTask;
+            Credit(s.KeyId, s.ReservedNanos - s.ActualNanos);
+            // Book the real spend into Redis (deferred until it answers): an unknown hold on a first attempt books it.
+            return s.ActualNanos == 0
+                ? ValueTask.CompletedTask
+                : _redis.SettleAsync(new KeySettlement(s.KeyId, hold, 0, s.ActualNanos, null, 0, s.NowUnixMs));
+        }
+        if (s.HoldId is not null) Credit(s.KeyId, s.ReservedNanos - s.ActualNanos);
+        return _redis.SettleAsync(s);
+    }
+
+    private void Credit(string keyId, long nanos)
+    {
+        if (nanos == 0 || !_budgets.TryGetValue(keyId, out var budget)) return;
+        lock (budget.Gate) budget.RemainingNanos += nanos;
+    }
+
+    public ValueTask DisposeAsync() => _redis.DisposeAsync();
+
+    public void Dispose() => _redis.Dispose();
+}
