@@ -19,8 +19,6 @@ public sealed class ConsoleAccessTests(ConsoleFixture fixture)
         "/console/prices/edit?model=gpt-4o",
     ];
 
-    static ConsoleAccessTests() => SetDefaultExpectTimeout(15_000);
-
     [Fact]
     public async Task Unauthenticated_visit_lands_on_login_and_the_admin_key_signs_in()
     {
@@ -130,6 +128,33 @@ public sealed class ConsoleAccessTests(ConsoleFixture fixture)
         Assert.Equal(HttpStatusCode.OK, console.StatusCode);
         Assert.True(console.Headers.CacheControl?.NoStore, "console pages must not be cached");
         Assert.Contains("frame-ancestors 'none'", console.Headers.GetValues("Content-Security-Policy").Single(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Changing_the_admin_key_signs_every_console_out()
+    {
+        var page = await fixture.NewPageAsync();
+        await ConsoleFixture.SignInAsync(page);
+        var cookie = Assert.Single(await page.Context.CookiesAsync(), c => c.Name == "tokenrouter-console");
+        var database = await fixture.Postgres.CreateDatabaseAsync("console_rotated");
+
+        // Another Admin sharing the Data Protection key ring (as replicas must): the cookie opens it while the admin key
+        // is the same, and no longer once the key has changed.
+        async Task<HttpStatusCode> VisitAsync(string adminKey)
+        {
+            var settings = AdminAppFactory.SettingsFor(database, fixture.Redis.ConnectionStringForDatabase(7));
+            settings["ADMIN_API_KEY"] = adminKey;
+            settings["Admin:Ledger:Enabled"] = "false";
+            await using var other = new AdminAppFactory(settings);
+            using var client = other.CreateClient(new() { AllowAutoRedirect = false, HandleCookies = false });
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/console/keys");
+            request.Headers.Add("Cookie", $"{cookie.Name}={cookie.Value}");
+            using var response = await client.SendAsync(request);
+            return response.StatusCode;
+        }
+
+        Assert.Equal(HttpStatusCode.OK, await VisitAsync(AdminAppFactory.AdminKey));
+        Assert.Equal(HttpStatusCode.Redirect, await VisitAsync("a-new-admin-key-after-rotation-0123456789"));
     }
 
     [Fact]

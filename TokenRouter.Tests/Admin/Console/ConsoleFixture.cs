@@ -21,6 +21,9 @@ public sealed class ConsoleFixture : IAsyncLifetime
 
     private IPlaywright? _playwright;
 
+    // Generous: CI runs the browser tests on two cores alongside the rest of the suite.
+    static ConsoleFixture() => Assertions.SetDefaultExpectTimeout(30_000);
+
     public PostgresServer Postgres { get; private set; } = null!;
     public RedisServer Redis { get; private set; } = null!;
     public FakeProvider Provider { get; private set; } = null!;
@@ -95,7 +98,7 @@ public sealed class ConsoleFixture : IAsyncLifetime
             Locale = "en-US",
             TimezoneId = "UTC",
         });
-        context.SetDefaultTimeout(15_000);
+        context.SetDefaultTimeout(30_000);
         return await context.NewPageAsync();
     }
 

@@ -20,8 +20,6 @@ public sealed class ConsoleKeysTests(ConsoleFixture fixture)
 {
     private const string ChatPath = "v1/chat/completions";
 
-    static ConsoleKeysTests() => SetDefaultExpectTimeout(15_000);
-
     [Fact]
     public async Task A_key_created_in_the_console_spends_through_the_gateway_shows_its_savings_and_is_refused_once_revoked()
     {

@@ -13,8 +13,6 @@ public sealed class ConsoleLayoutTests(ConsoleLayoutTests.DemoFixture fixture) :
     /// <summary>Set to a folder (e.g. docs/console) to keep the screenshots; otherwise they go to a temporary folder.</summary>
     public const string ScreenshotsVariable = "TOKENROUTER_CONSOLE_SCREENSHOTS";
 
-    static ConsoleLayoutTests() => SetDefaultExpectTimeout(15_000);
-
     public sealed class DemoFixture : IAsyncLifetime
     {
         public ConsoleFixture Console { get; } = new();
@@ -45,6 +43,10 @@ public sealed class ConsoleLayoutTests(ConsoleLayoutTests.DemoFixture fixture) :
     public async Task Every_page_fits_the_screen_without_sideways_scrolling(int width, int height, ColorScheme scheme)
     {
         var page = await fixture.Console.NewPageAsync(width, height, scheme);
+        // Errors in the browser's console: a script that failed, or anything the Content-Security-Policy blocked.
+        var errors = new List<string>();
+        page.Console += (_, message) => { if (message.Type == "error") errors.Add($"{page.Url}: {message.Text}"); };
+        page.PageError += (_, error) => errors.Add($"{page.Url}: {error}");
         await page.GotoAsync("/console/login");
         await AssertFitsAsync(page, "/console/login", width);
 
@@ -63,6 +65,7 @@ public sealed class ConsoleLayoutTests(ConsoleLayoutTests.DemoFixture fixture) :
         await Expect(page.Locator("#by-key")).ToContainTextAsync("ci-pipeline");
         await Expect(page.Locator("#by-model")).ToContainTextAsync("claude-sonnet-4-5");
         await Expect(page.Locator("#by-provider")).ToContainTextAsync("deepseek");
+        Assert.Empty(errors);
     }
 
     [Fact]
