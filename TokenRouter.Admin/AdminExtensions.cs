@@ -16,7 +16,7 @@ using TokenRouter.Admin.Quotas;
 
 namespace Microsoft.Extensions.Hosting;
 
-/// <summary>Wires the Admin control plane: Postgres, Redis, admin-key auth, key and price sync, the usage ledger and the <c>/admin</c> API.</summary>
+/// <summary>Wires the Admin control plane: Postgres, Redis, admin-key auth, key and price sync, the usage ledger, the <c>/admin</c> API and the web console.</summary>
 public static class AdminExtensions
 {
     public static TBuilder AddAdminServices<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
@@ -78,6 +78,9 @@ public static class AdminExtensions
         services.AddProblemDetails();
         services.AddExceptionHandler<BadRequestExceptionHandler>();
         services.AddOpenApi(options => options.AddDocumentTransformer<AdminKeySecurityTransformer>());
+
+        // The web console under /console: its own cookie sign-in, never accepted by the /admin API.
+        services.AddAdminConsole();
 
         return builder;
     }

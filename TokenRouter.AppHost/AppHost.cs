@@ -27,7 +27,9 @@ if (infrastructure is { Database: { } database, Redis: { } adminRedis })
         .WithHttpHealthCheck("/health")
         .WithReference(database).WaitFor(database)
         .WithReference(adminRedis).WaitFor(adminRedis)
-        .WithEnvironment("ADMIN_API_KEY", builder.AddAdminApiKey());
+        .WithEnvironment("ADMIN_API_KEY", builder.AddAdminApiKey())
+        // The web console, one click from the dashboard; sign in with the admin-api-key parameter.
+        .WithUrlForEndpoint("http", _ => new ResourceUrlAnnotation { Url = TokenRouter.AppHost.ProjectResourceExtensions.AdminConsolePath, DisplayText = "Console" });
 }
 
 // Prometheus scraping both apps' /metrics, and Grafana with the TokenRouter dashboard where containers run.

@@ -5,6 +5,9 @@ public static class ProjectResourceExtensions
     public const string AdminApiKeyParameter = "admin-api-key";
     public const string GatewayApiKeyParameter = "gateway-api-key";
 
+    /// <summary>Where Admin serves its web console (linked from the dashboard).</summary>
+    public const string AdminConsolePath = "/console";
+
     /// <summary>
     /// Adds an http endpoint unless the project's launch profile already brought one, so the AppHost works whether
     /// or not the project ships a launchSettings.json.

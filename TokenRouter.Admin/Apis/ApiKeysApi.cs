@@ -155,6 +155,18 @@ public static partial class ApiKeysApi
                 title: "The request could not be read.", detail: e.Message);
         }
 
+        return await ApplyUpdateAsync(id, request, present, db, publisher, seeder, queue, time, loggers, cancellationToken);
+    }
+
+    /// <summary>
+    /// The update itself, once the body is read: only the fields in <paramref name="present"/> change. Shared by the
+    /// PATCH endpoint and the web console, so both validate, store and republish a key the same way.
+    /// </summary>
+    internal static async Task<Results<Ok<ApiKeyResponse>, NotFound, ValidationProblem, ProblemHttpResult>> ApplyUpdateAsync(
+        Guid id, UpdateApiKeyRequest request, IReadOnlySet<string> present, AdminDbContext db, KeyPublisher publisher,
+        QuotaSpendSeeder seeder, KeySyncQueue queue, TimeProvider time, ILoggerFactory loggers,
+        CancellationToken cancellationToken)
+    {
         var key = await db.ApiKeys.SingleOrDefaultAsync(k => k.Id == id, cancellationToken);
         if (key is null)
         {

@@ -56,14 +56,26 @@ public static class UsageApi
             return TypedResults.ValidationProblem(errors, title: "The usage query is not valid.");
         }
 
+        return TypedResults.Ok(await BuildReportAsync(db, groupBy, from, to, keyId, cancellationToken));
+    }
+
+    /// <summary>
+    /// The report behind <c>GET /admin/usage</c> for an already validated query (<paramref name="groupBy"/> one of
+    /// key, model, provider, day; <paramref name="from"/> before <paramref name="to"/>). The web console reads the
+    /// same reports through it.
+    /// </summary>
+    internal static async Task<UsageReport> BuildReportAsync(
+        AdminDbContext db, string groupBy, DateTimeOffset? from, DateTimeOffset? to, Guid? keyId,
+        CancellationToken cancellationToken)
+    {
         var rows = await QueryAsync(db, Groupings[groupBy], includeKeyName: groupBy == "key", from, to, keyId, cancellationToken);
         var totals = rows.Single(r => r.IsTotal);
         var groups = rows.Where(r => !r.IsTotal);
         groups = groupBy == "day"
             ? groups.OrderBy(r => r.Group, StringComparer.Ordinal)
             : groups.OrderByDescending(r => r.CostUsd).ThenByDescending(r => r.Requests).ThenBy(r => r.Group, StringComparer.Ordinal);
-        return TypedResults.Ok(new UsageReport(groupBy, from, to, keyId,
-            groups.Select(r => r.ToRow()).ToArray(), totals.ToRow() with { Group = null, KeyName = null }));
+        return new UsageReport(groupBy, from, to, keyId,
+            groups.Select(r => r.ToRow()).ToArray(), totals.ToRow() with { Group = null, KeyName = null });
     }
 
     internal static async Task<Results<Ok<ApiKeyUsageResponse>, NotFound, ValidationProblem>> GetKeyUsageAsync(

@@ -60,6 +60,29 @@ public sealed class AppHostModelTests
     }
 
     [Fact]
+    public async Task Admin_links_its_web_console_from_the_dashboard()
+    {
+        await using var builder = await CreateAsync(Local);
+        var admin = Project(builder, "admin");
+        var http = Assert.Single(admin.Annotations.OfType<EndpointAnnotation>(), e => e.Name == "http");
+        http.AllocatedEndpoint = new AllocatedEndpoint(http, "localhost", 8081);
+
+        // What the dashboard shows once the endpoint is allocated: the endpoint itself plus the console.
+        var urls = new List<ResourceUrlAnnotation>();
+        var context = new ResourceUrlsCallbackContext(
+            new DistributedApplicationExecutionContext(DistributedApplicationOperation.Run), admin, urls, CancellationToken.None);
+        foreach (var annotation in admin.Annotations.OfType<ResourceUrlsCallbackAnnotation>())
+        {
+            await annotation.Callback(context);
+        }
+
+        // A path on the http endpoint; the dashboard puts the endpoint's address in front of it.
+        var console = Assert.Single(urls, u => u.DisplayText == "Console");
+        Assert.Equal("/console", console.Url);
+        Assert.Equal("http", console.Endpoint?.EndpointName);
+    }
+
+    [Fact]
     public async Task Local_mode_runs_postgres_and_redis_as_health_checked_executables_and_no_containers()
     {
         await using var builder = await CreateAsync(Local);
