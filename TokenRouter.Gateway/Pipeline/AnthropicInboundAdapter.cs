@@ -32,7 +32,11 @@ public static class AnthropicInboundAdapter
             else if (p.NameEquals("temperature"u8)) envelope.Temperature = OptionalNumber(v, "temperature");
             else if (p.NameEquals("top_p"u8)) envelope.TopP = OptionalNumber(v, "top_p");
             else if (p.NameEquals("stop_sequences"u8)) envelope.Stop = StopSequences(v, "stop_sequences");
-            else if (p.NameEquals("tool_choice"u8)) (envelope.ToolChoice, envelope.ParallelToolCalls) = ReadToolChoice(v);
+            else if (p.NameEquals("tool_choice"u8))
+            {
+                (envelope.ToolChoice, envelope.ParallelToolCalls) = ReadToolChoice(v);
+                envelope.ToolChoiceRaw = v;
+            }
             else AddExtra(ref extra, CheckedTopLevel(p));
         }
 

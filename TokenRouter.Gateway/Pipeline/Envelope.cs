@@ -40,7 +40,9 @@ public sealed record CacheControl(string? Ttl)
 /// <summary>
 /// A vendor-neutral chat request. Every <see cref="JsonElement"/> points into <see cref="Document"/>, which this
 /// envelope owns: nothing is copied out of the request body unless a stage has to change it.
-/// Unknown fields are kept in <c>Extra</c> lists and passed on to a provider of the client's own format.
+/// Unknown fields are passed on to a provider of the client's own format, in place: top-level and message fields from
+/// <c>Extra</c> lists, those of parts, tool calls, tools and functions from the elements kept as <c>Raw</c>
+/// (see <see cref="UnknownFields"/>).
 /// </summary>
 public sealed class Envelope : IDisposable
 {
@@ -63,6 +65,10 @@ public sealed class Envelope : IDisposable
     public List<Message> Messages { get; set; } = [];
 
     public ToolChoice? ToolChoice { get; set; }
+    /// <summary>The client's <c>tool_choice</c> object as received (its unknown fields go to a provider of the same format).</summary>
+    public JsonElement ToolChoiceRaw { get; set; }
+    /// <summary>OpenAI <c>stream_options</c> as received (its fields other than <c>include_usage</c> are passed on).</summary>
+    public JsonElement StreamOptions { get; set; }
     public int? MaxTokens { get; set; }
     /// <summary>OpenAI's newer <c>max_completion_tokens</c> name was used.</summary>
     public bool MaxTokensIsCompletionTokens { get; set; }
@@ -165,6 +171,8 @@ public sealed class ToolCall
     public required string Name { get; set; }
     /// <summary>JSON text of the arguments; left exactly as sent when it is not valid JSON.</summary>
     public required string Arguments { get; set; }
+    /// <summary>The call as received: its unknown fields (and its function's) go to a provider of the same format.</summary>
+    public JsonElement Raw { get; init; }
 }
 
 public sealed class ToolDefinition

@@ -31,6 +31,7 @@ public static class OpenAIInboundAdapter
             else if (p.NameEquals("stream"u8)) envelope.Stream = OptionalBool(v, "stream");
             else if (p.NameEquals("stream_options"u8))
             {
+                envelope.StreamOptions = v;
                 if (v.ValueKind == JsonValueKind.Object && v.TryGetProperty("include_usage"u8, out var iu))
                     envelope.ClientWantsStreamUsage = OptionalBool(iu, "stream_options.include_usage");
                 else if (v.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
@@ -45,7 +46,7 @@ public static class OpenAIInboundAdapter
             else if (p.NameEquals("temperature"u8)) envelope.Temperature = OptionalNumber(v, "temperature");
             else if (p.NameEquals("top_p"u8)) envelope.TopP = OptionalNumber(v, "top_p");
             else if (p.NameEquals("stop"u8)) envelope.Stop = StopSequences(v, "stop");
-            else if (p.NameEquals("tool_choice"u8)) envelope.ToolChoice = ReadToolChoice(v);
+            else if (p.NameEquals("tool_choice"u8)) (envelope.ToolChoice, envelope.ToolChoiceRaw) = (ReadToolChoice(v), v);
             else if (p.NameEquals("parallel_tool_calls"u8)) envelope.ParallelToolCalls = OptionalNullableBool(v, "parallel_tool_calls");
             else if (p.NameEquals("prompt_cache_key"u8)) envelope.PromptCacheKey = OptionalString(v, "prompt_cache_key");
             else AddExtra(ref extra, CheckedTopLevel(p));
@@ -164,6 +165,7 @@ public static class OpenAIInboundAdapter
             Id = call.TryGetProperty("id"u8, out var id) ? RequireString(id, ".id") : throw ApiError.InvalidRequest("'.id' is required.", ".id"),
             Name = fn.TryGetProperty("name"u8, out var n) ? RequireString(n, ".function.name") : throw ApiError.InvalidRequest("'.function.name' is required.", ".function.name"),
             Arguments = args,
+            Raw = call,
         };
     }
 
