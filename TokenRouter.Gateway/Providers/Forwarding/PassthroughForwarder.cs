@@ -85,11 +85,13 @@ public sealed partial class PassthroughForwarder(
         public Usage Usage { get; set; }
     }
 
-    /// <summary>The client's API format: Anthropic for <c>x-api-key</c>/<c>anthropic-version</c> or a path under
-    /// <c>/v1/messages/</c>, OpenAI otherwise. Errors the gateway makes are rendered in it.</summary>
+    /// <summary>The client's API format: OpenAI on <c>/v1/chat/completions</c> whatever its headers say (the endpoint
+    /// names its shape); Anthropic for <c>x-api-key</c>/<c>anthropic-version</c> or a path under <c>/v1/messages</c>;
+    /// OpenAI otherwise. Errors the gateway makes are rendered in it.</summary>
     public static ApiFormat ClientFormatOf(HttpRequest request) =>
-        request.Headers.ContainsKey("x-api-key") || request.Headers.ContainsKey("anthropic-version")
-        || request.Path.StartsWithSegments("/v1/messages", StringComparison.OrdinalIgnoreCase)
+        !request.Path.StartsWithSegments("/v1/chat/completions", StringComparison.OrdinalIgnoreCase)
+        && (request.Headers.ContainsKey("x-api-key") || request.Headers.ContainsKey("anthropic-version")
+            || request.Path.StartsWithSegments("/v1/messages", StringComparison.OrdinalIgnoreCase))
             ? ApiFormat.Anthropic
             : ApiFormat.OpenAI;
 
@@ -294,7 +296,20 @@ public sealed partial class PassthroughForwarder(
         if (status >= 400 && (call.Provider.WireFormat != ClientFormatOf(context.Request) || !IsJsonMediaType(media)))
         {
             var errorBody = await ReadErrorBodyAsync(upstream, idle);
-            throw ProviderErrors.FromResponse(status, errorBody, call.Provider.Name, UpstreamHeaders.RetryAfterSeconds(response, time));
+            throw ProviderErrors.FromResponse(status, errorBody, call.Provider.Name, UpstreamHeaders.RetryAfterSeconds(response, time), call.Provider.ApiKey);
+        }
+
+        // The provider's own error, in the client's format: passed on whole, but never with the provider's key in it
+        // (some servers echo the key they were given). Error bodies are small: read, cleaned, written in one piece.
+        if (status >= 400)
+        {
+            var errorBody = ProviderErrors.WithoutKey(await ReadErrorBodyAsync(upstream, idle), call.Provider.ApiKey);
+            var outgoingError = context.Response;
+            outgoingError.StatusCode = status;
+            CopyResponseHeaders(response, outgoingError);
+            outgoingError.ContentLength = errorBody.Length;
+            await outgoingError.Body.WriteAsync(errorBody, aborted);
+            return;
         }
 
         // Only a request that names a model runs one. Without this rule every poll of a batch and every read of a stored
