@@ -163,6 +163,9 @@ public sealed class ContentPart : TextCarrier
 
     /// <summary>The element as received, for parts passed on without translation.</summary>
     public JsonElement Raw { get; init; }
+    /// <summary>An OpenAI text part holds fields beyond <c>type</c> and <c>text</c> (set at parse time from the property
+    /// count, so a request without any pays no walk of <see cref="Raw"/> when written).</summary>
+    public bool HasUnknownFields { get; init; }
 }
 
 public sealed class ToolCall
@@ -173,6 +176,8 @@ public sealed class ToolCall
     public required string Arguments { get; set; }
     /// <summary>The call as received: its unknown fields (and its function's) go to a provider of the same format.</summary>
     public JsonElement Raw { get; init; }
+    /// <summary>The call or its function holds fields the gateway does not write itself (see <see cref="UnknownFields"/>).</summary>
+    public bool HasUnknownFields { get; init; }
 }
 
 public sealed class ToolDefinition
@@ -203,6 +208,9 @@ public sealed class ToolDefinition
     /// <summary>A non-function tool (e.g. a provider's server tool), passed on raw to its own format only.</summary>
     public bool IsRaw { get; init; }
     public JsonElement Raw { get; init; }
+    /// <summary>The tool or its function holds fields beyond those the gateway models (a BFCL <c>response</c> schema, an
+    /// OpenAI-format <c>cache_control</c>…): only then are they looked for when the tool is hashed and written.</summary>
+    public bool HasUnknownFields { get; init; }
 }
 
 public enum ToolChoiceKind

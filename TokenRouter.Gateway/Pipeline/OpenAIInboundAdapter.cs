@@ -124,6 +124,8 @@ public static class OpenAIInboundAdapter
                     Kind = PartKind.Text,
                     CacheControl = part.TryGetProperty("cache_control"u8, out var cc) ? CacheControlOf(cc, ".cache_control") : null,
                     Raw = part,
+                    // type + text are written by the gateway; anything more (cache_control included) is passed on.
+                    HasUnknownFields = part.GetPropertyCount() > (part.TryGetProperty("text"u8, out _) ? 2 : 1),
                 };
                 if (part.TryGetProperty("text"u8, out var text)) textPart.TextToken = RequireStringToken(text, ".text");
                 else textPart.Text = "";
@@ -166,13 +168,17 @@ public static class OpenAIInboundAdapter
             Name = fn.TryGetProperty("name"u8, out var n) ? RequireString(n, ".function.name") : throw ApiError.InvalidRequest("'.function.name' is required.", ".function.name"),
             Arguments = args,
             Raw = call,
+            // id + function (+ type) and name (+ arguments) are all the gateway writes.
+            HasUnknownFields = call.GetPropertyCount() > (call.TryGetProperty("type"u8, out _) ? 3 : 2)
+                || fn.GetPropertyCount() > (a.ValueKind == JsonValueKind.Undefined ? 1 : 2),
         };
     }
 
     private static ToolDefinition ReadTool(JsonElement t)
     {
         RequireObject(t, "");
-        var type = t.TryGetProperty("type"u8, out var ty) ? RequireString(ty, ".type") : "function";
+        var hasType = t.TryGetProperty("type"u8, out var ty);
+        var type = hasType ? RequireString(ty, ".type") : "function";
         if (type != "function")
             return new ToolDefinition { Name = type, IsRaw = true, Raw = t };
         if (!t.TryGetProperty("function"u8, out var fn) || fn.ValueKind != JsonValueKind.Object)
@@ -182,14 +188,19 @@ public static class OpenAIInboundAdapter
         var parameters = fn.TryGetProperty("parameters"u8, out var ps) ? ps : default;
         if (parameters.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Object or JsonValueKind.Null))
             throw ApiError.InvalidRequest("'.function.parameters' must be a JSON schema object.", ".function.parameters");
+        var hasDescription = fn.TryGetProperty("description"u8, out var d);
+        var hasStrict = fn.TryGetProperty("strict"u8, out var s);
         return new ToolDefinition
         {
             Name = name,
-            DescriptionToken = fn.TryGetProperty("description"u8, out var d) ? OptionalStringToken(d, ".function.description") : default,
+            DescriptionToken = hasDescription ? OptionalStringToken(d, ".function.description") : default,
             Parameters = parameters.ValueKind == JsonValueKind.Null ? default : parameters,
-            Strict = fn.TryGetProperty("strict"u8, out var s) ? OptionalNullableBool(s, ".function.strict") : null,
+            Strict = hasStrict ? OptionalNullableBool(s, ".function.strict") : null,
             CacheControl = t.TryGetProperty("cache_control"u8, out var cc) ? CacheControlOf(cc, ".cache_control") : null,
             Raw = t,
+            // The tool's type + function and the function's name, description, parameters, strict are modelled.
+            HasUnknownFields = t.GetPropertyCount() > (hasType ? 2 : 1)
+                || fn.GetPropertyCount() > 1 + (hasDescription ? 1 : 0) + (parameters.ValueKind == JsonValueKind.Undefined ? 0 : 1) + (hasStrict ? 1 : 0),
         };
     }
 

@@ -66,7 +66,7 @@ public static class UnknownFields
     /// </summary>
     internal static void HashTool(XxHash128 hash, ToolDefinition tool, ApiFormat format)
     {
-        if (tool.IsRaw) return; // hashed whole by the caller
+        if (tool.IsRaw || !tool.HasUnknownFields) return; // raw tools are hashed whole by the caller
         if (format == ApiFormat.OpenAI)
         {
             HashExcept(hash, tool.Raw, OpenAIToolNotRead);

@@ -90,10 +90,10 @@ public class OpenAIAdapter : IOutboundAdapter
                 }
                 if (tool.Strict is { } strict) w.WriteBoolean("strict"u8, strict);
                 // BFCL's `response` schema and the like: the model reads them, so they go where the client put them.
-                if (passExtras) UnknownFields.WriteNested(w, tool.Raw, "function"u8, UnknownFields.OpenAIFunction);
+                if (passExtras && tool.HasUnknownFields) UnknownFields.WriteNested(w, tool.Raw, "function"u8, UnknownFields.OpenAIFunction);
                 w.WriteEndObject();
                 // The tool's own unknown fields, `cache_control` included (OpenAI-compatible providers that cache by it).
-                if (passExtras) UnknownFields.Write(w, tool.Raw, UnknownFields.OpenAITool);
+                if (passExtras && tool.HasUnknownFields) UnknownFields.Write(w, tool.Raw, UnknownFields.OpenAITool);
                 w.WriteEndObject();
             }
             w.WriteEndArray();
@@ -216,7 +216,7 @@ public class OpenAIAdapter : IOutboundAdapter
             {
                 w.WriteStartArray("tool_calls"u8);
                 wroteStart = true;
-                foreach (var call in calls) WriteToolCall(w, call.Id, call.Name, call.Arguments, passExtras ? call.Raw : default);
+                foreach (var call in calls) WriteToolCall(w, call.Id, call.Name, call.Arguments, passExtras && call.HasUnknownFields ? call.Raw : default);
             }
             if (message.Parts is { } assistantParts)
             {
@@ -287,7 +287,7 @@ public class OpenAIAdapter : IOutboundAdapter
                 w.WriteString("type"u8, "text"u8);
                 part.TextValue.Write(w, "text"u8);
                 // The client's own fields, `cache_control` included: OpenAI-compatible providers that honour it need it here.
-                if (passExtras) UnknownFields.Write(w, part.Raw, UnknownFields.OpenAITextPart);
+                if (passExtras && part.HasUnknownFields) UnknownFields.Write(w, part.Raw, UnknownFields.OpenAITextPart);
                 w.WriteEndObject();
                 break;
             case PartKind.Image when passExtras && part.Raw.ValueKind == JsonValueKind.Object:
