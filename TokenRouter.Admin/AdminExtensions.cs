@@ -13,6 +13,7 @@ using TokenRouter.Admin.KeySync;
 using TokenRouter.Admin.Ledger;
 using TokenRouter.Admin.Pricing;
 using TokenRouter.Admin.Quotas;
+using TokenRouter.Admin.Security;
 
 namespace Microsoft.Extensions.Hosting;
 
@@ -78,6 +79,8 @@ public static class AdminExtensions
         services.AddProblemDetails();
         services.AddExceptionHandler<BadRequestExceptionHandler>();
         services.AddOpenApi(options => options.AddDocumentTransformer<AdminKeySecurityTransformer>());
+        // No Server header: what runs Admin is nobody's business.
+        services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(options => options.AddServerHeader = false);
 
         // The web console under /console: its own cookie sign-in, never accepted by the /admin API.
         services.AddAdminConsole();
@@ -87,6 +90,7 @@ public static class AdminExtensions
 
     public static WebApplication MapAdminApi(this WebApplication app)
     {
+        app.UseMiddleware<SecurityHeadersMiddleware>();
         app.UseExceptionHandler();
         app.UseAuthentication();
         app.UseAuthorization();

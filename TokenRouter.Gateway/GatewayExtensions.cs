@@ -40,6 +40,9 @@ public static class GatewayExtensions
             .Configure<IOptions<GatewayOptions>>((kestrel, gateway) =>
             {
                 kestrel.Limits.MaxRequestBodySize = gateway.Value.MaxRequestBodyBytes + 1;
+                // Kestrel's own header limit answers with a bodiless 431 before any gateway code runs: it is set above the
+                // configured limit, which RequestHeaderLimitMiddleware enforces with a 431 in the client's shape.
+                kestrel.Limits.MaxRequestHeadersTotalSize = RequestHeaderLimitMiddleware.KestrelCeiling(gateway.Value.MaxRequestHeadersBytes);
                 // Bytes that are not UTF-8 in a header would be Kestrel's bodiless 400; read as Latin-1, they reach the
                 // gateway, which refuses any header it must forward that is not printable ASCII, in the client's shape.
                 kestrel.RequestHeaderEncodingSelector = _ => System.Text.Encoding.Latin1;
@@ -111,6 +114,7 @@ public static class GatewayExtensions
                 : new ApiError(StatusCodes.Status500InternalServerError, "api_error", "The gateway failed to process the request.");
             await new ApiErrorResult(apiError, ClientFormat.Of(context.Request)).ExecuteAsync(context);
         }));
+        app.UseMiddleware<RequestHeaderLimitMiddleware>();
         // Kestrel has already decoded the path and removed its dot segments; the client's own path is checked here.
         app.Use((context, next) => PassthroughPath.RawTargetIsSafe(context)
             ? next(context)

@@ -18,6 +18,8 @@ public sealed class GatewayOptions
     /// <summary>Comma-separated client keys accepted in every mode (<c>TOKENROUTER_API_KEYS</c>).</summary>
     public string? ApiKeys { get; set; }
     public long MaxRequestBodyBytes { get; set; } = 8 * 1024 * 1024;
+    /// <summary>Total size of a request's headers (names and values) above which it is refused with 431 in the client's shape.</summary>
+    public int MaxRequestHeadersBytes { get; set; } = 32 * 1024;
     public TimeSpan AuthCacheTtl { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
@@ -55,6 +57,8 @@ public sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
     {
         var errors = new List<string>();
         if (o.MaxRequestBodyBytes < 1024) errors.Add("Gateway:MaxRequestBodyBytes must be at least 1024.");
+        if (o.MaxRequestHeadersBytes is < 1024 or > TokenRouter.Gateway.Apis.RequestHeaderLimitMiddleware.MaxConfigurable)
+            errors.Add($"Gateway:MaxRequestHeadersBytes (MAX_REQUEST_HEADER_BYTES) must be between 1024 and {TokenRouter.Gateway.Apis.RequestHeaderLimitMiddleware.MaxConfigurable}.");
         if (o.AuthCacheTtl < TimeSpan.Zero) errors.Add("Gateway:AuthCacheTtl (AUTH_CACHE_TTL) must not be negative.");
         if (o.ShutdownTimeout < TimeSpan.FromSeconds(1) || o.ShutdownTimeout > TimeSpan.FromHours(1))
             errors.Add("Gateway:ShutdownTimeout (SHUTDOWN_TIMEOUT) must be between 1s and 1h, e.g. 30s.");

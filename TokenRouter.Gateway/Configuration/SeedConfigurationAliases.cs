@@ -13,6 +13,7 @@ public static class SeedConfigurationAliases
         ("TOKENROUTER_API_KEYS", "Gateway:ApiKeys"),
         ("AUTH_CACHE_TTL", "Gateway:AuthCacheTtl"),
         ("MAX_REQUEST_BODY_BYTES", "Gateway:MaxRequestBodyBytes"),
+        ("MAX_REQUEST_HEADER_BYTES", "Gateway:MaxRequestHeadersBytes"),
         ("TOOL_SORT_ENABLED", "Gateway:ToolSortEnabled"),
         ("CANONICALIZE_ENABLED", "Gateway:CanonicalizeEnabled"),
         ("CACHE_INJECT_ENABLED", "Gateway:CacheInjectEnabled"),

@@ -43,6 +43,10 @@ public sealed class ApiError(int status, string type, string message, string? co
     public static ApiError BodyTooLarge(long limit) =>
         new(StatusCodes.Status413PayloadTooLarge, "invalid_request_error", $"The request body exceeds the limit of {limit} bytes.", "request_too_large");
 
+    public static ApiError HeadersTooLarge(long size, long limit) =>
+        new(StatusCodes.Status431RequestHeaderFieldsTooLarge, "invalid_request_error",
+            $"The request headers total {size} bytes, over the limit of {limit} bytes.", "request_headers_too_large");
+
     public static ApiError BadGateway(string message) =>
         new(StatusCodes.Status502BadGateway, "api_error", message, "upstream_error");
 

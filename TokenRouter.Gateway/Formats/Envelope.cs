@@ -40,7 +40,9 @@ public sealed record CacheControl(string? Ttl)
 /// <summary>
 /// A vendor-neutral chat request. Every <see cref="JsonElement"/> points into <see cref="Document"/>, which this
 /// envelope owns: nothing is copied out of the request body unless a stage has to change it.
-/// Unknown fields are kept in <c>Extra</c> lists and passed on to a provider of the client's own format.
+/// Unknown fields are passed on to a provider of the client's own format, in place: top-level and message fields from
+/// <c>Extra</c> lists, those of parts, tool calls, tools and functions from the elements kept as <c>Raw</c>
+/// (see <see cref="UnknownFields"/>).
 /// </summary>
 public sealed class Envelope : IDisposable
 {
@@ -63,6 +65,10 @@ public sealed class Envelope : IDisposable
     public List<Message> Messages { get; set; } = [];
 
     public ToolChoice? ToolChoice { get; set; }
+    /// <summary>The client's <c>tool_choice</c> object as received (its unknown fields go to a provider of the same format).</summary>
+    public JsonElement ToolChoiceRaw { get; set; }
+    /// <summary>OpenAI <c>stream_options</c> as received (its fields other than <c>include_usage</c> are passed on).</summary>
+    public JsonElement StreamOptions { get; set; }
     public int? MaxTokens { get; set; }
     /// <summary>OpenAI's newer <c>max_completion_tokens</c> name was used.</summary>
     public bool MaxTokensIsCompletionTokens { get; set; }
@@ -157,6 +163,9 @@ public sealed class ContentPart : TextCarrier
 
     /// <summary>The element as received, for parts passed on without translation.</summary>
     public JsonElement Raw { get; init; }
+    /// <summary>An OpenAI text part holds fields beyond <c>type</c> and <c>text</c> (set at parse time from the property
+    /// count, so a request without any pays no walk of <see cref="Raw"/> when written).</summary>
+    public bool HasUnknownFields { get; init; }
 }
 
 public sealed class ToolCall
@@ -165,6 +174,10 @@ public sealed class ToolCall
     public required string Name { get; set; }
     /// <summary>JSON text of the arguments; left exactly as sent when it is not valid JSON.</summary>
     public required string Arguments { get; set; }
+    /// <summary>The call as received: its unknown fields (and its function's) go to a provider of the same format.</summary>
+    public JsonElement Raw { get; init; }
+    /// <summary>The call or its function holds fields the gateway does not write itself (see <see cref="UnknownFields"/>).</summary>
+    public bool HasUnknownFields { get; init; }
 }
 
 public sealed class ToolDefinition
@@ -195,6 +208,9 @@ public sealed class ToolDefinition
     /// <summary>A non-function tool (e.g. a provider's server tool), passed on raw to its own format only.</summary>
     public bool IsRaw { get; init; }
     public JsonElement Raw { get; init; }
+    /// <summary>The tool or its function holds fields beyond those the gateway models (a BFCL <c>response</c> schema, an
+    /// OpenAI-format <c>cache_control</c>…): only then are they looked for when the tool is hashed and written.</summary>
+    public bool HasUnknownFields { get; init; }
 }
 
 public enum ToolChoiceKind

@@ -179,10 +179,10 @@ public sealed class ClientDelivery(UsageMeter meter, TimeProvider time)
             if (retryAfterSeconds is { } retry) l.Context.Response.Headers.RetryAfter = retry.ToString(CultureInfo.InvariantCulture);
             l.Context.Response.StatusCode = status;
             l.Context.Response.ContentType = "application/json";
-            await l.Context.Response.Body.WriteAsync(body, l.Context.RequestAborted);
+            await l.Context.Response.Body.WriteAsync(ProviderErrors.WithoutKey(body, l.Target.Provider.ApiKey), l.Context.RequestAborted);
             return;
         }
-        throw ProviderErrors.FromResponse(status, body, l.Target.Provider.Name, retryAfterSeconds);
+        throw ProviderErrors.FromResponse(status, body, l.Target.Provider.Name, retryAfterSeconds, l.Target.Provider.ApiKey);
     }
 
     private static bool LooksLikeJson(ReadOnlySpan<byte> body)

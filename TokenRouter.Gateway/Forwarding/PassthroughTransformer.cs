@@ -54,7 +54,8 @@ internal sealed class PassthroughTransformer(PassthroughCall call, IOutboundAdap
         if (status >= 400 && (call.Provider.WireFormat != clientFormat || !PassthroughBodyFacts.IsJsonMediaType(media)))
         {
             var body = await ReadErrorBodyAsync(content);
-            call.ProviderError = ProviderErrors.FromResponse(status, body, call.Provider.Name, UpstreamHeaders.RetryAfterSeconds(proxyResponse, time));
+            call.ProviderError = ProviderErrors.FromResponse(status, body, call.Provider.Name,
+                UpstreamHeaders.RetryAfterSeconds(proxyResponse, time), call.Provider.ApiKey);
             return false;
         }
 
@@ -64,6 +65,17 @@ internal sealed class PassthroughTransformer(PassthroughCall call, IOutboundAdap
         foreach (var name in proxyResponse.Headers.Connection) headers.Remove(name);
         headers[GatewayHeaders.RequestId] = call.RequestId;
         headers[GatewayHeaders.Provider] = call.Provider.Name;
+
+        // The provider's own error in the client's format is passed on whole, but never with the provider's key in it
+        // (some servers echo the key they were given). Error bodies are small: read, cleaned, sent in one piece.
+        if (status >= 400)
+        {
+            var body = ProviderErrors.WithoutKey(await ReadErrorBodyAsync(content), call.Provider.ApiKey);
+            httpContext.Response.ContentLength = body.Length;
+            proxyResponse.Content = new ByteArrayContent(body);
+            content.Dispose();
+            return true;
+        }
 
         // Only a request that names a model runs one. Without this rule every poll of a batch and every read of a stored
         // response (GET /v1/responses/{id}), whose bodies repeat the usage of the run they describe, would bill it again.

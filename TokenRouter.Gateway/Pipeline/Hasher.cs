@@ -18,13 +18,18 @@ public static class Hasher
         AppendString(hash, envelope.Model);
         if (envelope.System is { } system)
         {
-            foreach (var part in system) AppendText(hash, part.TextValue);
+            foreach (var part in system)
+            {
+                AppendText(hash, part.TextValue);
+                UnknownFields.HashSystemPart(hash, part);
+            }
         }
         foreach (var m in envelope.Messages)
         {
             if (m.Role is not (MessageRole.System or MessageRole.Developer)) break;
             AppendText(hash, m.TextValue);
             if (m.Parts is { } parts) foreach (var p in parts) AppendText(hash, p.TextValue);
+            UnknownFields.HashExtra(hash, m.Extra);
         }
         foreach (var tool in envelope.Tools)
         {
@@ -33,6 +38,7 @@ public static class Hasher
             if (tool.CanonicalParameters is { } canonical) hash.Append(canonical);
             else if (tool.Parameters.ValueKind != System.Text.Json.JsonValueKind.Undefined) hash.Append(JsonMarshal.GetRawUtf8Value(tool.Parameters));
             else if (tool.IsRaw) hash.Append(JsonMarshal.GetRawUtf8Value(tool.Raw));
+            UnknownFields.HashTool(hash, tool, envelope.ClientFormat);
         }
         return ToHex(ReturnHasher(hash));
     }

@@ -15,9 +15,12 @@ public sealed class GatewayFactory : WebApplicationFactory<ChatHandler>
 {
     public const string ClientKey = "sk-tr-test-client-key-0123456789abcdef";
     private readonly Dictionary<string, string?> _settings;
+    private readonly Action<IServiceCollection>? _configureServices;
 
-    public GatewayFactory(IDictionary<string, string?>? settings = null)
+    /// <param name="configureServices">Extra registrations (a capturing logger provider, say), applied after the gateway's.</param>
+    public GatewayFactory(IDictionary<string, string?>? settings = null, Action<IServiceCollection>? configureServices = null)
     {
+        _configureServices = configureServices;
         _settings = new(StringComparer.OrdinalIgnoreCase)
         {
             ["Gateway:ApiKeys"] = ClientKey,
@@ -46,6 +49,7 @@ public sealed class GatewayFactory : WebApplicationFactory<ChatHandler>
     {
         builder.UseEnvironment("Testing");
         foreach (var (key, value) in _settings) builder.UseSetting(key, value);
+        if (_configureServices is not null) builder.ConfigureServices(_configureServices);
     }
 
     /// <summary>The gateway's own address (starts the server on first use).</summary>

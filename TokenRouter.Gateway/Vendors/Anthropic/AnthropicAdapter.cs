@@ -82,7 +82,7 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
 
         var firstTurn = WriteSystem(w, envelope, native);
         var toolsWritten = WriteTools(w, envelope.Tools, native);
-        if (native || toolsWritten > 0) WriteToolChoice(w, envelope);
+        if (native || toolsWritten > 0) WriteToolChoice(w, envelope, native);
         WriteMessages(w, envelope.Messages, firstTurn, native);
 
         if (envelope.Temperature is { } temperature) w.WriteNumber("temperature"u8, native ? temperature : Math.Clamp(temperature, 0d, 1d));
@@ -102,7 +102,23 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
                 value.WriteTo(w);
             }
         }
+        else if (!native && UserOf(envelope.Extra) is { } user)
+        {
+            // OpenAI's end-user id has one Anthropic place; every other OpenAI-only field has none (README: field fidelity).
+            w.WriteStartObject("metadata"u8);
+            w.WritePropertyName("user_id"u8);
+            user.WriteTo(w);
+            w.WriteEndObject();
+        }
         w.WriteEndObject();
+    }
+
+    private static JsonElement? UserOf(List<KeyValuePair<string, JsonElement>>? extra)
+    {
+        if (extra is null) return null;
+        foreach (var (name, value) in extra)
+            if (name == "user" && value.ValueKind == JsonValueKind.String) return value;
+        return null;
     }
 
     // ---- system -------------------------------------------------------------------------------------------------
@@ -195,7 +211,7 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
         return written;
     }
 
-    private static void WriteToolChoice(Utf8JsonWriter w, Envelope envelope)
+    private static void WriteToolChoice(Utf8JsonWriter w, Envelope envelope, bool native)
     {
         var choice = envelope.ToolChoice;
         bool? disableParallel = choice?.DisableParallel ?? (envelope.ParallelToolCalls == false ? true : null);
@@ -220,6 +236,7 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
                 break;
         }
         if (disableParallel is { } disable) w.WriteBoolean("disable_parallel_tool_use"u8, disable);
+        if (native) UnknownFields.Write(w, envelope.ToolChoiceRaw, UnknownFields.AnthropicToolChoice);
         w.WriteEndObject();
     }
 

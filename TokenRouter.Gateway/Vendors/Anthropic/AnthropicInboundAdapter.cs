@@ -34,7 +34,11 @@ public static class AnthropicInboundAdapter
             else if (p.NameEquals("temperature"u8)) envelope.Temperature = OptionalNumber(v, "temperature");
             else if (p.NameEquals("top_p"u8)) envelope.TopP = OptionalNumber(v, "top_p");
             else if (p.NameEquals("stop_sequences"u8)) envelope.Stop = StopSequences(v, "stop_sequences");
-            else if (p.NameEquals("tool_choice"u8)) (envelope.ToolChoice, envelope.ParallelToolCalls) = ReadToolChoice(v);
+            else if (p.NameEquals("tool_choice"u8))
+            {
+                (envelope.ToolChoice, envelope.ParallelToolCalls) = ReadToolChoice(v);
+                envelope.ToolChoiceRaw = v;
+            }
             else AddExtra(ref extra, CheckedTopLevel(p));
         }
 
@@ -184,13 +188,16 @@ public static class AnthropicInboundAdapter
             return new ToolDefinition { Name = name, IsRaw = true, Raw = t, CacheControl = cache };
         var schema = t.TryGetProperty("input_schema"u8, out var s) ? s : throw ApiError.InvalidRequest(".input_schema: Field required", ".input_schema");
         RequireObject(schema, ".input_schema");
+        var hasDescription = t.TryGetProperty("description"u8, out var d);
         return new ToolDefinition
         {
             Name = name,
-            DescriptionToken = t.TryGetProperty("description"u8, out var d) ? OptionalStringToken(d, ".description") : default,
+            DescriptionToken = hasDescription ? OptionalStringToken(d, ".description") : default,
             Parameters = schema,
             CacheControl = cache,
             Raw = t,
+            // name + input_schema (+ description, type, cache_control) are modelled.
+            HasUnknownFields = t.GetPropertyCount() > 2 + (hasDescription ? 1 : 0) + (type is null ? 0 : 1) + (cache is null && cc.ValueKind == JsonValueKind.Undefined ? 0 : 1),
         };
     }
 

@@ -90,7 +90,11 @@ public class OpenAIAdapter : IOutboundAdapter
                     tool.Parameters.WriteTo(w);
                 }
                 if (tool.Strict is { } strict) w.WriteBoolean("strict"u8, strict);
+                // BFCL's `response` schema and the like: the model reads them, so they go where the client put them.
+                if (passExtras && tool.HasUnknownFields) UnknownFields.WriteNested(w, tool.Raw, "function"u8, UnknownFields.OpenAIFunction);
                 w.WriteEndObject();
+                // The tool's own unknown fields, `cache_control` included (OpenAI-compatible providers that cache by it).
+                if (passExtras && tool.HasUnknownFields) UnknownFields.Write(w, tool.Raw, UnknownFields.OpenAITool);
                 w.WriteEndObject();
             }
             w.WriteEndArray();
@@ -109,7 +113,9 @@ public class OpenAIAdapter : IOutboundAdapter
                     w.WriteString("type"u8, "function"u8);
                     w.WriteStartObject("function"u8);
                     w.WriteString("name"u8, choice.FunctionName);
+                    if (passExtras) UnknownFields.WriteNested(w, envelope.ToolChoiceRaw, "function"u8, UnknownFields.OpenAIToolChoiceFunction);
                     w.WriteEndObject();
+                    if (passExtras) UnknownFields.Write(w, envelope.ToolChoiceRaw, UnknownFields.OpenAIToolChoice);
                     w.WriteEndObject();
                     break;
             }
@@ -134,6 +140,7 @@ public class OpenAIAdapter : IOutboundAdapter
             w.WriteBoolean("stream"u8, true);
             w.WriteStartObject("stream_options"u8);
             w.WriteBoolean("include_usage"u8, true);
+            if (passExtras) UnknownFields.Write(w, envelope.StreamOptions, UnknownFields.OpenAIStreamOptions);
             w.WriteEndObject();
         }
         if (SendsPromptCacheKey && envelope.PromptCacheKey is { } cacheKey) w.WriteString("prompt_cache_key"u8, cacheKey);
@@ -145,7 +152,26 @@ public class OpenAIAdapter : IOutboundAdapter
                 value.WriteTo(w);
             }
         }
+        else if (!passExtras && MetadataUserOf(envelope.Extra) is { } user)
+        {
+            // Anthropic's metadata.user_id is OpenAI's `user`; the rest of an Anthropic client's unknown fields has no
+            // OpenAI place (README: field fidelity).
+            w.WritePropertyName("user"u8);
+            user.WriteTo(w);
+        }
         w.WriteEndObject();
+    }
+
+    private static JsonElement? MetadataUserOf(List<KeyValuePair<string, JsonElement>>? extra)
+    {
+        if (extra is null) return null;
+        foreach (var (name, value) in extra)
+        {
+            if (name == "metadata" && value.ValueKind == JsonValueKind.Object && value.TryGetProperty("user_id"u8, out var id)
+                && id.ValueKind == JsonValueKind.String)
+                return id;
+        }
+        return null;
     }
 
     private void WriteMessage(Utf8JsonWriter w, Message message, bool passExtras)
@@ -191,7 +217,7 @@ public class OpenAIAdapter : IOutboundAdapter
             {
                 w.WriteStartArray("tool_calls"u8);
                 wroteStart = true;
-                foreach (var call in calls) WriteToolCall(w, call.Id, call.Name, call.Arguments);
+                foreach (var call in calls) WriteToolCall(w, call.Id, call.Name, call.Arguments, passExtras && call.HasUnknownFields ? call.Raw : default);
             }
             if (message.Parts is { } assistantParts)
             {
@@ -203,7 +229,7 @@ public class OpenAIAdapter : IOutboundAdapter
                         w.WriteStartArray("tool_calls"u8);
                         wroteStart = true;
                     }
-                    WriteToolCall(w, part.Id!, part.Name!, part.Arguments ?? "{}");
+                    WriteToolCall(w, part.Id!, part.Name!, part.Arguments ?? "{}", default);
                 }
             }
             if (wroteStart) w.WriteEndArray();
@@ -261,6 +287,8 @@ public class OpenAIAdapter : IOutboundAdapter
                 w.WriteStartObject();
                 w.WriteString("type"u8, "text"u8);
                 part.TextValue.Write(w, "text"u8);
+                // The client's own fields, `cache_control` included: OpenAI-compatible providers that honour it need it here.
+                if (passExtras && part.HasUnknownFields) UnknownFields.Write(w, part.Raw, UnknownFields.OpenAITextPart);
                 w.WriteEndObject();
                 break;
             case PartKind.Image when passExtras && part.Raw.ValueKind == JsonValueKind.Object:
@@ -281,7 +309,8 @@ public class OpenAIAdapter : IOutboundAdapter
         }
     }
 
-    private static void WriteToolCall(Utf8JsonWriter w, string id, string name, string arguments)
+    /// <param name="raw">The call as an OpenAI client sent it (its unknown fields are passed on), or undefined.</param>
+    private static void WriteToolCall(Utf8JsonWriter w, string id, string name, string arguments, JsonElement raw)
     {
         w.WriteStartObject();
         w.WriteString("id"u8, id);
@@ -289,7 +318,9 @@ public class OpenAIAdapter : IOutboundAdapter
         w.WriteStartObject("function"u8);
         w.WriteString("name"u8, name);
         w.WriteString("arguments"u8, arguments);
+        UnknownFields.WriteNested(w, raw, "function"u8, UnknownFields.OpenAIToolCallFunction);
         w.WriteEndObject();
+        UnknownFields.Write(w, raw, UnknownFields.OpenAIToolCall);
         w.WriteEndObject();
     }
 

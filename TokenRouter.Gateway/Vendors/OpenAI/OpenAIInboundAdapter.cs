@@ -32,6 +32,7 @@ public static class OpenAIInboundAdapter
             else if (p.NameEquals("stream"u8)) envelope.Stream = OptionalBool(v, "stream");
             else if (p.NameEquals("stream_options"u8))
             {
+                envelope.StreamOptions = v;
                 if (v.ValueKind == JsonValueKind.Object && v.TryGetProperty("include_usage"u8, out var iu))
                     envelope.ClientWantsStreamUsage = OptionalBool(iu, "stream_options.include_usage");
                 else if (v.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
@@ -46,7 +47,7 @@ public static class OpenAIInboundAdapter
             else if (p.NameEquals("temperature"u8)) envelope.Temperature = OptionalNumber(v, "temperature");
             else if (p.NameEquals("top_p"u8)) envelope.TopP = OptionalNumber(v, "top_p");
             else if (p.NameEquals("stop"u8)) envelope.Stop = StopSequences(v, "stop");
-            else if (p.NameEquals("tool_choice"u8)) envelope.ToolChoice = ReadToolChoice(v);
+            else if (p.NameEquals("tool_choice"u8)) (envelope.ToolChoice, envelope.ToolChoiceRaw) = (ReadToolChoice(v), v);
             else if (p.NameEquals("parallel_tool_calls"u8)) envelope.ParallelToolCalls = OptionalNullableBool(v, "parallel_tool_calls");
             else if (p.NameEquals("prompt_cache_key"u8)) envelope.PromptCacheKey = OptionalString(v, "prompt_cache_key");
             else AddExtra(ref extra, CheckedTopLevel(p));
@@ -124,6 +125,8 @@ public static class OpenAIInboundAdapter
                     Kind = PartKind.Text,
                     CacheControl = part.TryGetProperty("cache_control"u8, out var cc) ? CacheControlOf(cc, ".cache_control") : null,
                     Raw = part,
+                    // type + text are written by the gateway; anything more (cache_control included) is passed on.
+                    HasUnknownFields = part.GetPropertyCount() > (part.TryGetProperty("text"u8, out _) ? 2 : 1),
                 };
                 if (part.TryGetProperty("text"u8, out var text)) textPart.TextToken = RequireStringToken(text, ".text");
                 else textPart.Text = "";
@@ -165,13 +168,18 @@ public static class OpenAIInboundAdapter
             Id = call.TryGetProperty("id"u8, out var id) ? RequireString(id, ".id") : throw ApiError.InvalidRequest("'.id' is required.", ".id"),
             Name = fn.TryGetProperty("name"u8, out var n) ? RequireString(n, ".function.name") : throw ApiError.InvalidRequest("'.function.name' is required.", ".function.name"),
             Arguments = args,
+            Raw = call,
+            // id + function (+ type) and name (+ arguments) are all the gateway writes.
+            HasUnknownFields = call.GetPropertyCount() > (call.TryGetProperty("type"u8, out _) ? 3 : 2)
+                || fn.GetPropertyCount() > (a.ValueKind == JsonValueKind.Undefined ? 1 : 2),
         };
     }
 
     private static ToolDefinition ReadTool(JsonElement t)
     {
         RequireObject(t, "");
-        var type = t.TryGetProperty("type"u8, out var ty) ? RequireString(ty, ".type") : "function";
+        var hasType = t.TryGetProperty("type"u8, out var ty);
+        var type = hasType ? RequireString(ty, ".type") : "function";
         if (type != "function")
             return new ToolDefinition { Name = type, IsRaw = true, Raw = t };
         if (!t.TryGetProperty("function"u8, out var fn) || fn.ValueKind != JsonValueKind.Object)
@@ -181,14 +189,19 @@ public static class OpenAIInboundAdapter
         var parameters = fn.TryGetProperty("parameters"u8, out var ps) ? ps : default;
         if (parameters.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Object or JsonValueKind.Null))
             throw ApiError.InvalidRequest("'.function.parameters' must be a JSON schema object.", ".function.parameters");
+        var hasDescription = fn.TryGetProperty("description"u8, out var d);
+        var hasStrict = fn.TryGetProperty("strict"u8, out var s);
         return new ToolDefinition
         {
             Name = name,
-            DescriptionToken = fn.TryGetProperty("description"u8, out var d) ? OptionalStringToken(d, ".function.description") : default,
+            DescriptionToken = hasDescription ? OptionalStringToken(d, ".function.description") : default,
             Parameters = parameters.ValueKind == JsonValueKind.Null ? default : parameters,
-            Strict = fn.TryGetProperty("strict"u8, out var s) ? OptionalNullableBool(s, ".function.strict") : null,
+            Strict = hasStrict ? OptionalNullableBool(s, ".function.strict") : null,
             CacheControl = t.TryGetProperty("cache_control"u8, out var cc) ? CacheControlOf(cc, ".cache_control") : null,
             Raw = t,
+            // The tool's type + function and the function's name, description, parameters, strict are modelled.
+            HasUnknownFields = t.GetPropertyCount() > (hasType ? 2 : 1)
+                || fn.GetPropertyCount() > 1 + (hasDescription ? 1 : 0) + (parameters.ValueKind == JsonValueKind.Undefined ? 0 : 1) + (hasStrict ? 1 : 0),
         };
     }
 

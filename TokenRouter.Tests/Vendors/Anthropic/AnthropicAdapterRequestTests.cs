@@ -59,7 +59,8 @@ public sealed class AnthropicAdapterRequestTests
             {"type":"tool_result","tool_use_id":"call_2","content":"24C"},
             {"type":"text","text":"Answer in French."},
             {"type":"text","text":"Thanks"}]}],
-         "temperature":0.5,"top_p":0.9,"stop_sequences":["END"]}
+         "temperature":0.5,"top_p":0.9,"stop_sequences":["END"],
+         "metadata":{"user_id":"u1"}}
         """), json);
     }
 

@@ -43,7 +43,7 @@ public sealed class OpenAIAdapterCrossFormatTests
           {"role":"user","content":[{"type":"text","text":"And tomorrow?"}]}],
          "tools":[{"type":"function","function":{"name":"get_weather","description":"W","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],
          "tool_choice":"required","parallel_tool_calls":false,"max_completion_tokens":100,"temperature":0.2,"stop":["X"],
-         "stream":true,"stream_options":{"include_usage":true}}
+         "stream":true,"stream_options":{"include_usage":true},"user":"u"}
         """), json);
     }
 
