@@ -118,6 +118,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
     private readonly Counter<long>? _takeovers;
     private readonly ResiliencePipeline _appendRetry;
     private long _sequence;
+    private readonly TimeProvider _time;
     private int _stopRequested;
     private int _disposed;
 
@@ -127,8 +128,9 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         _redis = redis;
         _options = options.Value;
         _logger = logger;
+        _time = time ?? TimeProvider.System;
         // A publish batch gets three more tries after 50 ms, 250 ms and 1 s (jittered), none once the broker is disposed.
-        _appendRetry = new ResiliencePipelineBuilder { TimeProvider = time ?? TimeProvider.System }
+        _appendRetry = new ResiliencePipelineBuilder { TimeProvider = _time }
             .AddRetry(new RetryStrategyOptions
             {
                 ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is { } ex && IsRedisFailure(ex) && !IsDisposed),
@@ -335,7 +337,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
             }
             RedisValue position = "0-0";
             long expected = 1;
-            var lastNews = Stopwatch.GetTimestamp();
+            var lastNews = _time.GetTimestamp();
             var lastContact = lastNews;
             var nextOwnerCheck = 0L;
             var ownerGone = false;
@@ -350,7 +352,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
                 try
                 {
                     entries = await db.StreamReadAsync(events, position, ReadBatch);
-                    lastContact = Stopwatch.GetTimestamp();
+                    lastContact = _time.GetTimestamp();
                 }
                 catch (Exception ex) when (IsRedisFailure(ex))
                 {
@@ -388,7 +390,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
                                 return head ? FollowOutcome.LeaderGoneMidResponse : FollowOutcome.LeaderGone;
                         }
                     }
-                    lastNews = Stopwatch.GetTimestamp();
+                    lastNews = _time.GetTimestamp();
                     ownerGone = false;
                     delay = MinPoll;
                     continue;
@@ -398,18 +400,18 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
                 // seeing the claim gone is enough to tell "finished" from "died".
                 if (ownerGone) return head ? FollowOutcome.LeaderGoneMidResponse : FollowOutcome.LeaderGone;
 
-                var now = Stopwatch.GetTimestamp();
-                if (Stopwatch.GetElapsedTime(lastNews, now) >= _options.LeaderWait)
+                var now = _time.GetTimestamp();
+                if (_time.GetElapsedTime(lastNews, now) >= _options.LeaderWait)
                 {
-                    if (Stopwatch.GetElapsedTime(lastContact, now) >= _options.LeaderWait)
+                    if (_time.GetElapsedTime(lastContact, now) >= _options.LeaderWait)
                         return head ? FollowOutcome.LeaderGoneMidResponse : FollowOutcome.Unreachable;
                     if (now >= nextOwnerCheck)
                     {
-                        nextOwnerCheck = now + (long)(Math.Min(_options.LeaderWait.TotalSeconds, MaxOwnerCheckInterval.TotalSeconds) * Stopwatch.Frequency);
+                        nextOwnerCheck = now + (long)(Math.Min(_options.LeaderWait.TotalSeconds, MaxOwnerCheckInterval.TotalSeconds) * _time.TimestampFrequency);
                         try
                         {
                             var current = await db.StringGetAsync(owner);
-                            lastContact = Stopwatch.GetTimestamp();
+                            lastContact = _time.GetTimestamp();
                             if (current != claim)
                             {
                                 ownerGone = true;
@@ -422,7 +424,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
                     }
                 }
 
-                if (await Task.WhenAny(woken, Task.Delay(delay, cancellationToken)) == woken) delay = MinPoll;
+                if (await Task.WhenAny(woken, Task.Delay(delay, _time, cancellationToken)) == woken) delay = MinPoll;
                 else delay = delay * 2 > _options.MaxPollInterval ? _options.MaxPollInterval : delay * 2;
             }
         }
@@ -522,6 +524,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         RequestStop();
         await _stopping.CancelAsync();
         foreach (var publisher in _publishers.Keys) publisher.HandOff();
+        // Real time, not the injected clock: shutdown must end even where a test's clock stands still.
         var handOff = Stopwatch.GetTimestamp();
         while (!_publishers.IsEmpty && Stopwatch.GetElapsedTime(handOff) < HandOffTimeout) await Task.Delay(10);
         await _sweep;

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
 using StackExchange.Redis;
 using TokenRouter.Contracts;
 using TokenRouter.Gateway.Accounting;
@@ -30,14 +31,14 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
 
     private sealed record Replica(RedisDedupBroker Broker, ConnectionMultiplexer Connection);
 
-    private async Task<Replica> ReplicaAsync(TimeSpan? lease = null, TimeSpan? leaderWait = null)
+    private async Task<Replica> ReplicaAsync(TimeSpan? lease = null, TimeSpan? leaderWait = null, TimeProvider? time = null)
     {
         var connection = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString + ",abortConnect=false,asyncTimeout=1000");
         var broker = new RedisDedupBroker(connection, Options.Create(new RedisDedupOptions
         {
             Lease = lease ?? TimeSpan.FromSeconds(1),
             LeaderWait = leaderWait ?? TimeSpan.FromMilliseconds(200),
-        }), NullLogger<RedisDedupBroker>.Instance);
+        }), NullLogger<RedisDedupBroker>.Instance, time: time);
         _owned.Add(connection);
         _owned.Add(broker);
         return new Replica(broker, connection);
@@ -154,6 +155,40 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
         var takeover = Assert.Single(claims, k => !k.EndsWith(":" + deadClaim, StringComparison.Ordinal));
         var entries = await db.StreamRangeAsync(takeover);
         Assert.Equal(["head", "chunk", "end"], entries.Select(e => (string)e[RedisContract.DedupFields.Type]!).ToArray());
+    }
+
+    [Fact]
+    public async Task A_follower_waits_for_a_dead_leader_by_its_clock_not_by_real_time()
+    {
+        // A leader wait of an hour: only the injected clock can end it within the test.
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var a = await ReplicaAsync(lease: TimeSpan.FromMilliseconds(100));
+        var b = await ReplicaAsync(leaderWait: TimeSpan.FromHours(1), time: time);
+        await LeadAsync(a);
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        await a.Connection.DisposeAsync(); // A crashes; its claim expires in Redis after 100 ms of real time
+
+        var following = NewExchange();
+        var ownCalls = 0;
+        var follow = b.Broker.FollowAsync(_key, following, () =>
+        {
+            Interlocked.Increment(ref ownCalls);
+            following.SetHead(200, "application/json");
+            following.Complete(new Usage(1, 0, 0, 0, 1));
+            return Task.CompletedTask;
+        }, CancellationToken.None);
+        await Task.Delay(400); // the claim is gone by now, but B's clock has not reached its leader wait
+        Assert.False(follow.IsCompleted);
+        Assert.Equal(0, ownCalls);
+
+        await Eventually.TrueAsync(() =>
+        {
+            time.Advance(TimeSpan.FromMinutes(5));
+            return follow.IsCompleted;
+        }, "the follower to take over once its clock passed the leader wait");
+        Assert.True(await follow);
+        Assert.Equal(1, ownCalls);
+        Assert.True(time.GetUtcNow() - time.Start >= TimeSpan.FromHours(1));
     }
 
     [Fact]
