@@ -151,38 +151,21 @@ public sealed class AnthropicToOpenAIStream : IStreamTranslator
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) return;
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
-                if (reader.ValueTextEquals("index"u8))
-                {
-                    reader.Read();
-                    if (reader.TokenType == JsonTokenType.Number) reader.TryGetInt32(out blockIndex);
-                    else reader.Skip();
-                }
+                if (reader.ValueTextEquals("index"u8)) JsonTokens.Int32(ref reader, ref blockIndex);
                 else if (reader.ValueTextEquals("delta"u8))
                 {
-                    reader.Read();
-                    if (reader.TokenType != JsonTokenType.StartObject)
-                    {
-                        reader.Skip();
-                        continue;
-                    }
+                    if (!JsonTokens.Value(ref reader, JsonTokenType.StartObject)) continue;
                     while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
                     {
                         if (reader.ValueTextEquals("type"u8))
                         {
-                            reader.Read();
-                            if (reader.TokenType == JsonTokenType.String)
+                            if (JsonTokens.Value(ref reader, JsonTokenType.String))
                                 deltaKind = reader.ValueTextEquals("text_delta"u8) ? 1 : reader.ValueTextEquals("input_json_delta"u8) ? 2 : 0;
-                            else reader.Skip();
                         }
                         else if (reader.ValueTextEquals("text"u8) || reader.ValueTextEquals("partial_json"u8))
                         {
-                            reader.Read();
-                            if (reader.TokenType == JsonTokenType.String)
-                            {
-                                valueStart = (int)reader.TokenStartIndex;
-                                valueLength = reader.ValueSpan.Length + 2; // the token with its quotes
-                            }
-                            else reader.Skip();
+                            // The token with its quotes, copied into the chunk as is.
+                            if (JsonTokens.StringToken(ref reader, out var start, out var length)) (valueStart, valueLength) = (start, length);
                         }
                         else reader.Skip();
                     }

@@ -256,25 +256,17 @@ public sealed class OpenAIToAnthropicStream(string clientModel) : IStreamTransla
             {
                 if (reader.ValueTextEquals("id"u8))
                 {
-                    reader.Read();
-                    if (reader.TokenType == JsonTokenType.String) { if (!_started) chunk.Id = reader.GetString(); }
-                    else reader.Skip();
+                    var id = JsonTokens.String(ref reader);
+                    if (!_started) chunk.Id = id;
                 }
                 else if (reader.ValueTextEquals("choices"u8))
                 {
-                    reader.Read();
-                    if (reader.TokenType == JsonTokenType.StartArray) ReadChoices(ref reader, ref chunk);
-                    else reader.Skip();
+                    if (JsonTokens.Value(ref reader, JsonTokenType.StartArray)) ReadChoices(ref reader, ref chunk);
                 }
                 else if (reader.ValueTextEquals("usage"u8) || reader.ValueTextEquals("error"u8))
                 {
                     var isUsage = reader.ValueTextEquals("usage"u8);
-                    reader.Read();
-                    if (reader.TokenType != JsonTokenType.StartObject)
-                    {
-                        reader.Skip(); // "usage":null rides on every chunk
-                        continue;
-                    }
+                    if (!JsonTokens.Value(ref reader, JsonTokenType.StartObject)) continue; // "usage":null rides on every chunk
                     var start = (int)reader.TokenStartIndex;
                     reader.Skip();
                     var length = (int)reader.BytesConsumed - start;
@@ -307,15 +299,11 @@ public sealed class OpenAIToAnthropicStream(string clientModel) : IStreamTransla
             {
                 if (reader.ValueTextEquals("delta"u8))
                 {
-                    reader.Read();
-                    if (reader.TokenType == JsonTokenType.StartObject) ReadDelta(ref reader, ref chunk);
-                    else reader.Skip();
+                    if (JsonTokens.Value(ref reader, JsonTokenType.StartObject)) ReadDelta(ref reader, ref chunk);
                 }
                 else if (reader.ValueTextEquals("finish_reason"u8))
                 {
-                    reader.Read();
-                    if (reader.TokenType == JsonTokenType.String) chunk.StopReason = WireMapping.StopReason(reader.ValueSpan);
-                    else reader.Skip();
+                    if (JsonTokens.Value(ref reader, JsonTokenType.String)) chunk.StopReason = WireMapping.StopReason(reader.ValueSpan);
                 }
                 else reader.Skip();
             }
@@ -329,22 +317,13 @@ public sealed class OpenAIToAnthropicStream(string clientModel) : IStreamTransla
             // A refusal streams like text; the Anthropic client sees the model's words either way.
             if (reader.ValueTextEquals("content"u8) || reader.ValueTextEquals("refusal"u8))
             {
-                reader.Read();
-                if (reader.TokenType == JsonTokenType.String && reader.ValueSpan.Length > 0 && chunk.ContentLength == 0)
-                {
-                    chunk.ContentStart = (int)reader.TokenStartIndex;
-                    chunk.ContentLength = reader.ValueSpan.Length + 2;
-                }
-                else reader.Skip();
+                // The first non-empty one counts ("content":"" with a refusal, say).
+                if (JsonTokens.StringToken(ref reader, out var start, out var length) && length > 2 && chunk.ContentLength == 0)
+                    (chunk.ContentStart, chunk.ContentLength) = (start, length);
             }
             else if (reader.ValueTextEquals("tool_calls"u8))
             {
-                reader.Read();
-                if (reader.TokenType != JsonTokenType.StartArray)
-                {
-                    reader.Skip();
-                    continue;
-                }
+                if (!JsonTokens.Value(ref reader, JsonTokenType.StartArray)) continue;
                 while (reader.Read() && reader.TokenType == JsonTokenType.StartObject) _toolDeltas.Add(ReadToolDelta(ref reader));
             }
             else reader.Skip();
@@ -356,44 +335,15 @@ public sealed class OpenAIToAnthropicStream(string clientModel) : IStreamTransla
         var delta = new ToolDelta { Index = -1 };
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            if (reader.ValueTextEquals("index"u8))
-            {
-                reader.Read();
-                if (reader.TokenType == JsonTokenType.Number) reader.TryGetInt32(out delta.Index);
-                else reader.Skip();
-            }
-            else if (reader.ValueTextEquals("id"u8))
-            {
-                reader.Read();
-                if (reader.TokenType == JsonTokenType.String) delta.Id = reader.GetString();
-                else reader.Skip();
-            }
+            if (reader.ValueTextEquals("index"u8)) JsonTokens.Int32(ref reader, ref delta.Index);
+            else if (reader.ValueTextEquals("id"u8)) delta.Id = JsonTokens.String(ref reader);
             else if (reader.ValueTextEquals("function"u8))
             {
-                reader.Read();
-                if (reader.TokenType != JsonTokenType.StartObject)
-                {
-                    reader.Skip();
-                    continue;
-                }
+                if (!JsonTokens.Value(ref reader, JsonTokenType.StartObject)) continue;
                 while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
                 {
-                    if (reader.ValueTextEquals("name"u8))
-                    {
-                        reader.Read();
-                        if (reader.TokenType == JsonTokenType.String) delta.Name = reader.GetString();
-                        else reader.Skip();
-                    }
-                    else if (reader.ValueTextEquals("arguments"u8))
-                    {
-                        reader.Read();
-                        if (reader.TokenType == JsonTokenType.String)
-                        {
-                            delta.ArgsStart = (int)reader.TokenStartIndex;
-                            delta.ArgsLength = reader.ValueSpan.Length + 2;
-                        }
-                        else reader.Skip();
-                    }
+                    if (reader.ValueTextEquals("name"u8)) delta.Name = JsonTokens.String(ref reader);
+                    else if (reader.ValueTextEquals("arguments"u8)) JsonTokens.StringToken(ref reader, out delta.ArgsStart, out delta.ArgsLength);
                     else reader.Skip();
                 }
             }

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text.Json;
 using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Streaming;
 
@@ -64,16 +65,14 @@ public sealed class OpenAIStreamPassthrough(bool clientWantsUsage) : IStreamTran
                 if (reader.TokenType != JsonTokenType.PropertyName || reader.CurrentDepth != 1) continue;
                 if (reader.ValueTextEquals("usage"u8))
                 {
-                    reader.Read();
-                    if (reader.TokenType != JsonTokenType.StartObject) continue;
+                    if (!JsonTokens.Value(ref reader, JsonTokenType.StartObject)) continue;
                     using var u = JsonDocument.ParseValue(ref reader);
                     usage = OpenAIAdapter.ReadUsageObject(u.RootElement);
                     found = true;
                 }
                 else if (reader.ValueTextEquals("choices"u8))
                 {
-                    reader.Read();
-                    if (reader.TokenType != JsonTokenType.StartArray) continue;
+                    if (!JsonTokens.Value(ref reader, JsonTokenType.StartArray)) continue;
                     reader.Read();
                     choicesEmpty = reader.TokenType == JsonTokenType.EndArray;
                     if (!choicesEmpty) reader.Skip();
