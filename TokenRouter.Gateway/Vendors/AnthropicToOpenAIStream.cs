@@ -23,7 +23,7 @@ public sealed class AnthropicToOpenAIStream : IStreamTranslator
     private Utf8JsonWriter? _writer;
 
     // Anthropic content-block index → OpenAI tool_calls index (-1: not a tool_use block).
-    private int[] _toolIndexByBlock = [-1, -1, -1, -1, -1, -1, -1, -1];
+    private readonly IndexMap _toolIndexByBlock = new();
     private int _toolCount;
     private string? _finishReason;
     private bool _finishSent;
@@ -114,7 +114,7 @@ public sealed class AnthropicToOpenAIStream : IStreamTranslator
             if (type.ValueEquals("tool_use"u8))
             {
                 var toolIndex = _toolCount++;
-                MapBlock(blockIndex, toolIndex);
+                _toolIndexByBlock.Set(blockIndex, toolIndex);
                 var w = BeginChunk(output);
                 w.WriteStartArray("tool_calls"u8);
                 w.WriteStartObject();
@@ -187,7 +187,7 @@ public sealed class AnthropicToOpenAIStream : IStreamTranslator
             w.WriteRawValue(raw, skipInputValidation: true);
             EndChunk(output, null);
         }
-        else if (deltaKind == 2 && blockIndex >= 0 && blockIndex < _toolIndexByBlock.Length && _toolIndexByBlock[blockIndex] >= 0)
+        else if (deltaKind == 2 && _toolIndexByBlock[blockIndex] >= 0)
         {
             var w = BeginChunk(output);
             w.WriteStartArray("tool_calls"u8);
@@ -264,18 +264,6 @@ public sealed class AnthropicToOpenAIStream : IStreamTranslator
         w.WriteEndObject();
         w.WriteEndObject();
         FlushEvent(output);
-    }
-
-    private void MapBlock(int blockIndex, int toolIndex)
-    {
-        if (blockIndex >= _toolIndexByBlock.Length)
-        {
-            var grown = new int[Math.Max(blockIndex + 1, _toolIndexByBlock.Length * 2)];
-            Array.Fill(grown, -1);
-            _toolIndexByBlock.CopyTo(grown, 0);
-            _toolIndexByBlock = grown;
-        }
-        _toolIndexByBlock[blockIndex] = toolIndex;
     }
 
     // ---- chunk writing: "data: " + JSON written straight into the output + blank line --------------------------

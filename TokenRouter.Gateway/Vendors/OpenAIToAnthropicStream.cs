@@ -27,7 +27,7 @@ public sealed class OpenAIToAnthropicStream(string clientModel) : IStreamTransla
     private string? _stopReason;
 
     // OpenAI tool_calls index → Anthropic content-block index (-1: not seen yet).
-    private int[] _blockByTool = [-1, -1, -1, -1, -1, -1, -1, -1];
+    private readonly IndexMap _blockByTool = new();
 
     public Usage Usage => _usage;
     public bool Finished { get; private set; }
@@ -97,13 +97,13 @@ public sealed class OpenAIToAnthropicStream(string clientModel) : IStreamTransla
         foreach (var tool in _toolDeltas)
         {
             if (tool.Index < 0) continue;
-            var block = tool.Index < _blockByTool.Length ? _blockByTool[tool.Index] : -1;
+            var block = _blockByTool[tool.Index];
             if (block < 0)
             {
                 CloseBlock(output);
                 block = _openBlock = _nextBlock++;
                 _openIsText = false;
-                MapTool(tool.Index, block);
+                _blockByTool.Set(tool.Index, block);
                 var w = BeginEvent(output, "content_block_start"u8);
                 w.WriteNumber("index"u8, block);
                 w.WriteStartObject("content_block"u8);
@@ -228,18 +228,6 @@ public sealed class OpenAIToAnthropicStream(string clientModel) : IStreamTransla
         catch (JsonException)
         {
         }
-    }
-
-    private void MapTool(int toolIndex, int block)
-    {
-        if (toolIndex >= _blockByTool.Length)
-        {
-            var grown = new int[Math.Max(toolIndex + 1, _blockByTool.Length * 2)];
-            Array.Fill(grown, -1);
-            _blockByTool.CopyTo(grown, 0);
-            _blockByTool = grown;
-        }
-        _blockByTool[toolIndex] = block;
     }
 
     // ---- reading one chunk without a document -------------------------------------------------------------------
