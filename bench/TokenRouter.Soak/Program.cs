@@ -25,7 +25,7 @@ var maxBody = long.Parse(options.Get("max-body-bytes") ?? "262144", CultureInfo.
 var output = options.Get("out") ?? "bench/results/soak.md";
 
 var redis = await ConnectionMultiplexer.ConnectAsync(options.Get("redis")!);
-await using var sampler = new SoakSampler(pids, redis, NpgsqlDataSource.Create(options.Get("postgres")!));
+await using var sampler = new SoakSampler(pids, gateways, redis, NpgsqlDataSource.Create(options.Get("postgres")!));
 var tally = new SoakTally();
 var traffic = new SoakTraffic(gateways, options.Get("key")!, new SoakRequests(sessions, maxBody), tally);
 
@@ -78,6 +78,7 @@ internal static class Report
     public static string Row(SoakSample s) =>
         string.Create(CultureInfo.InvariantCulture,
             $"| {s.At.TotalMinutes:F1} | {s.Sent:N0} | {string.Join(" / ", s.RssKiB.Select(k => (k / 1024.0).ToString("F0", CultureInfo.InvariantCulture)))} | " +
+            $"{string.Join(" / ", s.HeapBytes.Select(h => (h / 1048576.0).ToString("F0", CultureInfo.InvariantCulture)))} | " +
             $"{string.Join(" / ", s.Sockets)} | {s.RedisUsedBytes / 1048576.0:F1} | {s.UsageStreamLength:N0} | {s.LedgerRows:N0} |");
 
     public static string Markdown(List<SoakSample> samples, SoakTally tally, TimeSpan loadTime, int workers, int gateways,
@@ -87,19 +88,24 @@ internal static class Report
         var inv = CultureInfo.InvariantCulture;
         b.AppendLine(inv, $"Load: {loadTime.TotalMinutes:F1} min, {workers} workers + a burst of 8 identical requests every 5 s + a client hanging up mid-stream every 3 s, over {gateways} gateway replicas; {tally.Sent:N0} requests ({tally.Sent / loadTime.TotalSeconds:F0}/s), {tally.Hostile:N0} hostile, {tally.Disconnects:N0} cut mid-stream.");
         b.AppendLine();
-        b.AppendLine("| minute | requests sent | gateway RSS MiB (a / b) | open sockets (a / b) | Redis used MiB | usage stream length | ledger rows |");
-        b.AppendLine("|---:|---:|---:|---:|---:|---:|---:|");
+        b.AppendLine("| minute | requests sent | gateway RSS MiB (a / b) | live GC heap MiB (a / b) | open sockets (a / b) | Redis used MiB | usage stream length | ledger rows |");
+        b.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var s in samples) b.AppendLine(Row(s));
         b.AppendLine();
 
-        // Growth after warm-up: the first sample past a fifth of the run against the last one under load.
-        var underLoad = samples.Take(samples.Count - 1).ToList();
-        var warm = underLoad.FirstOrDefault(s => s.At >= loadTime / 5) ?? underLoad[^1];
-        var last = underLoad[^1];
-        for (var g = 0; g < gateways; g++)
+        // A server GC's RSS saws up and down with its collections, so growth shows in the floors: the lowest RSS and
+        // live heap of each third of the load after warm-up (the first sixth) should not climb.
+        var underLoad = samples.Skip(1).Take(samples.Count - 2).Where(s => s.At >= loadTime / 6).ToList();
+        var thirds = Enumerable.Range(0, 3)
+            .Select(t => underLoad.Where(s => s.At >= loadTime / 6 + (loadTime * 5 / 6) * t / 3 && s.At < loadTime / 6 + (loadTime * 5 / 6) * (t + 1) / 3).ToList())
+            .Where(t => t.Count > 0).ToList();
+        for (var g = 0; g < gateways && thirds.Count > 0; g++)
         {
-            var growth = warm.RssKiB[g] > 0 ? 100.0 * (last.RssKiB[g] - warm.RssKiB[g]) / warm.RssKiB[g] : 0;
-            b.AppendLine(inv, $"- Gateway {(char)('a' + g)}: RSS {warm.RssKiB[g] / 1024.0:F0} MiB after warm-up (minute {warm.At.TotalMinutes:F1}) → {last.RssKiB[g] / 1024.0:F0} MiB at the end of the load ({growth:+0.0;-0.0} %); sockets {warm.Sockets[g]} → {last.Sockets[g]}.");
+            var gateway = g;
+            var rss = string.Join(", ", thirds.Select(t => $"{t.Min(s => s.RssKiB[gateway]) / 1024.0:F0}–{t.Max(s => s.RssKiB[gateway]) / 1024.0:F0}"));
+            var heap = string.Join(", ", thirds.Select(t => $"{t.Min(s => s.HeapBytes[gateway]) / 1048576.0:F0}–{t.Max(s => s.HeapBytes[gateway]) / 1048576.0:F0}"));
+            var sockets = string.Join(", ", thirds.Select(t => $"{t.Min(s => s.Sockets[gateway])}–{t.Max(s => s.Sockets[gateway])}"));
+            b.AppendLine(inv, $"- Gateway {(char)('a' + g)}, by thirds of the load after warm-up: RSS {rss} MiB; live GC heap {heap} MiB; sockets {sockets}.");
         }
         b.AppendLine(inv, $"- Ledger: {tally.Served.Count:N0} requests served (200, or cut mid-stream by the client) → {ledgerRows:N0} rows; missing {missing}, extra {extra}.");
         b.AppendLine(inv, $"- Unexpected answers (a served request not 200, a hostile one not 4xx, a transport error): {tally.UnexpectedCount}.");

@@ -5,25 +5,30 @@ using StackExchange.Redis;
 namespace TokenRouter.Soak;
 
 /// <summary>One look at the system under load.</summary>
-internal sealed record SoakSample(TimeSpan At, long Sent, long[] RssKiB, int[] Sockets, long RedisUsedBytes, long UsageStreamLength, long LedgerRows);
+/// <param name="HeapBytes">Each gateway's GC heap after its last collection, fragmentation left out: what it holds live.</param>
+internal sealed record SoakSample(TimeSpan At, long Sent, long[] RssKiB, long[] HeapBytes, int[] Sockets, long RedisUsedBytes, long UsageStreamLength,
+    long LedgerRows);
 
 /// <summary>
 /// Reads what a long run can leak: each gateway's resident memory and open sockets (from /proc), Redis's memory and the
-/// usage stream's length, and the ledger's row count in PostgreSQL.
+/// usage stream's length, and the ledger's row count in PostgreSQL. RSS alone cannot tell a leak from a server GC that
+/// keeps what it was given, so each gateway's live GC heap is read from its own <c>/metrics</c> too.
 /// </summary>
-internal sealed class SoakSampler(int[] gatewayPids, IConnectionMultiplexer redis, NpgsqlDataSource ledger) : IAsyncDisposable
+internal sealed class SoakSampler(int[] gatewayPids, HttpClient[] gateways, IConnectionMultiplexer redis, NpgsqlDataSource ledger)
+    : IAsyncDisposable
 {
     public const string UsageStream = "tokenrouter:usage";
 
     public async Task<SoakSample> SampleAsync(TimeSpan at, long sent)
     {
         var rss = gatewayPids.Select(ResidentKiB).ToArray();
+        var heaps = await Task.WhenAll(gateways.Select(LiveHeapBytesAsync));
         var sockets = gatewayPids.Select(OpenSockets).ToArray();
         var server = redis.GetServer(redis.GetEndPoints()[0]);
         var info = await server.InfoAsync("memory");
         var used = info.SelectMany(g => g).FirstOrDefault(p => p.Key == "used_memory").Value;
         var length = await redis.GetDatabase().StreamLengthAsync(UsageStream);
-        return new SoakSample(at, sent, rss, sockets, long.Parse(used ?? "0", CultureInfo.InvariantCulture), length, await LedgerRowsAsync());
+        return new SoakSample(at, sent, rss, heaps, sockets, long.Parse(used ?? "0", CultureInfo.InvariantCulture), length, await LedgerRowsAsync());
     }
 
     public async Task<long> LedgerRowsAsync()
@@ -39,6 +44,20 @@ internal sealed class SoakSampler(int[] gatewayPids, IConnectionMultiplexer redi
         await using var reader = await command.ExecuteReaderAsync();
         while (await reader.ReadAsync()) ids.Add(reader.GetString(0));
         return ids;
+    }
+
+    /// <summary>Sum over generations of the heap size after the last GC minus its fragmentation (OpenTelemetry's runtime metrics).</summary>
+    private static async Task<long> LiveHeapBytesAsync(HttpClient gateway)
+    {
+        double size = 0, fragmentation = 0;
+        foreach (var line in (await gateway.GetStringAsync("metrics")).Split('\n'))
+        {
+            if (line.StartsWith("dotnet_gc_last_collection_heap_size_bytes{", StringComparison.Ordinal)) size += Value(line);
+            else if (line.StartsWith("dotnet_gc_last_collection_heap_fragmentation_size_bytes{", StringComparison.Ordinal)) fragmentation += Value(line);
+        }
+        return (long)(size - fragmentation);
+
+        static double Value(string line) => double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
     }
 
     private static long ResidentKiB(int pid)
