@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using Polly;
+using Polly.Retry;
 using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Dedup;
 using TokenRouter.Gateway.Errors;
@@ -23,46 +26,53 @@ public sealed partial class DedupCoordinator(
     ILogger<DedupCoordinator> logger,
     IDedupBroker? broker = null)
 {
-    /// <summary>How often a follower whose leader never reached the provider starts over before it fails.</summary>
-    private const int MaxJoinAttempts = 3;
+    /// <summary>
+    /// A follower whose leader was refused before reaching the provider starts over at once (a new leader, or leading
+    /// itself under its own limits and quota), twice at most; then it fails.
+    /// </summary>
+    private static readonly ResiliencePipeline Rejoin = new ResiliencePipelineBuilder()
+        .AddRetry(new RetryStrategyOptions
+        {
+            ShouldHandle = new PredicateBuilder().Handle<LeaderRejectedException>(),
+            MaxRetryAttempts = 2,
+            Delay = TimeSpan.Zero,
+        })
+        .Build();
 
     /// <summary>Answers <paramref name="request"/>'s client from an exchange. Takes over <paramref name="prepared"/>:
     /// disposed here unless a call this request leads now owns it.</summary>
     public async Task ServeAsync(ChatRequest request, PreparedRequest prepared, GatewayOptions o)
     {
         // The prepared request is this handler's until a call it leads takes it over.
-        var ownsPrepared = true;
+        var ownsPrepared = new StrongBox<bool>(true);
         try
         {
-            for (var attempt = 1; ; attempt++)
-            {
-                var (exchange, listener) = await JoinOrLeadAsync(request, prepared, o);
-                if (listener.Originator) ownsPrepared = false;
-                try
-                {
-                    await delivery.DeliverAsync(exchange, listener);
-                    break;
-                }
-                catch (LeaderRejectedException) when (attempt < MaxJoinAttempts)
-                {
-                    // The request it followed never left for the provider (its leader was refused or left): start over,
-                    // under this request's own limits and quota.
-                }
-                catch (LeaderRejectedException)
-                {
-                    throw new ApiError(StatusCodes.Status503ServiceUnavailable, "api_error",
-                        "Identical requests kept being refused before reaching the provider; retry shortly.", "dedup_contention")
-                    { RetryAfterSeconds = 1 };
-                }
-                finally
-                {
-                    exchange.Leave();
-                }
-            }
+            await Rejoin.ExecuteAsync(static (s, _) => s.Coordinator.JoinAndDeliverAsync(s.Request, s.Prepared, s.Options, s.OwnsPrepared),
+                (Coordinator: this, Request: request, Prepared: prepared, Options: o, OwnsPrepared: ownsPrepared));
+        }
+        catch (LeaderRejectedException)
+        {
+            throw new ApiError(StatusCodes.Status503ServiceUnavailable, "api_error",
+                "Identical requests kept being refused before reaching the provider; retry shortly.", "dedup_contention")
+            { RetryAfterSeconds = 1 };
         }
         finally
         {
-            if (ownsPrepared) prepared.Dispose();
+            if (ownsPrepared.Value) prepared.Dispose();
+        }
+    }
+
+    private async ValueTask JoinAndDeliverAsync(ChatRequest request, PreparedRequest prepared, GatewayOptions o, StrongBox<bool> ownsPrepared)
+    {
+        var (exchange, listener) = await JoinOrLeadAsync(request, prepared, o);
+        if (listener.Originator) ownsPrepared.Value = false;
+        try
+        {
+            await delivery.DeliverAsync(exchange, listener);
+        }
+        finally
+        {
+            exchange.Leave();
         }
     }
 
