@@ -28,7 +28,7 @@ command -v redis-server >/dev/null || { echo "redis-server not found" >&2; exit 
 
 echo "== build (Release)"
 for p in TokenRouter.Gateway/TokenRouter.Gateway.csproj TokenRouter.Admin/TokenRouter.Admin.csproj bench/TokenRouter.Soak/TokenRouter.Soak.csproj; do
-  dotnet build "$p" -c Release -nologo -v q >/dev/null
+  dotnet build "$p" -c Release -nologo -v q >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; exit 1; }
 done
 
 PIDS=()
