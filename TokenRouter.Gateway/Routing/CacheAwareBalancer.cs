@@ -1,7 +1,9 @@
 using System.Buffers.Binary;
 using System.IO.Hashing;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using StackExchange.Redis;
+using TokenRouter.Gateway.Formats;
 
 namespace TokenRouter.Gateway.Routing;
 
@@ -28,6 +30,15 @@ public sealed partial class CacheAwareBalancer : IDeploymentBalancer
     private readonly IConnectionMultiplexer? _redis;
     private readonly ILogger _logger;
     private readonly PinCache _pins;
+    // What OrderAsync computed, for the ServedAsync of the same request (hashing the request again would double the
+    // balancer's cost); weak, so a request that is never served leaves nothing behind.
+    private readonly ConditionalWeakTable<Envelope, Routed> _routed = new();
+
+    private sealed record Routed(string Provider, string Scope, string Model, int Messages, UInt128? Longest, UInt128? Session, bool OneHour)
+    {
+        public bool Matches(RoutingRequest r) =>
+            r.Provider == Provider && r.Scope == Scope && r.Envelope.Model == Model && r.Envelope.Messages.Count == Messages;
+    }
 
     public CacheAwareBalancer(TimeProvider time, CacheAwareBalancingOptions options, IConnectionMultiplexer? redis = null,
         ILogger<CacheAwareBalancer>? logger = null)
@@ -51,6 +62,8 @@ public sealed partial class CacheAwareBalancer : IDeploymentBalancer
         var now = _time.GetUtcNow().UtcTicks;
         var ttl = _options.CacheTtlFor(request.Provider, keys.OneHourCache);
         var pinned = FindLocal(keys, deployments, now, now + ttl.Ticks);
+        _routed.AddOrUpdate(request.Envelope,
+            new Routed(request.Provider, request.Scope, request.Envelope.Model, request.Envelope.Messages.Count, keys.Longest, keys.Session, keys.OneHourCache));
         if (pinned >= 0 || _redis is not { IsConnected: true } || (keys.Session is null && keys.PrefixCount == 0))
             return new(Order(keys.Root, pinned, deployments, isAvailable));
 
@@ -65,12 +78,16 @@ public sealed partial class CacheAwareBalancer : IDeploymentBalancer
 
     public ValueTask ServedAsync(RoutingRequest request, DeploymentInfo deployment, CancellationToken cancellationToken)
     {
-        using var keys = AffinityKeys.Compute(request, _options.MinCacheableBytes);
+        if (!_routed.TryGetValue(request.Envelope, out var routed) || !routed.Matches(request))
+        {
+            using var keys = AffinityKeys.Compute(request, _options.MinCacheableBytes);
+            routed = new Routed(request.Provider, request.Scope, request.Envelope.Model, request.Envelope.Messages.Count, keys.Longest, keys.Session, keys.OneHourCache);
+        }
         var now = _time.GetUtcNow().UtcTicks;
-        var ttl = _options.CacheTtlFor(request.Provider, keys.OneHourCache);
+        var ttl = _options.CacheTtlFor(request.Provider, routed.OneHour);
         // The longest prefix is what the provider now caches; the next turn extends it and finds it as its own prefix.
-        if (keys.Longest is { } longest) Pin(longest, deployment.Id, now, ttl);
-        if (keys.Session is { } session) Pin(session, deployment.Id, now, ttl);
+        if (routed.Longest is { } longest) Pin(longest, deployment.Id, now, ttl);
+        if (routed.Session is { } session) Pin(session, deployment.Id, now, ttl);
         return ValueTask.CompletedTask;
     }
 
