@@ -95,3 +95,29 @@ public sealed class CacheAwareBalancerRedisTests : IAsyncLifetime
         Assert.InRange(ttl.Value, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(5));
     }
 }
+
+/// <summary>A configured Redis that cannot be reached: the balancer routes from its local pins and never waits on it.</summary>
+public sealed class CacheAwareBalancerUnreachableRedisTests : IAsyncLifetime
+{
+    private ConnectionMultiplexer _redis = null!;
+
+    public async Task InitializeAsync() =>
+        _redis = await ConnectionMultiplexer.ConnectAsync(
+            $"127.0.0.1:{LocalServerProcess.FreeTcpPort()},abortConnect=false,connectTimeout=200,connectRetry=0");
+
+    public async Task DisposeAsync() => await _redis.DisposeAsync();
+
+    [Fact]
+    public async Task Without_a_reachable_redis_requests_are_routed_locally_and_synchronously()
+    {
+        var balancer = new CacheAwareBalancer(TimeProvider.System, new CacheAwareBalancingOptions(), _redis);
+        var rendezvous = balancer.Order(Request("c", 0))[0];
+        await balancer.ServedAsync(Request("c", 0), FourEqual[(rendezvous + 1) % 4], CancellationToken.None);
+
+        var next = balancer.OrderAsync(Request("c", 1), FourEqual, AllAvailable, CancellationToken.None);
+        Assert.True(next.IsCompleted);
+        Assert.Equal((rendezvous + 1) % 4, (await next)[0]);
+        // A conversation unknown here is not looked up in a Redis that is down: it goes to its rendezvous choice at once.
+        Assert.True(balancer.OrderAsync(Request("never-seen", 3), FourEqual, AllAvailable, CancellationToken.None).IsCompleted);
+    }
+}
