@@ -37,6 +37,13 @@ public readonly struct JsonText
     /// <summary>True when the value is empty or null; never decodes.</summary>
     public bool IsNullOrEmpty => _text is not null ? _text.Length == 0 : IsNull || JsonMarshal.GetRawUtf8Value(_token).Length <= 2;
 
+    /// <summary>
+    /// The value's size in UTF-8 bytes, approximately (a token's bytes as sent, escapes included; a string's UTF-16
+    /// length): enough to estimate its tokens without decoding it. 0 for null.
+    /// </summary>
+    public int ApproximateUtf8Length =>
+        _text?.Length ?? (_token.ValueKind == JsonValueKind.String ? JsonMarshal.GetRawUtf8Value(_token).Length - 2 : 0);
+
     /// <summary>The value (decoding a token allocates); null when there is none.</summary>
     public override string? ToString() => _text ?? (IsNull ? null : _token.GetString());
 
