@@ -29,7 +29,7 @@ internal sealed class PassthroughTransformer(PassthroughCall call, IOutboundAdap
         // YARP's body stream carries no length; a declared one is kept (else the body would go chunked).
         if (proxyRequest.Content is not null && request.ContentLength is { } length) proxyRequest.Content.Headers.ContentLength = length;
         UpstreamHeaders.CopyAllowed(request, proxyRequest);
-        adapter.AddHeaders(proxyRequest, call.Provider);
+        adapter.AddHeaders(proxyRequest, call.Provider.ApiKey);
 
         metrics.Overhead(time.GetElapsedTime(call.Started));
         call.SentAt = time.GetTimestamp();
