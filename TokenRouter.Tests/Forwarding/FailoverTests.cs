@@ -212,6 +212,25 @@ public sealed class FailoverTests : GatewayWithFakeProvider
         Assert.Equal(502, record.Status); // recorded (and billed for whatever usage the provider reported) as before routing
     }
 
+    [Fact]
+    public async Task A_passthrough_request_is_not_retried_but_the_next_one_skips_the_deployment_it_cooled_down()
+    {
+        BadKeysFail(Fault.Unauthorized401);
+        using var client = Gateway.CreateGatewayClient();
+        const string embedding = """{"model":"text-embedding-3-small","input":"The quick brown fox"}""";
+
+        using var first = await client.PostAsync("v1/embeddings", Json(embedding));
+        using var second = await client.PostAsync("v1/embeddings", Json(embedding));
+
+        // The body is streamed through, so the first answer is the bad key's own (its key redacted); it cooled that key.
+        Assert.Equal(HttpStatusCode.Unauthorized, first.StatusCode);
+        Assert.DoesNotContain(BadOpenAI, await first.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        Assert.Equal(1, CallsWith(BadOpenAI));
+        Assert.Equal(1, CallsWith(GoodOpenAI));
+        Assert.Equal("cooling_down", (await DeploymentAsync("openai-bad")).GetProperty("health").GetString());
+    }
+
     private async Task<JsonElement> DeploymentAsync(string id)
     {
         using var client = Gateway.CreateGatewayClient();
