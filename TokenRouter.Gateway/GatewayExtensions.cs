@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 using TokenRouter.Gateway.Accounting;
@@ -17,6 +18,7 @@ using TokenRouter.Gateway.Metering;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Resilience;
+using TokenRouter.Gateway.Routing;
 using TokenRouter.Gateway.Telemetry;
 using TokenRouter.Gateway.Vendors;
 
@@ -47,6 +49,8 @@ public static class GatewayExtensions
                 // gateway, which refuses any header it must forward that is not printable ASCII, in the client's shape.
                 kestrel.RequestHeaderEncodingSelector = _ => System.Text.Encoding.Latin1;
             });
+        services.AddOptions<RoutingOptions>().BindConfiguration(RoutingOptions.SectionName).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<RoutingOptions>, RoutingOptionsValidator>();
         services.AddOptions<PricingOptions>().BindConfiguration(PricingOptions.SectionName).ValidateOnStart();
 
         var redis = !string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString("redis"));
@@ -56,6 +60,10 @@ public static class GatewayExtensions
             services.AddRedisDedupBroker();
             services.AddSingleton<RedisPriceOverrides>();
             services.AddHostedService(sp => sp.GetRequiredService<RedisPriceOverrides>());
+            services.AddHostedService(sp => new RedisDeploymentCooldowns(sp.GetRequiredService<IConnectionMultiplexer>(),
+                sp.GetRequiredService<DeploymentHealth>(),
+                [.. sp.GetRequiredService<ModelRouter>().Providers.SelectMany(p => p.Deployments).Select(d => d.Id)],
+                sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<RedisDeploymentCooldowns>>()));
         }
 
         services.AddSingleton(TimeProvider.System);
@@ -88,6 +96,10 @@ public static class GatewayExtensions
         services.AddSingleton<UnpricedModelLog>();
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<UsageMeter>();
+        // The cache-aware balancer registers itself first and wins; this is the stateless default.
+        services.TryAddSingleton<IDeploymentBalancer, WeightedOrderBalancer>();
+        services.AddSingleton<DeploymentHealth>();
+        services.AddSingleton<UpstreamFailover>();
         services.AddSingleton<UpstreamPump>();
         services.AddSingleton<ClientDelivery>();
         services.AddSingleton<DedupCoordinator>();
@@ -139,6 +151,7 @@ public static class GatewayExtensions
         v1.MapChatCompletionsApi();
         v1.MapMessagesApi();
         v1.MapModelsApi();
+        v1.MapDeploymentsApi();
         v1.MapPassthroughApi();
         app.MapSimulator();
 
@@ -152,6 +165,8 @@ public static class GatewayExtensions
         var router = app.Services.GetRequiredService<ModelRouter>();
         // Built now, not at the first request: in embedded mode it generates and shows the newcomer's key.
         app.Services.GetRequiredService<ApiKeyAuthenticator>();
+        var health = app.Services.GetRequiredService<DeploymentHealth>();
+        foreach (var d in router.Providers.SelectMany(p => p.Deployments)) health.Register(d.Provider.Name, d.Id);
         var redis = app.Services.GetService<IConnectionMultiplexer>() is not null;
         logger.LogInformation("TokenRouter gateway ready: mode={Mode}; providers: {Providers}",
             redis ? "redis (keys from Admin + TOKENROUTER_API_KEYS)" : "embedded (in-memory; keys from TOKENROUTER_API_KEYS)",

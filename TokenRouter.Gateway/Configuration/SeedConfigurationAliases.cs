@@ -23,6 +23,9 @@ public static class SeedConfigurationAliases
         ("DEDUP_SCOPE", "Gateway:DedupScope"),
         ("PROVIDER_RESPONSE_TIMEOUT", "Gateway:ProviderResponseTimeout"),
         ("UPSTREAM_IDLE_TIMEOUT", "Gateway:UpstreamIdleTimeout"),
+        // The time to the provider's response headers was PROVIDER_RESPONSE_TIMEOUT before routing named it.
+        ("UPSTREAM_FIRST_BYTE_TIMEOUT", "Gateway:ProviderResponseTimeout"),
+        ("UPSTREAM_CONNECT_TIMEOUT", "Proxy:ConnectTimeout"),
         ("OPENAI_BASE_URL", "Providers:OpenAI:BaseUrl"),
         ("OPENAI_API_KEY", "Providers:OpenAI:ApiKey"),
         ("DEEPSEEK_BASE_URL", "Providers:DeepSeek:BaseUrl"),
@@ -45,7 +48,8 @@ public static class SeedConfigurationAliases
     private static readonly string[] DurationKeys =
     [
         "Gateway:AuthCacheTtl", "Gateway:DedupTtl", "Gateway:ToolOrderMemoryTtl", "Gateway:ProviderResponseTimeout", "Gateway:UpstreamIdleTimeout",
-        "Proxy:IdleConnectionTimeout", "Proxy:ConnectTimeout", "Limits:QuotaReservationTtl", "RedisOutage:ProbeInterval", "Gateway:ShutdownTimeout", "Simulator:DefaultCacheTtl",
+        "Proxy:IdleConnectionTimeout", "Proxy:ConnectTimeout", "Limits:QuotaReservationTtl",
+        "Routing:RetryBaseDelay", "Routing:MaxRetryAfter", "Routing:Cooldown", "Routing:MaxCooldown", "RedisOutage:ProbeInterval", "Gateway:ShutdownTimeout", "Simulator:DefaultCacheTtl",
     ];
 
     public static void Apply(IConfigurationManager configuration)
@@ -56,6 +60,8 @@ public static class SeedConfigurationAliases
             var value = configuration[alias];
             if (!string.IsNullOrWhiteSpace(value) && string.IsNullOrWhiteSpace(configuration[key])) overrides[key] = value;
         }
+
+        if (configuration["TOKENROUTER_FALLBACKS"] is { Length: > 0 } fallbacks) AddFallbacks(configuration, fallbacks, overrides);
 
         if (configuration["REDIS_URL"] is { Length: > 0 } redisUrl && string.IsNullOrWhiteSpace(configuration.GetConnectionString("redis")))
             overrides["ConnectionStrings:redis"] = RedisUrl.ToConnectionString(redisUrl);
@@ -85,6 +91,26 @@ public static class SeedConfigurationAliases
         }
 
         if (overrides.Count > 0) configuration.AddInMemoryCollection(overrides);
+    }
+
+    /// <summary><c>TOKENROUTER_FALLBACKS</c> = <c>{"gpt-4o-mini": ["claude-haiku-4-5", "deepseek-chat"]}</c> becomes
+    /// <c>Routing:Fallbacks:gpt-4o-mini:0</c>, … unless the configuration already lists that model's fallbacks.</summary>
+    private static void AddFallbacks(IConfiguration configuration, string json, Dictionary<string, string?> overrides)
+    {
+        Dictionary<string, string[]>? map;
+        try
+        {
+            map = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string[]>>(json);
+        }
+        catch (System.Text.Json.JsonException ex)
+        {
+            throw new InvalidOperationException($"TOKENROUTER_FALLBACKS must be a JSON object of model → [fallback models]: {ex.Message}");
+        }
+        foreach (var (model, models) in map ?? [])
+        {
+            if (configuration.GetSection($"Routing:Fallbacks:{model}").GetChildren().Any()) continue;
+            for (var i = 0; i < (models?.Length ?? 0); i++) overrides[$"Routing:Fallbacks:{model}:{i}"] = models![i];
+        }
     }
 }
 

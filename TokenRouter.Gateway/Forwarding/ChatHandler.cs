@@ -5,6 +5,7 @@ using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
+using TokenRouter.Gateway.Routing;
 using TokenRouter.Gateway.Telemetry;
 using TokenRouter.Gateway.Vendors.Anthropic;
 using TokenRouter.Gateway.Vendors.OpenAI;
@@ -22,6 +23,9 @@ public sealed partial class ChatHandler(
     ModelRouter router,
     RequestPipeline pipeline,
     DedupCoordinator dedup,
+    IDeploymentBalancer balancer,
+    DeploymentHealth health,
+    IOptionsMonitor<RoutingOptions> routing,
     GatewayMetrics metrics,
     SelfAddress selfAddress,
     IOptionsMonitor<GatewayOptions> options,
@@ -39,48 +43,21 @@ public sealed partial class ChatHandler(
         {
             var identity = context.ClientIdentity();
             var body = await RequestBodyReader.ReadAsync(context.Request, o.MaxRequestBodyBytes, context.RequestAborted);
-            Envelope envelope;
+            var envelope = Parse(clientFormat, body);
+            var requested = envelope.Model;
+            // Only a model with fallbacks keeps a copy of what the client sent: the fallback is prepared from it afresh.
+            var fallbacks = routing.CurrentValue.FallbacksFor(requested);
+            var original = fallbacks is null ? null : body.Memory.ToArray();
             try
             {
-                envelope = clientFormat == ApiFormat.Anthropic
-                    ? AnthropicInboundAdapter.Parse(body.Memory, body)
-                    : OpenAIInboundAdapter.Parse(body.Memory, body);
+                var (request, prepared) = await PrepareAsync(context, clientFormat, identity, envelope, requestId, started, o,
+                    canFallBack: fallbacks is not null);
+                await dedup.ServeAsync(request, prepared, o);
             }
-            catch
+            catch (FallbackRequiredException first) when (fallbacks is not null)
             {
-                body.Dispose();
-                throw;
+                await ServeFallbacksAsync(context, clientFormat, identity, requested, original!, fallbacks, requestId, started, o, first);
             }
-
-            PreparedRequest prepared;
-            ChatRequest request;
-            using (envelope)
-            {
-                var target = router.Resolve(envelope.Model);
-                if (target.Provider.BaseUri is null) router.SetSimulatorBase(selfAddress.Resolve());
-                await pipeline.PrefetchAsync(envelope, identity);
-                var pipelineStarted = time.GetTimestamp();
-                string? anthropicVersion = null, anthropicBeta = null;
-                if (clientFormat == ApiFormat.Anthropic)
-                {
-                    // Checked whatever the route, so a header HTTP cannot carry is the client's 400, never a 502 at send.
-                    var version = UpstreamHeaders.ReadVisibleAscii(context.Request, "anthropic-version") ?? "";
-                    var beta = UpstreamHeaders.ReadVisibleAscii(context.Request, "anthropic-beta") ?? "";
-                    if (target.Provider.Kind == ProviderKind.Anthropic) (anthropicVersion, anthropicBeta) = (version, beta);
-                }
-                prepared = pipeline.Prepare(envelope, target, identity,
-                    anthropicVersion is null ? null : anthropicVersion + "\n" + anthropicBeta);
-                metrics.PipelineCompleted(time.GetElapsedTime(pipelineStarted));
-
-                var headers = context.Response.Headers;
-                headers[GatewayHeaders.PrefixHash] = prepared.PrefixHash;
-                headers[GatewayHeaders.FullHash] = prepared.FullHash;
-                headers[GatewayHeaders.Provider] = target.Provider.Name;
-                request = new ChatRequest(context, clientFormat, identity, target, envelope.Model, envelope.Stream, envelope.MaxTokens,
-                    envelope.ClientWantsStreamUsage, requestId, started, anthropicVersion, anthropicBeta);
-            }
-
-            await dedup.ServeAsync(request, prepared, o);
             return TypedResults.Empty;
         }
         catch (ApiError error) when (!context.Response.HasStarted)
@@ -98,11 +75,131 @@ public sealed partial class ChatHandler(
         }
     }
 
+    private static Envelope Parse(ApiFormat clientFormat, RequestBody body)
+    {
+        try
+        {
+            return clientFormat == ApiFormat.Anthropic
+                ? AnthropicInboundAdapter.Parse(body.Memory, body)
+                : OpenAIInboundAdapter.Parse(body.Memory, body);
+        }
+        catch
+        {
+            body.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Routes and rewrites the request (the envelope is this method's to dispose), and orders the provider's
+    /// deployments for it.</summary>
+    private async Task<(ChatRequest, PreparedRequest)> PrepareAsync(HttpContext context, ApiFormat clientFormat, ClientIdentity identity,
+        Envelope envelope, string requestId, long started, GatewayOptions o, bool canFallBack, string? servedModel = null)
+    {
+        var keepEnvelope = false;
+        try
+        {
+            var target = router.Resolve(servedModel ?? envelope.Model);
+            if (target.Provider.BaseUri is null) router.SetSimulatorBase(selfAddress.Resolve());
+            await pipeline.PrefetchAsync(envelope, identity);
+            var pipelineStarted = time.GetTimestamp();
+            string? anthropicVersion = null, anthropicBeta = null;
+            if (clientFormat == ApiFormat.Anthropic)
+            {
+                // Checked whatever the route, so a header HTTP cannot carry is the client's 400, never a 502 at send.
+                var version = UpstreamHeaders.ReadVisibleAscii(context.Request, "anthropic-version") ?? "";
+                var beta = UpstreamHeaders.ReadVisibleAscii(context.Request, "anthropic-beta") ?? "";
+                if (target.Provider.Kind == ProviderKind.Anthropic) (anthropicVersion, anthropicBeta) = (version, beta);
+            }
+            var prepared = pipeline.Prepare(envelope, target, identity,
+                anthropicVersion is null ? null : anthropicVersion + "\n" + anthropicBeta);
+            metrics.PipelineCompleted(time.GetElapsedTime(pipelineStarted));
+
+            int[]? order = null;
+            RoutingRequest? routingRequest = null;
+            var deployments = target.Provider.Deployments;
+            if (deployments.Count > 1)
+            {
+                try
+                {
+                    // After the pipeline: the balancer reads the canonical request and its prefix hash.
+                    routingRequest = new RoutingRequest(target.Provider.Name, envelope, context.Request.Headers,
+                        o.DedupScope == DedupScope.Global ? "global" : identity.Scope);
+                    order = await balancer.OrderAsync(routingRequest, target.Provider.DeploymentInfos, i => health.IsAvailable(deployments[i].Id),
+                        context.RequestAborted);
+                    prepared.Own(envelope);
+                    keepEnvelope = true;
+                }
+                catch
+                {
+                    prepared.Dispose();
+                    throw;
+                }
+            }
+
+            var headers = context.Response.Headers;
+            headers[GatewayHeaders.PrefixHash] = prepared.PrefixHash;
+            headers[GatewayHeaders.FullHash] = prepared.FullHash;
+            headers[GatewayHeaders.Provider] = target.Provider.Name;
+            var request = new ChatRequest(context, clientFormat, identity, target, servedModel ?? envelope.Model, envelope.Stream, envelope.MaxTokens,
+                envelope.ClientWantsStreamUsage, requestId, started, anthropicVersion, anthropicBeta, order, routingRequest, canFallBack);
+            return (request, prepared);
+        }
+        finally
+        {
+            if (!keepEnvelope) envelope.Dispose();
+        }
+    }
+
+    /// <summary>Every deployment of <paramref name="requested"/> failed before the client saw a byte: the request is
+    /// prepared afresh for each fallback model in turn (its own provider, format, quota and price) until one answers.</summary>
+    private async Task ServeFallbacksAsync(HttpContext context, ApiFormat clientFormat, ClientIdentity identity, string requested,
+        byte[] original, string[] fallbacks, string requestId, long started, GatewayOptions o, FallbackRequiredException first)
+    {
+        var failure = first.Failure;
+        for (var i = 0; i < fallbacks.Length; i++)
+        {
+            var model = fallbacks[i];
+            var last = i == fallbacks.Length - 1;
+            // Its own usage record: the failed call keeps the original id in the ledger.
+            var fallbackId = $"{requestId}_fb{i + 1}";
+            var headers = context.Response.Headers;
+            headers[GatewayHeaders.RequestId] = fallbackId;
+            headers[GatewayHeaders.Fallback] = model;
+            System.Diagnostics.Activity.Current?.SetTag(GatewayActivity.Fallback, model);
+            metrics.FallbackUsed(requested, model);
+            LogFallback(requestId, requested, model, failure.Status);
+            try
+            {
+                var envelope = clientFormat == ApiFormat.Anthropic ? AnthropicInboundAdapter.Parse(original) : OpenAIInboundAdapter.Parse(original);
+                var (request, prepared) = await PrepareAsync(context, clientFormat, identity, envelope, fallbackId, started, o,
+                    canFallBack: !last, servedModel: model);
+                await dedup.ServeAsync(request, prepared, o);
+                return;
+            }
+            catch (FallbackRequiredException next) when (!last)
+            {
+                failure = next.Failure;
+            }
+            catch (ApiError unroutable) when (!last && unroutable.Status == StatusCodes.Status400BadRequest && unroutable.Code == "provider_not_configured")
+            {
+                // A fallback whose provider is not configured here is skipped.
+            }
+        }
+        throw failure;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Request {RequestId}: every deployment of {Model} failed ({Status}); falling back to {Fallback}")]
+    private partial void LogFallback(string requestId, string model, string fallback, int status);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Request {RequestId} failed upstream: {Status} {Message}")]
     private partial void LogUpstreamFailure(string requestId, int status, string message);
 }
 
 /// <summary>A request past the pipeline: what joining or leading an exchange and answering its client need of it.</summary>
+/// <param name="Model">The model the client is answered as: the one it asked for, or the fallback that served.</param>
+/// <param name="CanFallBack">A failure of every deployment is handed back (<see cref="FallbackRequiredException"/>) rather
+/// than answered: a fallback model follows.</param>
 public sealed record ChatRequest(
     HttpContext Context, ApiFormat ClientFormat, ClientIdentity Identity, RouteTarget Target, string Model, bool Stream,
-    int? MaxTokens, bool ClientWantsStreamUsage, string RequestId, long Started, string? AnthropicVersion, string? AnthropicBeta);
+    int? MaxTokens, bool ClientWantsStreamUsage, string RequestId, long Started, string? AnthropicVersion, string? AnthropicBeta,
+    int[]? Order = null, RoutingRequest? Routing = null, bool CanFallBack = false);

@@ -9,6 +9,7 @@ using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Metering;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Streaming;
+using TokenRouter.Gateway.Routing;
 using TokenRouter.Gateway.Vendors;
 
 namespace TokenRouter.Gateway.Forwarding;
@@ -30,13 +31,19 @@ public sealed class ClientDelivery(UsageMeter meter, TimeProvider time)
         if (exchange.Status == 0)
         {
             if (l.Follower) RecordFollower(exchange, l, exchange.Error?.Status ?? 502);
-            throw exchange.Error ?? ApiError.BadGateway("The provider gave no response.");
+            var error = exchange.Error ?? ApiError.BadGateway("The provider gave no response.");
+            // Unreachable or silent: every deployment failed; a fallback model may answer instead.
+            if (l.CanFallBack && error.Status is 502 or 504) throw new FallbackRequiredException(error);
+            throw error;
         }
 
         if (exchange.Status is < 200 or > 299)
         {
             var errorBody = await ReadAllAsync(exchange, aborted);
             if (l.Follower) RecordFollower(exchange, l, exchange.Status);
+            if (l.CanFallBack && FailoverRules.KindOf(exchange.Status) is not null)
+                throw new FallbackRequiredException(ProviderErrors.FromResponse(exchange.Status, WithoutKeys(errorBody, l.Target.Provider),
+                    l.Target.Provider.Name, exchange.RetryAfterSeconds));
             await RelayProviderErrorAsync(l, exchange.Status, errorBody, exchange.RetryAfterSeconds);
             return;
         }
@@ -179,10 +186,18 @@ public sealed class ClientDelivery(UsageMeter meter, TimeProvider time)
             if (retryAfterSeconds is { } retry) l.Context.Response.Headers.RetryAfter = retry.ToString(CultureInfo.InvariantCulture);
             l.Context.Response.StatusCode = status;
             l.Context.Response.ContentType = "application/json";
-            await l.Context.Response.Body.WriteAsync(ProviderErrors.WithoutKey(body, l.Target.Provider.ApiKey), l.Context.RequestAborted);
+            await l.Context.Response.Body.WriteAsync(WithoutKeys(body, l.Target.Provider), l.Context.RequestAborted);
             return;
         }
-        throw ProviderErrors.FromResponse(status, body, l.Target.Provider.Name, retryAfterSeconds, l.Target.Provider.ApiKey);
+        throw ProviderErrors.FromResponse(status, WithoutKeys(body, l.Target.Provider), l.Target.Provider.Name, retryAfterSeconds);
+    }
+
+    /// <summary>The body without any of the provider's keys: whichever deployment answered may have echoed its own.</summary>
+    private static byte[] WithoutKeys(byte[] body, ProviderEndpoint provider)
+    {
+        body = ProviderErrors.WithoutKey(body, provider.ApiKey);
+        foreach (var d in provider.Deployments) body = ProviderErrors.WithoutKey(body, d.ApiKey);
+        return body;
     }
 
     private static bool LooksLikeJson(ReadOnlySpan<byte> body)
@@ -222,7 +237,14 @@ public sealed class ClientDelivery(UsageMeter meter, TimeProvider time)
 /// <summary>One client reading an exchange.</summary>
 public sealed record Listener(
     HttpContext Context, ApiFormat ClientFormat, string ClientModel, bool ClientWantsStreamUsage,
-    ClientIdentity Identity, RouteTarget Target, string RequestId, long Started, bool Follower, bool Originator);
+    ClientIdentity Identity, RouteTarget Target, string RequestId, long Started, bool Follower, bool Originator, bool CanFallBack = false);
 
 /// <summary>Thrown to a follower whose exchange ended before any upstream call: its leader's refusal is not its own.</summary>
 public sealed class LeaderRejectedException : Exception;
+
+/// <summary>Every deployment of the model failed before the client saw a byte, and it has a fallback model to try.</summary>
+public sealed class FallbackRequiredException(ApiError failure) : Exception(failure.Message)
+{
+    /// <summary>What the client gets if no fallback answers either.</summary>
+    public ApiError Failure { get; } = failure;
+}

@@ -112,7 +112,7 @@ public sealed partial class DedupCoordinator(
                 throw;
             }
             var call = new UpstreamCall(r.RequestId, r.Identity, r.Target, r.Model, r.Stream, prepared, admission, r.Started,
-                r.AnthropicVersion, r.AnthropicBeta);
+                r.AnthropicVersion, r.AnthropicBeta, r.Order, r.Routing);
             remote = o.DedupEnabled && broker is not null && !await ClaimAcrossReplicasAsync(exchange, aborted);
             metrics.Overhead(time.GetElapsedTime(r.Started));
             if (remote) _ = FollowRemoteAsync(exchange, call);
@@ -134,7 +134,7 @@ public sealed partial class DedupCoordinator(
 
         System.Diagnostics.Activity.Current?.SetTag(GatewayActivity.Deduplicated, !leader || remote);
         var listener = new Listener(r.Context, r.ClientFormat, r.Model, r.ClientWantsStreamUsage, r.Identity, r.Target,
-            r.RequestId, r.Started, Follower: !leader || remote, Originator: leader);
+            r.RequestId, r.Started, Follower: !leader || remote, Originator: leader, CanFallBack: r.CanFallBack);
         return (exchange, listener);
     }
 

@@ -14,4 +14,6 @@ public static class GatewayHeaders
     /// <summary>On answers: the provider that served. On passthrough requests: the provider to use.</summary>
     public const string Provider = "x-tokenrouter-provider";
     public const string RequestId = "x-request-id";
+    /// <summary>The model that answered instead of the one asked for (<c>TOKENROUTER_FALLBACKS</c>).</summary>
+    public const string Fallback = "x-tokenrouter-fallback";
 }

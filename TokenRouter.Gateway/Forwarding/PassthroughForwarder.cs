@@ -11,6 +11,7 @@ using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Limits;
 using TokenRouter.Gateway.Metering;
 using TokenRouter.Gateway.Providers;
+using TokenRouter.Gateway.Routing;
 using TokenRouter.Gateway.Telemetry;
 using TokenRouter.Gateway.Vendors;
 using Yarp.ReverseProxy.Forwarder;
@@ -46,6 +47,7 @@ public sealed partial class PassthroughForwarder(
     AdmissionController admissions,
     UsageMeter meter,
     SelfAddress selfAddress,
+    DeploymentHealth health,
     GatewayMetrics metrics,
     IOptionsMonitor<GatewayOptions> options,
     TimeProvider time,
@@ -99,7 +101,8 @@ public sealed partial class PassthroughForwarder(
 
             var (provider, model) = Route(request, format, json.Model);
             if (provider.BaseUri is null) router.SetSimulatorBase(selfAddress.Resolve());
-            var target = PassthroughPath.Resolve(provider, request);
+            var deployment = PickDeployment(provider, json.Model ?? request.Path.Value, identity.Scope);
+            var target = PassthroughPath.Resolve(provider, request, deployment.BaseUri);
             // YARP relays the request's body stream: one the gateway has read (and may have rewritten) is put back in its place.
             if (body is not null) ReplaceBody(request, json.Rewrite(body.Memory, model));
 
@@ -107,7 +110,8 @@ public sealed partial class PassthroughForwarder(
             var admission = await admissions.AdmitAsync(model is null ? identity with { QuotaUsd = null } : identity, model ?? "",
                 provider.Name, json.Stream, body?.Length ?? 0, json.MaxTokens, aborted);
             call = new PassthroughCall(requestId, identity, provider, target, model, json.Model, model ?? ResourceLabel(request),
-                json.Stream, IsCountTokens(request), admission, started);
+                json.Stream, IsCountTokens(request), admission, started)
+            { Deployment = deployment };
             context.Response.Headers[GatewayHeaders.Provider] = provider.Name;
 
             await ForwardAsync(context, call, format);
@@ -224,6 +228,34 @@ public sealed partial class PassthroughForwarder(
                 relayed.Dispose();
             }
             UsageMeter.Tag(span, call.Status, call.Usage);
+            if (call.Sent && provider.Deployments.Count > 1) ReportHealth(call);
+        }
+    }
+
+    /// <summary>Passthrough bodies are streamed, not replayed, so there is no failover here: the request goes to the
+    /// first deployment not cooling down (rendezvous order by model or path and tenant), and its outcome counts
+    /// towards that deployment's health like a chat attempt's.</summary>
+    private ProviderDeployment PickDeployment(ProviderEndpoint provider, string? affinity, string scope)
+    {
+        var deployments = provider.Deployments;
+        if (deployments.Count == 1) return deployments[0];
+        var order = WeightedOrderBalancer.Order(scope, affinity, provider.DeploymentInfos, i => health.IsAvailable(deployments[i].Id));
+        return deployments[order[0]];
+    }
+
+    private void ReportHealth(PassthroughCall call)
+    {
+        var d = call.Deployment;
+        if (call.Status is >= 200 and <= 299)
+        {
+            health.Succeeded(d.Id);
+            metrics.DeploymentAttempt(call.Provider.Name, d.Id, "success");
+        }
+        else if (FailoverRules.KindOf(call.Status) is { } kind)
+        {
+            metrics.DeploymentAttempt(call.Provider.Name, d.Id, "failure");
+            metrics.DeploymentFailed(call.Provider.Name, d.Id, FailoverRules.Label(kind));
+            health.Failed(call.Provider.Name, d.Id, kind, call.ProviderError?.RetryAfterSeconds is { } s ? TimeSpan.FromSeconds(s) : null);
         }
     }
 

@@ -16,9 +16,10 @@ public static class PassthroughPath
 {
     private const int MaxDecodeRounds = 8;
 
-    public static Uri Resolve(ProviderEndpoint provider, HttpRequest request)
+    /// <param name="baseUri">The deployment's base URL (default: the provider's).</param>
+    public static Uri Resolve(ProviderEndpoint provider, HttpRequest request, Uri? baseUri = null)
     {
-        var baseUri = provider.BaseUri!;
+        baseUri ??= provider.BaseUri!;
         request.Path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase, out var rest);
         if (!IsSafe(rest.Value)) throw Refused();
 

@@ -29,7 +29,7 @@ internal sealed class PassthroughTransformer(PassthroughCall call, IOutboundAdap
         // YARP's body stream carries no length; a declared one is kept (else the body would go chunked).
         if (proxyRequest.Content is not null && request.ContentLength is { } length) proxyRequest.Content.Headers.ContentLength = length;
         UpstreamHeaders.CopyAllowed(request, proxyRequest);
-        adapter.AddHeaders(proxyRequest, call.Provider);
+        adapter.AddHeaders(proxyRequest, call.Deployment.ApiKey);
 
         metrics.Overhead(time.GetElapsedTime(call.Started));
         call.SentAt = time.GetTimestamp();
@@ -55,7 +55,7 @@ internal sealed class PassthroughTransformer(PassthroughCall call, IOutboundAdap
         {
             var body = await ReadErrorBodyAsync(content);
             call.ProviderError = ProviderErrors.FromResponse(status, body, call.Provider.Name,
-                UpstreamHeaders.RetryAfterSeconds(proxyResponse, time), call.Provider.ApiKey);
+                UpstreamHeaders.RetryAfterSeconds(proxyResponse, time), call.Deployment.ApiKey);
             return false;
         }
 
@@ -70,7 +70,7 @@ internal sealed class PassthroughTransformer(PassthroughCall call, IOutboundAdap
         // (some servers echo the key they were given). Error bodies are small: read, cleaned, sent in one piece.
         if (status >= 400)
         {
-            var body = ProviderErrors.WithoutKey(await ReadErrorBodyAsync(content), call.Provider.ApiKey);
+            var body = ProviderErrors.WithoutKey(await ReadErrorBodyAsync(content), call.Deployment.ApiKey);
             httpContext.Response.ContentLength = body.Length;
             proxyResponse.Content = new ByteArrayContent(body);
             content.Dispose();

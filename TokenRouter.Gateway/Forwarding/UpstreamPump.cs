@@ -14,6 +14,7 @@ using TokenRouter.Gateway.Metering;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Streaming;
+using TokenRouter.Gateway.Routing;
 using TokenRouter.Gateway.Telemetry;
 using TokenRouter.Gateway.Vendors;
 
@@ -27,10 +28,10 @@ namespace TokenRouter.Gateway.Forwarding;
 /// </summary>
 public sealed partial class UpstreamPump(
     OutboundAdapters adapters,
-    ProviderHttpClient http,
+    UpstreamFailover failover,
+    IDeploymentBalancer balancer,
     InflightRegistry inflight,
     UsageMeter meter,
-    GatewayMetrics metrics,
     IOptionsMonitor<GatewayOptions> options,
     TimeProvider time,
     ILogger<UpstreamPump> logger)
@@ -52,32 +53,31 @@ public sealed partial class UpstreamPump(
         span?.SetTag(GatewayActivity.Model, call.Target.UpstreamModel);
         try
         {
-            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(provider.BaseUri!, adapter.RequestPath))
+            HttpRequestMessage CreateRequest(ProviderDeployment deployment)
             {
-                Content = new ReadOnlyMemoryContent(call.Prepared.Body.WrittenMemory),
-                Version = HttpVersion.Version11,
-                VersionPolicy = HttpVersionPolicy.RequestVersionOrHigher,
-            };
-            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-            adapter.AddHeaders(request, provider);
-            if (provider.Kind == ProviderKind.Anthropic)
-            {
-                // An Anthropic client chose the API version and betas it was written against.
-                if (!string.IsNullOrEmpty(call.AnthropicVersion)) SetHeader(request, "anthropic-version", call.AnthropicVersion);
-                if (!string.IsNullOrEmpty(call.AnthropicBeta)) SetHeader(request, "anthropic-beta", call.AnthropicBeta);
+                var request = new HttpRequestMessage(HttpMethod.Post, new Uri(deployment.BaseUri!, adapter.RequestPath))
+                {
+                    Content = new ReadOnlyMemoryContent(call.Prepared.Body.WrittenMemory),
+                    Version = HttpVersion.Version11,
+                    VersionPolicy = HttpVersionPolicy.RequestVersionOrHigher,
+                };
+                request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+                adapter.AddHeaders(request, deployment.ApiKey);
+                if (provider.Kind == ProviderKind.Anthropic)
+                {
+                    // An Anthropic client chose the API version and betas it was written against.
+                    if (!string.IsNullOrEmpty(call.AnthropicVersion)) SetHeader(request, "anthropic-version", call.AnthropicVersion);
+                    if (!string.IsNullOrEmpty(call.AnthropicBeta)) SetHeader(request, "anthropic-beta", call.AnthropicBeta);
+                }
+                return request;
             }
 
             var cancel = exchange.Upstream.Token;
             var timeout = options.CurrentValue.ProviderResponseTimeout;
-            // One deadline: the response headers first, then each read of the body (UpstreamIdleTimeout apart).
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-            var idle = new IdleDeadline(deadline, cancel, options.CurrentValue.UpstreamIdleTimeout, provider.Name);
-            deadline.CancelAfter(timeout);
-            var sent = time.GetTimestamp();
-            HttpResponseMessage response;
+            UpstreamAnswer answer;
             try
             {
-                response = await http.Invoker.SendAsync(request, deadline.Token);
+                answer = await failover.SendAsync(provider, call.Order, CreateRequest, cancel);
             }
             catch (OperationCanceledException) when (cancel.IsCancellationRequested)
             {
@@ -85,19 +85,27 @@ public sealed partial class UpstreamPump(
                 exchange.Fail(new ApiError(499, "api_error", "Every client left before the provider answered."));
                 return;
             }
-            catch (OperationCanceledException)
+            span?.SetTag(GatewayActivity.Deployment, answer.Deployment.Id);
+            span?.SetTag(GatewayActivity.Attempt, answer.Attempts);
+            if (answer.Response is null)
             {
-                status = 504;
-                exchange.Fail(ApiError.GatewayTimeout($"The provider '{provider.Name}' did not answer within {timeout.TotalSeconds:0} s."));
+                (status, var failure) = answer.Failure == FailureKind.Timeout
+                    ? (504, ApiError.GatewayTimeout($"The provider '{provider.Name}' did not answer within {timeout.TotalSeconds:0.#} s."))
+                    : (502, ApiError.BadGateway($"The provider '{provider.Name}' could not be reached ({(answer.Failure == FailureKind.Reset ? "connection reset" : "connection failed")})."));
+                exchange.Fail(failure);
                 return;
             }
-            catch (HttpRequestException ex)
+            using var request = answer.Request;
+            // One deadline: the response headers first, then each read of the body (UpstreamIdleTimeout apart).
+            using var deadline = answer.Deadline!;
+            var idle = new IdleDeadline(deadline, cancel, options.CurrentValue.UpstreamIdleTimeout, provider.Name);
+            var response = answer.Response;
+            if ((int)response.StatusCode is >= 200 and <= 299 && call.Routing is { } routing)
             {
-                status = 502;
-                exchange.Fail(ApiError.BadGateway($"The provider '{provider.Name}' could not be reached ({ex.HttpRequestError})."));
-                return;
+                // Its prefixes now live in this deployment's cache; the envelope is not needed after that.
+                await balancer.ServedAsync(routing, answer.Deployment.Info, cancel);
+                call.Prepared.ReleaseOwned();
             }
-            metrics.UpstreamHeaders(time.GetElapsedTime(sent), provider.Name);
 
             using (response)
             {
@@ -305,6 +313,9 @@ public sealed partial class UpstreamPump(
 }
 
 /// <summary>What the upstream pump needs; it outlives the leader's HTTP request if followers still listen.</summary>
+/// <param name="Order">The balancer's deployment order (null: configuration order, a provider with one deployment).</param>
+/// <param name="Routing">What the balancer was given, told which deployment served (null with one deployment).</param>
 public sealed record UpstreamCall(
     string RequestId, ClientIdentity Identity, RouteTarget Target, string ClientModel, bool Stream,
-    PreparedRequest Prepared, Admission Admission, long Started, string? AnthropicVersion, string? AnthropicBeta);
+    PreparedRequest Prepared, Admission Admission, long Started, string? AnthropicVersion, string? AnthropicBeta,
+    int[]? Order = null, RoutingRequest? Routing = null);

@@ -16,7 +16,19 @@ public sealed class PreparedRequest(PooledBufferWriter body, string prefixHash, 
     public string PrefixHash { get; } = prefixHash;
     public string FullHash { get; } = fullHash;
 
-    public void Dispose() => Body.Dispose();
+    private IDisposable? _owned;
+
+    /// <summary>Keeps <paramref name="owned"/> (the parsed request, which deployment balancing still reads) alive until
+    /// <see cref="ReleaseOwned"/> or disposal.</summary>
+    public void Own(IDisposable owned) => _owned = owned;
+
+    public void ReleaseOwned() => Interlocked.Exchange(ref _owned, null)?.Dispose();
+
+    public void Dispose()
+    {
+        ReleaseOwned();
+        Body.Dispose();
+    }
 }
 
 /// <summary>

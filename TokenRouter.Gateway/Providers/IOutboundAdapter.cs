@@ -19,8 +19,8 @@ public interface IOutboundAdapter
     /// <summary>Writes the upstream request body. Streaming requests always ask the provider for usage.</summary>
     void WriteRequest(Envelope envelope, string upstreamModel, IBufferWriter<byte> output);
 
-    /// <summary>Adds the provider's authentication and version headers.</summary>
-    void AddHeaders(HttpRequestMessage request, ProviderEndpoint provider);
+    /// <summary>Adds the provider's authentication (the key of the deployment called) and version headers.</summary>
+    void AddHeaders(HttpRequestMessage request, string? apiKey);
 
     /// <summary>Reads the usage object of a non-streaming response (the response's root object).</summary>
     Usage ReadUsage(JsonElement responseRoot);

@@ -64,15 +64,32 @@ public sealed class ModelRouter
     private void AddExternal(string name, ProviderKind kind, ProviderSettings settings, string defaultBaseUrl)
     {
         // A key, or an explicit base URL (a local OpenAI-compatible server may need no key), makes a provider routable.
-        if (string.IsNullOrWhiteSpace(settings.ApiKey) && string.IsNullOrWhiteSpace(settings.BaseUrl)) return;
-        var baseUrl = string.IsNullOrWhiteSpace(settings.BaseUrl) ? defaultBaseUrl : settings.BaseUrl;
-        _providers[name] = new ProviderEndpoint
+        var keys = settings.Keys();
+        if (keys.Length == 0 && string.IsNullOrWhiteSpace(settings.BaseUrl) && settings.Deployments.Count == 0) return;
+        var baseUri = new Uri((string.IsNullOrWhiteSpace(settings.BaseUrl) ? defaultBaseUrl : settings.BaseUrl).TrimEnd('/') + "/");
+        var deployments = new List<ProviderDeployment>();
+        ProviderEndpoint endpoint = null!;
+        endpoint = new ProviderEndpoint
         {
             Name = name,
             Kind = kind,
-            BaseUri = new Uri(baseUrl.TrimEnd('/') + "/"),
-            ApiKey = string.IsNullOrWhiteSpace(settings.ApiKey) ? null : settings.ApiKey,
+            BaseUri = baseUri,
+            ApiKey = keys.FirstOrDefault() ?? settings.Deployments.FirstOrDefault()?.ApiKey,
+            Deployments = deployments,
         };
+        for (var i = 0; i < keys.Length; i++)
+            deployments.Add(new ProviderDeployment(endpoint, ProviderDeployment.IdFor(name, null, keys[i], i), null, keys[i]));
+        for (var i = 0; i < settings.Deployments.Count; i++)
+        {
+            var d = settings.Deployments[i];
+            var own = string.IsNullOrWhiteSpace(d.BaseUrl) ? null : new Uri(d.BaseUrl.TrimEnd('/') + "/");
+            var key = string.IsNullOrWhiteSpace(d.ApiKey) ? null : d.ApiKey.Trim();
+            deployments.Add(new ProviderDeployment(endpoint, ProviderDeployment.IdFor(name, d.Name, key, keys.Length + i), own, key,
+                d.Weight, string.IsNullOrWhiteSpace(d.CacheGroup) ? null : d.CacheGroup, d.Rpm, d.Tpm));
+        }
+        // A base URL alone: one keyless deployment.
+        if (deployments.Count == 0) deployments.Add(new ProviderDeployment(endpoint, name, null, null));
+        _providers[name] = endpoint;
     }
 
     public IEnumerable<ProviderEndpoint> Providers => _providers.Values;

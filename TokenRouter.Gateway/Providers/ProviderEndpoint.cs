@@ -1,4 +1,5 @@
 using TokenRouter.Gateway.Formats;
+using TokenRouter.Gateway.Routing;
 
 namespace TokenRouter.Gateway.Providers;
 
@@ -12,17 +13,58 @@ public enum ProviderKind
 /// <summary>A configured upstream: where it is, what it speaks, and how to authenticate to it.</summary>
 public sealed class ProviderEndpoint
 {
+    private IReadOnlyList<ProviderDeployment>? _deployments;
+    private DeploymentInfo[]? _infos;
+
     public required string Name { get; init; }
     public required ProviderKind Kind { get; init; }
     /// <summary>Base URL as the official SDKs take it (OpenAI's includes <c>/v1</c>, Anthropic's does not).
-    /// Null for the simulator until the gateway knows its own address.</summary>
+    /// Null for the simulator until the gateway knows its own address. The first deployment's when there are several.</summary>
     public Uri? BaseUri { get; set; }
+    /// <summary>The first deployment's key (passthrough and single-key setups).</summary>
     public string? ApiKey { get; init; }
     public bool IsSimulator { get; init; }
+
+    /// <summary>Where requests for this provider can go (several keys or base URLs), in configuration order; at least one.
+    /// Defaults to one deployment made of <see cref="BaseUri"/> and <see cref="ApiKey"/>.</summary>
+    public IReadOnlyList<ProviderDeployment> Deployments
+    {
+        get => _deployments ??= [new ProviderDeployment(this, ProviderDeployment.IdFor(Name, null, ApiKey, 0), ownBaseUri: null, ApiKey)];
+        init => _deployments = value;
+    }
+
+    /// <summary>What the balancer sees of <see cref="Deployments"/> (same order), no keys.</summary>
+    public IReadOnlyList<DeploymentInfo> DeploymentInfos => _infos ??= [.. Deployments.Select(d => d.Info)];
 
     public ApiFormat WireFormat => Kind == ProviderKind.Anthropic ? ApiFormat.Anthropic : ApiFormat.OpenAI;
 
     public override string ToString() => Name;
+}
+
+/// <summary>One key (and base URL) of a provider. <see cref="Id"/> is safe to show; the key never is.</summary>
+public sealed class ProviderDeployment(ProviderEndpoint provider, string id, Uri? ownBaseUri, string? apiKey,
+    double weight = 1, string? cacheGroup = null, int? rpm = null, int? tpm = null)
+{
+    public ProviderEndpoint Provider { get; } = provider;
+    public string Id { get; } = id;
+    /// <summary>Its own base URL, else the provider's (the simulator's is only known once the gateway listens).</summary>
+    public Uri? BaseUri => ownBaseUri ?? Provider.BaseUri;
+    public string? ApiKey { get; } = apiKey;
+    public int? Rpm { get; } = rpm;
+    public int? Tpm { get; } = tpm;
+    public DeploymentInfo Info { get; } = new(id, weight, cacheGroup);
+
+    /// <summary>The configured name, else the provider and a short hash of the key (never the key itself), else its position.</summary>
+    public static string IdFor(string provider, string? name, string? apiKey, int index)
+    {
+        if (!string.IsNullOrWhiteSpace(name)) return name.Trim();
+        if (string.IsNullOrEmpty(apiKey)) return index == 0 ? provider : $"{provider}-{index}";
+        Span<byte> hash = stackalloc byte[32];
+        System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(apiKey), hash);
+        return $"{provider}-{Convert.ToHexStringLower(hash[..4])}";
+    }
+
+    public override string ToString() => Id;
 }
 
 /// <summary>Where a request goes: a provider and the model name it knows.</summary>

@@ -16,6 +16,10 @@ public static class GatewayActivity
     public const string PrefixHash = "tokenrouter.prefix_hash";
     public const string FullHash = "tokenrouter.full_hash";
     public const string Deduplicated = "tokenrouter.deduplicated";
+    public const string Deployment = "tokenrouter.deployment";
+    public const string Attempt = "tokenrouter.attempt";
+    public const string Failure = "tokenrouter.failure";
+    public const string Fallback = "tokenrouter.fallback";
     public const string InputTokens = "gen_ai.usage.input_tokens";
     public const string CachedInputTokens = "gen_ai.usage.cached_input_tokens";
     public const string OutputTokens = "gen_ai.usage.output_tokens";

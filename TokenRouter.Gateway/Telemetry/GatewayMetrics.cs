@@ -27,6 +27,11 @@ public sealed class GatewayMetrics
     private readonly UpDownCounter<long> _inflight;
     private readonly Counter<long> _degradedAdmissions;
     private readonly Counter<long> _staleKeys;
+    private readonly Counter<long> _deploymentAttempts;
+    private readonly Counter<long> _deploymentFailures;
+    private readonly Counter<long> _deploymentRetries;
+    private readonly Counter<long> _deploymentCooldowns;
+    private readonly Counter<long> _fallbacks;
 
     private readonly ModelLabels _models;
 
@@ -53,6 +58,16 @@ public sealed class GatewayMetrics
             "Quota/RPM/TPM decisions taken without Redis (REDIS_OUTAGE_POLICY), by outcome.");
         _staleKeys = meter.CreateCounter<long>("tokenrouter.auth.stale", "{request}",
             "Requests authenticated from the local key cache past its TTL because Redis was unreachable.");
+        _deploymentAttempts = meter.CreateCounter<long>("tokenrouter.deployment.requests", "{request}",
+            "Upstream attempts per provider deployment, by outcome (success, failure, client_error).");
+        _deploymentFailures = meter.CreateCounter<long>("tokenrouter.deployment.failures", "{request}",
+            "Failed upstream attempts per deployment, by kind: connect, reset, timeout, rate_limited, server_error, auth.");
+        _deploymentRetries = meter.CreateCounter<long>("tokenrouter.deployment.retries", "{request}",
+            "Attempts that followed a failed one (failover to another deployment, or a retry of the same), by the deployment tried.");
+        _deploymentCooldowns = meter.CreateCounter<long>("tokenrouter.deployment.cooldowns", "{event}",
+            "Deployments taken out for a cool-down, by the failure kind that caused it.");
+        _fallbacks = meter.CreateCounter<long>("tokenrouter.fallbacks", "{request}",
+            "Requests answered by a fallback model after every deployment of the requested model failed.");
     }
 
     public void InflightChanged(int delta) => _inflight.Add(delta);
@@ -68,6 +83,21 @@ public sealed class GatewayMetrics
     public void DegradedAdmission(string outcome) => _degradedAdmissions.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
 
     public void StaleKeyServed() => _staleKeys.Add(1);
+
+    public void DeploymentAttempt(string provider, string deployment, string outcome) =>
+        _deploymentAttempts.Add(1, new TagList { { "provider", provider }, { "deployment", deployment }, { "outcome", outcome } });
+
+    public void DeploymentFailed(string provider, string deployment, string kind) =>
+        _deploymentFailures.Add(1, new TagList { { "provider", provider }, { "deployment", deployment }, { "kind", kind } });
+
+    public void DeploymentRetried(string provider, string deployment) =>
+        _deploymentRetries.Add(1, new TagList { { "provider", provider }, { "deployment", deployment } });
+
+    public void DeploymentCooledDown(string provider, string deployment, string? kind) =>
+        _deploymentCooldowns.Add(1, new TagList { { "provider", provider }, { "deployment", deployment }, { "kind", kind ?? "unknown" } });
+
+    public void FallbackUsed(string fromModel, string toModel) =>
+        _fallbacks.Add(1, new TagList { { "from", _models.For(fromModel) }, { "to", _models.For(toModel) } });
 
     public void Rejected(string reason) => _rejections.Add(1, new KeyValuePair<string, object?>("reason", reason));
 

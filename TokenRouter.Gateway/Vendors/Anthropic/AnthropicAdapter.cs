@@ -42,12 +42,12 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
     public ProviderKind Kind => ProviderKind.Anthropic;
     public string RequestPath => "v1/messages";
 
-    public void AddHeaders(HttpRequestMessage request, ProviderEndpoint provider)
+    public void AddHeaders(HttpRequestMessage request, string? apiKey)
     {
-        if (!string.IsNullOrEmpty(provider.ApiKey))
+        if (!string.IsNullOrEmpty(apiKey))
         {
             request.Headers.Remove("x-api-key");
-            request.Headers.TryAddWithoutValidation("x-api-key", provider.ApiKey);
+            request.Headers.TryAddWithoutValidation("x-api-key", apiKey);
         }
         // A client-sent version is forwarded by the proxy and wins; this is only the default.
         if (!request.Headers.Contains("anthropic-version"))

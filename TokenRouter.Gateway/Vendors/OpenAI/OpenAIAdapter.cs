@@ -19,10 +19,10 @@ public class OpenAIAdapter : IOutboundAdapter
     /// <summary>Providers that reject content-part arrays (DeepSeek answers 400/422) get text parts joined into one string.</summary>
     protected virtual bool StringContentOnly => false;
 
-    public void AddHeaders(HttpRequestMessage request, ProviderEndpoint provider)
+    public void AddHeaders(HttpRequestMessage request, string? apiKey)
     {
-        if (!string.IsNullOrEmpty(provider.ApiKey))
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", provider.ApiKey);
+        if (!string.IsNullOrEmpty(apiKey))
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
     }
 
     public virtual Usage ReadUsage(JsonElement responseRoot) =>

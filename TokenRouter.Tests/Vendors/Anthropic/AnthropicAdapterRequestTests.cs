@@ -289,8 +289,8 @@ public sealed class AnthropicAdapterRequestTests
         using var pinned = new HttpRequestMessage(HttpMethod.Post, "https://api.anthropic.com/v1/messages");
         pinned.Headers.TryAddWithoutValidation("anthropic-version", "2024-01-01");
 
-        _adapter.AddHeaders(plain, provider);
-        _adapter.AddHeaders(pinned, provider);
+        _adapter.AddHeaders(plain, provider.ApiKey);
+        _adapter.AddHeaders(pinned, provider.ApiKey);
 
         Assert.Equal("sk-ant-test", Assert.Single(plain.Headers.GetValues("x-api-key")));
         Assert.Equal("2023-06-01", Assert.Single(plain.Headers.GetValues("anthropic-version")));

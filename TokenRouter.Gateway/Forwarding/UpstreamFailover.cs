@@ -1,0 +1,247 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using Microsoft.Extensions.Options;
+using Polly;
+using Polly.Retry;
+using TokenRouter.Gateway.Configuration;
+using TokenRouter.Gateway.Providers;
+using TokenRouter.Gateway.Routing;
+using TokenRouter.Gateway.Telemetry;
+
+namespace TokenRouter.Gateway.Forwarding;
+
+/// <summary>
+/// Sends one upstream request until a deployment answers, before any byte goes to a client: connection failures,
+/// resets, first-byte timeouts, 429, 5xx/529 and 401/403 go to the next deployment in the balancer's order (at once;
+/// one cooling down after Polly's jittered exponential backoff), then round again where that is safe — after a
+/// connection failure with backoff, after the provider's <c>Retry-After</c> (up to <see cref="RoutingOptions.MaxRetryAfter"/>)
+/// — at most <see cref="RoutingOptions.MaxAttempts"/> attempts. Client errors
+/// (400, 404, 413, 422) and every 2xx end it. Each failure feeds <see cref="DeploymentHealth"/>; each attempt is a span.
+/// </summary>
+public sealed class UpstreamFailover
+{
+    private readonly ProviderHttpClient _http;
+    private readonly DeploymentHealth _health;
+    private readonly IOptionsMonitor<RoutingOptions> _routing;
+    private readonly IOptionsMonitor<GatewayOptions> _gateway;
+    private readonly GatewayMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly ResiliencePipeline<HttpResponseMessage> _pipeline;
+    private static readonly ResiliencePropertyKey<Attempts> AttemptsKey = new("tokenrouter.attempts");
+
+    public UpstreamFailover(ProviderHttpClient http, DeploymentHealth health, IOptionsMonitor<RoutingOptions> routing,
+        IOptionsMonitor<GatewayOptions> gateway, GatewayMetrics metrics, TimeProvider time)
+    {
+        _http = http;
+        _health = health;
+        _routing = routing;
+        _gateway = gateway;
+        _metrics = metrics;
+        _time = time;
+        _pipeline = new ResiliencePipelineBuilder<HttpResponseMessage> { TimeProvider = time }
+            .AddRetry(new RetryStrategyOptions<HttpResponseMessage>
+            {
+                // The budget is RoutingOptions.MaxAttempts, enforced by ShouldHandle (it may change at run time).
+                MaxRetryAttempts = 100,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = routing.CurrentValue.RetryBaseDelay,
+                ShouldHandle = args => ValueTask.FromResult(Plan(args.Context.Properties.GetValue(AttemptsKey, null!), args.Outcome)),
+                DelayGenerator = args => ValueTask.FromResult(args.Context.Properties.GetValue(AttemptsKey, null!).NextDelay),
+                OnRetry = args =>
+                {
+                    args.Outcome.Result?.Dispose();
+                    var a = args.Context.Properties.GetValue(AttemptsKey, null!);
+                    _metrics.DeploymentRetried(a.Provider.Name, a.Next!.Id);
+                    return ValueTask.CompletedTask;
+                },
+            })
+            .Build();
+    }
+
+    /// <summary>Sends <paramref name="createRequest"/>'s request to the deployments of <paramref name="provider"/> in
+    /// <paramref name="order"/> until one answers. The caller owns the returned response and deadline.</summary>
+    /// <param name="cancel">Cancelled when nobody waits for the answer any more (not a failure of the deployment).</param>
+    public async Task<UpstreamAnswer> SendAsync(ProviderEndpoint provider, int[]? order, Func<ProviderDeployment, HttpRequestMessage> createRequest,
+        CancellationToken cancel)
+    {
+        var attempts = new Attempts(this, provider, order ?? Identity(provider.Deployments.Count), createRequest, cancel);
+        var context = ResilienceContextPool.Shared.Get(cancel);
+        context.Properties.Set(AttemptsKey, attempts);
+        try
+        {
+            var outcome = await _pipeline.ExecuteOutcomeAsync(static (ctx, a) => a.SendOneAsync(), context, attempts);
+            if (outcome.Exception is { } ex)
+            {
+                attempts.Request?.Dispose();
+                attempts.Deadline?.Dispose();
+                if (ex is OperationCanceledException && cancel.IsCancellationRequested) throw ex;
+                return new UpstreamAnswer(null, null, null, attempts.Current!, attempts.LastFailure, attempts.Count);
+            }
+            return new UpstreamAnswer(outcome.Result, attempts.Request, attempts.Deadline, attempts.Current!, attempts.LastFailure, attempts.Count);
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
+        }
+    }
+
+    private static readonly int[][] Identities = [.. Enumerable.Range(0, 9).Select(n => Enumerable.Range(0, n).ToArray())];
+
+    private static int[] Identity(int n) => n < Identities.Length ? Identities[n] : [.. Enumerable.Range(0, n)];
+
+    /// <summary>Whether the outcome is retried, and where and when: reports the failure, then picks the next deployment.</summary>
+    private bool Plan(Attempts a, Outcome<HttpResponseMessage> outcome)
+    {
+        var d = a.Current!;
+        FailureKind? kind;
+        TimeSpan? retryAfter = null;
+        if (outcome.Exception is { } ex)
+        {
+            if (ex is OperationCanceledException && a.Cancel.IsCancellationRequested) return false;
+            kind = ex switch
+            {
+                UpstreamTimeoutException => FailureKind.Timeout,
+                HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError } => FailureKind.Connect,
+                HttpRequestException { InnerException: SocketException { SocketErrorCode: SocketError.ConnectionRefused } } => FailureKind.Connect,
+                OperationCanceledException => FailureKind.Connect, // the handler's connect timeout
+                HttpRequestException or IOException => FailureKind.Reset,
+                _ => null,
+            };
+        }
+        else
+        {
+            var status = (int)outcome.Result!.StatusCode;
+            kind = FailoverRules.KindOf(status);
+            if (kind is null)
+            {
+                if (status < 400) _health.Succeeded(d.Id);
+                _metrics.DeploymentAttempt(a.Provider.Name, d.Id, status < 400 ? "success" : "client_error");
+                return false;
+            }
+            if (UpstreamHeaders.RetryAfterSeconds(outcome.Result, _time) is { } seconds) retryAfter = TimeSpan.FromSeconds(seconds);
+        }
+        if (kind is not { } k) return false;
+
+        a.LastFailure = k;
+        Activity.Current?.SetTag(GatewayActivity.Failure, FailoverRules.Label(k));
+        _metrics.DeploymentAttempt(a.Provider.Name, d.Id, "failure");
+        _metrics.DeploymentFailed(a.Provider.Name, d.Id, FailoverRules.Label(k));
+        _health.Failed(a.Provider.Name, d.Id, k, retryAfter);
+        a.RetryAfter[a.Position] = retryAfter;
+
+        var o = _routing.CurrentValue;
+        if (a.Count >= o.MaxAttempts) return false;
+        var n = a.Order.Length;
+        // 1. a deployment not tried yet that is available: at once (another key, another account, another cache).
+        for (var i = 1; i < n; i++)
+        {
+            var p = (a.Position + i) % n;
+            if (!a.Tried[p] && _health.IsAvailable(a.Provider.Deployments[a.Order[p]].Id)) return a.PlanNext(p, TimeSpan.Zero);
+        }
+        // 2. one not tried yet that is cooling down: a probe, after a backoff.
+        for (var i = 1; i < n; i++)
+        {
+            var p = (a.Position + i) % n;
+            if (!a.Tried[p]) return a.PlanNext(p, null);
+        }
+        // 3. all tried: round again from the best, only where asking again is safe or invited — the request never
+        // reached it (connect, reset: after a backoff), or it said when to come back (Retry-After up to MaxRetryAfter).
+        // A provider's own 5xx/429 without Retry-After, a timeout or a revoked key is the client's answer.
+        for (var p = 0; p < n; p++)
+        {
+            var wait = a.RetryAfter[p];
+            var again = a.LastKinds[p] switch
+            {
+                FailureKind.Connect or FailureKind.Reset => true,
+                FailureKind.RateLimited or FailureKind.ServerError => wait is { } w && w <= o.MaxRetryAfter,
+                _ => false,
+            };
+            if (again) return a.PlanNext(p, wait);
+        }
+        return false;
+    }
+
+    /// <summary>One request's attempts: which deployment is being tried and what happened to the others.</summary>
+    private sealed class Attempts(UpstreamFailover owner, ProviderEndpoint provider, int[] order,
+        Func<ProviderDeployment, HttpRequestMessage> createRequest, CancellationToken cancel)
+    {
+        public ProviderEndpoint Provider { get; } = provider;
+        public int[] Order { get; } = order;
+        public CancellationToken Cancel { get; } = cancel;
+        public bool[] Tried { get; } = new bool[order.Length];
+        public TimeSpan?[] RetryAfter { get; } = new TimeSpan?[order.Length];
+        public FailureKind?[] LastKinds { get; } = new FailureKind?[order.Length];
+        public int Position { get; private set; }
+        public int Count { get; private set; }
+        public ProviderDeployment? Current { get; private set; }
+        public ProviderDeployment? Next { get; private set; }
+        private int _nextPosition;
+        public TimeSpan? NextDelay { get; private set; }
+        private FailureKind? _lastFailure;
+        public FailureKind? LastFailure
+        {
+            get => _lastFailure;
+            set
+            {
+                _lastFailure = value;
+                LastKinds[Position] = value;
+            }
+        }
+        public HttpRequestMessage? Request { get; set; }
+        public CancellationTokenSource? Deadline { get; private set; }
+
+        public bool PlanNext(int position, TimeSpan? delay)
+        {
+            _nextPosition = position;
+            Next = Provider.Deployments[Order[position]];
+            NextDelay = delay;
+            return true;
+        }
+
+        public async ValueTask<Outcome<HttpResponseMessage>> SendOneAsync()
+        {
+            Position = Count == 0 ? 0 : _nextPosition;
+            Tried[Position] = true;
+            Count++;
+            var d = Current = Provider.Deployments[Order[Position]];
+            using var span = GatewayActivity.Source.StartActivity("Upstream.Attempt", ActivityKind.Client);
+            span?.SetTag(GatewayActivity.Provider, Provider.Name);
+            span?.SetTag(GatewayActivity.Deployment, d.Id);
+            span?.SetTag(GatewayActivity.Attempt, Count);
+
+            Request?.Dispose();
+            Deadline?.Dispose();
+            Request = createRequest(d);
+            // The first-byte deadline of this attempt; once headers arrive, the caller re-arms it for the body's silences.
+            Deadline = CancellationTokenSource.CreateLinkedTokenSource(Cancel);
+            Deadline.CancelAfter(owner._gateway.CurrentValue.ProviderResponseTimeout);
+            var sent = owner._time.GetTimestamp();
+            try
+            {
+                var response = await owner._http.Invoker.SendAsync(Request, Deadline.Token);
+                owner._metrics.UpstreamHeaders(owner._time.GetElapsedTime(sent), Provider.Name);
+                span?.SetTag("http.response.status_code", (int)response.StatusCode);
+                return Outcome.FromResult(response);
+            }
+            catch (OperationCanceledException) when (Deadline.IsCancellationRequested && !Cancel.IsCancellationRequested)
+            {
+                span?.SetStatus(ActivityStatusCode.Error, "timeout");
+                return Outcome.FromException<HttpResponseMessage>(new UpstreamTimeoutException());
+            }
+            catch (Exception ex) when (ex is HttpRequestException or IOException or OperationCanceledException)
+            {
+                span?.SetStatus(ActivityStatusCode.Error, ex.GetType().Name);
+                return Outcome.FromException<HttpResponseMessage>(ex);
+            }
+        }
+    }
+}
+
+/// <summary>No response headers within the first-byte timeout (<c>UPSTREAM_FIRST_BYTE_TIMEOUT</c>).</summary>
+public sealed class UpstreamTimeoutException : Exception;
+
+/// <summary>How an upstream request ended: a response (any status), its request and the deadline that now watches its
+/// body (the caller disposes all three), or no response at all (<see cref="Failure"/> says why).</summary>
+public readonly record struct UpstreamAnswer(HttpResponseMessage? Response, HttpRequestMessage? Request, CancellationTokenSource? Deadline,
+    ProviderDeployment Deployment, FailureKind? Failure, int Attempts);
