@@ -1,5 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace TokenRouter.Contracts;
 
@@ -134,6 +136,71 @@ public static class RedisContract
         public const string CacheWrite5m = "cache_write_5m";
         public const string CacheWrite1h = "cache_write_1h";
         public const string Output = "output";
+    }
+
+    /// <summary>
+    /// The deployments gateways route to, as each replica last saw them (written by gateways, read by Admin's console):
+    /// hash <c>tokenrouter:routing:deployments</c>, field = deployment id, value = a <see cref="PublishedDeployment"/> as
+    /// JSON. Every replica rewrites its deployments every <see cref="DeploymentsPublishInterval"/> and sets the hash to
+    /// expire after <see cref="DeploymentsRetention"/>; a field whose <see cref="PublishedDeployment.SeenAt"/> is older than
+    /// that belongs to a deployment no running gateway has any more, and readers skip it. Never a key or a base URL.
+    /// </summary>
+    public const string DeploymentsHash = "tokenrouter:routing:deployments";
+
+    public static readonly TimeSpan DeploymentsPublishInterval = TimeSpan.FromSeconds(10);
+
+    /// <summary>Several missed publishes: long enough for a busy replica, short enough that a removed deployment leaves soon.</summary>
+    public static readonly TimeSpan DeploymentsRetention = TimeSpan.FromSeconds(60);
+
+    /// <summary>Values of <see cref="PublishedDeployment.Health"/>.</summary>
+    public static class DeploymentHealthValues
+    {
+        public const string Healthy = "healthy";
+        public const string Degraded = "degraded";          // failed lately, not (yet) taken out
+        public const string CoolingDown = "cooling_down";   // taken out until cooldown_until
+    }
+
+    /// <summary>One deployment in <see cref="DeploymentsHash"/> (snake_case JSON; times are ISO 8601 UTC).</summary>
+    /// <param name="Provider">The provider name (openai, anthropic, …).</param>
+    /// <param name="Weight">Its share of new conversations.</param>
+    /// <param name="CacheGroup">Deployments sharing one provider cache; null = its own.</param>
+    /// <param name="Rpm">Its requests-per-minute limit, if configured.</param>
+    /// <param name="Tpm">Its tokens-per-minute limit, if configured.</param>
+    /// <param name="Health">One of <see cref="DeploymentHealthValues"/>.</param>
+    /// <param name="CooldownUntil">While cooling down: until when.</param>
+    /// <param name="ConsecutiveFailures">Failures since its last success.</param>
+    /// <param name="LastFailure">Why it last failed (auth, rate_limited, server_error, …).</param>
+    /// <param name="Replica">The gateway replica that wrote this entry.</param>
+    /// <param name="SeenAt">When that replica wrote it.</param>
+    public sealed record PublishedDeployment(
+        [property: JsonPropertyName("provider")] string Provider,
+        [property: JsonPropertyName("weight")] double Weight,
+        [property: JsonPropertyName("cache_group")] string? CacheGroup,
+        [property: JsonPropertyName("rpm")] int? Rpm,
+        [property: JsonPropertyName("tpm")] int? Tpm,
+        [property: JsonPropertyName("health")] string Health,
+        [property: JsonPropertyName("cooldown_until")] DateTimeOffset? CooldownUntil,
+        [property: JsonPropertyName("consecutive_failures")] int ConsecutiveFailures,
+        [property: JsonPropertyName("last_failure")] string? LastFailure,
+        [property: JsonPropertyName("replica")] string Replica,
+        [property: JsonPropertyName("seen_at")] DateTimeOffset SeenAt)
+    {
+        public string ToJson() => JsonSerializer.Serialize(this);
+
+        /// <summary>Null when the value is not such an entry (another version's, say).</summary>
+        public static PublishedDeployment? FromJson(string? json)
+        {
+            if (string.IsNullOrEmpty(json)) return null;
+            try
+            {
+                var entry = JsonSerializer.Deserialize<PublishedDeployment>(json);
+                return entry is { Provider: not null, Health: not null, Replica: not null } ? entry : null;
+            }
+            catch (JsonException)
+            {
+                return null;
+            }
+        }
     }
 
     public const string DedupPrefix = "tokenrouter:dedup:";

@@ -64,6 +64,7 @@ public static class GatewayExtensions
                 sp.GetRequiredService<DeploymentHealth>(),
                 [.. sp.GetRequiredService<ModelRouter>().Providers.SelectMany(p => p.Deployments).Select(d => d.Id)],
                 sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<RedisDeploymentCooldowns>>()));
+            services.AddHostedService(sp => new RedisDeploymentPublisher(sp.GetRequiredService<IConnectionMultiplexer>(), sp.GetRequiredService<DeploymentHealth>(), [.. sp.GetRequiredService<ModelRouter>().Providers.SelectMany(p => p.Deployments).Select(d => new DeploymentDescription(d.Id, d.Provider.Name, d.Info.Weight, d.Info.CacheGroup, d.Rpm, d.Tpm))], sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<RedisDeploymentPublisher>>()));
         }
 
         services.AddSingleton(TimeProvider.System);

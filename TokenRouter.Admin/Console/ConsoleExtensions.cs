@@ -13,6 +13,7 @@ public static class ConsoleExtensions
     public static IServiceCollection AddAdminConsole(this IServiceCollection services)
     {
         services.AddRazorComponents();
+        services.AddSingleton<DeploymentsView>();
 
         services.AddAuthentication()
             .AddCookie(ConsoleAuth.Scheme, options =>
