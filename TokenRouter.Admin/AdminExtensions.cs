@@ -13,6 +13,7 @@ using TokenRouter.Admin.KeySync;
 using TokenRouter.Admin.Ledger;
 using TokenRouter.Admin.Pricing;
 using TokenRouter.Admin.Quotas;
+using TokenRouter.Contracts;
 
 namespace Microsoft.Extensions.Hosting;
 
@@ -47,6 +48,24 @@ public static class AdminExtensions
         services.AddOptions<UsageLedgerOptions>().BindConfiguration(UsageLedgerOptions.SectionName).ValidateOnStart();
         services.AddSingleton<IValidateOptions<UsageLedgerOptions>, UsageLedgerOptionsValidator>();
 
+        services.AddOptions<AdminBudgetsOptions>()
+            .BindConfiguration(AdminBudgetsOptions.SectionName)
+            .Configure<IConfiguration>((options, configuration) =>
+            {
+                if (configuration[AdminBudgetsOptions.AliasVariable] is { Length: > 0 } zone
+                    && string.IsNullOrWhiteSpace(configuration[$"{AdminBudgetsOptions.SectionName}:TimeZone"]))
+                {
+                    options.TimeZone = zone;
+                }
+            })
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<AdminBudgetsOptions>, AdminBudgetsOptionsValidator>();
+        services.TryAddSingleton(sp =>
+        {
+            BudgetPeriods.TryFindTimeZone(sp.GetRequiredService<IOptions<AdminBudgetsOptions>>().Value.TimeZone, out var zone);
+            return new BudgetPeriods(sp.GetRequiredService<TimeProvider>(), zone ?? TimeZoneInfo.Utc);
+        });
+
         services.AddSingleton<AdminKeyVerifier>();
         services.AddAuthentication(AdminKeyAuthenticationHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, AdminKeyAuthenticationHandler>(AdminKeyAuthenticationHandler.SchemeName, null);
@@ -62,6 +81,7 @@ public static class AdminExtensions
         services.AddSingleton<PriceRedisWriter>();
         services.AddScoped<PricePublisher>();
         services.AddScoped<QuotaSpendSeeder>();
+        services.AddScoped<BudgetLedger>();
         services.AddScoped<UsageLedgerWriter>();
         services.AddSingleton<UsageLedgerStatus>();
         // Registered before the web server's own hosted service, so migrations finish before the API serves, and
@@ -98,6 +118,7 @@ public static class AdminExtensions
         app.MapGroup("/admin")
             .RequireAuthorization(AdminKeyAuthenticationHandler.PolicyName)
             .MapApiKeysApi()
+            .MapTeamsApi()
             .MapPricingApi()
             .MapUsageApi()
             .MapLedgerApi();
