@@ -148,6 +148,12 @@ public sealed class TeamsAtGatewayTests : IAsyncLifetime
         Assert.Equal(firstOfMonth, teamReport.GetProperty("period_start").GetDateTimeOffset());
         Assert.Equal(firstOfMonth.AddMonths(1), teamReport.GetProperty("next_reset").GetDateTimeOffset());
         Assert.Equal(50m - spent.Team, teamReport.GetProperty("remaining_usd").GetDecimal());
+
+        // The usage report splits the ledger by team.
+        var byTeam = await admin.GetJsonAsync("/admin/usage?group_by=team");
+        var research = Assert.Single(byTeam.GetProperty("rows").EnumerateArray(), r => r.GetProperty("group").GetString() == "research");
+        Assert.Equal(spent.Team, research.GetProperty("cost_usd").GetDecimal());
+        Assert.Equal(6, research.GetProperty("requests").GetInt32()); // chat, messages, embeddings, learning call, leader, follower
     }
 
     [Fact]
