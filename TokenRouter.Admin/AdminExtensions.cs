@@ -14,6 +14,7 @@ using TokenRouter.Admin.Ledger;
 using TokenRouter.Admin.Pricing;
 using TokenRouter.Admin.Quotas;
 using TokenRouter.Admin.Security;
+using TokenRouter.Contracts;
 
 namespace Microsoft.Extensions.Hosting;
 
@@ -48,6 +49,24 @@ public static class AdminExtensions
         services.AddOptions<UsageLedgerOptions>().BindConfiguration(UsageLedgerOptions.SectionName).ValidateOnStart();
         services.AddSingleton<IValidateOptions<UsageLedgerOptions>, UsageLedgerOptionsValidator>();
 
+        services.AddOptions<AdminBudgetsOptions>()
+            .BindConfiguration(AdminBudgetsOptions.SectionName)
+            .Configure<IConfiguration>((options, configuration) =>
+            {
+                if (configuration[AdminBudgetsOptions.AliasVariable] is { Length: > 0 } zone
+                    && string.IsNullOrWhiteSpace(configuration[$"{AdminBudgetsOptions.SectionName}:TimeZone"]))
+                {
+                    options.TimeZone = zone;
+                }
+            })
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<AdminBudgetsOptions>, AdminBudgetsOptionsValidator>();
+        services.TryAddSingleton(sp =>
+        {
+            BudgetPeriods.TryFindTimeZone(sp.GetRequiredService<IOptions<AdminBudgetsOptions>>().Value.TimeZone, out var zone);
+            return new BudgetPeriods(sp.GetRequiredService<TimeProvider>(), zone ?? TimeZoneInfo.Utc);
+        });
+
         services.AddSingleton<AdminKeyVerifier>();
         services.AddAuthentication(AdminKeyAuthenticationHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, AdminKeyAuthenticationHandler>(AdminKeyAuthenticationHandler.SchemeName, null);
@@ -63,6 +82,7 @@ public static class AdminExtensions
         services.AddSingleton<PriceRedisWriter>();
         services.AddScoped<PricePublisher>();
         services.AddScoped<QuotaSpendSeeder>();
+        services.AddScoped<BudgetLedger>();
         services.AddScoped<UsageLedgerWriter>();
         services.AddSingleton<UsageLedgerStatus>();
         // Registered before the web server's own hosted service, so migrations finish before the API serves, and
@@ -102,6 +122,7 @@ public static class AdminExtensions
         app.MapGroup("/admin")
             .RequireAuthorization(AdminKeyAuthenticationHandler.PolicyName)
             .MapApiKeysApi()
+            .MapTeamsApi()
             .MapPricingApi()
             .MapUsageApi()
             .MapLedgerApi();

@@ -21,12 +21,16 @@ namespace TokenRouter.Contracts;
 /// writes its entries in batches through a script that also records the batch's sequence number under
 /// <see cref="UsageBatchSeqKey"/>, so a batch retried after an ambiguous failure (timeout) is not appended twice.</para>
 /// <para><b>Quotas</b> (USD budgets of keys with <see cref="KeyFields.QuotaUsd"/>): per key id one hash
-/// <see cref="QuotaKey"/> with the integer fields <see cref="QuotaFields.SpentNanoUsd"/> (settled spend, never expires)
+/// <see cref="QuotaKey(string)"/> with the integer fields <see cref="QuotaFields.SpentNanoUsd"/> (settled spend, never expires)
 /// and <see cref="QuotaFields.ReservedNanoUsd"/> (worst-case cost of requests in flight), and a sorted set
-/// <see cref="QuotaHoldsKey"/> of those reservations, member <c>{reservation id}:{nano-USD}</c> scored by its expiry in
+/// <see cref="QuotaHoldsKey(string)"/> of those reservations, member <c>{reservation id}:{nano-USD}</c> scored by its expiry in
 /// unix ms (a gateway that dies mid-request cannot pin quota forever: expired holds are released). Amounts are
 /// nano-USD (1e-9 USD) integers so Lua compares them exactly. Spend is tracked only while a key has a quota; Admin may
 /// seed <see cref="QuotaFields.SpentNanoUsd"/> from its ledger when it sets or resets a quota (HSET; DEL resets it).</para>
+/// <para><b>Teams and periods</b>: a key's team is copied into its hash (<see cref="KeyFields.TeamId"/> …), and a team's
+/// quota and rate hashes are those of the scope <see cref="TeamScope"/>. A request of a key in a team reserves against
+/// both in one script. A budget with a <see cref="KeyFields.BudgetDuration"/> keeps one quota hash per period
+/// (<see cref="QuotaKey(string, long?)"/>), computed by <see cref="BudgetPeriods"/>; these hashes expire after their period.</para>
 /// <para><b>Rate limits</b> (<see cref="KeyFields.RequestsPerMinute"/>, <see cref="KeyFields.TokensPerMinute"/>): per key
 /// id one hash <see cref="RateKey"/> holding the current fixed one-minute window: <see cref="RateFields.Window"/> (unix
 /// minute), <see cref="RateFields.Requests"/>, <see cref="RateFields.Tokens"/>; it expires two minutes after its last
@@ -62,6 +66,18 @@ public static class RedisContract
         public const string ExpiresAtUnix = "expires_at";     // unix seconds, absent = never
         public const string RequestsPerMinute = "rpm_limit";
         public const string TokensPerMinute = "tpm_limit";
+        public const string BudgetDuration = "budget_duration"; // BudgetDuration text; absent = the quota is for the key's lifetime
+        public const string Models = "models";                  // comma-separated allowed models, "prefix*" patterns; absent = all
+
+        // The key's team, copied into the key's hash by Admin (a team change republishes its keys), so a gateway learns
+        // the key and its team in one read. Absent team_id = no team.
+        public const string TeamId = "team_id";
+        public const string TeamName = "team_name";
+        public const string TeamBudgetUsd = "team_budget_usd";
+        public const string TeamBudgetDuration = "team_budget_duration";
+        public const string TeamRequestsPerMinute = "team_rpm_limit";
+        public const string TeamTokensPerMinute = "team_tpm_limit";
+        public const string TeamModels = "team_models";
     }
 
     public static string ApiKeyHashKey(string keyHashHex) => ApiKeyPrefix + keyHashHex;
@@ -90,7 +106,7 @@ public static class RedisContract
         public const string Estimated = "estimated";                  // "1" when every client left mid-stream before the provider's usage arrived
     }
 
-    /// <summary>Fields of the <see cref="QuotaKey"/> hash: integer nano-USD.</summary>
+    /// <summary>Fields of the <see cref="QuotaKey(string)"/> hash: integer nano-USD.</summary>
     public static class QuotaFields
     {
         public const string SpentNanoUsd = "spent";
@@ -113,6 +129,23 @@ public static class RedisContract
 
     /// <summary><c>tokenrouter:quota:{keyId}:holds</c>: the reservations in flight.</summary>
     public static string QuotaHoldsKey(string keyId) => QuotaPrefix + "{" + keyId + "}:holds";
+
+    /// <summary>
+    /// The quota hash of a budget scope (a key id, or <see cref="TeamScope"/> of a team) in one period:
+    /// <c>tokenrouter:quota:{scope}</c> for a lifetime budget, <c>tokenrouter:quota:{scope}:p{period start, unix s}</c> for
+    /// a periodic one. A new period is a new hash, so a budget resets with no job; old periods' hashes expire.
+    /// </summary>
+    public static string QuotaKey(string scopeId, long? periodStartUnixSeconds) => periodStartUnixSeconds is { } start
+        ? QuotaPrefix + "{" + scopeId + "}:p" + start.ToString(System.Globalization.CultureInfo.InvariantCulture)
+        : QuotaKey(scopeId);
+
+    /// <summary>The reservations in flight of <see cref="QuotaKey(string, long?)"/>.</summary>
+    public static string QuotaHoldsKey(string scopeId, long? periodStartUnixSeconds) => periodStartUnixSeconds is { } start
+        ? QuotaPrefix + "{" + scopeId + "}:p" + start.ToString(System.Globalization.CultureInfo.InvariantCulture) + ":holds"
+        : QuotaHoldsKey(scopeId);
+
+    /// <summary>The scope id under which a team's quota and rate hashes live: <c>team-{teamId}</c>.</summary>
+    public static string TeamScope(string teamId) => "team-" + teamId;
 
     /// <summary><c>tokenrouter:rate:{keyId}</c>: the key's current rate window.</summary>
     public static string RateKey(string keyId) => RatePrefix + "{" + keyId + "}";

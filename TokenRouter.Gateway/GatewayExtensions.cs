@@ -2,7 +2,6 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http.Json;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 using TokenRouter.Gateway.Accounting;
@@ -64,7 +63,11 @@ public static class GatewayExtensions
                 sp.GetRequiredService<DeploymentHealth>(),
                 [.. sp.GetRequiredService<ModelRouter>().Providers.SelectMany(p => p.Deployments).Select(d => d.Id)],
                 sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<RedisDeploymentCooldowns>>()));
-            services.AddHostedService(sp => new RedisDeploymentPublisher(sp.GetRequiredService<IConnectionMultiplexer>(), sp.GetRequiredService<DeploymentHealth>(), [.. sp.GetRequiredService<ModelRouter>().Providers.SelectMany(p => p.Deployments).Select(d => new DeploymentDescription(d.Id, d.Provider.Name, d.Info.Weight, d.Info.CacheGroup, d.Rpm, d.Tpm))], sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<RedisDeploymentPublisher>>()));
+            services.AddHostedService(sp => new RedisDeploymentPublisher(sp.GetRequiredService<IConnectionMultiplexer>(),
+                sp.GetRequiredService<DeploymentHealth>(),
+                [.. sp.GetRequiredService<ModelRouter>().Providers.SelectMany(p => p.Deployments)
+                    .Select(d => new DeploymentDescription(d.Id, d.Provider.Name, d.Info.Weight, d.Info.CacheGroup, d.Rpm, d.Tpm))],
+                sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<RedisDeploymentPublisher>>()));
         }
 
         services.AddSingleton(TimeProvider.System);
@@ -97,8 +100,9 @@ public static class GatewayExtensions
         services.AddSingleton<UnpricedModelLog>();
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<UsageMeter>();
-        // The cache-aware balancer registers itself first and wins; this is the stateless default.
-        services.TryAddSingleton<IDeploymentBalancer, WeightedOrderBalancer>();
+        // Conversations stay on the deployment whose provider cache is warm (WeightedOrderBalancer is the stateless
+        // alternative, rendezvous on the prefix hash alone).
+        services.AddCacheAwareBalancing();
         services.AddSingleton<DeploymentHealth>();
         services.AddSingleton<UpstreamFailover>();
         services.AddSingleton<UpstreamPump>();

@@ -30,8 +30,9 @@ public static partial class ApiKeysApi
         keys.MapGet("/{id:guid}", GetAsync).WithName("GetApiKey");
         keys.MapPatch("/{id:guid}", UpdateAsync).WithName("UpdateApiKey")
             .WithSummary("Changes a key's name, limits, expiry or enabled flag; only the fields sent change.")
-            .WithDescription("Fields: name, quota_usd, rpm_limit, tpm_limit, expires_at, enabled. An explicit null removes " +
-                             "quota_usd, rpm_limit, tpm_limit or expires_at (unlimited / never expires). Unknown fields are " +
+            .WithDescription("Fields: name, quota_usd, rpm_limit, tpm_limit, expires_at, enabled, budget_duration, models, team_id. " +
+                             "An explicit null removes quota_usd, rpm_limit, tpm_limit, expires_at, budget_duration, models or team_id " +
+                             "(unlimited / never expires / lifetime budget / every model / no team). Unknown fields are " +
                              "rejected. A revoked key cannot be enabled again: 409. The key is republished to Redis at once.")
             .Accepts<UpdateApiKeyRequest>("application/json")
             .ProducesProblem(StatusCodes.Status409Conflict)
@@ -47,6 +48,15 @@ public static partial class ApiKeysApi
     {
         var now = time.GetUtcNow();
         var errors = Validate(request, now);
+        Team? team = null;
+        if (request.TeamId is { } teamId)
+        {
+            team = await db.Teams.SingleOrDefaultAsync(t => t.Id == teamId, cancellationToken);
+            if (team is null)
+            {
+                errors["team_id"] = ["No team has this id."];
+            }
+        }
         if (errors.Count > 0)
         {
             return TypedResults.ValidationProblem(errors, title: "The API key request is not valid.");
@@ -66,6 +76,10 @@ public static partial class ApiKeysApi
             // timestamptz takes UTC only; truncate to what Postgres stores (microseconds) so responses match later reads.
             CreatedAt = TruncateToMicroseconds(now),
             ExpiresAt = request.ExpiresAt is { } expires ? TruncateToMicroseconds(expires.ToUniversalTime()) : null,
+            BudgetDuration = NormalizeDuration(request.BudgetDuration),
+            Models = ModelList.Join(request.Models),
+            TeamId = team?.Id,
+            Team = team,
         };
 
         db.ApiKeys.Add(key);
@@ -74,7 +88,7 @@ public static partial class ApiKeysApi
 
         var response = new CreatedApiKeyResponse(
             key.Id, key.Name, secret, key.KeyPrefix, key.QuotaUsd, key.RequestsPerMinute, key.TokensPerMinute,
-            key.Enabled, key.CreatedAt, key.ExpiresAt);
+            key.Enabled, key.CreatedAt, key.ExpiresAt, key.BudgetDuration, ModelList.Split(key.Models), key.TeamId);
         return TypedResults.Created($"/admin/api-keys/{key.Id}", response);
     }
 
@@ -84,11 +98,14 @@ public static partial class ApiKeysApi
         return TypedResults.Ok(keys.Select(ApiKeyResponse.From).ToArray());
     }
 
+    /// <summary>One key, with its budget report: the current period, its spend, and the next reset.</summary>
     internal static async Task<Results<Ok<ApiKeyResponse>, NotFound>> GetAsync(
-        Guid id, AdminDbContext db, CancellationToken cancellationToken)
+        Guid id, AdminDbContext db, BudgetLedger ledger, CancellationToken cancellationToken)
     {
         var key = await db.ApiKeys.AsNoTracking().SingleOrDefaultAsync(k => k.Id == id, cancellationToken);
-        return key is null ? TypedResults.NotFound() : TypedResults.Ok(ApiKeyResponse.From(key));
+        return key is null
+            ? TypedResults.NotFound()
+            : TypedResults.Ok(ApiKeyResponse.From(key) with { Budget = await ledger.KeyReportAsync(key, cancellationToken) });
     }
 
     internal static async Task<Results<NoContent, NotFound>> RevokeAsync(
@@ -112,7 +129,8 @@ public static partial class ApiKeysApi
         return TypedResults.NoContent();
     }
 
-    private static readonly string[] UpdatableFields = ["name", "quota_usd", "rpm_limit", "tpm_limit", "expires_at", "enabled"];
+    private static readonly string[] UpdatableFields =
+        ["name", "quota_usd", "rpm_limit", "tpm_limit", "expires_at", "enabled", "budget_duration", "models", "team_id"];
 
     /// <summary>
     /// PATCH with merge semantics. The body is read by hand because "absent" (keep) and "null" (remove the limit) must
@@ -175,6 +193,15 @@ public static partial class ApiKeysApi
 
         var now = time.GetUtcNow();
         var errors = ValidateUpdate(request, present, now);
+        Team? team = null;
+        if (present.Contains("team_id") && request.TeamId is { } teamId)
+        {
+            team = await db.Teams.SingleOrDefaultAsync(t => t.Id == teamId, cancellationToken);
+            if (team is null)
+            {
+                errors["team_id"] = ["No team has this id."];
+            }
+        }
         if (errors.Count > 0)
         {
             return TypedResults.ValidationProblem(errors, title: "The API key update is not valid.");
@@ -185,7 +212,10 @@ public static partial class ApiKeysApi
                 detail: "A revoked key cannot be enabled again; create a new key instead.");
         }
 
-        var gainsQuota = key.QuotaUsd is null && present.Contains("quota_usd") && request.QuotaUsd is not null;
+        // The gateway tracks spend only while a key has a quota, per period when it has a duration: a new quota or a new
+        // period layout starts from what the ledger holds.
+        var gainsQuota = (key.QuotaUsd is null && present.Contains("quota_usd") && request.QuotaUsd is not null)
+            || (present.Contains("budget_duration") && NormalizeDuration(request.BudgetDuration) != key.BudgetDuration);
         if (present.Contains("name"))
         {
             key.Name = request.Name!.Trim();
@@ -209,6 +239,18 @@ public static partial class ApiKeysApi
         if (present.Contains("enabled"))
         {
             key.Enabled = request.Enabled!.Value;
+        }
+        if (present.Contains("budget_duration"))
+        {
+            key.BudgetDuration = NormalizeDuration(request.BudgetDuration);
+        }
+        if (present.Contains("models"))
+        {
+            key.Models = ModelList.Join(request.Models);
+        }
+        if (present.Contains("team_id"))
+        {
+            key.TeamId = team?.Id;
         }
         await db.SaveChangesAsync(cancellationToken);
 
@@ -269,6 +311,14 @@ public static partial class ApiKeysApi
         {
             errors["enabled"] = ["enabled must be true or false."];
         }
+        if (present.Contains("budget_duration") && request.BudgetDuration is not null && !BudgetDuration.TryParse(request.BudgetDuration, out _))
+        {
+            errors["budget_duration"] = [$"Must be {BudgetDuration.Syntax} (null means the quota is for the key's lifetime)."];
+        }
+        if (present.Contains("models") && ModelList.Validate(request.Models) is { } modelsError)
+        {
+            errors["models"] = [modelsError];
+        }
         return errors;
     }
 
@@ -300,8 +350,20 @@ public static partial class ApiKeysApi
         {
             errors["expires_at"] = ["The expiry must be in the future."];
         }
+        if (request.BudgetDuration is not null && !BudgetDuration.TryParse(request.BudgetDuration, out _))
+        {
+            errors["budget_duration"] = [$"Must be {BudgetDuration.Syntax} (absent means the quota is for the key's lifetime)."];
+        }
+        if (ModelList.Validate(request.Models) is { } modelsError)
+        {
+            errors["models"] = [modelsError];
+        }
         return errors;
     }
+
+    /// <summary>The canonical text of a duration (<c>1MO</c> → <c>1mo</c>), null for none.</summary>
+    internal static string? NormalizeDuration(string? text) =>
+        BudgetDuration.TryParse(text, out var duration) ? duration.Text : null;
 
     /// <summary><c>sk-tr-</c> + base64url of 32 random bytes (256 bits of entropy).</summary>
     internal static string NewClientKey()

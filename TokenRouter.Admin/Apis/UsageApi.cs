@@ -23,13 +23,16 @@ public static class UsageApi
         ["model"] = "u.model",
         ["provider"] = "u.provider",
         ["day"] = "to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        // The team the key belongs to now (null: keys without a team, and configuration keys).
+        ["team"] = "t.name",
     };
 
     public static RouteGroupBuilder MapUsageApi(this RouteGroupBuilder admin)
     {
         admin.MapGet("/usage", GetReportAsync).WithTags("Usage").WithName("GetUsageReport")
-            .WithSummary("Requests, tokens by kind, cost and savings, grouped by key, model, provider or UTC day.")
-            .WithDescription("group_by: key | model | provider | day (default model). from (inclusive) and to (exclusive) " +
+            .WithSummary("Requests, tokens by kind, cost and savings, grouped by key, model, provider, UTC day or team.")
+            .WithDescription("group_by: key | model | provider | day | team (default model; team: the keys' current team by name, " +
+                             "null for keys without one). from (inclusive) and to (exclusive) " +
                              "are ISO 8601 times; key_id restricts to one key. Rows are ordered by cost (day: by date); " +
                              "totals cover every row. Unpriced requests count no cost and are counted separately.");
         admin.MapGet("/api-keys/{id:guid}/usage", GetKeyUsageAsync).WithTags("Usage").WithName("GetApiKeyUsage")
@@ -68,7 +71,8 @@ public static class UsageApi
         AdminDbContext db, string groupBy, DateTimeOffset? from, DateTimeOffset? to, Guid? keyId,
         CancellationToken cancellationToken)
     {
-        var rows = await QueryAsync(db, Groupings[groupBy], includeKeyName: groupBy == "key", from, to, keyId, cancellationToken);
+        var rows = await QueryAsync(db, Groupings[groupBy], includeKeyName: groupBy == "key", from, to, keyId, cancellationToken,
+            joinTeams: groupBy == "team");
         var totals = rows.Single(r => r.IsTotal);
         var groups = rows.Where(r => !r.IsTotal);
         groups = groupBy == "day"
@@ -122,7 +126,7 @@ public static class UsageApi
 
     private static async Task<List<UsageAggregate>> QueryAsync(
         AdminDbContext db, string groupExpression, bool includeKeyName, DateTimeOffset? from, DateTimeOffset? to,
-        Guid? keyId, CancellationToken cancellationToken)
+        Guid? keyId, CancellationToken cancellationToken, bool joinTeams = false)
     {
         var filters = new List<string>();
         var parameters = new List<DbParameter>();
@@ -160,7 +164,8 @@ public static class UsageApi
                    COUNT(*) FILTER (WHERE u.unpriced) AS "UnpricedRequests",
                    COUNT(*) FILTER (WHERE u.estimated) AS "EstimatedRequests"
             FROM usage_records u
-            {(includeKeyName ? "LEFT JOIN api_keys k ON k.id = u.api_key_id" : "")}
+            {(includeKeyName || joinTeams ? "LEFT JOIN api_keys k ON k.id = u.api_key_id" : "")}
+            {(joinTeams ? "LEFT JOIN teams t ON t.id = k.team_id" : "")}
             {(filters.Count > 0 ? "WHERE " + string.Join(" AND ", filters) : "")}
             GROUP BY GROUPING SETS (({groupExpression}), ())
             """;

@@ -4,7 +4,7 @@ using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace TokenRouter.Admin.Data;
 
-/// <summary>The Postgres schema Admin owns: keys, prices and the usage ledger. Names are snake_case.</summary>
+/// <summary>The Postgres schema Admin owns: keys, teams, prices and the usage ledger. Names are snake_case.</summary>
 public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : DbContext(options)
 {
     // Money: USD with enough scale for a fraction of a cent per request; prices: USD per 1M tokens.
@@ -12,6 +12,7 @@ public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : D
     private const int PricePrecision = 18, PriceScale = 6;
 
     public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
+    public DbSet<Team> Teams => Set<Team>();
     public DbSet<ModelPrice> ModelPrices => Set<ModelPrice>();
     public DbSet<UsageRecord> UsageRecords => Set<UsageRecord>();
     public DbSet<UsageDeadLetter> UsageDeadLetters => Set<UsageDeadLetter>();
@@ -27,6 +28,21 @@ public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : D
             key.HasIndex(k => k.KeyHash).IsUnique();
             key.Property(k => k.KeyPrefix).HasMaxLength(16);
             key.Property(k => k.QuotaUsd).HasPrecision(MoneyPrecision, MoneyScale);
+            key.Property(k => k.BudgetDuration).HasMaxLength(32);
+            key.Property(k => k.Models).HasMaxLength(4000);
+            // Deleting a team leaves its keys without one.
+            key.HasOne(k => k.Team).WithMany().HasForeignKey(k => k.TeamId).OnDelete(DeleteBehavior.SetNull);
+        });
+
+        modelBuilder.Entity<Team>(team =>
+        {
+            team.ToTable("teams");
+            team.HasKey(t => t.Id);
+            team.Property(t => t.Name).HasMaxLength(200);
+            team.HasIndex(t => t.Name).IsUnique();
+            team.Property(t => t.BudgetUsd).HasPrecision(MoneyPrecision, MoneyScale);
+            team.Property(t => t.BudgetDuration).HasMaxLength(32);
+            team.Property(t => t.Models).HasMaxLength(4000);
         });
 
         modelBuilder.Entity<ModelPrice>(price =>
@@ -87,6 +103,10 @@ public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : D
             foreach (var index in entity.GetIndexes())
             {
                 index.SetDatabaseName(ToSnakeCase(index.GetDatabaseName()!));
+            }
+            foreach (var foreignKey in entity.GetForeignKeys())
+            {
+                foreignKey.SetConstraintName(ToSnakeCase(foreignKey.GetConstraintName()!));
             }
         }
     }

@@ -16,6 +16,15 @@ public sealed class ApiKey
     public decimal? QuotaUsd { get; set; }
     public int? RequestsPerMinute { get; set; }
     public int? TokensPerMinute { get; set; }
+    /// <summary><c>TokenRouter.Contracts.BudgetDuration</c> text: the quota is per period of it; null = lifetime.</summary>
+    public string? BudgetDuration { get; set; }
+
+    /// <summary>Allowed models, comma-separated, <c>prefix*</c> patterns allowed; null = every model.</summary>
+    public string? Models { get; set; }
+
+    /// <summary>The key's team (its budget and limits apply on top of the key's own); null = none.</summary>
+    public Guid? TeamId { get; set; }
+    public Team? Team { get; set; }
     public bool Enabled { get; set; } = true;
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset? ExpiresAt { get; set; }

@@ -68,6 +68,41 @@ public sealed class ApiKeyRedisWriter(IConnectionMultiplexer redis, TimeProvider
         {
             entries.Add(new(RedisContract.KeyFields.TokensPerMinute, tpm.ToString(CultureInfo.InvariantCulture)));
         }
+        if (key.BudgetDuration is { Length: > 0 } duration)
+        {
+            entries.Add(new(RedisContract.KeyFields.BudgetDuration, duration));
+        }
+        if (key.Models is { Length: > 0 } models)
+        {
+            entries.Add(new(RedisContract.KeyFields.Models, models));
+        }
+        if (key.TeamId is { } teamId)
+        {
+            // A key in a team is never published without it: that would let it spend past the team's budget.
+            var team = key.Team ?? throw new InvalidOperationException($"API key {key.Id} was loaded without its team.");
+            entries.Add(new(RedisContract.KeyFields.TeamId, teamId.ToString("D")));
+            entries.Add(new(RedisContract.KeyFields.TeamName, team.Name));
+            if (team.BudgetUsd is { } budget)
+            {
+                entries.Add(new(RedisContract.KeyFields.TeamBudgetUsd, budget.Trimmed().ToString(CultureInfo.InvariantCulture)));
+            }
+            if (team.BudgetDuration is { Length: > 0 } teamDuration)
+            {
+                entries.Add(new(RedisContract.KeyFields.TeamBudgetDuration, teamDuration));
+            }
+            if (team.RequestsPerMinute is { } teamRpm)
+            {
+                entries.Add(new(RedisContract.KeyFields.TeamRequestsPerMinute, teamRpm.ToString(CultureInfo.InvariantCulture)));
+            }
+            if (team.TokensPerMinute is { } teamTpm)
+            {
+                entries.Add(new(RedisContract.KeyFields.TeamTokensPerMinute, teamTpm.ToString(CultureInfo.InvariantCulture)));
+            }
+            if (team.Models is { Length: > 0 } teamModels)
+            {
+                entries.Add(new(RedisContract.KeyFields.TeamModels, teamModels));
+            }
+        }
         return [.. entries];
     }
 }

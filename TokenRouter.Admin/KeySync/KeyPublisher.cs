@@ -25,6 +25,15 @@ public sealed partial class KeyPublisher(
     /// <summary>Syncs one key now, or queues it when Redis is unreachable. Never throws for Redis trouble.</summary>
     public async Task PublishAsync(ApiKey key)
     {
+        if (key.TeamId is { } teamId && key.Team is null && key.IsActiveAt(time.GetUtcNow()))
+        {
+            key.Team = await db.Teams.AsNoTracking().SingleOrDefaultAsync(t => t.Id == teamId);
+            if (key.Team is null)
+            {
+                // The team was deleted meanwhile (its keys lose it): publish the key as the database has it now.
+                key = await db.ApiKeys.AsNoTracking().Include(k => k.Team).SingleAsync(k => k.Id == key.Id);
+            }
+        }
         if (!writer.IsConnected)
         {
             // Fail fast instead of waiting for the client's backlog timeout on every admin request.
@@ -51,7 +60,7 @@ public sealed partial class KeyPublisher(
     /// </summary>
     public async Task<ApiKey?> PublishCurrentAsync(Guid keyId, CancellationToken cancellationToken)
     {
-        var key = await db.ApiKeys.AsNoTracking().SingleOrDefaultAsync(k => k.Id == keyId, cancellationToken);
+        var key = await db.ApiKeys.AsNoTracking().Include(k => k.Team).SingleOrDefaultAsync(k => k.Id == keyId, cancellationToken);
         if (key is null)
         {
             return null;
@@ -75,7 +84,7 @@ public sealed partial class KeyPublisher(
     public async Task<int> ReconcileAllAsync(CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        var keys = await db.ApiKeys.AsNoTracking().OrderBy(k => k.CreatedAt).ToListAsync(cancellationToken);
+        var keys = await db.ApiKeys.AsNoTracking().Include(k => k.Team).OrderBy(k => k.CreatedAt).ToListAsync(cancellationToken);
         foreach (var batch in keys.Chunk(ReconcileBatchSize))
         {
             // Pipelined: one round trip's latency per batch, not per key. Only removals are announced: gateways'
@@ -86,11 +95,44 @@ public sealed partial class KeyPublisher(
         return keys.Count(k => k.IsActiveAt(now));
     }
 
+    /// <summary>
+    /// Republishes every key of a team (its budget, limits or allow-list changed, or it was deleted), or queues them when
+    /// Redis is unreachable. Gateways drop their cached copy of each at once.
+    /// </summary>
+    public async Task PublishKeysAsync(IReadOnlyCollection<Guid> keyIds, CancellationToken cancellationToken)
+    {
+        if (keyIds.Count == 0)
+        {
+            return;
+        }
+        if (!writer.IsConnected)
+        {
+            foreach (var id in keyIds)
+            {
+                LogQueued(logger, id, "Redis is not connected");
+                queue.Enqueue(id);
+            }
+            return;
+        }
+        try
+        {
+            await SyncByIdAsync(keyIds, cancellationToken);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            foreach (var id in keyIds)
+            {
+                LogQueued(logger, id, e.Message);
+                queue.Enqueue(id);
+            }
+        }
+    }
+
     /// <summary>Syncs the given keys from their current database state (the worker's retry path).</summary>
     public async Task SyncByIdAsync(IReadOnlyCollection<Guid> keyIds, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        var keys = await db.ApiKeys.AsNoTracking().Where(k => keyIds.Contains(k.Id)).ToListAsync(cancellationToken);
+        var keys = await db.ApiKeys.AsNoTracking().Include(k => k.Team).Where(k => keyIds.Contains(k.Id)).ToListAsync(cancellationToken);
         await Task.WhenAll(keys.Select(k => writer.SyncAsync(k)));
         await ReapplyRevocationsSinceAsync(now, cancellationToken);
     }
@@ -103,7 +145,7 @@ public sealed partial class KeyPublisher(
     private async Task ReapplyRevocationsSinceAsync(DateTimeOffset since, CancellationToken cancellationToken)
     {
         var threshold = since - RevocationRaceMargin;
-        var revoked = await db.ApiKeys.AsNoTracking().Where(k => k.RevokedAt >= threshold).ToListAsync(cancellationToken);
+        var revoked = await db.ApiKeys.AsNoTracking().Include(k => k.Team).Where(k => k.RevokedAt >= threshold).ToListAsync(cancellationToken);
         await Task.WhenAll(revoked.Select(k => writer.SyncAsync(k)));
     }
 

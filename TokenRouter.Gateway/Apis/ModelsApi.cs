@@ -1,12 +1,13 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using TokenRouter.Gateway.Accounting;
+using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Providers;
 
 namespace TokenRouter.Gateway.Apis;
 
 /// <summary>OpenAI-compatible <c>GET /v1/models</c>: every routable model — the priced models of each configured
-/// provider and the simulator's <c>sim-*</c> models.</summary>
+/// provider and the simulator's <c>sim-*</c> models, limited to the key's and its team's allowed models.</summary>
 public static class ModelsApi
 {
     public sealed record ModelEntry(string Id, string Object, long Created, string OwnedBy);
@@ -18,11 +19,14 @@ public static class ModelsApi
         return v1;
     }
 
-    private static Ok<ModelList> ListModels(ModelRouter router, PriceTable prices)
+    private static Ok<ModelList> ListModels(HttpContext context, ModelRouter router, PriceTable prices)
     {
+        var identity = context.Features.Get<ClientIdentity>();
         var data = new List<ModelEntry>();
         foreach (var model in prices.Prices.Keys.Order(StringComparer.Ordinal))
         {
+            // Only what the key (and its team) may use.
+            if (identity is not null && !identity.MayUse(model)) continue;
             try
             {
                 var target = router.Resolve(model);

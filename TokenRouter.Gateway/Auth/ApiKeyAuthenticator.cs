@@ -144,6 +144,13 @@ public sealed partial class ApiKeyAuthenticator : IDisposable
         decimal? quota = null;
         int? rpm = null, tpm = null;
         DateTimeOffset? expires = null;
+        BudgetDuration? duration = null;
+        ModelAllowList? models = null;
+        string? teamId = null, teamName = null;
+        decimal? teamBudget = null;
+        BudgetDuration? teamDuration = null;
+        int? teamRpm = null, teamTpm = null;
+        ModelAllowList? teamModels = null;
         var enabled = true;
         foreach (var f in fields)
         {
@@ -157,10 +164,20 @@ public sealed partial class ApiKeyAuthenticator : IDisposable
                 case RedisContract.KeyFields.RequestsPerMinute when int.TryParse(value, CultureInfo.InvariantCulture, out var r): rpm = r; break;
                 case RedisContract.KeyFields.TokensPerMinute when int.TryParse(value, CultureInfo.InvariantCulture, out var t): tpm = t; break;
                 case RedisContract.KeyFields.ExpiresAtUnix when long.TryParse(value, CultureInfo.InvariantCulture, out var e): expires = DateTimeOffset.FromUnixTimeSeconds(e); break;
+                case RedisContract.KeyFields.BudgetDuration when BudgetDuration.TryParse(value, out var d): duration = d; break;
+                case RedisContract.KeyFields.Models: models = ModelAllowList.Parse(value); break;
+                case RedisContract.KeyFields.TeamId: teamId = value; break;
+                case RedisContract.KeyFields.TeamName: teamName = value; break;
+                case RedisContract.KeyFields.TeamBudgetUsd when decimal.TryParse(value, NumberStyles.Number, CultureInfo.InvariantCulture, out var b): teamBudget = b; break;
+                case RedisContract.KeyFields.TeamBudgetDuration when BudgetDuration.TryParse(value, out var td): teamDuration = td; break;
+                case RedisContract.KeyFields.TeamRequestsPerMinute when int.TryParse(value, CultureInfo.InvariantCulture, out var tr): teamRpm = tr; break;
+                case RedisContract.KeyFields.TeamTokensPerMinute when int.TryParse(value, CultureInfo.InvariantCulture, out var tt): teamTpm = tt; break;
+                case RedisContract.KeyFields.TeamModels: teamModels = ModelAllowList.Parse(value); break;
             }
         }
         if (!enabled || id is null) return null;
-        return new ClientIdentity(id, name ?? "", hash, quota, rpm, tpm, expires);
+        var team = teamId is null ? null : new TeamIdentity(teamId, teamName ?? "", teamBudget, teamDuration, teamRpm, teamTpm, teamModels);
+        return new ClientIdentity(id, name ?? "", hash, quota, rpm, tpm, expires, duration, team, models);
     }
 
     private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');

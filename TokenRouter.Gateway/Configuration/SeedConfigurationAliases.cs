@@ -43,6 +43,7 @@ public static class SeedConfigurationAliases
         ("PROVIDER_CONCURRENT_LIMIT", "Limits:ProviderConcurrent"),
         ("REDIS_OUTAGE_POLICY", "RedisOutage:Policy"),
         ("SHUTDOWN_TIMEOUT", "Gateway:ShutdownTimeout"),
+        ("BUDGET_TIME_ZONE", "Budgets:TimeZone"),
     ];
 
     private static readonly string[] DurationKeys =

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
+using TokenRouter.Contracts;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Errors;
@@ -10,8 +11,9 @@ using TokenRouter.Gateway.Telemetry;
 namespace TokenRouter.Gateway.Limits;
 
 /// <summary>
-/// The one gate between a prepared request and its provider: this process's concurrency limits, the key's RPM/TPM
-/// and the key's USD quota, checked in that order and charged atomically. Refusals are <see cref="ApiError"/> 429s
+/// The one gate between a prepared request and its provider: the key's and its team's model allow-lists, this process's
+/// concurrency limits, the key's and its team's RPM/TPM and USD budgets (per period when they have a
+/// <c>budget_duration</c>), checked in that order and charged atomically (key and team in one store call). Refusals are <see cref="ApiError"/> 429s
 /// (503 when the quota store is unreachable) thrown before anything is sent upstream.
 /// </summary>
 /// <remarks>
@@ -28,6 +30,7 @@ public sealed partial class AdmissionController(
     IKeyLimitStore store,
     GatewayMetrics metrics,
     TimeProvider time,
+    BudgetPeriods periods,
     ILogger<AdmissionController> logger)
 {
     private readonly ConcurrentDictionary<string, bool> _unpricedLogged = new(StringComparer.OrdinalIgnoreCase);
@@ -47,6 +50,13 @@ public sealed partial class AdmissionController(
     {
         // The store call itself is not cancelled: abandoning a script that may still run could strand a reservation.
         ct.ThrowIfCancellationRequested();
+        // Before anything is charged or sent: a model outside the key's or its team's allow-list is a 403.
+        if (upstreamModel.Length > 0 && !identity.MayUse(upstreamModel))
+        {
+            metrics.Rejected(LimitErrors.Reasons.ModelNotAllowed);
+            throw LimitErrors.ModelNotAllowed(upstreamModel, identity.Models is not null && !identity.Models.Allows(upstreamModel)
+                ? "this API key" : $"the team '{identity.Team!.Name}'");
+        }
         var o = options.CurrentValue;
         StrongBox<int>? providerSlot = null;
         if (o.Enabled)
@@ -59,14 +69,19 @@ public sealed partial class AdmissionController(
         var rpm = o.Enabled ? identity.RequestsPerMinute : null;
         var tpm = o.Enabled ? identity.TokensPerMinute : null;
         var quota = identity.QuotaUsd;
-        if (rpm is null && tpm is null && quota is null) return admission;
+        var team = identity.Team;
+        var teamRpm = o.Enabled ? team?.RequestsPerMinute : null;
+        var teamTpm = o.Enabled ? team?.TokensPerMinute : null;
+        var teamBudget = team?.BudgetUsd;
+        var teamLimited = teamRpm is not null || teamTpm is not null || teamBudget is not null;
+        if (rpm is null && tpm is null && quota is null && !teamLimited) return admission;
 
         try
         {
             var estimated = QuotaEstimator.EstimatePromptTokens(promptBytes);
             decimal reserveUsd = 0;
             var unpriced = false;
-            if (quota is not null)
+            if (quota is not null || teamBudget is not null)
             {
                 if (prices.TryGet(upstreamModel, out var price))
                     reserveUsd = QuotaEstimator.WorstCaseCostUsd(price, promptBytes, maxTokens, o.QuotaDefaultMaxTokens);
@@ -77,27 +92,46 @@ public sealed partial class AdmissionController(
                 }
             }
             var reserve = QuotaEstimator.ToNanosCeiling(reserveUsd);
+            var now = time.GetUtcNow();
+            BudgetPeriod? keyPeriod = quota is not null && identity.BudgetDuration is { } kd ? periods.At(kd, now) : null;
+            BudgetPeriod? teamPeriod = teamBudget is not null && team!.BudgetDuration is { } td ? periods.At(td, now) : null;
+            var keyQuotaPeriod = keyPeriod is { } kp ? QuotaPeriod.Of(kp) : default;
+            var teamQuotaPeriod = teamPeriod is { } tp ? QuotaPeriod.Of(tp) : default;
+            var teamRequest = teamLimited
+                ? new TeamAdmitRequest(team!.ScopeId, teamRpm, teamTpm, teamBudget is { } tb ? QuotaEstimator.ToNanosFloor(tb) : null,
+                    teamQuotaPeriod)
+                : null;
             var request = new KeyAdmitRequest(identity.KeyId, rpm, tpm, estimated,
-                quota is { } q ? QuotaEstimator.ToNanosFloor(q) : null, reserve, time.GetUtcNow().ToUnixTimeMilliseconds(),
-                o.QuotaReservationTtl);
+                quota is { } q ? QuotaEstimator.ToNanosFloor(q) : null, reserve, now.ToUnixTimeMilliseconds(),
+                o.QuotaReservationTtl, keyQuotaPeriod, teamRequest);
 
-            var result = await AskStoreAsync(request, quota is not null);
+            var result = await AskStoreAsync(request, quota is not null || teamBudget is not null);
             if (result is null) return admission; // store down, no quota: rate limits fail open
             var r = result.Value;
+            var byTeam = r.RefusedBy == LimitScope.Team;
             switch (r.Outcome)
             {
                 case KeyAdmitOutcome.RequestsPerMinuteExceeded:
                     metrics.Rejected(LimitErrors.Reasons.RequestsPerMinute);
-                    throw LimitErrors.RequestsPerMinute(rpm!.Value, r.Used, RetryAfter(request.NowUnixMs, r.Window));
+                    throw LimitErrors.RequestsPerMinute(byTeam ? teamRpm!.Value : rpm!.Value, r.Used,
+                        RetryAfter(request.NowUnixMs, r.Window), byTeam ? team!.Name : null);
                 case KeyAdmitOutcome.TokensPerMinuteExceeded:
                     metrics.Rejected(LimitErrors.Reasons.TokensPerMinute);
-                    throw LimitErrors.TokensPerMinute(tpm!.Value, r.Used, estimated, RetryAfter(request.NowUnixMs, r.Window));
+                    throw LimitErrors.TokensPerMinute(byTeam ? teamTpm!.Value : tpm!.Value, r.Used, estimated,
+                        RetryAfter(request.NowUnixMs, r.Window), byTeam ? team!.Name : null);
+                case KeyAdmitOutcome.QuotaExceeded when byTeam:
+                    metrics.Rejected(LimitErrors.Reasons.TeamBudget);
+                    throw LimitErrors.TeamBudget(team!.Name, teamBudget!.Value, r.SpentNanos, r.ReservedNanos, reserveUsd,
+                        teamPeriod, now);
                 case KeyAdmitOutcome.QuotaExceeded:
                     metrics.Rejected(LimitErrors.Reasons.Quota);
-                    throw LimitErrors.Quota(quota!.Value, r.SpentNanos, r.ReservedNanos, reserveUsd);
+                    throw LimitErrors.Quota(quota!.Value, r.SpentNanos, r.ReservedNanos, reserveUsd, keyPeriod, now);
             }
+            var teamSettlement = teamRequest is null
+                ? null
+                : new TeamSettlement(teamRequest.ScopeId, teamTpm is null ? null : r.TeamWindow, teamQuotaPeriod, teamBudget is not null);
             admission.Bind(store, identity.KeyId, r.HoldId, reserve, tpm is null ? null : r.Window, estimated, unpriced,
-                time);
+                time, keyQuotaPeriod, teamSettlement, quota is not null);
             return admission;
         }
         catch
@@ -117,13 +151,18 @@ public sealed partial class AdmissionController(
         ct.ThrowIfCancellationRequested();
         var o = options.CurrentValue;
         var admission = new Admission(concurrency, null, false);
-        if (!o.Enabled || identity.RequestsPerMinute is not { } rpm) return admission;
+        var teamRpm = identity.Team?.RequestsPerMinute;
+        if (!o.Enabled || (identity.RequestsPerMinute is null && teamRpm is null)) return admission;
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        var result = await AskStoreAsync(new KeyAdmitRequest(identity.KeyId, rpm, null, 0, null, 0, now, o.QuotaReservationTtl), false);
+        var team = teamRpm is null ? null : new TeamAdmitRequest(identity.Team!.ScopeId, teamRpm, null, null);
+        var result = await AskStoreAsync(new KeyAdmitRequest(identity.KeyId, identity.RequestsPerMinute, null, 0, null, 0, now,
+            o.QuotaReservationTtl, Team: team), false);
         if (result is { Outcome: KeyAdmitOutcome.RequestsPerMinuteExceeded } r)
         {
             metrics.Rejected(LimitErrors.Reasons.RequestsPerMinute);
-            throw LimitErrors.RequestsPerMinute(rpm, r.Used, RetryAfter(now, r.Window));
+            var byTeam = r.RefusedBy == LimitScope.Team;
+            throw LimitErrors.RequestsPerMinute(byTeam ? teamRpm!.Value : identity.RequestsPerMinute!.Value, r.Used,
+                RetryAfter(now, r.Window), byTeam ? identity.Team!.Name : null);
         }
         return admission;
     }
@@ -198,6 +237,9 @@ public sealed class Admission : IAsyncDisposable
     private string? _holdId;
     private long _reservedNanos;
     private long? _window;
+    private QuotaPeriod _keyPeriod;
+    private TeamSettlement? _team;
+    private bool _keyHoldsQuota = true;
     private long _actualNanos;
     private long _totalTokens;
     private int _settled;
@@ -224,8 +266,11 @@ public sealed class Admission : IAsyncDisposable
     public bool HoldsQuota => _holdId is not null;
 
     internal void Bind(IKeyLimitStore store, string keyId, string? holdId, long reservedNanos, long? window, int estimatedTokens,
-        bool unpriced, TimeProvider time)
+        bool unpriced, TimeProvider time, QuotaPeriod keyPeriod = default, TeamSettlement? team = null, bool keyHoldsQuota = true)
     {
+        _keyPeriod = keyPeriod;
+        _team = team;
+        _keyHoldsQuota = keyHoldsQuota;
         _store = store;
         _keyId = keyId;
         _holdId = holdId;
@@ -252,13 +297,15 @@ public sealed class Admission : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return ValueTask.CompletedTask;
         if (_providerSlot is not null) _concurrency.Release(_stream, _providerSlot);
-        if (_store is null || (_holdId is null && _window is null))
+        if (_store is null || (_holdId is null && _window is null && _team?.Window is null))
         {
             _concurrency.AdmissionClosed();
             return ValueTask.CompletedTask;
         }
+        var tpmCharged = _window is not null || _team?.Window is not null;
         var settling = _store.SettleAsync(new KeySettlement(_keyId, _holdId, _reservedNanos, _actualNanos, _window,
-            _window is null ? 0 : _totalTokens - EstimatedPromptTokens, _time!.GetUtcNow().ToUnixTimeMilliseconds()));
+            tpmCharged ? _totalTokens - EstimatedPromptTokens : 0, _time!.GetUtcNow().ToUnixTimeMilliseconds(), _keyPeriod, _team,
+            _keyHoldsQuota));
         if (!settling.IsCompleted) return AwaitSettlementAsync(settling);
         _concurrency.AdmissionClosed();
         return settling;

@@ -55,8 +55,8 @@ public sealed partial class DegradableKeyLimitStore : IKeyLimitStore, IAsyncDisp
     public RedisKeyLimitStore Redis => _redis;
 
     /// <summary>The key's last known remaining quota in nano-USD (null when never seen), for tests and diagnostics.</summary>
-    public long? KnownRemainingNanos(string keyId) =>
-        _budgets.TryGetValue(keyId, out var b) ? Volatile.Read(ref b.RemainingNanos) : null;
+    public long? KnownRemainingNanos(string keyId, QuotaPeriod period = default) =>
+        _budgets.TryGetValue(BudgetId(keyId, period), out var b) ? Volatile.Read(ref b.RemainingNanos) : null;
 
     public async ValueTask<KeyAdmitResult> AdmitAsync(KeyAdmitRequest r)
     {
@@ -65,12 +65,19 @@ public sealed partial class DegradableKeyLimitStore : IKeyLimitStore, IAsyncDisp
             try
             {
                 var result = await _circuit.ExecuteAsync(static s => s.Store.AdmitAsync(s.Request), (Store: _redis, Request: r));
-                if (r.QuotaNanos is { } quota && result.Outcome is KeyAdmitOutcome.Admitted or KeyAdmitOutcome.QuotaExceeded)
+                var admitted = result.Outcome == KeyAdmitOutcome.Admitted;
+                var refusedByQuota = result.Outcome == KeyAdmitOutcome.QuotaExceeded;
+                if (r.QuotaNanos is { } quota && (admitted || (refusedByQuota && result.RefusedBy == LimitScope.Key)))
                 {
-                    var remaining = quota - result.SpentNanos - result.ReservedNanos
-                        - (result.Outcome == KeyAdmitOutcome.Admitted ? r.ReserveNanos : 0);
-                    var budget = _budgets.GetOrAdd(r.KeyId, static _ => new Budget());
-                    lock (budget.Gate) budget.RemainingNanos = remaining;
+                    Remember(BudgetId(r.KeyId, r.KeyPeriod),
+                        quota - result.SpentNanos - result.ReservedNanos - (admitted ? r.ReserveNanos : 0));
+                }
+                if (r.Team is { QuotaNanos: { } teamQuota } team)
+                {
+                    if (admitted)
+                        Remember(BudgetId(team.ScopeId, team.Period), teamQuota - result.TeamSpentNanos - result.TeamReservedNanos - r.ReserveNanos);
+                    else if (refusedByQuota && result.RefusedBy == LimitScope.Team)
+                        Remember(BudgetId(team.ScopeId, team.Period), teamQuota - result.SpentNanos - result.ReservedNanos);
                 }
                 return result;
             }
@@ -87,34 +94,58 @@ public sealed partial class DegradableKeyLimitStore : IKeyLimitStore, IAsyncDisp
         var o = _options.CurrentValue;
         if (o.ParsedPolicy == RedisOutagePolicy.FailClosed) throw Refuse(o, "fail_closed");
 
-        Budget? budget = null;
-        if (r.QuotaNanos is not null && !_budgets.TryGetValue(r.KeyId, out budget)) throw Refuse(o, "quota_unknown");
+        Budget? budget = null, teamBudget = null;
+        if (r.QuotaNanos is not null && !_budgets.TryGetValue(BudgetId(r.KeyId, r.KeyPeriod), out budget)) throw Refuse(o, "quota_unknown");
+        if (r.Team is { QuotaNanos: not null } team && !_budgets.TryGetValue(BudgetId(team.ScopeId, team.Period), out teamBudget))
+            throw Refuse(o, "quota_unknown");
 
         // RPM/TPM per replica: with N replicas a key may reach N times its limits until Redis returns.
-        var rated = _local.AdmitAsync(r with { QuotaNanos = null, ReserveNanos = 0 }).Result;
+        var rated = _local.AdmitAsync(r with
+        {
+            QuotaNanos = null,
+            ReserveNanos = 0,
+            Team = r.Team is null ? null : r.Team with { QuotaNanos = null },
+        }).Result;
         if (rated.Outcome != KeyAdmitOutcome.Admitted)
         {
             _metrics.DegradedAdmission("rate_limited");
             return rated;
         }
-        if (budget is not null)
+        if (budget is not null || teamBudget is not null)
         {
-            lock (budget.Gate)
+            // Key then team, as everywhere: both are drawn down or neither.
+            lock (budget?.Gate ?? teamBudget!.Gate)
             {
-                if (budget.RemainingNanos <= 0 || budget.RemainingNanos < r.ReserveNanos)
+                lock (teamBudget?.Gate ?? budget!.Gate)
                 {
-                    // Nothing proves the quota is spent (Redis may have released reservations): ask to retry, not a 429.
-                    // The request was already counted for RPM locally; that errs on the side of the limit.
-                    throw Refuse(o, "budget_exhausted");
+                    if (Short(budget, r.ReserveNanos) || Short(teamBudget, r.ReserveNanos))
+                    {
+                        // Nothing proves the quota is spent (Redis may have released reservations): ask to retry, not a 429.
+                        // The request was already counted for RPM locally; that errs on the side of the limit.
+                        throw Refuse(o, "budget_exhausted");
+                    }
+                    if (budget is not null) budget.RemainingNanos -= r.ReserveNanos;
+                    if (teamBudget is not null) teamBudget.RemainingNanos -= r.ReserveNanos;
                 }
-                budget.RemainingNanos -= r.ReserveNanos;
             }
         }
         _metrics.DegradedAdmission("admitted");
-        // Every degraded admission carries a hold, so its settlement stays local ('q': it also drew on the budget).
+        // Every degraded admission carries a hold, so its settlement stays local ('q': it also drew on a budget).
         var hold = string.Create(CultureInfo.InvariantCulture,
-            $"{DegradedHold}{(budget is null ? 'r' : 'q')}{_instance}-{Interlocked.Increment(ref _holdSequence)}:0");
+            $"{DegradedHold}{(budget is null && teamBudget is null ? 'r' : 'q')}{_instance}-{Interlocked.Increment(ref _holdSequence)}:0");
         return rated with { HoldId = hold };
+    }
+
+    private static bool Short(Budget? budget, long reserve) =>
+        budget is not null && (budget.RemainingNanos <= 0 || budget.RemainingNanos < reserve);
+
+    private static string BudgetId(string scopeId, QuotaPeriod period) =>
+        period.Start is { } start ? string.Create(CultureInfo.InvariantCulture, $"{scopeId}:p{start}") : scopeId;
+
+    private void Remember(string budgetId, long remaining)
+    {
+        var budget = _budgets.GetOrAdd(budgetId, static _ => new Budget());
+        lock (budget.Gate) budget.RemainingNanos = remaining;
     }
 
     private ApiError Refuse(RedisOutageOptions o, string outcome)
@@ -129,22 +160,30 @@ public sealed partial class DegradableKeyLimitStore : IKeyLimitStore, IAsyncDisp
         if (s.HoldId is { Length: > 0 } hold && hold[0] == DegradedHold)
         {
             // Admitted during the outage: TPM was charged here, the budget locally, and Redis never saw a reservation.
-            if (s.Window is not null) _local.SettleAsync(s with { HoldId = null });
+            if (s.Window is not null || s.Team?.Window is not null) _local.SettleAsync(s with { HoldId = null });
             if (hold[1] != 'q') return ValueTask.CompletedTask;
-            Credit(s.KeyId, s.ReservedNanos - s.ActualNanos);
+            Credit(s, s.ReservedNanos - s.ActualNanos);
             // Book the real spend into Redis (deferred until it answers): an unknown hold on a first attempt books it.
             return s.ActualNanos == 0
                 ? ValueTask.CompletedTask
-                : _redis.SettleAsync(new KeySettlement(s.KeyId, hold, 0, s.ActualNanos, null, 0, s.NowUnixMs));
+                : _redis.SettleAsync(new KeySettlement(s.KeyId, hold, 0, s.ActualNanos, null, 0, s.NowUnixMs, s.KeyPeriod,
+                    s.Team is null ? null : s.Team with { Window = null }, s.KeyHoldsQuota));
         }
-        if (s.HoldId is not null) Credit(s.KeyId, s.ReservedNanos - s.ActualNanos);
+        if (s.HoldId is not null) Credit(s, s.ReservedNanos - s.ActualNanos);
         return _redis.SettleAsync(s);
     }
 
-    private void Credit(string keyId, long nanos)
+    private void Credit(KeySettlement s, long nanos)
     {
-        if (nanos == 0 || !_budgets.TryGetValue(keyId, out var budget)) return;
-        lock (budget.Gate) budget.RemainingNanos += nanos;
+        if (nanos == 0) return;
+        if ((s.Team is null || s.KeyHoldsQuota) && _budgets.TryGetValue(BudgetId(s.KeyId, s.KeyPeriod), out var budget))
+        {
+            lock (budget.Gate) budget.RemainingNanos += nanos;
+        }
+        if (s.Team is { HoldsQuota: true } team && _budgets.TryGetValue(BudgetId(team.ScopeId, team.Period), out var teamBudget))
+        {
+            lock (teamBudget.Gate) teamBudget.RemainingNanos += nanos;
+        }
     }
 
     public ValueTask DisposeAsync() => _redis.DisposeAsync();

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
+using TokenRouter.Contracts;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Resilience;
 using TokenRouter.Gateway.Telemetry;
@@ -34,6 +35,13 @@ public static class LimitsServiceCollectionExtensions
                 sp.GetRequiredService<RedisCircuit>(), sp.GetRequiredService<IOptionsMonitor<RedisOutageOptions>>(),
                 sp.GetRequiredService<GatewayMetrics>(), sp.GetRequiredService<ILogger<DegradableKeyLimitStore>>())
             : new LocalKeyLimitStore());
+        services.AddOptions<BudgetsOptions>().BindConfiguration(BudgetsOptions.SectionName).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<BudgetsOptions>, BudgetsOptionsValidator>());
+        services.TryAddSingleton(sp =>
+        {
+            BudgetPeriods.TryFindTimeZone(sp.GetRequiredService<IOptions<BudgetsOptions>>().Value.TimeZone, out var zone);
+            return new BudgetPeriods(sp.GetRequiredService<TimeProvider>(), zone ?? TimeZoneInfo.Utc);
+        });
         services.TryAddSingleton<AdmissionController>();
         return services;
     }

@@ -8,110 +8,142 @@ using TokenRouter.Contracts;
 namespace TokenRouter.Gateway.Limits;
 
 /// <summary>
-/// Per-key RPM/TPM windows and quotas shared by all gateway replicas (layout: <see cref="RedisContract"/>). Each
+/// Per-key (and per-team) RPM/TPM windows and quotas shared by all gateway replicas (layout: <see cref="RedisContract"/>). Each
 /// admission and each settlement is one Lua script, so checks and charges are atomic across replicas: concurrent
-/// requests can never push a window past its limit or spend + reservations past a quota.
+/// requests can never push a window past its limit or spend + reservations past a quota. A key in a team is checked and
+/// charged together with its team in the same script: neither budget can be overshot through any number of replicas.
 /// </summary>
 /// <remarks>
+/// <para>With a team the script touches the key's and the team's hashes, which carry different hash tags: it needs a single
+/// Redis (or a cluster that keeps them on one node).</para>
+/// <para>
 /// Windows are fixed unix minutes taken from the gateway's clock; a window never moves backwards (a replica whose
 /// clock lags joins the newer window), so replicas agree on one counter per key. A settlement is idempotent per
 /// reservation (the hold is removed once); a settlement that could not reach Redis is retried in the background.
+/// </para>
 /// </remarks>
 public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposable, IDisposable
 {
     private const int MaxPendingSettlements = 100_000;
 
-    // KEYS: rate hash, quota hash, holds zset. ARGV: now ms, rpm, tpm (-1 = none), estimated tokens, quota nanos (-1 =
-    // none), reserve nanos, hold member, hold expiry ms, current minute. Returns {outcome, window, used, spent, reserved}
-    // (spent and reserved as found before this admission, when a quota applies).
+    // One or two scopes (the key, then its team). KEYS per scope: rate hash, quota hash, holds zset.
+    // ARGV: [1] now ms, [2] estimated tokens, [3] reserve nanos, [4] hold member, [5] hold expiry ms, [6] current minute,
+    // then per scope: rpm, tpm (-1 = none), quota nanos (-1 = none), quota expire-at ms (0 = the lifetime hash, no expiry).
+    // Every scope is checked before any is charged, so a refusal by either charges neither. Returns
+    // {outcome, scope, used, spent, reserved, window1, spent2, reserved2, window2}: on refusal the refusing scope's
+    // numbers; on admission the key's spent/reserved (and the team's in spent2/reserved2) as found before this admission.
     // Numbers written back are ARGV strings or small integers: Lua's number-to-string would turn large ones into 1e+15.
     private const string AdmitScript = """
-        local rpm = tonumber(ARGV[2])
-        local tpm = tonumber(ARGV[3])
-        local est = tonumber(ARGV[4])
-        local quota = tonumber(ARGV[5])
-        local reserve = tonumber(ARGV[6])
-        local rated = rpm >= 0 or tpm >= 0
-        local minute = tonumber(ARGV[9])
-        local window = ARGV[9]
-        local fresh = true
-        local r, t = 0, 0
-        local qs, qr = '0', '0'
-        if rated then
-          local cur = redis.call('HMGET', KEYS[1], 'w', 'r', 't')
-          local w = tonumber(cur[1])
-          if w and w >= minute then
-            minute = w
-            window = cur[1]
-            fresh = false
-            r = tonumber(cur[2]) or 0
-            t = tonumber(cur[3]) or 0
+        local n = #KEYS / 3
+        local est = tonumber(ARGV[2])
+        local reserve = tonumber(ARGV[3])
+        local now = tonumber(ARGV[6])
+        local windows, fresh, qs, qr = {}, {}, {}, {}
+        for s = 1, n do
+          local k = (s - 1) * 3
+          local a = 6 + (s - 1) * 4
+          local rpm = tonumber(ARGV[a + 1])
+          local tpm = tonumber(ARGV[a + 2])
+          local quota = tonumber(ARGV[a + 3])
+          windows[s] = now
+          fresh[s] = true
+          qs[s], qr[s] = '0', '0'
+          if rpm >= 0 or tpm >= 0 then
+            local cur = redis.call('HMGET', KEYS[k + 1], 'w', 'r', 't')
+            local w = tonumber(cur[1])
+            local r, t = 0, 0
+            if w and w >= now then
+              windows[s] = w
+              fresh[s] = false
+              r = tonumber(cur[2]) or 0
+              t = tonumber(cur[3]) or 0
+            end
+            if rpm >= 0 and r + 1 > rpm then return {1, s, r, '0', '0', windows[s], '0', '0', 0} end
+            if tpm >= 0 and t + est > tpm then return {2, s, t, '0', '0', windows[s], '0', '0', 0} end
           end
-          if rpm >= 0 and r + 1 > rpm then return {1, minute, r, 0, 0} end
-          if tpm >= 0 and t + est > tpm then return {2, minute, t, 0, 0} end
+          if quota >= 0 then
+            local expired = redis.call('ZRANGEBYSCORE', KEYS[k + 3], '-inf', ARGV[1], 'LIMIT', 0, 100)
+            for i = 1, #expired do
+              redis.call('ZREM', KEYS[k + 3], expired[i])
+              local amount = string.match(expired[i], ':(%d+)$')
+              if amount and amount ~= '0' then redis.call('HINCRBY', KEYS[k + 2], 'reserved', '-' .. amount) end
+            end
+            local q = redis.call('HMGET', KEYS[k + 2], 'spent', 'reserved')
+            local spent = tonumber(q[1]) or 0
+            local reserved = tonumber(q[2]) or 0
+            if spent + reserved + reserve > quota or spent + reserved >= quota then
+              return {3, s, 0, q[1] or '0', q[2] or '0', windows[s], '0', '0', 0}
+            end
+            qs[s], qr[s] = q[1] or '0', q[2] or '0'
+          end
         end
-        if quota >= 0 then
-          local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, 100)
-          for i = 1, #expired do
-            redis.call('ZREM', KEYS[3], expired[i])
-            local amount = string.match(expired[i], ':(%d+)$')
-            if amount and amount ~= '0' then redis.call('HINCRBY', KEYS[2], 'reserved', '-' .. amount) end
+        for s = 1, n do
+          local k = (s - 1) * 3
+          local a = 6 + (s - 1) * 4
+          if tonumber(ARGV[a + 3]) >= 0 then
+            if reserve > 0 then redis.call('HINCRBY', KEYS[k + 2], 'reserved', ARGV[3]) end
+            redis.call('ZADD', KEYS[k + 3], ARGV[5], ARGV[4])
+            if ARGV[a + 4] ~= '0' then
+              redis.call('PEXPIREAT', KEYS[k + 2], ARGV[a + 4])
+              redis.call('PEXPIREAT', KEYS[k + 3], ARGV[a + 4])
+            end
           end
-          local q = redis.call('HMGET', KEYS[2], 'spent', 'reserved')
-          local spent = tonumber(q[1]) or 0
-          local reserved = tonumber(q[2]) or 0
-          if spent + reserved + reserve > quota or spent + reserved >= quota then
-            return {3, minute, 0, q[1] or '0', q[2] or '0'}
+          if tonumber(ARGV[a + 1]) >= 0 or tonumber(ARGV[a + 2]) >= 0 then
+            if fresh[s] then
+              redis.call('HSET', KEYS[k + 1], 'w', ARGV[6], 'r', 1, 't', ARGV[2])
+            else
+              redis.call('HINCRBY', KEYS[k + 1], 'r', 1)
+              if est > 0 then redis.call('HINCRBY', KEYS[k + 1], 't', ARGV[2]) end
+            end
+            redis.call('PEXPIRE', KEYS[k + 1], 120000)
           end
-          qs, qr = q[1] or '0', q[2] or '0'
-          if reserve > 0 then redis.call('HINCRBY', KEYS[2], 'reserved', ARGV[6]) end
-          redis.call('ZADD', KEYS[3], ARGV[8], ARGV[7])
         end
-        if rated then
-          if fresh then
-            redis.call('HSET', KEYS[1], 'w', window, 'r', 1, 't', ARGV[4])
-          else
-            redis.call('HINCRBY', KEYS[1], 'r', 1)
-            if est > 0 then redis.call('HINCRBY', KEYS[1], 't', ARGV[4]) end
-          end
-          redis.call('PEXPIRE', KEYS[1], 120000)
-        end
-        return {0, minute, 0, qs, qr}
+        return {0, 0, 0, qs[1], qr[1], windows[1], qs[2] or '0', qr[2] or '0', windows[2] or now}
         """;
 
-    // KEYS: rate hash, quota hash, holds zset. ARGV: hold member ('' = none), reserved nanos, actual nanos,
-    // first attempt ('1'/'0'), admission window ('-1' = no TPM), token delta, current minute.
+    // One or two scopes, as for admission. KEYS per scope: rate hash, quota hash, holds zset.
+    // ARGV: [1] hold member ('' = none), [2] reserved nanos, [3] actual nanos, [4] first attempt ('1'/'0'),
+    // [5] token delta, [6] current minute, then per scope: admission window ('-1' = no TPM), quota expire-at ms (0 = none),
+    // whether the scope holds quota ('1'/'0').
     // A hold starting with '~' was made while Redis was down (DegradableKeyLimitStore) and is booked exactly once.
     // A retry applies only what the hold proves was not applied yet; a first attempt whose hold already expired still
-    // books the spend (the request ran longer than the reservation TTL, but it did cost that).
+    // books the spend (the request ran longer than the reservation TTL, but it did cost that). Each scope decides alone.
     private const string SettleScript = """
-        local applied = ARGV[4] == '1'
-        if ARGV[1] ~= '' then
-          if string.sub(ARGV[1], 1, 1) == '~' then
-            -- Admitted while Redis was down (no reservation here): book it once, remembered for a day by a tombstone
-            -- (amount 0, so the expiry sweep releases nothing).
-            applied = redis.call('ZADD', KEYS[3], 'NX', (tonumber(ARGV[7]) + 1440) * 60000, ARGV[1]) == 1
-          elseif redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
-            applied = true
-            if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[2], 'reserved', '-' .. ARGV[2]) end
-          end
-          if applied and ARGV[3] ~= '0' then redis.call('HINCRBY', KEYS[2], 'spent', ARGV[3]) end
-        end
-        local admitted = tonumber(ARGV[5])
-        local delta = tonumber(ARGV[6])
-        if applied and admitted >= 0 and delta ~= 0 then
-          local w = tonumber(redis.call('HGET', KEYS[1], 'w'))
-          local now = tonumber(ARGV[7])
-          if w == admitted and w >= now then
-            if redis.call('HINCRBY', KEYS[1], 't', ARGV[6]) < 0 then redis.call('HSET', KEYS[1], 't', 0) end
-            redis.call('PEXPIRE', KEYS[1], 120000)
-          elseif delta > 0 then
-            if w and w >= now then
-              redis.call('HINCRBY', KEYS[1], 't', ARGV[6])
-            else
-              redis.call('HSET', KEYS[1], 'w', ARGV[7], 'r', 0, 't', ARGV[6])
+        local n = #KEYS / 3
+        for s = 1, n do
+          local k = (s - 1) * 3
+          local a = 6 + (s - 1) * 3
+          local applied = ARGV[4] == '1'
+          if ARGV[1] ~= '' and ARGV[a + 3] == '1' then
+            if string.sub(ARGV[1], 1, 1) == '~' then
+              -- Admitted while Redis was down (no reservation here): book it once, remembered for a day by a tombstone
+              -- (amount 0, so the expiry sweep releases nothing).
+              applied = redis.call('ZADD', KEYS[k + 3], 'NX', (tonumber(ARGV[6]) + 1440) * 60000, ARGV[1]) == 1
+            elseif redis.call('ZREM', KEYS[k + 3], ARGV[1]) == 1 then
+              applied = true
+              if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[k + 2], 'reserved', '-' .. ARGV[2]) end
             end
-            redis.call('PEXPIRE', KEYS[1], 120000)
+            if applied and ARGV[3] ~= '0' then
+              redis.call('HINCRBY', KEYS[k + 2], 'spent', ARGV[3])
+              if ARGV[a + 2] ~= '0' then redis.call('PEXPIREAT', KEYS[k + 2], ARGV[a + 2]) end
+            end
+          end
+          local admitted = tonumber(ARGV[a + 1])
+          local delta = tonumber(ARGV[5])
+          if applied and admitted >= 0 and delta ~= 0 then
+            local w = tonumber(redis.call('HGET', KEYS[k + 1], 'w'))
+            local now = tonumber(ARGV[6])
+            if w == admitted and w >= now then
+              if redis.call('HINCRBY', KEYS[k + 1], 't', ARGV[5]) < 0 then redis.call('HSET', KEYS[k + 1], 't', 0) end
+              redis.call('PEXPIRE', KEYS[k + 1], 120000)
+            elseif delta > 0 then
+              if w and w >= now then
+                redis.call('HINCRBY', KEYS[k + 1], 't', ARGV[5])
+              else
+                redis.call('HSET', KEYS[k + 1], 'w', ARGV[6], 'r', 0, 't', ARGV[5])
+              end
+              redis.call('PEXPIRE', KEYS[k + 1], 120000)
+            end
           end
         end
         return 1
@@ -152,26 +184,43 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
 
     public async ValueTask<KeyAdmitResult> AdmitAsync(KeyAdmitRequest r)
     {
-        var hold = r.QuotaNanos is null
-            ? ""
-            : string.Create(CultureInfo.InvariantCulture, $"{_instance}-{Interlocked.Increment(ref _holdSequence)}:{r.ReserveNanos}");
+        var holdsQuota = r.QuotaNanos is not null || r.Team?.QuotaNanos is not null;
+        var hold = holdsQuota
+            ? string.Create(CultureInfo.InvariantCulture, $"{_instance}-{Interlocked.Increment(ref _holdSequence)}:{r.ReserveNanos}")
+            : "";
         var minute = Windows.MinuteOf(r.NowUnixMs);
-        var result = await _redis.GetDatabase().ScriptEvaluateAsync(AdmitScript, Keys(r.KeyId),
-        [
-            r.NowUnixMs,
-            r.RequestsPerMinute ?? -1,
-            r.TokensPerMinute ?? -1,
-            r.EstimatedTokens,
-            r.QuotaNanos ?? -1,
-            r.ReserveNanos,
-            hold,
-            r.NowUnixMs + (long)r.HoldTtl.TotalMilliseconds,
-            minute,
-        ]);
+        var team = r.Team;
+        RedisValue[] args = team is null ? new RedisValue[10] : new RedisValue[14];
+        args[0] = r.NowUnixMs;
+        args[1] = r.EstimatedTokens;
+        args[2] = r.ReserveNanos;
+        args[3] = hold;
+        args[4] = r.NowUnixMs + (long)r.HoldTtl.TotalMilliseconds;
+        args[5] = minute;
+        args[6] = r.RequestsPerMinute ?? -1;
+        args[7] = r.TokensPerMinute ?? -1;
+        args[8] = r.QuotaNanos ?? -1;
+        args[9] = r.KeyPeriod.ExpireAtUnixMs;
+        if (team is not null)
+        {
+            args[10] = team.RequestsPerMinute ?? -1;
+            args[11] = team.TokensPerMinute ?? -1;
+            args[12] = team.QuotaNanos ?? -1;
+            args[13] = team.Period.ExpireAtUnixMs;
+        }
+        var result = await _redis.GetDatabase().ScriptEvaluateAsync(AdmitScript,
+            Keys(r.KeyId, r.KeyPeriod, team?.ScopeId, team?.Period ?? default), args);
         var reply = (RedisResult[])result!;
         var outcome = (KeyAdmitOutcome)(int)reply[0];
-        return new KeyAdmitResult(outcome, (long)reply[1], (long)reply[2], (long)reply[3], (long)reply[4],
-            outcome == KeyAdmitOutcome.Admitted && hold.Length > 0 ? hold : null);
+        if (outcome != KeyAdmitOutcome.Admitted)
+        {
+            var scope = (int)reply[1] == 2 ? LimitScope.Team : LimitScope.Key;
+            var window = (long)reply[5];
+            return new KeyAdmitResult(outcome, window, (long)reply[2], (long)reply[3], (long)reply[4], null, scope,
+                scope == LimitScope.Team ? window : 0);
+        }
+        return new KeyAdmitResult(outcome, (long)reply[5], 0, (long)reply[3], (long)reply[4], hold.Length > 0 ? hold : null,
+            LimitScope.Key, (long)reply[8], (long)reply[6], (long)reply[7]);
     }
 
     public async ValueTask SettleAsync(KeySettlement s)
@@ -196,17 +245,28 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
         }
     }
 
-    private Task<RedisResult> EvaluateSettleAsync(KeySettlement s, bool firstAttempt) =>
-        _redis.GetDatabase().ScriptEvaluateAsync(SettleScript, Keys(s.KeyId),
-        [
-            s.HoldId ?? "",
-            s.ReservedNanos,
-            s.ActualNanos,
-            firstAttempt ? "1" : "0",
-            s.Window ?? -1,
-            s.TokenDelta,
-            Windows.MinuteOf(s.NowUnixMs),
-        ]);
+    private Task<RedisResult> EvaluateSettleAsync(KeySettlement s, bool firstAttempt)
+    {
+        var team = s.Team;
+        RedisValue[] args = team is null ? new RedisValue[9] : new RedisValue[12];
+        args[0] = s.HoldId ?? "";
+        args[1] = s.ReservedNanos;
+        args[2] = s.ActualNanos;
+        args[3] = firstAttempt ? "1" : "0";
+        args[4] = s.TokenDelta;
+        args[5] = Windows.MinuteOf(s.NowUnixMs);
+        args[6] = s.Window ?? -1;
+        args[7] = s.KeyPeriod.ExpireAtUnixMs;
+        // Without a team every hold is the key's (its quota, or a degraded admission's tombstone).
+        args[8] = team is null || s.KeyHoldsQuota ? "1" : "0";
+        if (team is not null)
+        {
+            args[9] = team.Window ?? -1;
+            args[10] = team.Period.ExpireAtUnixMs;
+            args[11] = team.HoldsQuota ? "1" : "0";
+        }
+        return _redis.GetDatabase().ScriptEvaluateAsync(SettleScript, Keys(s.KeyId, s.KeyPeriod, team?.ScopeId, team?.Period ?? default), args);
+    }
 
     private async Task RetryPendingAsync()
     {
@@ -246,8 +306,15 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
         }
     }
 
-    private static RedisKey[] Keys(string keyId) =>
-        [RedisContract.RateKey(keyId), RedisContract.QuotaKey(keyId), RedisContract.QuotaHoldsKey(keyId)];
+    private static RedisKey[] Keys(string keyId, QuotaPeriod keyPeriod, string? teamScope, QuotaPeriod teamPeriod) =>
+        teamScope is null
+            ? [RedisContract.RateKey(keyId), RedisContract.QuotaKey(keyId, keyPeriod.Start), RedisContract.QuotaHoldsKey(keyId, keyPeriod.Start)]
+            :
+            [
+                RedisContract.RateKey(keyId), RedisContract.QuotaKey(keyId, keyPeriod.Start), RedisContract.QuotaHoldsKey(keyId, keyPeriod.Start),
+                RedisContract.RateKey(teamScope), RedisContract.QuotaKey(teamScope, teamPeriod.Start),
+                RedisContract.QuotaHoldsKey(teamScope, teamPeriod.Start),
+            ];
 
     public async ValueTask DisposeAsync()
     {

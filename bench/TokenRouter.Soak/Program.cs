@@ -88,7 +88,7 @@ internal static class Report
         var inv = CultureInfo.InvariantCulture;
         b.AppendLine(inv, $"Load: {loadTime.TotalMinutes:F1} min, {workers} workers + a burst of 8 identical requests every 5 s + a client hanging up mid-stream every 3 s, over {gateways} gateway replicas; {tally.Sent:N0} requests ({tally.Sent / loadTime.TotalSeconds:F0}/s), {tally.Hostile:N0} hostile, {tally.Disconnects:N0} cut mid-stream.");
         b.AppendLine();
-        b.AppendLine("| minute | requests sent | gateway RSS MiB (a / b) | live GC heap MiB (a / b) | open sockets (a / b) | Redis used MiB | usage stream length | ledger rows |");
+        b.AppendLine("| minute | requests sent | gateway RSS MiB (a / b) | GC heap after last GC, MiB (a / b) | open sockets (a / b) | Redis used MiB | usage stream length | ledger rows |");
         b.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var s in samples) b.AppendLine(Row(s));
         b.AppendLine();
@@ -105,7 +105,7 @@ internal static class Report
             var rss = string.Join(", ", thirds.Select(t => $"{t.Min(s => s.RssKiB[gateway]) / 1024.0:F0}–{t.Max(s => s.RssKiB[gateway]) / 1024.0:F0}"));
             var heap = string.Join(", ", thirds.Select(t => $"{t.Min(s => s.HeapBytes[gateway]) / 1048576.0:F0}–{t.Max(s => s.HeapBytes[gateway]) / 1048576.0:F0}"));
             var sockets = string.Join(", ", thirds.Select(t => $"{t.Min(s => s.Sockets[gateway])}–{t.Max(s => s.Sockets[gateway])}"));
-            b.AppendLine(inv, $"- Gateway {(char)('a' + g)}, by thirds of the load after warm-up: RSS {rss} MiB; live GC heap {heap} MiB; sockets {sockets}.");
+            b.AppendLine(inv, $"- Gateway {(char)('a' + g)}, by thirds of the load after warm-up: RSS {rss} MiB; GC heap after last GC {heap} MiB; sockets {sockets}.");
         }
         b.AppendLine(inv, $"- Ledger: {tally.Served.Count:N0} requests served (200, or cut mid-stream by the client) → {ledgerRows:N0} rows; missing {missing}, extra {extra}.");
         b.AppendLine(inv, $"- Unexpected answers (a served request not 200, a hostile one not 4xx, a transport error): {tally.UnexpectedCount}.");

@@ -5,14 +5,14 @@ using StackExchange.Redis;
 namespace TokenRouter.Soak;
 
 /// <summary>One look at the system under load.</summary>
-/// <param name="HeapBytes">Each gateway's GC heap after its last collection, fragmentation left out: what it holds live.</param>
+/// <param name="HeapBytes">Each gateway's GC heap after its last collection, fragmentation left out (a gen0/gen1 collection leaves dead gen2 objects counted; after a full collection it is what the gateway holds live).</param>
 internal sealed record SoakSample(TimeSpan At, long Sent, long[] RssKiB, long[] HeapBytes, int[] Sockets, long RedisUsedBytes, long UsageStreamLength,
     long LedgerRows);
 
 /// <summary>
 /// Reads what a long run can leak: each gateway's resident memory and open sockets (from /proc), Redis's memory and the
 /// usage stream's length, and the ledger's row count in PostgreSQL. RSS alone cannot tell a leak from a server GC that
-/// keeps what it was given, so each gateway's live GC heap is read from its own <c>/metrics</c> too.
+/// keeps what it was given, so each gateway's GC heap after its last collection is read from its own <c>/metrics</c> too.
 /// </summary>
 internal sealed class SoakSampler(int[] gatewayPids, HttpClient[] gateways, IConnectionMultiplexer redis, NpgsqlDataSource ledger)
     : IAsyncDisposable

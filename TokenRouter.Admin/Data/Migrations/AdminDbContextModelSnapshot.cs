@@ -29,6 +29,11 @@ namespace TokenRouter.Admin.Data.Migrations
                         .HasColumnType("uuid")
                         .HasColumnName("id");
 
+                    b.Property<string>("BudgetDuration")
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)")
+                        .HasColumnName("budget_duration");
+
                     b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
@@ -54,6 +59,11 @@ namespace TokenRouter.Admin.Data.Migrations
                         .HasColumnType("character varying(16)")
                         .HasColumnName("key_prefix");
 
+                    b.Property<string>("Models")
+                        .HasMaxLength(4000)
+                        .HasColumnType("character varying(4000)")
+                        .HasColumnName("models");
+
                     b.Property<string>("Name")
                         .IsRequired()
                         .HasMaxLength(200)
@@ -73,6 +83,10 @@ namespace TokenRouter.Admin.Data.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("revoked_at");
 
+                    b.Property<Guid?>("TeamId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("team_id");
+
                     b.Property<int?>("TokensPerMinute")
                         .HasColumnType("integer")
                         .HasColumnName("tokens_per_minute");
@@ -83,6 +97,9 @@ namespace TokenRouter.Admin.Data.Migrations
                     b.HasIndex("KeyHash")
                         .IsUnique()
                         .HasDatabaseName("ix_api_keys_key_hash");
+
+                    b.HasIndex("TeamId")
+                        .HasDatabaseName("ix_api_keys_team_id");
 
                     b.ToTable("api_keys", (string)null);
                 });
@@ -127,6 +144,56 @@ namespace TokenRouter.Admin.Data.Migrations
                         .HasName("pk_model_prices");
 
                     b.ToTable("model_prices", (string)null);
+                });
+
+            modelBuilder.Entity("TokenRouter.Admin.Data.Team", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<string>("BudgetDuration")
+                        .HasMaxLength(32)
+                        .HasColumnType("character varying(32)")
+                        .HasColumnName("budget_duration");
+
+                    b.Property<decimal?>("BudgetUsd")
+                        .HasPrecision(20, 10)
+                        .HasColumnType("numeric(20,10)")
+                        .HasColumnName("budget_usd");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("Models")
+                        .HasMaxLength(4000)
+                        .HasColumnType("character varying(4000)")
+                        .HasColumnName("models");
+
+                    b.Property<string>("Name")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("name");
+
+                    b.Property<int?>("RequestsPerMinute")
+                        .HasColumnType("integer")
+                        .HasColumnName("requests_per_minute");
+
+                    b.Property<int?>("TokensPerMinute")
+                        .HasColumnType("integer")
+                        .HasColumnName("tokens_per_minute");
+
+                    b.HasKey("Id")
+                        .HasName("pk_teams");
+
+                    b.HasIndex("Name")
+                        .IsUnique()
+                        .HasDatabaseName("ix_teams_name");
+
+                    b.ToTable("teams", (string)null);
                 });
 
             modelBuilder.Entity("TokenRouter.Admin.Data.UsageDeadLetter", b =>
@@ -258,6 +325,17 @@ namespace TokenRouter.Admin.Data.Migrations
                         .HasDatabaseName("ix_usage_records_api_key_id_created_at");
 
                     b.ToTable("usage_records", (string)null);
+                });
+
+            modelBuilder.Entity("TokenRouter.Admin.Data.ApiKey", b =>
+                {
+                    b.HasOne("TokenRouter.Admin.Data.Team", "Team")
+                        .WithMany()
+                        .HasForeignKey("TeamId")
+                        .OnDelete(DeleteBehavior.SetNull)
+                        .HasConstraintName("fk_api_keys_teams_team_id");
+
+                    b.Navigation("Team");
                 });
 #pragma warning restore 612, 618
         }
