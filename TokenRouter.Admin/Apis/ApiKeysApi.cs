@@ -1,6 +1,5 @@
 using System.Buffers.Text;
 using System.Security.Cryptography;
-using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -141,37 +140,10 @@ public static partial class ApiKeysApi
         KeySyncQueue queue, IOptions<JsonOptions> jsonOptions, TimeProvider time, ILoggerFactory loggers,
         CancellationToken cancellationToken)
     {
-        if (!httpRequest.HasJsonContentType())
-        {
-            return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType,
-                title: "The request body must be JSON.", detail: "Send 'Content-Type: application/json'.");
-        }
-
-        UpdateApiKeyRequest request;
-        HashSet<string> present;
-        try
-        {
-            using var document = await JsonDocument.ParseAsync(httpRequest.Body, default, cancellationToken);
-            if (document.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest,
-                    title: "The request could not be read.", detail: "The body must be a JSON object.");
-            }
-            present = document.RootElement.EnumerateObject().Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
-            var unknown = present.Where(name => !UpdatableFields.Contains(name)).ToList();
-            if (unknown.Count > 0)
-            {
-                return TypedResults.ValidationProblem(
-                    unknown.ToDictionary(name => name, _ => new[] { $"Unknown field. Updatable: {string.Join(", ", UpdatableFields)}." }),
-                    title: "The API key update is not valid.");
-            }
-            request = document.RootElement.Deserialize<UpdateApiKeyRequest>(jsonOptions.Value.SerializerOptions)!;
-        }
-        catch (JsonException e)
-        {
-            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest,
-                title: "The request could not be read.", detail: e.Message);
-        }
+        var body = await PatchBody<UpdateApiKeyRequest>.ReadAsync(httpRequest, UpdatableFields, "API key", jsonOptions.Value.SerializerOptions, cancellationToken);
+        if (body.Problem is { } problem) return problem;
+        if (body.Invalid is { } invalid) return invalid;
+        var (request, present) = (body.Request!, body.Present);
 
         return await ApplyUpdateAsync(id, request, present, db, publisher, seeder, queue, time, loggers, cancellationToken);
     }

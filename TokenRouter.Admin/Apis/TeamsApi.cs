@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -106,36 +105,10 @@ public static partial class TeamsApi
         Guid id, HttpRequest httpRequest, AdminDbContext db, KeyPublisher publisher, QuotaSpendSeeder seeder,
         KeySyncQueue queue, IOptions<JsonOptions> jsonOptions, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
-        if (!httpRequest.HasJsonContentType())
-        {
-            return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType,
-                title: "The request body must be JSON.", detail: "Send 'Content-Type: application/json'.");
-        }
-        UpdateTeamRequest request;
-        HashSet<string> present;
-        try
-        {
-            using var document = await JsonDocument.ParseAsync(httpRequest.Body, default, cancellationToken);
-            if (document.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest,
-                    title: "The request could not be read.", detail: "The body must be a JSON object.");
-            }
-            present = document.RootElement.EnumerateObject().Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
-            var unknown = present.Where(name => !UpdatableFields.Contains(name)).ToList();
-            if (unknown.Count > 0)
-            {
-                return TypedResults.ValidationProblem(
-                    unknown.ToDictionary(name => name, _ => new[] { $"Unknown field. Updatable: {string.Join(", ", UpdatableFields)}." }),
-                    title: "The team update is not valid.");
-            }
-            request = document.RootElement.Deserialize<UpdateTeamRequest>(jsonOptions.Value.SerializerOptions)!;
-        }
-        catch (JsonException e)
-        {
-            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest,
-                title: "The request could not be read.", detail: e.Message);
-        }
+        var body = await PatchBody<UpdateTeamRequest>.ReadAsync(httpRequest, UpdatableFields, "team", jsonOptions.Value.SerializerOptions, cancellationToken);
+        if (body.Problem is { } problem) return problem;
+        if (body.Invalid is { } invalid) return invalid;
+        var (request, present) = (body.Request!, body.Present);
 
         var team = await db.Teams.SingleOrDefaultAsync(t => t.Id == id, cancellationToken);
         if (team is null)
