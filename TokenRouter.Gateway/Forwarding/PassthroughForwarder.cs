@@ -266,7 +266,12 @@ public sealed partial class PassthroughForwarder(
     /// </summary>
     private ApiError? Failure(HttpContext context, PassthroughCall call, ForwarderError error, bool deadlinePassed)
     {
-        if (context.RequestAborted.IsCancellationRequested || error == ForwarderError.ResponseBodyClient)
+        // YARP aborts the client's connection itself after a broken upstream body, which (asynchronously) cancels
+        // RequestAborted and the deadline linked to it: a ResponseBodyDestination failure is the provider's, whatever
+        // the tokens say by now (an idle cut-off is told by the ApiError inside).
+        var providerBrokeOff = error == ForwarderError.ResponseBodyDestination;
+        deadlinePassed &= !providerBrokeOff;
+        if (error == ForwarderError.ResponseBodyClient || (!providerBrokeOff && context.RequestAborted.IsCancellationRequested))
         {
             call.Status = 499;
             return null;
