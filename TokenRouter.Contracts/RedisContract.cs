@@ -104,6 +104,8 @@ public static class RedisContract
         public const string LatencyMs = "latency_ms";                 // integer milliseconds
         public const string TimestampUnixMs = "ts";                   // unix milliseconds
         public const string Estimated = "estimated";                  // "1" when every client left mid-stream before the provider's usage arrived
+        public const string Tags = "tags";                            // the request's tags, comma-separated; empty when none
+        public const string EndUser = "end_user";                     // OpenAI `user` / Anthropic metadata.user_id; empty when none
     }
 
     /// <summary>Fields of the <see cref="QuotaKey(string)"/> hash: integer nano-USD.</summary>

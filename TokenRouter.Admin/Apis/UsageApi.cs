@@ -25,16 +25,22 @@ public static class UsageApi
         ["day"] = "to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
         // The team the key belongs to now (null: keys without a team, and configuration keys).
         ["team"] = "t.name",
+        // A request counts once under each of its tags (null: untagged), so the tag rows may add up to more than the
+        // totals, which count every request once.
+        ["tag"] = "tag.name",
+        ["user"] = "u.end_user",
     };
 
     public static RouteGroupBuilder MapUsageApi(this RouteGroupBuilder admin)
     {
         admin.MapGet("/usage", GetReportAsync).WithTags("Usage").WithName("GetUsageReport")
-            .WithSummary("Requests, tokens by kind, cost and savings, grouped by key, model, provider, UTC day or team.")
-            .WithDescription("group_by: key | model | provider | day | team (default model; team: the keys' current team by name, " +
-                             "null for keys without one). from (inclusive) and to (exclusive) " +
-                             "are ISO 8601 times; key_id restricts to one key. Rows are ordered by cost (day: by date); " +
-                             "totals cover every row. Unpriced requests count no cost and are counted separately.");
+            .WithSummary("Requests, tokens by kind, cost and savings, grouped by key, model, provider, UTC day, team, tag or end user.")
+            .WithDescription("group_by: key | model | provider | day | team | tag | user (default model; team: the keys' current " +
+                             "team by name, null for keys without one; tag: a request counts under each of its tags, null when " +
+                             "untagged; user: the end user the client named). from (inclusive) and to (exclusive) " +
+                             "are ISO 8601 times; key_id restricts to one key, tag to requests carrying that tag. Rows are ordered " +
+                             "by cost (day: by date); totals count every request once. Unpriced requests count no cost and are " +
+                             "counted separately.");
         admin.MapGet("/api-keys/{id:guid}/usage", GetKeyUsageAsync).WithTags("Usage").WithName("GetApiKeyUsage")
             .WithSummary("A key's usage in a window (all time by default) and its all-time spend against its quota.");
         return admin;
@@ -46,6 +52,7 @@ public static class UsageApi
         [FromQuery(Name = "from")] DateTimeOffset? from,
         [FromQuery(Name = "to")] DateTimeOffset? to,
         [FromQuery(Name = "key_id")] Guid? keyId,
+        [FromQuery(Name = "tag")] string? tag,
         CancellationToken cancellationToken)
     {
         groupBy = string.IsNullOrWhiteSpace(groupBy) ? "model" : groupBy.Trim().ToLowerInvariant();
@@ -59,7 +66,8 @@ public static class UsageApi
             return TypedResults.ValidationProblem(errors, title: "The usage query is not valid.");
         }
 
-        return TypedResults.Ok(await BuildReportAsync(db, groupBy, from, to, keyId, cancellationToken));
+        return TypedResults.Ok(await BuildReportAsync(db, groupBy, from, to, keyId, cancellationToken,
+            string.IsNullOrWhiteSpace(tag) ? null : tag.Trim()));
     }
 
     /// <summary>
@@ -69,11 +77,15 @@ public static class UsageApi
     /// </summary>
     internal static async Task<UsageReport> BuildReportAsync(
         AdminDbContext db, string groupBy, DateTimeOffset? from, DateTimeOffset? to, Guid? keyId,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, string? tag = null)
     {
-        var rows = await QueryAsync(db, Groupings[groupBy], includeKeyName: groupBy == "key", from, to, keyId, cancellationToken,
-            joinTeams: groupBy == "team");
-        var totals = rows.Single(r => r.IsTotal);
+        var query = new UsageQuery(from, to, keyId, tag);
+        var rows = await QueryAsync(db, Groupings[groupBy], includeKeyName: groupBy == "key", query, cancellationToken,
+            joinTeams: groupBy == "team", unnestTags: groupBy == "tag");
+        // Tag rows repeat multi-tag requests: the totals come from a grouping that counts each request once.
+        var totals = groupBy == "tag"
+            ? (await QueryAsync(db, Groupings["provider"], includeKeyName: false, query, cancellationToken)).Single(r => r.IsTotal)
+            : rows.Single(r => r.IsTotal);
         var groups = rows.Where(r => !r.IsTotal);
         groups = groupBy == "day"
             ? groups.OrderBy(r => r.Group, StringComparer.Ordinal)
@@ -104,7 +116,7 @@ public static class UsageApi
 
         // The quota is a lifetime budget, so spend is all-time whatever window the report shows.
         var spent = (await db.UsageRecords.Where(u => u.ApiKeyId == id).SumAsync(u => u.CostUsd, cancellationToken) ?? 0m).Trimmed();
-        var window = (await QueryAsync(db, "u.api_key_id::text", includeKeyName: false, from, to, id, cancellationToken))
+        var window = (await QueryAsync(db, "u.api_key_id::text", includeKeyName: false, new UsageQuery(from, to, id, null), cancellationToken))
             .Single(r => r.IsTotal).ToRow() with
         { Group = id.ToString("D"), KeyName = key.Name };
         var (gatewaySpent, gatewayReserved) = await ReadGatewayQuotaAsync(redis, id);
@@ -125,11 +137,17 @@ public static class UsageApi
     }
 
     private static async Task<List<UsageAggregate>> QueryAsync(
-        AdminDbContext db, string groupExpression, bool includeKeyName, DateTimeOffset? from, DateTimeOffset? to,
-        Guid? keyId, CancellationToken cancellationToken, bool joinTeams = false)
+        AdminDbContext db, string groupExpression, bool includeKeyName, UsageQuery query,
+        CancellationToken cancellationToken, bool joinTeams = false, bool unnestTags = false)
     {
+        var (from, to, keyId, tag) = query;
         var filters = new List<string>();
         var parameters = new List<DbParameter>();
+        if (tag is not null)
+        {
+            filters.Add("@tag = ANY(string_to_array(u.tags, ','))");
+            parameters.Add(new NpgsqlParameter("tag", NpgsqlDbType.Text) { Value = tag });
+        }
         if (from is { } f)
         {
             filters.Add("u.created_at >= @from");
@@ -166,6 +184,7 @@ public static class UsageApi
             FROM usage_records u
             {(includeKeyName || joinTeams ? "LEFT JOIN api_keys k ON k.id = u.api_key_id" : "")}
             {(joinTeams ? "LEFT JOIN teams t ON t.id = k.team_id" : "")}
+            {(unnestTags ? "LEFT JOIN LATERAL unnest(string_to_array(u.tags, ',')) AS tag(name) ON true" : "")}
             {(filters.Count > 0 ? "WHERE " + string.Join(" AND ", filters) : "")}
             GROUP BY GROUPING SETS (({groupExpression}), ())
             """;
@@ -193,6 +212,8 @@ public static class UsageApi
         static decimal? FromNanos(RedisValue value) =>
             !value.IsNull && value.TryParse(out long nanos) ? (nanos / 1_000_000_000m).Trimmed() : null;
     }
+
+    private readonly record struct UsageQuery(DateTimeOffset? From, DateTimeOffset? To, Guid? KeyId, string? Tag);
 
     /// <summary>One result row of the aggregate query; column aliases match the property names.</summary>
     internal sealed class UsageAggregate

@@ -64,6 +64,8 @@ public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : D
             usage.Property(u => u.RequestId).HasMaxLength(128);
             usage.Property(u => u.Model).HasMaxLength(200);
             usage.Property(u => u.Provider).HasMaxLength(64);
+            usage.Property(u => u.Tags).HasMaxLength(UsageRecord.MaxTagsLength);
+            usage.Property(u => u.EndUser).HasMaxLength(UsageRecord.MaxEndUserLength);
             usage.Property(u => u.CostUsd).HasPrecision(MoneyPrecision, MoneyScale);
             usage.Property(u => u.CacheSavingsUsd).HasPrecision(MoneyPrecision, MoneyScale);
             usage.Property(u => u.DedupSavingsUsd).HasPrecision(MoneyPrecision, MoneyScale);

@@ -28,4 +28,14 @@ public sealed class UsageRecord
     public int Status { get; set; }
     public int LatencyMs { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>The request's tags, comma-separated (<c>x-tokenrouter-tags</c>, OpenAI <c>metadata.tags</c>); null when none.
+    /// Kept as text, not text[], so a batch still inserts with one unnest() of flat arrays.</summary>
+    public string? Tags { get; set; }
+
+    /// <summary>The client's end user (OpenAI <c>user</c>, Anthropic <c>metadata.user_id</c>); null when none.</summary>
+    public string? EndUser { get; set; }
+
+    // The gateway sends at most 16 tags of 64 characters and cuts end users at 256 (Metering/RequestAttribution).
+    public const int MaxTagsLength = 16 * 65, MaxEndUserLength = 256;
 }

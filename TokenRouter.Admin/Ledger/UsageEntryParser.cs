@@ -61,6 +61,9 @@ public static class UsageEntryParser
             Status = reader.Integer(F.Status),
             LatencyMs = reader.Integer(F.LatencyMs),
             CreatedAt = reader.Timestamp(F.TimestampUnixMs, entry.Id),
+            // Older gateways write neither; an empty field means none.
+            Tags = reader.Text(F.Tags, required: false, UsageRecord.MaxTagsLength),
+            EndUser = reader.Text(F.EndUser, required: false, UsageRecord.MaxEndUserLength),
         };
 
         if (reader.Error is { } error)

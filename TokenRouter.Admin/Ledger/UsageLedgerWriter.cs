@@ -20,10 +20,10 @@ public sealed partial class UsageLedgerWriter(AdminDbContext db, ILogger<UsageLe
     private const string InsertRowsSql = """
         INSERT INTO usage_records (request_id, api_key_id, model, provider, prompt_tokens, cached_read_tokens,
             cache_write5m_tokens, cache_write1h_tokens, completion_tokens, cost_usd, cache_savings_usd, dedup_savings_usd,
-            unpriced, deduplicated, stream, estimated, status, latency_ms, created_at)
+            unpriced, deduplicated, stream, estimated, status, latency_ms, created_at, tags, end_user)
         SELECT * FROM unnest(@request_id, @api_key_id, @model, @provider, @prompt_tokens, @cached_read_tokens,
             @cache_write5m_tokens, @cache_write1h_tokens, @completion_tokens, @cost_usd, @cache_savings_usd,
-            @dedup_savings_usd, @unpriced, @deduplicated, @stream, @estimated, @status, @latency_ms, @created_at)
+            @dedup_savings_usd, @unpriced, @deduplicated, @stream, @estimated, @status, @latency_ms, @created_at, @tags, @end_user)
         ON CONFLICT (request_id) DO NOTHING
         """;
 
@@ -130,6 +130,8 @@ public sealed partial class UsageLedgerWriter(AdminDbContext db, ILogger<UsageLe
         Array("status", NpgsqlDbType.Integer, rows.Select(r => r.Status)),
         Array("latency_ms", NpgsqlDbType.Integer, rows.Select(r => r.LatencyMs)),
         Array("created_at", NpgsqlDbType.TimestampTz, rows.Select(r => r.CreatedAt.UtcDateTime)),
+        Array("tags", NpgsqlDbType.Text, rows.Select(r => r.Tags)),
+        Array("end_user", NpgsqlDbType.Text, rows.Select(r => r.EndUser)),
     ];
 
     private static NpgsqlParameter[] DeadLetterParameters(IReadOnlyList<UsageDeadLetter> deadLetters) =>

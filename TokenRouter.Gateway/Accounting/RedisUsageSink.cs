@@ -30,7 +30,7 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     private static readonly TimeSpan ShutdownFlushTimeout = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
-    private const int ArgsPerRecord = 38;
+    private const int ArgsPerRecord = 42;
 
     // KEYS: stream, seq key. ARGV: batch seq, args per entry, then the entries' field/value pairs back to back.
     private const string AppendScript = """
@@ -243,6 +243,8 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
         args[i++] = RedisContract.UsageFields.LatencyMs; args[i++] = (long)Math.Round(r.LatencyMs, MidpointRounding.AwayFromZero);
         args[i++] = RedisContract.UsageFields.TimestampUnixMs; args[i++] = r.Timestamp.ToUnixTimeMilliseconds();
         args[i++] = RedisContract.UsageFields.Estimated; args[i++] = r.Estimated ? "1" : "0";
+        args[i++] = RedisContract.UsageFields.Tags; args[i++] = r.Tags ?? "";
+        args[i++] = RedisContract.UsageFields.EndUser; args[i++] = r.EndUser ?? "";
         return i;
     }
 

@@ -19,6 +19,10 @@ public sealed record UsageRecord
     public int Status { get; init; }
     public double LatencyMs { get; init; }
     public DateTimeOffset Timestamp { get; init; }
+    /// <summary>The request's tags, comma-separated (x-tokenrouter-tags, OpenAI metadata.tags).</summary>
+    public string? Tags { get; init; }
+    /// <summary>The client's end user (OpenAI <c>user</c>, Anthropic <c>metadata.user_id</c>).</summary>
+    public string? EndUser { get; init; }
 }
 
 /// <summary>Where usage records go: in memory in embedded mode, a Redis stream drained by Admin otherwise.</summary>

@@ -6,6 +6,8 @@ namespace TokenRouter.Gateway.Auth;
 /// Who is calling: an API key's identity and its limits. Never holds the key itself. <see cref="QuotaUsd"/> is the key's
 /// budget for each <see cref="BudgetDuration"/> period (its lifetime when null); <see cref="Team"/> the team whose budget
 /// and limits apply on top of the key's own; <see cref="Models"/> the models the key may use (null = all).
+/// <see cref="Tags"/> and <see cref="EndUser"/> are the one request's attribution (what for, on whose behalf), set per
+/// request (Metering/RequestAttribution.cs) and carried to its usage record; the cached identity has none.
 /// </summary>
 public sealed record ClientIdentity(
     string KeyId,
@@ -17,7 +19,9 @@ public sealed record ClientIdentity(
     DateTimeOffset? ExpiresAt = null,
     BudgetDuration? BudgetDuration = null,
     TeamIdentity? Team = null,
-    ModelAllowList? Models = null)
+    ModelAllowList? Models = null,
+    string? Tags = null,
+    string? EndUser = null)
 {
     /// <summary>The dedup and cache scope of this key.</summary>
     public string Scope => KeyId;

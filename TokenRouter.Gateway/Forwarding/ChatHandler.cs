@@ -3,6 +3,7 @@ using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Formats;
+using TokenRouter.Gateway.Metering;
 using TokenRouter.Gateway.Pipeline;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Routing;
@@ -41,9 +42,18 @@ public sealed partial class ChatHandler(
         metrics.InflightChanged(1);
         try
         {
-            var identity = context.ClientIdentity();
             var body = await RequestBodyReader.ReadAsync(context.Request, o.MaxRequestBodyBytes, context.RequestAborted);
             var envelope = Parse(clientFormat, body);
+            ClientIdentity identity;
+            try
+            {
+                identity = RequestAttribution.Apply(context.ClientIdentity(), context.Request, envelope.Extra);
+            }
+            catch
+            {
+                envelope.Dispose();
+                throw;
+            }
             var requested = envelope.Model;
             // Only a model with fallbacks keeps a copy of what the client sent: the fallback is prepared from it afresh.
             var fallbacks = routing.CurrentValue.FallbacksFor(requested);

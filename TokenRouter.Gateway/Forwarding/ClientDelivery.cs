@@ -228,6 +228,8 @@ public sealed class ClientDelivery(UsageMeter meter, TimeProvider time)
             Status = status,
             LatencyMs = time.GetElapsedTime(l.Started).TotalMilliseconds,
             Timestamp = time.GetUtcNow(),
+            Tags = l.Identity.Tags,
+            EndUser = l.Identity.EndUser,
         });
     }
 

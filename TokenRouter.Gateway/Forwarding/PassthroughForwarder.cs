@@ -84,7 +84,7 @@ public sealed partial class PassthroughForwarder(
         PassthroughCall? call = null;
         try
         {
-            var identity = context.ClientIdentity();
+            var identity = RequestAttribution.Apply(context.ClientIdentity(), context.Request);
             var o = options.CurrentValue;
             if (request.ContentLength is { } declared && declared > o.MaxRequestBodyBytes) throw ApiError.BodyTooLarge(o.MaxRequestBodyBytes);
             UpstreamHeaders.ValidateAllowed(request);
@@ -316,6 +316,8 @@ public sealed partial class PassthroughForwarder(
             Status = call.Status,
             LatencyMs = time.GetElapsedTime(call.Started).TotalMilliseconds,
             Timestamp = time.GetUtcNow(),
+            Tags = call.Identity.Tags,
+            EndUser = call.Identity.EndUser,
         };
         meter.Record(record);
     }

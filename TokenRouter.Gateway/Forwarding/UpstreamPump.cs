@@ -189,6 +189,8 @@ public sealed partial class UpstreamPump(
                 Status = status,
                 LatencyMs = time.GetElapsedTime(call.Started).TotalMilliseconds,
                 Timestamp = time.GetUtcNow(),
+                Tags = call.Identity.Tags,
+                EndUser = call.Identity.EndUser,
             });
             call.Prepared.Dispose();
             exchange.Upstream.Dispose();

@@ -17,7 +17,7 @@ public sealed class RedisUsageSinkTests : IAsyncLifetime
     [
         "request_id", "key_id", "model", "provider", "prompt_tokens", "cached_read_tokens", "cache_write_5m_tokens",
         "cache_write_1h_tokens", "completion_tokens", "cost_usd", "cache_savings_usd", "dedup_savings_usd", "unpriced",
-        "deduplicated", "stream", "status", "latency_ms", "ts", "estimated",
+        "deduplicated", "stream", "status", "latency_ms", "ts", "estimated", "tags", "end_user",
     ];
 
     private RedisServer _server = null!;
@@ -53,6 +53,8 @@ public sealed class RedisUsageSinkTests : IAsyncLifetime
         Estimated = true,
         LatencyMs = 1234.5,
         Timestamp = DateTimeOffset.FromUnixTimeMilliseconds(1_767_225_600_123),
+        Tags = priced ? "project-a,batch" : null,
+        EndUser = priced ? "alice" : null,
     };
 
     [Fact]
@@ -85,11 +87,15 @@ public sealed class RedisUsageSinkTests : IAsyncLifetime
         Assert.Equal("499", priced["status"]);
         Assert.Equal("1235", priced["latency_ms"]);
         Assert.Equal("1767225600123", priced["ts"]);
+        Assert.Equal("project-a,batch", priced["tags"]);
+        Assert.Equal("alice", priced["end_user"]);
 
         var unpriced = entries.Single(e => e["request_id"] == "req_unpriced");
         Assert.Equal("", unpriced["cost_usd"]);
         Assert.Equal("1", unpriced["unpriced"]);
         Assert.Equal("0", unpriced["cache_savings_usd"]);
+        Assert.Equal("", unpriced["tags"]);
+        Assert.Equal("", unpriced["end_user"]);
         Assert.Equal(0, sink.Backlog);
     }
 

@@ -279,6 +279,11 @@ namespace TokenRouter.Admin.Data.Migrations
                         .HasColumnType("boolean")
                         .HasColumnName("deduplicated");
 
+                    b.Property<string>("EndUser")
+                        .HasMaxLength(256)
+                        .HasColumnType("character varying(256)")
+                        .HasColumnName("end_user");
+
                     b.Property<bool>("Estimated")
                         .HasColumnType("boolean")
                         .HasColumnName("estimated");
@@ -310,6 +315,11 @@ namespace TokenRouter.Admin.Data.Migrations
                     b.Property<bool>("Stream")
                         .HasColumnType("boolean")
                         .HasColumnName("stream");
+
+                    b.Property<string>("Tags")
+                        .HasMaxLength(1040)
+                        .HasColumnType("character varying(1040)")
+                        .HasColumnName("tags");
 
                     b.Property<bool>("Unpriced")
                         .HasColumnType("boolean")
