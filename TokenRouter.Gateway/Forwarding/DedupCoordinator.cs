@@ -123,7 +123,7 @@ public sealed partial class DedupCoordinator(
             // A follower costs nothing upstream: it counts against its key's request rate, takes no quota.
             try
             {
-                await using var followerAdmission = await admissions.AdmitFollowerAsync(r.Identity, aborted);
+                await using var followerAdmission = await admissions.AdmitFollowerAsync(r.Identity, r.Target.UpstreamModel, aborted);
             }
             catch
             {

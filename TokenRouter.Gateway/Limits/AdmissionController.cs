@@ -50,13 +50,7 @@ public sealed partial class AdmissionController(
     {
         // The store call itself is not cancelled: abandoning a script that may still run could strand a reservation.
         ct.ThrowIfCancellationRequested();
-        // Before anything is charged or sent: a model outside the key's or its team's allow-list is a 403.
-        if (upstreamModel.Length > 0 && !identity.MayUse(upstreamModel))
-        {
-            metrics.Rejected(LimitErrors.Reasons.ModelNotAllowed);
-            throw LimitErrors.ModelNotAllowed(upstreamModel, identity.Models is not null && !identity.Models.Allows(upstreamModel)
-                ? "this API key" : $"the team '{identity.Team!.Name}'");
-        }
+        EnsureAllowed(identity, upstreamModel);
         var o = options.CurrentValue;
         StrongBox<int>? providerSlot = null;
         if (o.Enabled)
@@ -144,11 +138,13 @@ public sealed partial class AdmissionController(
     /// <summary>
     /// Admits a request served from another request's in-flight response (a dedup follower): it counts against the
     /// key's RPM but takes no concurrency slot, charges no TPM and reserves no quota, since nothing goes upstream for
-    /// it. Dispose it like any admission; settling it is not needed (it costs nothing).
+    /// it. Dispose it like any admission; settling it is not needed (it costs nothing). Its allow-list still holds: with
+    /// <c>DEDUP_SCOPE=Global</c> the leader may be another key's request for a model this key may not use.
     /// </summary>
-    public async ValueTask<Admission> AdmitFollowerAsync(ClientIdentity identity, CancellationToken ct)
+    public async ValueTask<Admission> AdmitFollowerAsync(ClientIdentity identity, string upstreamModel, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
+        EnsureAllowed(identity, upstreamModel);
         var o = options.CurrentValue;
         var admission = new Admission(concurrency, null, false);
         var teamRpm = identity.Team?.RequestsPerMinute;
@@ -165,6 +161,15 @@ public sealed partial class AdmissionController(
                 RetryAfter(now, r.Window), byTeam ? identity.Team!.Name : null);
         }
         return admission;
+    }
+
+    /// <summary>Before anything is charged or sent: a model outside the key's or its team's allow-list is a 403.</summary>
+    private void EnsureAllowed(ClientIdentity identity, string upstreamModel)
+    {
+        if (upstreamModel.Length == 0 || identity.MayUse(upstreamModel)) return;
+        metrics.Rejected(LimitErrors.Reasons.ModelNotAllowed);
+        throw LimitErrors.ModelNotAllowed(upstreamModel, identity.Models is not null && !identity.Models.Allows(upstreamModel)
+            ? "this API key" : $"the team '{identity.Team!.Name}'");
     }
 
     private async ValueTask<KeyAdmitResult?> AskStoreAsync(KeyAdmitRequest request, bool hasQuota)

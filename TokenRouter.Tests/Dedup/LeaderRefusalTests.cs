@@ -22,6 +22,7 @@ public sealed class LeaderRefusalTests : IAsyncLifetime
     private GatewayFactory _gateway = null!;
     private readonly string _broke = "sk-tr-test-broke-" + Guid.NewGuid().ToString("N");
     private readonly string _funded = "sk-tr-test-funded-" + Guid.NewGuid().ToString("N");
+    private readonly string _miniOnly = "sk-tr-test-mini-" + Guid.NewGuid().ToString("N");
 
     public async Task InitializeAsync()
     {
@@ -33,6 +34,8 @@ public sealed class LeaderRefusalTests : IAsyncLifetime
             var db = redis.GetDatabase();
             await WriteKeyAsync(db, _broke, quotaUsd: "0.000001"); // below any gpt-4o reservation
             await WriteKeyAsync(db, _funded, quotaUsd: "10");
+            await WriteKeyAsync(db, _miniOnly, quotaUsd: "10");
+            await db.HashSetAsync(RedisContract.ApiKeyHashKey(RedisContract.HashClientKey(_miniOnly)), RedisContract.KeyFields.Models, "gpt-4o-mini");
         }
         var settings = GatewayFactory.ProvidersAt(_provider);
         settings["ConnectionStrings:redis"] = _relay.RedisConnectionString;
@@ -85,5 +88,27 @@ public sealed class LeaderRefusalTests : IAsyncLifetime
         Assert.Contains("Each key pays for its own.", answered.Body);
         Assert.Null(answered.Header(GatewayHeaders.Deduplicated)); // it made the call itself, on its own quota
         Assert.Equal(1, _provider.CallCount);
+    }
+
+    [Fact]
+    public async Task A_key_may_not_follow_another_keys_request_for_a_model_outside_its_allow_list()
+    {
+        using var funded = _gateway.CreateGatewayClient(_funded);
+        using var miniOnly = _gateway.CreateGatewayClient(_miniOnly);
+        var body = OpenAIChat("May I read this answer?", stream: false);
+        await FullHashOfAsync(funded, Path, body); // (also gets the funded key cached)
+        _provider.Reset();
+        _provider.RespondOpenAIText("Only if you may use gpt-4o.", new OpenAIUsage(Prompt: 900, Completion: 7));
+
+        _provider.CloseGate();
+        var leader = PostAsync(funded, Path, body);
+        await _provider.WaitForWaitingAtGateAsync(1, TimeSpan.FromSeconds(10));
+        var follower = await PostAsync(miniOnly, Path, body);
+        _provider.OpenGate();
+
+        Assert.Equal(HttpStatusCode.Forbidden, follower.Status);
+        Assert.Contains("model_not_allowed", follower.Body);
+        Assert.Equal(HttpStatusCode.OK, (await leader).Status);
+        Assert.Equal(1, _provider.CallCount); // before the allow-list held for followers, it was answered from this call
     }
 }

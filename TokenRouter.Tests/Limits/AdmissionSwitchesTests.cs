@@ -121,8 +121,8 @@ public sealed class AdmissionSwitchesTests
 
         var rpmKey = Admit.Key(rpm: 2);
         await (await host.Controller.AdmitAsync(rpmKey, "gpt-4o", "openai", false, 40, 1, CancellationToken.None)).DisposeAsync();
-        await (await host.Controller.AdmitFollowerAsync(rpmKey, CancellationToken.None)).DisposeAsync();
-        var (_, refused) = await Admit.TryAsync(() => host.Controller.AdmitFollowerAsync(rpmKey, CancellationToken.None));
+        await (await host.Controller.AdmitFollowerAsync(rpmKey, "gpt-4o", CancellationToken.None)).DisposeAsync();
+        var (_, refused) = await Admit.TryAsync(() => host.Controller.AdmitFollowerAsync(rpmKey, "gpt-4o", CancellationToken.None));
         Assert.Equal("rate_limit_exceeded", refused!.Code);
     }
 }

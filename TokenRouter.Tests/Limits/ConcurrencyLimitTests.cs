@@ -99,8 +99,8 @@ public sealed class ConcurrencyLimitTests
         await using var host = await LimitsHost.StartAsync(null, new Dictionary<string, string?> { ["Limits:GlobalConcurrent"] = "1" });
         var key = Admit.Key();
         await using var leader = await host.Controller.AdmitAsync(key, "gpt-4o", "openai", false, 100, null, CancellationToken.None);
-        await using var follower1 = await host.Controller.AdmitFollowerAsync(key, CancellationToken.None);
-        await using var follower2 = await host.Controller.AdmitFollowerAsync(key, CancellationToken.None);
+        await using var follower1 = await host.Controller.AdmitFollowerAsync(key, "gpt-4o", CancellationToken.None);
+        await using var follower2 = await host.Controller.AdmitFollowerAsync(key, "gpt-4o", CancellationToken.None);
         Assert.Equal(1, host.Controller.Concurrency.Global);
     }
 }
