@@ -61,7 +61,10 @@ public sealed class RedisOutageTests : IAsyncLifetime
         using (var first = await ChatAsync(rateOnlyClient)) served.Add(ServedFrom(first));
         var store = Assert.IsType<DegradableKeyLimitStore>(gateway.Service<IKeyLimitStore>());
         var sink = gateway.Service<RedisUsageSink>();
-        await AdminTestHelpers.EventuallyAsync(() => Task.FromResult(sink.Backlog == 0), Patience, "usage to reach Redis");
+        // A record is written as its handler ends, maybe after the client has its answer: wait for the ledger itself, so no
+        // record is in Redis only after the snapshot taken when Redis stops.
+        await AdminTestHelpers.EventuallyAsync(async () => (await LedgerAsync(database)).Count == served.Count, Patience,
+            "the usage before the outage to reach the ledger");
         var perRequest = served[0].CostUsd;
 
         await StopRedisKeepingItsDataAsync();
@@ -112,6 +115,75 @@ public sealed class RedisOutageTests : IAsyncLifetime
         // The key's shared spend in Redis includes what was served during the outage (booked once Redis answered).
         await AdminTestHelpers.EventuallyAsync(async () => await WorksAgainAsync(budgetedClient, served, db, budgetedSpend), Patience,
             "the outage's spend to be booked and the key to be checked against Redis again");
+    }
+
+    [Fact]
+    public async Task Fail_open_bounds_a_teams_keys_together_by_the_teams_last_known_budget()
+    {
+        var postgres = await PostgresServer.GetSharedAsync();
+        var database = await postgres.CreateDatabaseAsync("redis_outage_team");
+        await using var admin = new AdminAppFactory(AdminAppFactory.SettingsFor(database, Tolerant(_redis.ConnectionString)));
+        using var adminClient = admin.CreateAdminClient();
+        // Room for four requests and a bit, shared by two keys without budgets of their own.
+        using var created = await adminClient.PostAsync("/admin/teams",
+            Json("""{"name":"outage-team","budget_usd":0.045,"budget_duration":"1mo"}"""));
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var teamId = System.Text.Json.JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString();
+        var keys = new List<string>();
+        foreach (var name in new[] { "ann", "ben" })
+            keys.Add((await adminClient.CreateKeyAsync(new { name, team_id = teamId })).GetProperty("key").GetString()!);
+
+        await using var gateway = new GatewayFactory(GatewaySettings(_provider, _redis, "fail-open"));
+        using var ann = gateway.CreateGatewayClient(keys[0]);
+        using var ben = gateway.CreateGatewayClient(keys[1]);
+        var served = new List<Served>();
+        foreach (var client in new[] { ann, ben })
+        {
+            await AdminTestHelpers.EventuallyAsync(async () =>
+            {
+                using var first = await ChatAsync(client);
+                if (first.StatusCode == HttpStatusCode.OK) served.Add(ServedFrom(first));
+                return first.StatusCode == HttpStatusCode.OK;
+            }, Patience, "the team's keys to work at the gateway");
+        }
+        var sink = gateway.Service<RedisUsageSink>();
+        // A record is written as its handler ends, maybe after the client has its answer: wait for the ledger itself, so no
+        // record is in Redis only after the snapshot below.
+        await AdminTestHelpers.EventuallyAsync(async () => (await LedgerAsync(database)).Count == served.Count, Patience,
+            "the usage before the outage to reach the ledger");
+
+        await StopRedisKeepingItsDataAsync();
+
+        // Both keys draw on one locally kept team budget: together they stop where the team's remaining budget ends.
+        var duringOutage = 0;
+        var refusals = 0;
+        for (var i = 0; i < 8; i++)
+        {
+            using var response = await ChatAsync(i % 2 == 0 ? ann : ben);
+            if (response.StatusCode == HttpStatusCode.OK)
+            {
+                served.Add(ServedFrom(response));
+                duringOutage++;
+            }
+            else
+            {
+                await AssertOpenAI503Async(response, "quota_store_unavailable");
+                refusals++;
+            }
+        }
+        Assert.InRange(duringOutage, 0, 2); // 0.045 − two served leaves less than three worst cases
+        Assert.True(refusals >= 6, $"only {refusals} refusals");
+        Assert.True(served.Sum(s => s.CostUsd) <= 0.045m, "the team's budget was overspent");
+
+        await _redis.StartAsync();
+        await AdminTestHelpers.EventuallyAsync(() => Task.FromResult(sink.Backlog == 0), Patience, "buffered usage to reach Redis");
+        var ledger = 0;
+        await Eventually.TrueAsync(async () => (ledger = (await LedgerAsync(database)).Count) >= served.Count,
+            () => $"Admin to write the ledger ({ledger} of {served.Count} rows; served during the outage {duringOutage}; sink dropped {sink.Dropped})",
+            Patience);
+        AssertSameRequests(Expected(served), await LedgerAsync(database));
+        Assert.Equal(served.Count, _provider.CallCount);
+
     }
 
     /// <summary>Production Redis persists its data (RDB/AOF); the test server does not, so snapshot it before the stop.</summary>
