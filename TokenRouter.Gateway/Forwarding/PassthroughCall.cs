@@ -7,7 +7,7 @@ using TokenRouter.Gateway.Providers;
 namespace TokenRouter.Gateway.Forwarding;
 
 /// <summary>One admitted passthrough request on its way to the provider; completed (settled, metered) exactly once.</summary>
-internal sealed class PassthroughCall(string requestId, ClientIdentity identity, ProviderEndpoint provider, Uri target,
+internal sealed class PassthroughCall(string requestId, ClientIdentity identity, ProviderEndpoint provider, ProviderDeployment deployment, Uri target,
     string? model, string? clientModel, string label, bool stream, bool countsTokens,
     Admission admission, long started)
 {
@@ -15,11 +15,26 @@ internal sealed class PassthroughCall(string requestId, ClientIdentity identity,
     public ClientIdentity Identity { get; } = identity;
     public ProviderEndpoint Provider { get; } = provider;
 
-    /// <summary>The key and base URL used (the provider's first available deployment in rendezvous order).</summary>
-    public ProviderDeployment Deployment { get; init; } = provider.Deployments[0];
+    /// <summary>The key and base URL of this attempt (the provider's first available deployment in rendezvous order,
+    /// then the next ones if it fails over).</summary>
+    public ProviderDeployment Deployment { get; private set; } = deployment;
 
     /// <summary>Where the request goes: the provider's base path and the client's path below <c>/v1</c>, checked.</summary>
-    public Uri Target { get; } = target;
+    public Uri Target { get; private set; } = target;
+
+    /// <summary>The attempt's failure status was held back (not sent to the client) so the next deployment can answer.</summary>
+    public bool HeldBack { get; set; }
+
+    /// <summary>The next attempt goes to <paramref name="deployment"/>: what the failed attempt left is forgotten.</summary>
+    public void Retarget(ProviderDeployment deployment, Uri target)
+    {
+        Deployment = deployment;
+        Target = target;
+        HeldBack = false;
+        HeadersArrived = false;
+        ProviderError = null;
+        Status = StatusCodes.Status500InternalServerError;
+    }
 
     public string? Model { get; } = model;
     public string? ClientModel { get; } = clientModel;

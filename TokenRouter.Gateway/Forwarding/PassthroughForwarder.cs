@@ -50,6 +50,7 @@ public sealed partial class PassthroughForwarder(
     DeploymentHealth health,
     GatewayMetrics metrics,
     IOptionsMonitor<GatewayOptions> options,
+    IOptionsMonitor<RoutingOptions> routing,
     TimeProvider time,
     ILogger<PassthroughForwarder> logger)
 {
@@ -101,20 +102,28 @@ public sealed partial class PassthroughForwarder(
 
             var (provider, model) = Route(request, format, json.Model);
             if (provider.BaseUri is null) router.SetSimulatorBase(selfAddress.Resolve());
-            var deployment = PickDeployment(provider, json.Model ?? request.Path.Value, identity.Scope);
+            var order = DeploymentOrder(provider, json.Model ?? request.Path.Value, identity.Scope);
+            var deployment = order[0];
             var target = PassthroughPath.Resolve(provider, request, deployment.BaseUri);
-            // YARP relays the request's body stream: one the gateway has read (and may have rewritten) is put back in its place.
-            if (body is not null) ReplaceBody(request, json.Rewrite(body.Memory, model));
+            // YARP relays the request's body stream: one the gateway has read (and may have rewritten) is put back in its place,
+            // and can be put back again for the next deployment. A body streamed through cannot: it goes to one deployment.
+            // (Not a conditional expression: null would become an empty ReadOnlyMemory through byte[]'s conversion.)
+            ReadOnlyMemory<byte>? replay = null;
+            if (body is not null)
+            {
+                replay = json.Rewrite(body.Memory, model);
+                ReplaceBody(request, replay.Value);
+            }
+            var replayable = body is not null || !HasBody(context);
 
             // Without a model there is nothing to price: rate and concurrency limits only (see the remarks).
             var admission = await admissions.AdmitAsync(model is null ? identity with { QuotaUsd = null } : identity, model ?? "",
                 provider.Name, json.Stream, body?.Length ?? 0, json.MaxTokens, aborted);
-            call = new PassthroughCall(requestId, identity, provider, target, model, json.Model, model ?? ResourceLabel(request),
-                json.Stream, IsCountTokens(request), admission, started)
-            { Deployment = deployment };
+            call = new PassthroughCall(requestId, identity, provider, deployment, target, model, json.Model, model ?? ResourceLabel(request),
+                json.Stream, IsCountTokens(request), admission, started);
             context.Response.Headers[GatewayHeaders.Provider] = provider.Name;
 
-            await ForwardAsync(context, call, format);
+            await ForwardAsync(context, call, format, replayable ? order.Count : 1, order, replay);
             return TypedResults.Empty;
         }
         catch (ApiError error) when (!context.Response.HasStarted)
@@ -193,7 +202,63 @@ public sealed partial class PassthroughForwarder(
 
     // ---- Proxy ---------------------------------------------------------------------------------------------
 
-    private async Task ForwardAsync(HttpContext context, PassthroughCall call, ApiFormat format)
+    /// <summary>
+    /// Relays the call through YARP. Before any byte has gone to the client, a deployment that fails the way chat fails
+    /// over (connection failure, reset, first-byte timeout, 429, 5xx, 529, 401/403) hands the request to the next one in
+    /// <paramref name="order"/> (of which the first <paramref name="candidates"/> may be tried), each tried once, at most
+    /// <see cref="RoutingOptions.MaxAttempts"/> in all: the body (if any) is <paramref name="replay"/>, put back for each attempt. There is no wait in between: the next deployment is another
+    /// key, and chat's backoff rounds over the same deployments need a body that survives them, which only chat keeps.
+    /// </summary>
+    private async Task ForwardAsync(HttpContext context, PassthroughCall call, ApiFormat format, int candidates,
+        IReadOnlyList<ProviderDeployment> order, ReadOnlyMemory<byte>? replay)
+    {
+        var provider = call.Provider;
+        var attempts = Math.Min(candidates, routing.CurrentValue.MaxAttempts);
+        for (var attempt = 1; ; attempt++)
+        {
+            var failover = attempt < attempts;
+            var (error, deadlinePassed) = await SendOnceAsync(context, call, format, failover);
+            if (failover && !context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested
+                && ShouldFailOver(call, error, deadlinePassed))
+            {
+                ReportHealth(call);
+                var next = order[attempt];
+                metrics.DeploymentRetried(provider.Name, next.Id);
+                call.Retarget(next, PassthroughPath.Resolve(provider, context.Request, next.BaseUri));
+                context.Response.Clear();
+                if (replay is { } bytes) ReplaceBody(context.Request, bytes);
+                continue;
+            }
+            try
+            {
+                if (error != ForwarderError.None && Failure(context, call, error, deadlinePassed) is { } failure)
+                {
+                    // Nothing reached the client yet: whatever YARP began of a response gives way to an error in its shape.
+                    context.Response.Clear();
+                    context.Response.Headers[GatewayHeaders.RequestId] = call.RequestId;
+                    context.Response.Headers[GatewayHeaders.Provider] = provider.Name;
+                    throw failure;
+                }
+                if (call.ProviderError is { } providerError) throw providerError;
+            }
+            finally
+            {
+                if (call.Relayed is { } relayed)
+                {
+                    call.Usage = relayed.Finish();
+                    // The provider's own error event inside a 200 stream: the request failed, whatever its head said.
+                    if (relayed.Failed && call.Status is >= 200 and <= 299) call.Status = StatusCodes.Status502BadGateway;
+                    relayed.Dispose();
+                }
+                if (call.Sent && provider.Deployments.Count > 1) ReportHealth(call);
+            }
+            return;
+        }
+    }
+
+    /// <summary>One attempt at the call's deployment: YARP's outcome, and whether the gateway's deadline cut it.</summary>
+    private async Task<(ForwarderError Error, bool DeadlinePassed)> SendOnceAsync(HttpContext context, PassthroughCall call,
+        ApiFormat format, bool mayFailOver)
     {
         var aborted = context.RequestAborted;
         var provider = call.Provider;
@@ -204,43 +269,36 @@ public sealed partial class PassthroughForwarder(
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted);
         deadline.CancelAfter(o.ProviderResponseTimeout);
         var idle = new IdleDeadline(deadline, aborted, o.UpstreamIdleTimeout, provider.Name);
-        var transformer = new PassthroughTransformer(call, adapters.For(provider.Kind), format, idle, metrics, time);
+        var transformer = new PassthroughTransformer(call, adapters.For(provider.Kind), format, idle, metrics, time)
+        {
+            HoldBackFailures = mayFailOver,
+        };
         try
         {
             var error = await forwarder.SendAsync(context, call.Target.AbsoluteUri, http.Invoker, RequestConfig, transformer, deadline.Token);
-            if (error != ForwarderError.None && Failure(context, call, error, deadline.IsCancellationRequested) is { } failure)
-            {
-                // Nothing reached the client yet: whatever YARP began of a response gives way to an error in its shape.
-                context.Response.Clear();
-                context.Response.Headers[GatewayHeaders.RequestId] = call.RequestId;
-                context.Response.Headers[GatewayHeaders.Provider] = provider.Name;
-                throw failure;
-            }
-            if (call.ProviderError is { } providerError) throw providerError;
+            return (error, deadline.IsCancellationRequested);
         }
         finally
         {
-            if (call.Relayed is { } relayed)
-            {
-                call.Usage = relayed.Finish();
-                // The provider's own error event inside a 200 stream: the request failed, whatever its head said.
-                if (relayed.Failed && call.Status is >= 200 and <= 299) call.Status = StatusCodes.Status502BadGateway;
-                relayed.Dispose();
-            }
             UsageMeter.Tag(span, call.Status, call.Usage);
-            if (call.Sent && provider.Deployments.Count > 1) ReportHealth(call);
         }
     }
 
-    /// <summary>Passthrough bodies are streamed, not replayed, so there is no failover here: the request goes to the
-    /// first deployment not cooling down (rendezvous order by model or path and tenant), and its outcome counts
-    /// towards that deployment's health like a chat attempt's.</summary>
-    private ProviderDeployment PickDeployment(ProviderEndpoint provider, string? affinity, string scope)
+    /// <summary>Whether the attempt failed the way that sends a request to the next deployment (as chat's failover).</summary>
+    private static bool ShouldFailOver(PassthroughCall call, ForwarderError error, bool deadlinePassed) =>
+        call.HeldBack
+        || (!call.HeadersArrived && (error is ForwarderError.Request || (error is ForwarderError.RequestTimedOut or ForwarderError.RequestCanceled && deadlinePassed)));
+
+    /// <summary>The deployments in the order to try them: those not cooling down first, in rendezvous order by model (or
+    /// path) and tenant; each outcome counts towards its deployment's health like a chat attempt's.</summary>
+    private IReadOnlyList<ProviderDeployment> DeploymentOrder(ProviderEndpoint provider, string? affinity, string scope)
     {
         var deployments = provider.Deployments;
-        if (deployments.Count == 1) return deployments[0];
+        if (deployments.Count == 1) return deployments;
         var order = WeightedOrderBalancer.Order(scope, affinity, provider.DeploymentInfos, i => health.IsAvailable(deployments[i].Id));
-        return deployments[order[0]];
+        var ordered = new ProviderDeployment[order.Length];
+        for (var i = 0; i < order.Length; i++) ordered[i] = deployments[order[i]];
+        return ordered;
     }
 
     private void ReportHealth(PassthroughCall call)

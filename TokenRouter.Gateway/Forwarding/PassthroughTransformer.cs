@@ -1,6 +1,7 @@
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
+using TokenRouter.Gateway.Routing;
 using TokenRouter.Gateway.Telemetry;
 using Yarp.ReverseProxy.Forwarder;
 
@@ -20,6 +21,9 @@ internal sealed class PassthroughTransformer(PassthroughCall call, IOutboundAdap
 
     /// <summary>Beyond YARP's hop-by-hop list: what belongs to the provider's host, not the gateway's.</summary>
     private static readonly string[] HostHeaders = ["Alt-Svc", "Set-Cookie", "Server", "Date"];
+
+    /// <summary>A status that fails over (429, 5xx, 529, 401/403) is held back, not relayed: another deployment follows.</summary>
+    public bool HoldBackFailures { get; init; }
 
     public override ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix,
         CancellationToken cancellationToken)
@@ -49,9 +53,11 @@ internal sealed class PassthroughTransformer(PassthroughCall call, IOutboundAdap
         var content = proxyResponse.Content;
         var media = content.Headers.ContentType?.MediaType;
 
-        // An error the client could not read as its own format's error (HTML from a proxy, the other vendor's shape,
-        // an empty 404) is re-rendered in the client's shape, with the provider's status.
-        if (status >= 400 && (call.Provider.WireFormat != clientFormat || !PassthroughBodyFacts.IsJsonMediaType(media)))
+        // A failure another deployment may answer instead is held back (its body read for the Retry-After and in case it
+        // is the last word after all). An error the client could not read as its own format's error (HTML from a proxy,
+        // the other vendor's shape, an empty 404) is re-rendered in the client's shape, with the provider's status.
+        call.HeldBack = status >= 400 && HoldBackFailures && FailoverRules.KindOf(status) is not null;
+        if (call.HeldBack || (status >= 400 && (call.Provider.WireFormat != clientFormat || !PassthroughBodyFacts.IsJsonMediaType(media))))
         {
             var body = await ReadErrorBodyAsync(content);
             call.ProviderError = ProviderErrors.FromResponse(status, body, call.Provider.Name,

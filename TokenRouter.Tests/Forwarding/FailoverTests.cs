@@ -212,21 +212,52 @@ public sealed class FailoverTests : GatewayWithFakeProvider
         Assert.Equal(502, record.Status); // recorded (and billed for whatever usage the provider reported) as before routing
     }
 
+    [Theory]
+    [InlineData(Fault.Reset)]
+    [InlineData(Fault.Hang)]
+    [InlineData(Fault.RateLimitedWithRetryAfter)]
+    [InlineData(Fault.Unavailable503)]
+    [InlineData(Fault.Unauthorized401)]
+    public async Task A_passthrough_request_with_a_json_body_fails_over_before_the_first_byte(Fault fault)
+    {
+        BadKeysFail(fault);
+        using var client = Gateway.CreateGatewayClient();
+
+        using var response = await client.PostAsync("v1/embeddings", Json("""{"model":"text-embedding-3-small","input":"The quick brown fox"}"""));
+
+        // The gateway read the body for its model, so it can send it again: the next deployment answers.
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.DoesNotContain(BadOpenAI, await response.Content.ReadAsStringAsync());
+        Assert.Equal(1, CallsWith(BadOpenAI));
+        Assert.Equal(1, CallsWith(GoodOpenAI));
+        var good = Provider.Requests.Single(r => KeyOf(r) == GoodOpenAI);
+        Assert.Contains("The quick brown fox", System.Text.Encoding.UTF8.GetString(good.Body));
+        // A 401 or a 429 with Retry-After takes the key out at once; other failures count towards the threshold.
+        Assert.Equal(fault is Fault.Unauthorized401 or Fault.RateLimitedWithRetryAfter ? "cooling_down" : "degraded",
+            (await DeploymentAsync("openai-bad")).GetProperty("health").GetString());
+        await Eventually.TrueAsync(() => Gateway.Service<InMemoryUsageSink>().Snapshot().Count == 1, "the request's usage record");
+        Assert.Equal(200, Assert.Single(Gateway.Service<InMemoryUsageSink>().Snapshot()).Status); // one record, of the answer
+    }
+
     [Fact]
-    public async Task A_passthrough_request_is_not_retried_but_the_next_one_skips_the_deployment_it_cooled_down()
+    public async Task A_passthrough_body_streamed_through_is_not_retried_but_the_next_request_skips_the_deployment_it_cooled_down()
     {
         BadKeysFail(Fault.Unauthorized401);
         using var client = Gateway.CreateGatewayClient();
-        const string embedding = """{"model":"text-embedding-3-small","input":"The quick brown fox"}""";
+        static HttpContent Upload() => new ByteArrayContent("not json, streamed through"u8.ToArray())
+        {
+            Headers = { ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/octet-stream") },
+        };
 
-        using var first = await client.PostAsync("v1/embeddings", Json(embedding));
-        using var second = await client.PostAsync("v1/embeddings", Json(embedding));
+        using var first = await client.PostAsync("v1/files", Upload());
+        using var second = await client.PostAsync("v1/files", Upload());
 
-        // The body is streamed through, so the first answer is the bad key's own (its key redacted); it cooled that key.
+        // A body of declared length that is not JSON goes straight through, once: the bad key's own answer (its key
+        // redacted) reaches the client, and the key cooled down for the next request.
         Assert.Equal(HttpStatusCode.Unauthorized, first.StatusCode);
         Assert.DoesNotContain(BadOpenAI, await first.Content.ReadAsStringAsync());
-        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
         Assert.Equal(1, CallsWith(BadOpenAI));
+        Assert.NotEqual(HttpStatusCode.Unauthorized, second.StatusCode);
         Assert.Equal(1, CallsWith(GoodOpenAI));
         Assert.Equal("cooling_down", (await DeploymentAsync("openai-bad")).GetProperty("health").GetString());
     }
