@@ -203,6 +203,30 @@ public sealed class BudgetAlertTests : IAsyncLifetime
         Assert.Equal(2, await ScalarAsync(env.Database, $"SELECT count(*) FROM webhook_deliveries WHERE webhook_id = '{webhookId}'"));
     }
 
+    [Fact]
+    public async Task Deliveries_queued_while_no_replica_sends_are_sent_by_the_next_start()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync("restart-receiver-secret-0123456789");
+        Guid webhookId;
+        string database;
+        await using (var stopped = await AlertEnvironment.CreateAsync(this, "alerts_restart", webhooksEnabled: false))
+        {
+            database = stopped.Database;
+            webhookId = await stopped.CreateWebhookAsync(new { url = receiver.Url, secret = receiver.Secret });
+            var key = (await stopped.Admin.CreateKeyAsync(new { name = "heidi", quota_usd = 1 })).GetProperty("id").GetGuid();
+            await stopped.AddUsageAsync("heidi-1", key, 0.5m);
+            await WaitUntilDrainedAsync(stopped.Redis, Wait);
+            Assert.Equal(1, await ScalarAsync(database, "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"));
+        }
+        Assert.Empty(receiver.Requests);
+
+        // A new Admin process on the same database finds the outbox row and sends it.
+        await using var restarted = await AlertEnvironment.CreateAsync(this, "alerts_restart", existingDatabase: database);
+        var delivery = Assert.Single(await restarted.WaitUntilSettledAsync(webhookId, expected: 1));
+        Assert.Equal("delivered", delivery.GetProperty("status").GetString());
+        Assert.True(Assert.Single(receiver.Accepted).SignatureValid);
+    }
+
     /// <summary>Waits until the current 20 s period is at most 5 s old, and returns its start.</summary>
     private static async Task<DateTimeOffset> WaitForPeriodStartAsync(DateTimeOffset? after = null)
     {
@@ -236,10 +260,10 @@ public sealed class BudgetAlertTests : IAsyncLifetime
         public IDatabase Redis => _connection.GetDatabase();
 
         public static async Task<AlertEnvironment> CreateAsync(BudgetAlertTests owner, string name, int maxAttempts = 5,
-            bool webhooksEnabled = true)
+            bool webhooksEnabled = true, string? existingDatabase = null)
         {
             var redisConnection = owner._redis.ConnectionStringForDatabase(Interlocked.Increment(ref owner._nextDatabase) % 16);
-            var database = await owner._postgres.CreateDatabaseAsync(name);
+            var database = existingDatabase ?? await owner._postgres.CreateDatabaseAsync(name);
             var settings = AdminAppFactory.SettingsFor(database, redisConnection);
             settings["Admin:Ledger:ConsumerName"] = "admin-test-" + name;
             settings["Admin:Ledger:PollInterval"] = "00:00:00.050";
