@@ -102,6 +102,8 @@ public static class AdminExtensions
         services.AddHttpClient(WebhookOptions.HttpClientName)
             .RemoveAllResilienceHandlers()
 #pragma warning restore EXTEXP0001
+            // The factory's request logs carry the URL, whose path is often the receiver's own secret (Slack-style URLs).
+            .RemoveAllLoggers()
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false })
             .ConfigureHttpClient(client => client.Timeout = Timeout.InfiniteTimeSpan);
         // Registered before the web server's own hosted service, so migrations finish before the API serves, and

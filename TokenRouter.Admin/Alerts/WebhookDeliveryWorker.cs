@@ -43,6 +43,10 @@ public sealed partial class WebhookDeliveryWorker(
     private readonly WebhookOptions _settings = options.Value;
     private readonly HashSet<Task> _inFlight = [];
 
+    // Sends at once are capped, not deliveries held: one waiting out its back-off must not starve healthy webhooks.
+    private readonly SemaphoreSlim _sending = new(options.Value.MaxConcurrency);
+    private int MaxHeld => _settings.MaxConcurrency * 32;
+
     /// <summary>An attempt's outcome: the status code (null when no response came) and what went wrong (null on 2xx).</summary>
     internal readonly record struct Attempt(int? StatusCode, string? Error)
     {
@@ -61,7 +65,7 @@ public sealed partial class WebhookDeliveryWorker(
             try
             {
                 _inFlight.RemoveWhere(t => t.IsCompleted);
-                var free = _settings.MaxConcurrency - _inFlight.Count;
+                var free = Math.Min(MaxHeld - _inFlight.Count, _sending.CurrentCount);
                 if (free > 0)
                 {
                     foreach (var id in await ClaimAsync(free, stoppingToken))
@@ -188,6 +192,20 @@ public sealed partial class WebhookDeliveryWorker(
     }
 
     private async Task<Attempt> SendOnceAsync(HttpClient client, Webhook webhook, string secret, WebhookDelivery delivery,
+        CancellationToken stoppingToken)
+    {
+        await _sending.WaitAsync(stoppingToken);
+        try
+        {
+            return await SendAsync(client, webhook, secret, delivery, stoppingToken);
+        }
+        finally
+        {
+            _sending.Release();
+        }
+    }
+
+    private async Task<Attempt> SendAsync(HttpClient client, Webhook webhook, string secret, WebhookDelivery delivery,
         CancellationToken stoppingToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);

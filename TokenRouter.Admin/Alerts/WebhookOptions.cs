@@ -38,7 +38,7 @@ public sealed class WebhookOptions
     /// <summary>How often the outbox is scanned for due deliveries.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>Deliveries sent at the same time by this replica.</summary>
+    /// <summary>Requests sent at the same time by this replica (deliveries waiting out a back-off hold none).</summary>
     public int MaxConcurrency { get; set; } = 8;
 
     /// <summary>
