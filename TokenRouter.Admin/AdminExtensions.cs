@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http.Json;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Scalar.AspNetCore;
+using TokenRouter.Admin.Alerts;
 using TokenRouter.Admin.Apis;
 using TokenRouter.Admin.Auth;
 using TokenRouter.Admin.Configuration;
@@ -49,6 +50,12 @@ public static class AdminExtensions
         services.AddOptions<UsageLedgerOptions>().BindConfiguration(UsageLedgerOptions.SectionName).ValidateOnStart();
         services.AddSingleton<IValidateOptions<UsageLedgerOptions>, UsageLedgerOptionsValidator>();
 
+        services.AddOptions<WebhookOptions>()
+            .BindConfiguration(WebhookOptions.SectionName)
+            .Configure<IConfiguration>(WebhookOptions.ApplyAliases)
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<WebhookOptions>, WebhookOptionsValidator>();
+
         services.AddOptions<AdminBudgetsOptions>()
             .BindConfiguration(AdminBudgetsOptions.SectionName)
             .Configure<IConfiguration>((options, configuration) =>
@@ -85,12 +92,27 @@ public static class AdminExtensions
         services.AddScoped<BudgetLedger>();
         services.AddScoped<UsageLedgerWriter>();
         services.AddSingleton<UsageLedgerStatus>();
+        services.AddScoped<BudgetAlertDetector>();
+        // Webhook secrets are encrypted with the app's key ring (shared by replicas, like the console cookie's).
+        services.AddDataProtection();
+        services.AddSingleton<WebhookSecretProtector>();
+        // Webhooks get their own retries (Polly, persisted per attempt) and timeout, not the standard handler's: its
+        // retries would send a POST again unrecorded. No redirects: a signed alert goes where it was configured to.
+#pragma warning disable EXTEXP0001 // experimental, but the only way to undo ServiceDefaults' ConfigureHttpClientDefaults
+        services.AddHttpClient(WebhookOptions.HttpClientName)
+            .RemoveAllResilienceHandlers()
+#pragma warning restore EXTEXP0001
+            // The factory's request logs carry the URL, whose path is often the receiver's own secret (Slack-style URLs).
+            .RemoveAllLoggers()
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false, UseCookies = false })
+            .ConfigureHttpClient(client => client.Timeout = Timeout.InfiniteTimeSpan);
         // Registered before the web server's own hosted service, so migrations finish before the API serves, and
         // before the ledger consumer, so it never writes to a table that is not there yet.
         services.AddHostedService<AdminStartupService>();
         services.AddHostedService<KeySyncWorker>();
         services.AddHostedService<RedisReconnectWatcher>();
         services.AddHostedService<UsageLedgerConsumer>();
+        services.AddHostedService<WebhookDeliveryWorker>();
 
         services.Configure<JsonOptions>(options =>
             options.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
@@ -125,7 +147,8 @@ public static class AdminExtensions
             .MapTeamsApi()
             .MapPricingApi()
             .MapUsageApi()
-            .MapLedgerApi();
+            .MapLedgerApi()
+            .MapWebhooksApi();
 
         return app;
     }

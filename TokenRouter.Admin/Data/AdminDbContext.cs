@@ -4,7 +4,7 @@ using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace TokenRouter.Admin.Data;
 
-/// <summary>The Postgres schema Admin owns: keys, teams, prices and the usage ledger. Names are snake_case.</summary>
+/// <summary>The Postgres schema Admin owns: keys, teams, prices, the usage ledger and budget alert webhooks. Names are snake_case.</summary>
 public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : DbContext(options)
 {
     // Money: USD with enough scale for a fraction of a cent per request; prices: USD per 1M tokens.
@@ -16,6 +16,9 @@ public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : D
     public DbSet<ModelPrice> ModelPrices => Set<ModelPrice>();
     public DbSet<UsageRecord> UsageRecords => Set<UsageRecord>();
     public DbSet<UsageDeadLetter> UsageDeadLetters => Set<UsageDeadLetter>();
+    public DbSet<Webhook> Webhooks => Set<Webhook>();
+    public DbSet<BudgetAlert> BudgetAlerts => Set<BudgetAlert>();
+    public DbSet<WebhookDelivery> WebhookDeliveries => Set<WebhookDelivery>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
@@ -83,6 +86,45 @@ public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : D
             dead.Property(d => d.RequestId).HasMaxLength(128);
             dead.Property(d => d.Reason).HasMaxLength(500);
             dead.Property(d => d.Fields).HasColumnType("jsonb");
+        });
+
+        modelBuilder.Entity<Webhook>(webhook =>
+        {
+            webhook.ToTable("webhooks");
+            webhook.HasKey(w => w.Id);
+            webhook.Property(w => w.Url).HasMaxLength(2000);
+            webhook.Property(w => w.Events).HasMaxLength(200);
+            webhook.Property(w => w.SecretCiphertext).HasMaxLength(2000);
+        });
+
+        modelBuilder.Entity<BudgetAlert>(alert =>
+        {
+            alert.ToTable("budget_alerts");
+            alert.HasKey(a => a.Id);
+            alert.Property(a => a.Event).HasMaxLength(64);
+            alert.Property(a => a.SubjectType).HasMaxLength(16);
+            alert.Property(a => a.SpentUsd).HasPrecision(MoneyPrecision, MoneyScale);
+            alert.Property(a => a.BudgetUsd).HasPrecision(MoneyPrecision, MoneyScale);
+            // Once per subject, period and threshold: two replicas detecting the same crossing insert one row.
+            alert.HasIndex(a => new { a.Event, a.SubjectType, a.SubjectId, a.PeriodStart, a.Threshold }).IsUnique();
+        });
+
+        modelBuilder.Entity<WebhookDelivery>(delivery =>
+        {
+            delivery.ToTable("webhook_deliveries");
+            delivery.HasKey(d => d.Id);
+            delivery.Property(d => d.Event).HasMaxLength(64);
+            delivery.Property(d => d.SubjectType).HasMaxLength(16);
+            // text, not jsonb: the bytes signed and sent are the bytes stored.
+            delivery.Property(d => d.Payload).HasColumnType("text");
+            delivery.Property(d => d.Status).HasMaxLength(16);
+            delivery.Property(d => d.LastError).HasMaxLength(500);
+            delivery.HasOne<Webhook>().WithMany().HasForeignKey(d => d.WebhookId).OnDelete(DeleteBehavior.Cascade);
+            delivery.HasOne<BudgetAlert>().WithMany().HasForeignKey(d => d.AlertId).OnDelete(DeleteBehavior.Cascade);
+            delivery.HasIndex(d => new { d.AlertId, d.WebhookId }).IsUnique();
+            // The worker's scan for due rows.
+            delivery.HasIndex(d => new { d.Status, d.NextAttemptAt });
+            delivery.HasIndex(d => new { d.WebhookId, d.CreatedAt });
         });
 
         ApplySnakeCaseNames(modelBuilder);

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
+using TokenRouter.Admin.Alerts;
 using TokenRouter.Admin.Data;
 using TokenRouter.Contracts;
 
@@ -187,6 +188,14 @@ public sealed partial class UsageLedgerConsumer(
             // Not cancelled by shutdown: a batch that started is finished and acknowledged, not left for the next start.
             result = await scope.ServiceProvider.GetRequiredService<UsageLedgerWriter>()
                 .WriteAsync(rows, deadLetters, rowIds, now, CancellationToken.None);
+
+            // Budget alerts for the keys (and their teams) this batch charged, before the ack: if detection fails, the
+            // batch is re-read, stores nothing twice and detects again; an alert row is unique, so none fires twice.
+            var keyIds = rows.Where(r => r.ApiKeyId is not null).Select(r => r.ApiKeyId!.Value).ToHashSet();
+            if (keyIds.Count > 0)
+            {
+                await scope.ServiceProvider.GetRequiredService<BudgetAlertDetector>().DetectAsync(keyIds, CancellationToken.None);
+            }
         }
 
         // Committed: now, and only now, the entries may leave the pending list.

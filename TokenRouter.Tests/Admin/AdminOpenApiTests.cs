@@ -12,6 +12,9 @@ public sealed class AdminOpenApiTests(AdminAppFixture fixture) : IClassFixture<A
     [InlineData("/admin/usage", "get", null, "UsageReport")]
     [InlineData("/admin/api-keys/{id}/usage", "get", null, "ApiKeyUsageResponse")]
     [InlineData("/admin/ledger", "get", null, "LedgerStatusResponse")]
+    [InlineData("/admin/webhooks", "post", "CreateWebhookRequest", "CreatedWebhookResponse")]
+    [InlineData("/admin/webhooks/{id}", "patch", "UpdateWebhookRequest", "WebhookResponse")]
+    [InlineData("/admin/webhooks/{id}/deliveries", "get", null, null)]
     public async Task Endpoint_is_documented_with_its_request_and_response_schemas(
         string path, string method, string? requestSchema, string? responseSchema)
     {

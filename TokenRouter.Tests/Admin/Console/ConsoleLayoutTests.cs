@@ -33,7 +33,7 @@ public sealed class ConsoleLayoutTests(ConsoleLayoutTests.DemoFixture fixture) :
         "/console/spend", "/console/spend?range=90", $"/console/spend?key={fixture.Keys["ci-pipeline"]}", "/console/keys",
         "/console/keys/new", $"/console/keys/{fixture.Keys["support-bot"]}", $"/console/keys/{fixture.Keys["bob-old-laptop"]}",
         $"/console/keys/{fixture.Keys["alice-laptop"]}/revoke", "/console/prices", "/console/prices/edit",
-        "/console/prices/edit?model=openai%2Fft-support-bot", "/console/providers",
+        "/console/prices/edit?model=openai%2Fft-support-bot", "/console/providers", "/console/teams",
     ];
 
     [Theory]
