@@ -253,7 +253,7 @@ public sealed partial class UpstreamPump(
     internal static bool IsEventStream(string? media) =>
         media is not null && media.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase);
 
-    private static bool TryReadUsage(IOutboundAdapter adapter, ReadOnlySpan<byte> body, out Usage usage)
+    internal static bool TryReadUsage(IOutboundAdapter adapter, ReadOnlySpan<byte> body, out Usage usage)
     {
         usage = default;
         try
