@@ -67,15 +67,23 @@ for _ in $(seq 1 120); do
 done
 echo "== gateway pid $GW_PID, logs in $LOGS"
 
+FAILED=0
 if [ "$HTTP2" = true ]; then ENDPOINT=http://127.0.0.1:$((GW_PORT + 1)); else ENDPOINT=http://127.0.0.1:$GW_PORT; fi
 run() {
   timeout 900 "${LOAD[@]}" run --gateway "http://127.0.0.1:$GW_PORT" --endpoint "$ENDPOINT" --key "$KEY" --provider "http://127.0.0.1:$PROVIDER_PORT" \
     --gateway-pid "$GW_PID" --ramp-seconds "${RAMP}" --http2 "$HTTP2" --out "$OUT" "$@" || FAILED=1
 }
-FAILED=0
 echo "== warm-up (200 streams)"
 timeout 300 "${LOAD[@]}" run --gateway "http://127.0.0.1:$GW_PORT" --endpoint "$ENDPOINT" --key "$KEY" --provider "http://127.0.0.1:$PROVIDER_PORT" \
   --gateway-pid "$GW_PID" --streams 200 --ramp-seconds 1 --http2 "$HTTP2" --label warm-up >/dev/null || true
+if [ "${DIRECT:-true}" = true ]; then
+  # The same load straight at the provider (HTTP/1.1, no gateway): the per-chunk delay the load generator and the
+  # provider cause on their own, on this machine, right now. The gateway's added delay is the difference.
+  echo "== $STREAMS distinct streams, no gateway (baseline)"
+  timeout 900 "${LOAD[@]}" run --gateway "http://127.0.0.1:$GW_PORT" --endpoint "http://127.0.0.1:$PROVIDER_PORT" --key x \
+    --provider "http://127.0.0.1:$PROVIDER_PORT" --gateway-pid 0 --streams "$STREAMS" --ramp-seconds "$RAMP" --http2 false \
+    --out "$OUT" --label "$STREAMS direct (no gateway)" || FAILED=1
+fi
 echo "== $STREAMS distinct streams"
 run --streams "$STREAMS" --label "$STREAMS distinct"
 echo "== $IDENTICAL identical streams (dedup followers)"
