@@ -13,6 +13,19 @@ internal static class JsonReading
         return e.GetString()!;
     }
 
+    /// <summary><see cref="RequireString(JsonElement, string)"/> that returns the matching instance of <paramref name="known"/>
+    /// when the value is one of them: a role or block type, read for every message and block, then costs no string.</summary>
+    public static string RequireStringOf(JsonElement e, string param, params ReadOnlySpan<string> known)
+    {
+        if (e.ValueKind != JsonValueKind.String)
+            throw ApiError.InvalidRequest($"'{param}' must be a string.", param);
+        foreach (var k in known)
+        {
+            if (e.ValueEquals(k)) return k;
+        }
+        return e.GetString()!;
+    }
+
     /// <summary>The element itself once it is known to be a string (kept as a token, decoded only if needed).</summary>
     public static JsonElement RequireStringToken(JsonElement e, string param) =>
         e.ValueKind == JsonValueKind.String ? e : throw ApiError.InvalidRequest($"'{param}' must be a string.", param);

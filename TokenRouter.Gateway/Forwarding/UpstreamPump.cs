@@ -203,14 +203,19 @@ public sealed partial class UpstreamPump(
         var cancel = exchange.Upstream.Token;
         var scanner = new UsageScanner(call.Target.Provider.WireFormat);
         using var parser = new SseParser();
-        var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
-        try
+        while (true)
         {
-            while (true)
+            // A stream spends nearly all its life waiting for the provider's next chunk: wait with a zero-byte read and
+            // rent the buffer only once bytes are there (10,000 open streams each holding 16 KB were 160 MB of heap).
+            // A stream that does not support zero-byte reads returns 0 at once and the read below waits instead.
+            byte[]? buffer = null;
+            try
             {
                 int n;
                 try
                 {
+                    await idle.ReadAsync(upstream, Memory<byte>.Empty);
+                    buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
                     n = await idle.ReadAsync(upstream, buffer);
                 }
                 catch (ApiError timedOut)
@@ -234,28 +239,28 @@ public sealed partial class UpstreamPump(
                 exchange.Append(buffer.AsSpan(0, n));
                 parser.Feed(buffer.AsSpan(0, n), scanner, null!);
             }
-            parser.Flush(scanner, null!);
-            if (!scanner.Finished || scanner.Malformed)
+            finally
             {
-                var reason = scanner.Failed ? "The provider reported an error mid-stream."
-                    : scanner.Malformed ? "The provider sent an event stream that is not valid JSON events."
-                    : "The provider ended the stream early.";
-                exchange.Fail(ApiError.BadGateway(reason), scanner.Usage);
-                return (scanner.Usage, false);
+                if (buffer is not null) ArrayPool<byte>.Shared.Return(buffer);
             }
-            exchange.Complete(scanner.Usage);
+        }
+        parser.Flush(scanner, null!);
+        if (!scanner.Finished || scanner.Malformed)
+        {
+            var reason = scanner.Failed ? "The provider reported an error mid-stream."
+                : scanner.Malformed ? "The provider sent an event stream that is not valid JSON events."
+                : "The provider ended the stream early.";
+            exchange.Fail(ApiError.BadGateway(reason), scanner.Usage);
             return (scanner.Usage, false);
         }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
+        exchange.Complete(scanner.Usage);
+        return (scanner.Usage, false);
     }
 
     internal static bool IsEventStream(string? media) =>
         media is not null && media.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase);
 
-    private static bool TryReadUsage(IOutboundAdapter adapter, ReadOnlySpan<byte> body, out Usage usage)
+    internal static bool TryReadUsage(IOutboundAdapter adapter, ReadOnlySpan<byte> body, out Usage usage)
     {
         usage = default;
         try

@@ -14,7 +14,6 @@ namespace TokenRouter.Gateway.Vendors;
 public sealed class UsageScanner(ApiFormat providerFormat) : IStreamTranslator
 {
     private readonly IStreamTranslator _inner = StreamTranslators.Create(providerFormat, providerFormat, clientWantsUsage: true, clientModel: "");
-    private readonly DiscardingBufferWriter _sink = new();
 
     public int Events { get; private set; }
     public Usage Usage => _inner.Usage;
@@ -29,17 +28,25 @@ public sealed class UsageScanner(ApiFormat providerFormat) : IStreamTranslator
     {
         Events++;
         if (!SseEvents.IsJsonObject(data) && !data.SequenceEqual("[DONE]"u8)) Malformed = true;
-        _inner.OnEvent(eventName, data, _sink);
+        _inner.OnEvent(eventName, data, DiscardingBufferWriter.ForThisThread);
     }
 
     public void Complete(IBufferWriter<byte> output)
     {
     }
 
-    /// <summary>An <see cref="IBufferWriter{T}"/> that forgets what is written, reusing one scratch buffer.</summary>
+    /// <summary>An <see cref="IBufferWriter{T}"/> that forgets what is written, reusing one scratch buffer per thread: a
+    /// translator writes into it only within one synchronous <see cref="OnEvent"/> call, so scanners on the same thread
+    /// can share it (one 4 KB buffer per stream was a third of a streamed request's allocation).</summary>
     private sealed class DiscardingBufferWriter : IBufferWriter<byte>
     {
+        [ThreadStatic]
+        private static DiscardingBufferWriter? _forThisThread;
+
+        private const int MaxKept = 64 * 1024;
         private byte[] _scratch = new byte[4096];
+
+        public static DiscardingBufferWriter ForThisThread => _forThisThread ??= new DiscardingBufferWriter();
 
         public void Advance(int count)
         {
@@ -51,7 +58,10 @@ public sealed class UsageScanner(ApiFormat providerFormat) : IStreamTranslator
 
         private Memory<byte> Scratch(int sizeHint)
         {
-            if (sizeHint > _scratch.Length) _scratch = new byte[Math.Max(sizeHint, _scratch.Length * 2)];
+            if (sizeHint <= _scratch.Length) return _scratch;
+            // A huge event gets a buffer of its own, so the thread does not keep it for good.
+            if (sizeHint > MaxKept) return new byte[sizeHint];
+            _scratch = new byte[Math.Min(MaxKept, Math.Max(sizeHint, _scratch.Length * 2))];
             return _scratch;
         }
     }

@@ -264,9 +264,10 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
                 var next = NextRendered(messages, i + 1, native);
                 var alone = next < 0 || (messages[next].Role != MessageRole.Assistant) != isUser;
                 // Keep the string form when this message is the whole turn (a faithful round trip for Anthropic clients).
-                if (alone && m.Role != MessageRole.Tool && m is { Text: not null, Parts: null, ToolCalls: null, CacheBreakpoint: null })
+                // HasText, not Text: reading Text would decode the client's token to a string only to encode it again.
+                if (alone && m.Role != MessageRole.Tool && m.HasText && m is { Parts: null, ToolCalls: null, CacheBreakpoint: null })
                 {
-                    w.WriteString("content"u8, m.Text);
+                    m.TextValue.Write(w, "content"u8);
                     if (native) WriteExtra(w, m.Extra);
                     w.WriteEndObject();
                     open = false;

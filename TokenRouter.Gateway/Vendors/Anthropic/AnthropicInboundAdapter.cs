@@ -81,7 +81,7 @@ public static class AnthropicInboundAdapter
     private static Message ReadMessage(JsonElement m)
     {
         RequireObject(m, "");
-        var role = m.TryGetProperty("role"u8, out var r) ? RequireString(r, ".role") : throw ApiError.InvalidRequest(".role: Field required", ".role");
+        var role = m.TryGetProperty("role"u8, out var r) ? RequireStringOf(r, ".role", "user", "assistant") : throw ApiError.InvalidRequest(".role: Field required", ".role");
         var message = new Message
         {
             Role = role switch
@@ -116,7 +116,7 @@ public static class AnthropicInboundAdapter
     private static ContentPart ReadBlock(JsonElement block)
     {
         RequireObject(block, "");
-        var type = block.TryGetProperty("type"u8, out var t) ? RequireString(t, ".type") : throw ApiError.InvalidRequest(".type: Field required", ".type");
+        var type = block.TryGetProperty("type"u8, out var t) ? RequireStringOf(t, ".type", "text", "tool_use", "tool_result", "image") : throw ApiError.InvalidRequest(".type: Field required", ".type");
         var cache = block.TryGetProperty("cache_control"u8, out var cc) ? CacheControlOf(cc, ".cache_control") : null;
         switch (type)
         {

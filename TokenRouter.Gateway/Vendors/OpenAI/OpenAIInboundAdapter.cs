@@ -116,7 +116,7 @@ public static class OpenAIInboundAdapter
     private static ContentPart ReadPart(JsonElement part)
     {
         RequireObject(part, "");
-        var type = part.TryGetProperty("type"u8, out var t) ? RequireString(t, ".type") : null;
+        var type = part.TryGetProperty("type"u8, out var t) ? RequireStringOf(t, ".type", "text", "image_url") : null;
         switch (type)
         {
             case "text":
@@ -179,7 +179,7 @@ public static class OpenAIInboundAdapter
     {
         RequireObject(t, "");
         var hasType = t.TryGetProperty("type"u8, out var ty);
-        var type = hasType ? RequireString(ty, ".type") : "function";
+        var type = hasType ? RequireStringOf(ty, ".type", "function") : "function";
         if (type != "function")
             return new ToolDefinition { Name = type, IsRaw = true, Raw = t };
         if (!t.TryGetProperty("function"u8, out var fn) || fn.ValueKind != JsonValueKind.Object)
@@ -227,7 +227,7 @@ public static class OpenAIInboundAdapter
         }
     }
 
-    private static MessageRole ParseRole(JsonElement v) => RequireString(v, ".role") switch
+    private static MessageRole ParseRole(JsonElement v) => RequireStringOf(v, ".role", "system", "developer", "user", "assistant", "tool") switch
     {
         "system" => MessageRole.System,
         "developer" => MessageRole.Developer,
