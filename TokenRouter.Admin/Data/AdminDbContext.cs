@@ -4,7 +4,7 @@ using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace TokenRouter.Admin.Data;
 
-/// <summary>The Postgres schema Admin owns: keys, teams, prices and the usage ledger. Names are snake_case.</summary>
+/// <summary>The Postgres schema Admin owns: keys, teams, prices, provider deployments and the usage ledger. Names are snake_case.</summary>
 public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : DbContext(options)
 {
     // Money: USD with enough scale for a fraction of a cent per request; prices: USD per 1M tokens.
@@ -16,6 +16,7 @@ public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : D
     public DbSet<ModelPrice> ModelPrices => Set<ModelPrice>();
     public DbSet<UsageRecord> UsageRecords => Set<UsageRecord>();
     public DbSet<UsageDeadLetter> UsageDeadLetters => Set<UsageDeadLetter>();
+    public DbSet<ProviderDeploymentRecord> ProviderDeployments => Set<ProviderDeploymentRecord>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
@@ -81,6 +82,19 @@ public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : D
             dead.Property(d => d.RequestId).HasMaxLength(128);
             dead.Property(d => d.Reason).HasMaxLength(500);
             dead.Property(d => d.Fields).HasColumnType("jsonb");
+        });
+
+        modelBuilder.Entity<ProviderDeploymentRecord>(deployment =>
+        {
+            deployment.ToTable("provider_deployments");
+            deployment.HasKey(d => d.Id);
+            deployment.Property(d => d.Provider).HasMaxLength(32);
+            deployment.Property(d => d.Name).HasMaxLength(64);
+            deployment.HasIndex(d => new { d.Provider, d.Name }).IsUnique();
+            deployment.Property(d => d.BaseUrl).HasMaxLength(2000);
+            deployment.Property(d => d.ProtectedKey).HasMaxLength(4000);
+            deployment.Property(d => d.KeyHint).HasMaxLength(32);
+            deployment.Property(d => d.CacheGroup).HasMaxLength(64);
         });
 
         ApplySnakeCaseNames(modelBuilder);
