@@ -237,9 +237,10 @@ public sealed partial class PassthroughForwarder(
     /// towards that deployment's health like a chat attempt's.</summary>
     private ProviderDeployment PickDeployment(ProviderEndpoint provider, string? affinity, string scope)
     {
-        var deployments = provider.Deployments;
+        var set = provider.Current;
+        var deployments = set.Deployments;
         if (deployments.Count == 1) return deployments[0];
-        var order = WeightedOrderBalancer.Order(scope, affinity, provider.DeploymentInfos, i => health.IsAvailable(deployments[i].Id));
+        var order = WeightedOrderBalancer.Order(scope, affinity, set.Infos, i => health.IsAvailable(deployments[i].Id));
         return deployments[order[0]];
     }
 
