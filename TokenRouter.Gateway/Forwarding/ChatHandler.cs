@@ -120,6 +120,7 @@ public sealed partial class ChatHandler(
             // One snapshot for the whole request: Admin may swap the provider's deployments meanwhile.
             var set = target.Provider.Current;
             var deployments = set.Deployments;
+            if (deployments.Count == 0) throw ApiError.NoDeployment(target.Provider.Name); // Admin removed the last one just now
             if (deployments.Count > 1)
             {
                 try

@@ -16,7 +16,7 @@ internal sealed class PassthroughCall(string requestId, ClientIdentity identity,
     public ProviderEndpoint Provider { get; } = provider;
 
     /// <summary>The key and base URL used (the provider's first available deployment in rendezvous order).</summary>
-    public ProviderDeployment Deployment { get; init; } = provider.Deployments[0];
+    public required ProviderDeployment Deployment { get; init; }
 
     /// <summary>Where the request goes: the provider's base path and the client's path below <c>/v1</c>, checked.</summary>
     public Uri Target { get; } = target;

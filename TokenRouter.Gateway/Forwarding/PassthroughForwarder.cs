@@ -239,6 +239,7 @@ public sealed partial class PassthroughForwarder(
     {
         var set = provider.Current;
         var deployments = set.Deployments;
+        if (deployments.Count == 0) throw ApiError.NoDeployment(provider.Name);
         if (deployments.Count == 1) return deployments[0];
         var order = WeightedOrderBalancer.Order(scope, affinity, set.Infos, i => health.IsAvailable(deployments[i].Id));
         return deployments[order[0]];
