@@ -34,7 +34,7 @@ public sealed class AdminStartupTests
                 names.Add(reader.GetString(0));
             }
         }
-        Assert.Equal(["__EFMigrationsHistory", "api_keys", "model_prices", "teams", "usage_dead_letters", "usage_records"],
+        Assert.Equal(["__EFMigrationsHistory", "api_keys", "model_prices", "provider_deployments", "teams", "usage_dead_letters", "usage_records"],
             names.Order(StringComparer.Ordinal));
 
         await using var history = new NpgsqlCommand("SELECT \"MigrationId\" FROM \"__EFMigrationsHistory\" ORDER BY 1", connection);
@@ -46,7 +46,8 @@ public sealed class AdminStartupTests
                 applied.Add(reader.GetString(0));
             }
         }
-        Assert.Collection(applied, m => Assert.EndsWith("_Initial", m), m => Assert.EndsWith("_Ledger", m), m => Assert.EndsWith("_Teams", m));
+        Assert.Collection(applied, m => Assert.EndsWith("_Initial", m), m => Assert.EndsWith("_Ledger", m), m => Assert.EndsWith("_Teams", m),
+            m => Assert.EndsWith("_ProviderDeployments", m));
         using var response = await client.GetAsync("/admin/api-keys");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }
