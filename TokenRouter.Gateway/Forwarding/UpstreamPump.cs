@@ -96,7 +96,8 @@ public sealed partial class UpstreamPump(
                 status = StatusCodes.Status429TooManyRequests;
                 exchange.Fail(new ApiError(status, "rate_limit_error",
                     $"Every deployment of provider '{provider.Name}' is at its requests- or tokens-per-minute limit. Please retry shortly.",
-                    "deployments_saturated") { RetryAfterSeconds = limiter.RetryAfterSeconds });
+                    "deployments_saturated")
+                { RetryAfterSeconds = limiter.RetryAfterSeconds });
                 return;
             }
             if (answer.Response is null)

@@ -27,7 +27,13 @@ public sealed class ProviderDeploymentsApiTests(AdminAppFixture fixture) : IClas
         const string key = "sk-proj-first-key-0123456789abcd";
         var created = await CreateAsync("openai", new
         {
-            api_key = key, name, base_url = "https://example.test/v1/", weight = 2.5, rpm_limit = 60, tpm_limit = 100_000, cache_group = "org-a",
+            api_key = key,
+            name,
+            base_url = "https://example.test/v1/",
+            weight = 2.5,
+            rpm_limit = 60,
+            tpm_limit = 100_000,
+            cache_group = "org-a",
         });
         var id = created.GetProperty("id").GetString()!;
         Assert.Equal("sk-...abcd", created.GetProperty("key_hint").GetString());
