@@ -187,6 +187,6 @@ public static class GatewayExtensions
         var redis = app.Services.GetService<IConnectionMultiplexer>() is not null;
         logger.LogInformation("TokenRouter gateway ready: mode={Mode}; providers: {Providers}",
             redis ? "redis (keys from Admin + TOKENROUTER_API_KEYS)" : "embedded (in-memory; keys from TOKENROUTER_API_KEYS)",
-            string.Join(", ", router.Providers.Where(p => p.Deployments.Count > 0).Select(p => p.Name)));
+            string.Join(", ", router.Providers.Select(p => p.Name)));
     }
 }

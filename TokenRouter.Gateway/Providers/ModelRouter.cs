@@ -91,8 +91,8 @@ public sealed class ModelRouter
         _providers[name] = endpoint;
     }
 
-    /// <summary>Every provider that could route: those with deployments now, and the external ones Admin may add deployments to.</summary>
-    public IEnumerable<ProviderEndpoint> Providers => _providers.Values;
+    /// <summary>The providers that route now: those with at least one deployment (configured, or added through Admin).</summary>
+    public IEnumerable<ProviderEndpoint> Providers => _providers.Values.Where(static p => p.Current.Deployments.Count > 0);
 
     /// <summary>openai, deepseek or anthropic (configured or not): where Admin-managed deployments go.</summary>
     public ProviderEndpoint? External(string name) =>
