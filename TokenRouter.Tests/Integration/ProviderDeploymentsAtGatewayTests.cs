@@ -138,4 +138,40 @@ public sealed class ProviderDeploymentsAtGatewayTests : IAsyncLifetime
             TimeSpan.FromSeconds(10), "the disabled deployment to stop taking traffic");
         for (var i = 0; i < 10; i++) Assert.Equal(ConfiguredOpenAIKey, await KeySeenAsync(chat, $"disabled {n++}"));
     }
+
+    [Fact]
+    public async Task The_rpm_limit_set_in_admin_is_enforced_at_the_gateway_with_a_429_and_retry_after()
+    {
+        await AddAsync("deepseek", new { api_key = "sk-deepseek-limited-0004", base_url = _provider.DeepSeekBaseUrl.ToString(), name = "ds-limited", rpm_limit = 1 });
+        const string body = """{"model":"deepseek-chat","messages":[{"role":"user","content":"hi"}]}""";
+        using var client = _gateway.CreateGatewayClient();
+        await AdminTestHelpers.EventuallyAsync(async () =>
+        {
+            using var response = await client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(body));
+            return response.StatusCode == HttpStatusCode.OK;
+        }, TimeSpan.FromSeconds(10), "the gateway to route deepseek to the Admin deployment");
+
+        // One request a minute: the next is refused without reaching the provider (a minute boundary allows one more).
+        HttpResponseMessage? refused = null;
+        for (var i = 0; i < 3 && refused is null; i++)
+        {
+            var calls = _provider.CallCount;
+            var response = await client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(body));
+            if (response.StatusCode == HttpStatusCode.TooManyRequests)
+            {
+                Assert.Equal(calls, _provider.CallCount);
+                refused = response;
+            }
+            else
+            {
+                response.Dispose();
+            }
+        }
+        using (refused)
+        {
+            Assert.NotNull(refused);
+            Assert.NotNull(refused.Headers.RetryAfter);
+            Assert.Contains("deployments_saturated", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+    }
 }
