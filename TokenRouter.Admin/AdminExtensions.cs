@@ -1,9 +1,13 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.DataProtection.KeyManagement;
+using Microsoft.AspNetCore.DataProtection.StackExchangeRedis;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Scalar.AspNetCore;
+using StackExchange.Redis;
 using TokenRouter.Admin.Alerts;
 using TokenRouter.Admin.Apis;
 using TokenRouter.Admin.Auth;
@@ -13,6 +17,7 @@ using TokenRouter.Admin.Hosting;
 using TokenRouter.Admin.KeySync;
 using TokenRouter.Admin.Ledger;
 using TokenRouter.Admin.Pricing;
+using TokenRouter.Admin.Providers;
 using TokenRouter.Admin.Quotas;
 using TokenRouter.Admin.Security;
 using TokenRouter.Contracts;
@@ -82,6 +87,15 @@ public static class AdminExtensions
                 .AddAuthenticationSchemes(AdminKeyAuthenticationHandler.SchemeName)
                 .RequireAuthenticatedUser());
 
+        // One Data Protection key ring in Redis, shared with the gateways (same application name): provider keys are
+        // stored and published encrypted under it, and the console's sign-in cookie survives restarts and replicas.
+        services.AddDataProtection().SetApplicationName(ProviderDeploymentContract.DataProtectionApplication);
+        services.AddOptions<KeyManagementOptions>().Configure<IServiceProvider>((options, sp) =>
+            options.XmlRepository = new RedisXmlRepository(() => sp.GetRequiredService<IConnectionMultiplexer>().GetDatabase(),
+                ProviderDeploymentContract.DataProtectionKeysKey));
+        services.AddSingleton<ProviderKeyProtector>();
+        services.AddSingleton<ProviderDeploymentPublisher>();
+
         services.AddScoped<DatabaseMigrator>();
         services.AddSingleton<ApiKeyRedisWriter>();
         services.AddSingleton<KeySyncQueue>();
@@ -113,6 +127,7 @@ public static class AdminExtensions
         services.AddHostedService<RedisReconnectWatcher>();
         services.AddHostedService<UsageLedgerConsumer>();
         services.AddHostedService<WebhookDeliveryWorker>();
+        services.AddHostedService<ProviderDeploymentSyncWorker>();
 
         services.Configure<JsonOptions>(options =>
             options.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower);
@@ -148,7 +163,8 @@ public static class AdminExtensions
             .MapPricingApi()
             .MapUsageApi()
             .MapLedgerApi()
-            .MapWebhooksApi();
+            .MapWebhooksApi()
+            .MapProviderDeploymentsApi();
 
         return app;
     }

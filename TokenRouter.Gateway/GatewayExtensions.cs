@@ -1,9 +1,13 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.DataProtection.KeyManagement;
+using Microsoft.AspNetCore.DataProtection.StackExchangeRedis;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
+using TokenRouter.Contracts;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Apis;
 using TokenRouter.Gateway.Auth;
@@ -59,13 +63,20 @@ public static class GatewayExtensions
             services.AddRedisDedupBroker();
             services.AddSingleton<RedisPriceOverrides>();
             services.AddHostedService(sp => sp.GetRequiredService<RedisPriceOverrides>());
+            // Deployments Admin manages: their keys arrive encrypted under the Data Protection key ring Admin shares in Redis.
+            services.AddDataProtection().SetApplicationName(ProviderDeploymentContract.DataProtectionApplication);
+            services.AddOptions<KeyManagementOptions>().Configure<IServiceProvider>((options, sp) =>
+                options.XmlRepository = new RedisXmlRepository(() => sp.GetRequiredService<IConnectionMultiplexer>().GetDatabase(),
+                    ProviderDeploymentContract.DataProtectionKeysKey));
+            services.AddSingleton<RedisProviderDeployments>();
+            services.AddHostedService(sp => sp.GetRequiredService<RedisProviderDeployments>());
             services.AddHostedService(sp => new RedisDeploymentCooldowns(sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<DeploymentHealth>(),
-                [.. sp.GetRequiredService<ModelRouter>().Providers.SelectMany(p => p.Deployments).Select(d => d.Id)],
+                () => [.. sp.GetRequiredService<ModelRouter>().Providers.SelectMany(p => p.Deployments).Select(d => d.Id)],
                 sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<RedisDeploymentCooldowns>>()));
             services.AddHostedService(sp => new RedisDeploymentPublisher(sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<DeploymentHealth>(),
-                [.. sp.GetRequiredService<ModelRouter>().Providers.SelectMany(p => p.Deployments)
+                () => [.. sp.GetRequiredService<ModelRouter>().Providers.SelectMany(p => p.Deployments)
                     .Select(d => new DeploymentDescription(d.Id, d.Provider.Name, d.Info.Weight, d.Info.CacheGroup, d.Rpm, d.Tpm))],
                 sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<RedisDeploymentPublisher>>()));
         }
@@ -104,6 +115,7 @@ public static class GatewayExtensions
         // alternative, rendezvous on the prefix hash alone).
         services.AddCacheAwareBalancing();
         services.AddSingleton<DeploymentHealth>();
+        services.AddSingleton<DeploymentRateLimiter>();
         services.AddSingleton<UpstreamFailover>();
         services.AddSingleton<UpstreamPump>();
         services.AddSingleton<ClientDelivery>();

@@ -4,7 +4,7 @@ using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace TokenRouter.Admin.Data;
 
-/// <summary>The Postgres schema Admin owns: keys, teams, prices, the usage ledger and budget alert webhooks. Names are snake_case.</summary>
+/// <summary>The Postgres schema Admin owns: keys, teams, prices, provider deployments, the usage ledger and budget alert webhooks. Names are snake_case.</summary>
 public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : DbContext(options)
 {
     // Money: USD with enough scale for a fraction of a cent per request; prices: USD per 1M tokens.
@@ -19,6 +19,7 @@ public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : D
     public DbSet<Webhook> Webhooks => Set<Webhook>();
     public DbSet<BudgetAlert> BudgetAlerts => Set<BudgetAlert>();
     public DbSet<WebhookDelivery> WebhookDeliveries => Set<WebhookDelivery>();
+    public DbSet<ProviderDeploymentRecord> ProviderDeployments => Set<ProviderDeploymentRecord>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
@@ -125,6 +126,19 @@ public sealed class AdminDbContext(DbContextOptions<AdminDbContext> options) : D
             // The worker's scan for due rows.
             delivery.HasIndex(d => new { d.Status, d.NextAttemptAt });
             delivery.HasIndex(d => new { d.WebhookId, d.CreatedAt });
+        });
+
+        modelBuilder.Entity<ProviderDeploymentRecord>(deployment =>
+        {
+            deployment.ToTable("provider_deployments");
+            deployment.HasKey(d => d.Id);
+            deployment.Property(d => d.Provider).HasMaxLength(32);
+            deployment.Property(d => d.Name).HasMaxLength(64);
+            deployment.HasIndex(d => new { d.Provider, d.Name }).IsUnique();
+            deployment.Property(d => d.BaseUrl).HasMaxLength(2000);
+            deployment.Property(d => d.ProtectedKey).HasMaxLength(4000);
+            deployment.Property(d => d.KeyHint).HasMaxLength(32);
+            deployment.Property(d => d.CacheGroup).HasMaxLength(64);
         });
 
         ApplySnakeCaseNames(modelBuilder);

@@ -50,6 +50,13 @@ public sealed class ApiError(int status, string type, string message, string? co
     public static ApiError BadGateway(string message) =>
         new(StatusCodes.Status502BadGateway, "api_error", message, "upstream_error");
 
+    /// <summary>The provider's last deployment was removed (through Admin) between routing and sending.</summary>
+    public static ApiError NoDeployment(string provider) =>
+        new(StatusCodes.Status503ServiceUnavailable, "api_error", $"The provider '{provider}' has no deployment right now.", "provider_not_configured")
+        {
+            RetryAfterSeconds = 1,
+        };
+
     public static ApiError GatewayTimeout(string message) =>
         new(StatusCodes.Status504GatewayTimeout, "timeout_error", message, "upstream_timeout");
 }

@@ -26,6 +26,7 @@ public sealed partial class ChatHandler(
     DedupCoordinator dedup,
     IDeploymentBalancer balancer,
     DeploymentHealth health,
+    DeploymentRateLimiter limiter,
     IOptionsMonitor<RoutingOptions> routing,
     GatewayMetrics metrics,
     SelfAddress selfAddress,
@@ -126,7 +127,10 @@ public sealed partial class ChatHandler(
 
             int[]? order = null;
             RoutingRequest? routingRequest = null;
-            var deployments = target.Provider.Deployments;
+            // One snapshot for the whole request: Admin may swap the provider's deployments meanwhile.
+            var set = target.Provider.Current;
+            var deployments = set.Deployments;
+            if (deployments.Count == 0) throw ApiError.NoDeployment(target.Provider.Name); // Admin removed the last one just now
             if (deployments.Count > 1)
             {
                 try
@@ -134,7 +138,9 @@ public sealed partial class ChatHandler(
                     // After the pipeline: the balancer reads the canonical request and its prefix hash.
                     routingRequest = new RoutingRequest(target.Provider.Name, envelope, context.Request.Headers,
                         o.DedupScope == DedupScope.Global ? "global" : identity.Scope);
-                    order = await balancer.OrderAsync(routingRequest, target.Provider.DeploymentInfos, i => health.IsAvailable(deployments[i].Id),
+                    // Cooling down or at its own RPM/TPM: last in the order.
+                    order = await balancer.OrderAsync(routingRequest, set.Infos,
+                        i => health.IsAvailable(deployments[i].Id) && !limiter.IsSaturated(deployments[i].Id, deployments[i].Rpm, deployments[i].Tpm),
                         context.RequestAborted);
                     prepared.Own(envelope);
                     keepEnvelope = true;
@@ -151,7 +157,7 @@ public sealed partial class ChatHandler(
             headers[GatewayHeaders.FullHash] = prepared.FullHash;
             headers[GatewayHeaders.Provider] = target.Provider.Name;
             var request = new ChatRequest(context, clientFormat, identity, target, servedModel ?? envelope.Model, envelope.Stream, envelope.MaxTokens,
-                envelope.ClientWantsStreamUsage, requestId, started, anthropicVersion, anthropicBeta, order, routingRequest, canFallBack);
+                envelope.ClientWantsStreamUsage, requestId, started, anthropicVersion, anthropicBeta, order, routingRequest, canFallBack, set);
             return (request, prepared);
         }
         finally
@@ -212,4 +218,4 @@ public sealed partial class ChatHandler(
 public sealed record ChatRequest(
     HttpContext Context, ApiFormat ClientFormat, ClientIdentity Identity, RouteTarget Target, string Model, bool Stream,
     int? MaxTokens, bool ClientWantsStreamUsage, string RequestId, long Started, string? AnthropicVersion, string? AnthropicBeta,
-    int[]? Order = null, RoutingRequest? Routing = null, bool CanFallBack = false);
+    int[]? Order = null, RoutingRequest? Routing = null, bool CanFallBack = false, DeploymentSet? Deployments = null);

@@ -112,7 +112,7 @@ public sealed partial class DedupCoordinator(
                 throw;
             }
             var call = new UpstreamCall(r.RequestId, r.Identity, r.Target, r.Model, r.Stream, prepared, admission, r.Started,
-                r.AnthropicVersion, r.AnthropicBeta, r.Order, r.Routing);
+                r.AnthropicVersion, r.AnthropicBeta, r.Order, r.Routing, r.Deployments);
             remote = o.DedupEnabled && broker is not null && !await ClaimAcrossReplicasAsync(exchange, aborted);
             metrics.Overhead(time.GetElapsedTime(r.Started));
             if (remote) _ = FollowRemoteAsync(exchange, call);

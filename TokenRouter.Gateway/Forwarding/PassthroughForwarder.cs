@@ -293,9 +293,11 @@ public sealed partial class PassthroughForwarder(
     /// path) and tenant; each outcome counts towards its deployment's health like a chat attempt's.</summary>
     private IReadOnlyList<ProviderDeployment> DeploymentOrder(ProviderEndpoint provider, string? affinity, string scope)
     {
-        var deployments = provider.Deployments;
+        var set = provider.Current; // one snapshot: Admin may swap the provider's deployments meanwhile
+        var deployments = set.Deployments;
+        if (deployments.Count == 0) throw ApiError.NoDeployment(provider.Name);
         if (deployments.Count == 1) return deployments;
-        var order = WeightedOrderBalancer.Order(scope, affinity, provider.DeploymentInfos, i => health.IsAvailable(deployments[i].Id));
+        var order = WeightedOrderBalancer.Order(scope, affinity, set.Infos, i => health.IsAvailable(deployments[i].Id));
         var ordered = new ProviderDeployment[order.Length];
         for (var i = 0; i < order.Length; i++) ordered[i] = deployments[order[i]];
         return ordered;

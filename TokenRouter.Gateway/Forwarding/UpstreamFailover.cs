@@ -22,6 +22,7 @@ public sealed class UpstreamFailover
 {
     private readonly ProviderHttpClient _http;
     private readonly DeploymentHealth _health;
+    private readonly DeploymentRateLimiter _limiter;
     private readonly IOptionsMonitor<RoutingOptions> _routing;
     private readonly IOptionsMonitor<GatewayOptions> _gateway;
     private readonly GatewayMetrics _metrics;
@@ -29,11 +30,12 @@ public sealed class UpstreamFailover
     private readonly ResiliencePipeline<HttpResponseMessage> _pipeline;
     private static readonly ResiliencePropertyKey<Attempts> AttemptsKey = new("tokenrouter.attempts");
 
-    public UpstreamFailover(ProviderHttpClient http, DeploymentHealth health, IOptionsMonitor<RoutingOptions> routing,
+    public UpstreamFailover(ProviderHttpClient http, DeploymentHealth health, DeploymentRateLimiter limiter, IOptionsMonitor<RoutingOptions> routing,
         IOptionsMonitor<GatewayOptions> gateway, GatewayMetrics metrics, TimeProvider time)
     {
         _http = http;
         _health = health;
+        _limiter = limiter;
         _routing = routing;
         _gateway = gateway;
         _metrics = metrics;
@@ -61,11 +63,13 @@ public sealed class UpstreamFailover
 
     /// <summary>Sends <paramref name="createRequest"/>'s request to the deployments of <paramref name="provider"/> in
     /// <paramref name="order"/> until one answers. The caller owns the returned response and deadline.</summary>
+    /// <param name="deployments">The snapshot <paramref name="order"/> indexes into (default: the provider's current one).</param>
     /// <param name="cancel">Cancelled when nobody waits for the answer any more (not a failure of the deployment).</param>
     public async Task<UpstreamAnswer> SendAsync(ProviderEndpoint provider, int[]? order, Func<ProviderDeployment, HttpRequestMessage> createRequest,
-        CancellationToken cancel)
+        CancellationToken cancel, DeploymentSet? deployments = null)
     {
-        var attempts = new Attempts(this, provider, order ?? Identity(provider.Deployments.Count), createRequest, cancel);
+        var set = (deployments ?? provider.Current).Deployments;
+        var attempts = new Attempts(this, provider, set, order ?? Identity(set.Count), createRequest, cancel);
         var context = ResilienceContextPool.Shared.Get(cancel);
         context.Properties.Set(AttemptsKey, attempts);
         try
@@ -96,7 +100,12 @@ public sealed class UpstreamFailover
         var d = a.Current!;
         FailureKind? kind;
         TimeSpan? retryAfter = null;
-        if (outcome.Exception is { } ex)
+        if (outcome.Exception is DeploymentSaturatedException)
+        {
+            // Not sent, not the deployment's fault: no health change, straight on to the next in order.
+            kind = FailureKind.Saturated;
+        }
+        else if (outcome.Exception is { } ex)
         {
             if (ex is OperationCanceledException && a.Cancel.IsCancellationRequested) return false;
             kind = ex switch
@@ -125,9 +134,12 @@ public sealed class UpstreamFailover
 
         a.LastFailure = k;
         Activity.Current?.SetTag(GatewayActivity.Failure, FailoverRules.Label(k));
-        _metrics.DeploymentAttempt(a.Provider.Name, d.Id, "failure");
         _metrics.DeploymentFailed(a.Provider.Name, d.Id, FailoverRules.Label(k));
-        _health.Failed(a.Provider.Name, d.Id, k, retryAfter);
+        if (k != FailureKind.Saturated)
+        {
+            _metrics.DeploymentAttempt(a.Provider.Name, d.Id, "failure");
+            _health.Failed(a.Provider.Name, d.Id, k, retryAfter);
+        }
         a.RetryAfter[a.Position] = retryAfter;
 
         var o = _routing.CurrentValue;
@@ -137,7 +149,7 @@ public sealed class UpstreamFailover
         for (var i = 1; i < n; i++)
         {
             var p = (a.Position + i) % n;
-            if (!a.Tried[p] && _health.IsAvailable(a.Provider.Deployments[a.Order[p]].Id)) return a.PlanNext(p, TimeSpan.Zero);
+            if (!a.Tried[p] && _health.IsAvailable(a.Deployments[a.Order[p]].Id)) return a.PlanNext(p, TimeSpan.Zero);
         }
         // 2. one not tried yet that is cooling down: a probe, after a backoff.
         for (var i = 1; i < n; i++)
@@ -163,10 +175,11 @@ public sealed class UpstreamFailover
     }
 
     /// <summary>One request's attempts: which deployment is being tried and what happened to the others.</summary>
-    private sealed class Attempts(UpstreamFailover owner, ProviderEndpoint provider, int[] order,
+    private sealed class Attempts(UpstreamFailover owner, ProviderEndpoint provider, IReadOnlyList<ProviderDeployment> deployments, int[] order,
         Func<ProviderDeployment, HttpRequestMessage> createRequest, CancellationToken cancel)
     {
         public ProviderEndpoint Provider { get; } = provider;
+        public IReadOnlyList<ProviderDeployment> Deployments { get; } = deployments;
         public int[] Order { get; } = order;
         public CancellationToken Cancel { get; } = cancel;
         public bool[] Tried { get; } = new bool[order.Length];
@@ -194,17 +207,19 @@ public sealed class UpstreamFailover
         public bool PlanNext(int position, TimeSpan? delay)
         {
             _nextPosition = position;
-            Next = Provider.Deployments[Order[position]];
+            Next = Deployments[Order[position]];
             NextDelay = delay;
             return true;
         }
 
         public async ValueTask<Outcome<HttpResponseMessage>> SendOneAsync()
         {
-            Position = Count == 0 ? 0 : _nextPosition;
+            Position = Tried.AsSpan().Contains(true) ? _nextPosition : 0;
             Tried[Position] = true;
+            var d = Current = Deployments[Order[Position]];
+            // A deployment at its own RPM/TPM is skipped without an attempt (and without counting towards MaxAttempts).
+            if (!owner._limiter.TryAcquire(d.Id, d.Rpm, d.Tpm)) return Outcome.FromException<HttpResponseMessage>(new DeploymentSaturatedException());
             Count++;
-            var d = Current = Provider.Deployments[Order[Position]];
             using var span = GatewayActivity.Source.StartActivity("Upstream.Attempt", ActivityKind.Client);
             span?.SetTag(GatewayActivity.Provider, Provider.Name);
             span?.SetTag(GatewayActivity.Deployment, d.Id);
@@ -240,6 +255,9 @@ public sealed class UpstreamFailover
 
 /// <summary>No response headers within the first-byte timeout (<c>UPSTREAM_FIRST_BYTE_TIMEOUT</c>).</summary>
 public sealed class UpstreamTimeoutException : Exception;
+
+/// <summary>The deployment is at its own RPM/TPM: the request was not sent to it.</summary>
+public sealed class DeploymentSaturatedException : Exception;
 
 /// <summary>How an upstream request ended: a response (any status), its request and the deadline that now watches its
 /// body (the caller disposes all three), or no response at all (<see cref="Failure"/> says why).</summary>

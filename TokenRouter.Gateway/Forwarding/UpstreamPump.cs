@@ -32,6 +32,8 @@ public sealed partial class UpstreamPump(
     IDeploymentBalancer balancer,
     InflightRegistry inflight,
     UsageMeter meter,
+    DeploymentRateLimiter limiter,
+    GatewayMetrics metrics,
     IOptionsMonitor<GatewayOptions> options,
     TimeProvider time,
     ILogger<UpstreamPump> logger)
@@ -47,6 +49,7 @@ public sealed partial class UpstreamPump(
         var usage = default(Usage);
         var status = 0;
         var estimated = false;
+        ProviderDeployment? served = null;
         exchange.ProducedLocally = true;
         using var span = GatewayActivity.Source.StartActivity("Upstream", System.Diagnostics.ActivityKind.Client);
         span?.SetTag(GatewayActivity.Provider, provider.Name);
@@ -77,7 +80,7 @@ public sealed partial class UpstreamPump(
             UpstreamAnswer answer;
             try
             {
-                answer = await failover.SendAsync(provider, call.Order, CreateRequest, cancel);
+                answer = await failover.SendAsync(provider, call.Order, CreateRequest, cancel, call.Deployments);
             }
             catch (OperationCanceledException) when (cancel.IsCancellationRequested)
             {
@@ -87,6 +90,16 @@ public sealed partial class UpstreamPump(
             }
             span?.SetTag(GatewayActivity.Deployment, answer.Deployment.Id);
             span?.SetTag(GatewayActivity.Attempt, answer.Attempts);
+            if (answer.Response is null && answer.Failure == FailureKind.Saturated)
+            {
+                // Every deployment is at its own RPM/TPM: the client's 429, in its format, with when to come back.
+                status = StatusCodes.Status429TooManyRequests;
+                exchange.Fail(new ApiError(status, "rate_limit_error",
+                    $"Every deployment of provider '{provider.Name}' is at its requests- or tokens-per-minute limit. Please retry shortly.",
+                    "deployments_saturated")
+                { RetryAfterSeconds = limiter.RetryAfterSeconds });
+                return;
+            }
             if (answer.Response is null)
             {
                 (status, var failure) = answer.Failure == FailureKind.Timeout
@@ -95,6 +108,7 @@ public sealed partial class UpstreamPump(
                 exchange.Fail(failure);
                 return;
             }
+            served = answer.Deployment;
             using var request = answer.Request;
             // One deadline: the response headers first, then each read of the body (UpstreamIdleTimeout apart).
             using var deadline = answer.Deadline!;
@@ -173,6 +187,11 @@ public sealed partial class UpstreamPump(
             UsageMeter.Tag(span, status, usage);
             var cost = meter.Price(call.Target.UpstreamModel, call.ClientModel, usage);
             if (!usage.IsEmpty) call.Admission.Settle(cost.Priced ? cost.CostUsd : null, usage.TotalTokens);
+            if (served is not null && !usage.IsEmpty)
+            {
+                limiter.AddTokens(served.Id, served.Tpm, usage.TotalTokens);
+                metrics.DeploymentUsage(provider.Name, served.Id, usage.PromptTokens, usage.CachedReadTokens);
+            }
             await call.Admission.DisposeAsync();
             meter.Record(new UsageRecord
             {
@@ -322,7 +341,8 @@ public sealed partial class UpstreamPump(
 /// <summary>What the upstream pump needs; it outlives the leader's HTTP request if followers still listen.</summary>
 /// <param name="Order">The balancer's deployment order (null: configuration order, a provider with one deployment).</param>
 /// <param name="Routing">What the balancer was given, told which deployment served (null with one deployment).</param>
+/// <param name="Deployments">The snapshot <paramref name="Order"/> indexes into (null: the provider's current one).</param>
 public sealed record UpstreamCall(
     string RequestId, ClientIdentity Identity, RouteTarget Target, string ClientModel, bool Stream,
     PreparedRequest Prepared, Admission Admission, long Started, string? AnthropicVersion, string? AnthropicBeta,
-    int[]? Order = null, RoutingRequest? Routing = null);
+    int[]? Order = null, RoutingRequest? Routing = null, DeploymentSet? Deployments = null);

@@ -7,7 +7,7 @@ namespace TokenRouter.Gateway.Providers;
 /// <summary>
 /// Maps a model name to a provider: <c>gpt-*</c>, <c>o1*</c>, <c>o3*</c>, <c>o4*</c> → OpenAI; <c>deepseek-*</c> → DeepSeek;
 /// <c>claude-*</c> → Anthropic; <c>sim-*</c> → the simulator; <c>provider/model</c> forces a provider; configured
-/// routes come first. A provider without a key or explicit base URL is not routable.
+/// routes come first. A provider without a deployment (configured, or added through Admin) is not routable.
 /// </summary>
 public sealed class ModelRouter
 {
@@ -65,7 +65,6 @@ public sealed class ModelRouter
     {
         // A key, or an explicit base URL (a local OpenAI-compatible server may need no key), makes a provider routable.
         var keys = settings.Keys();
-        if (keys.Length == 0 && string.IsNullOrWhiteSpace(settings.BaseUrl) && settings.Deployments.Count == 0) return;
         var baseUri = new Uri((string.IsNullOrWhiteSpace(settings.BaseUrl) ? defaultBaseUrl : settings.BaseUrl).TrimEnd('/') + "/");
         var deployments = new List<ProviderDeployment>();
         ProviderEndpoint endpoint = null!;
@@ -87,12 +86,17 @@ public sealed class ModelRouter
             deployments.Add(new ProviderDeployment(endpoint, ProviderDeployment.IdFor(name, d.Name, key, keys.Length + i), own, key,
                 d.Weight, string.IsNullOrWhiteSpace(d.CacheGroup) ? null : d.CacheGroup, d.Rpm, d.Tpm));
         }
-        // A base URL alone: one keyless deployment.
-        if (deployments.Count == 0) deployments.Add(new ProviderDeployment(endpoint, name, null, null));
+        // A base URL alone: one keyless deployment. Nothing at all: no deployment until Admin adds one (not routable till then).
+        if (deployments.Count == 0 && !string.IsNullOrWhiteSpace(settings.BaseUrl)) deployments.Add(new ProviderDeployment(endpoint, name, null, null));
         _providers[name] = endpoint;
     }
 
-    public IEnumerable<ProviderEndpoint> Providers => _providers.Values;
+    /// <summary>The providers that route now: those with at least one deployment (configured, or added through Admin).</summary>
+    public IEnumerable<ProviderEndpoint> Providers => _providers.Values.Where(static p => p.Current.Deployments.Count > 0);
+
+    /// <summary>openai, deepseek or anthropic (configured or not): where Admin-managed deployments go.</summary>
+    public ProviderEndpoint? External(string name) =>
+        !name.StartsWith("sim-", StringComparison.Ordinal) && _providers.TryGetValue(name, out var p) && !p.IsSimulator ? p : null;
 
     public static bool IsKnownProviderName(string name) =>
         name.ToLowerInvariant() is OpenAI or DeepSeek or Anthropic or SimOpenAI or SimDeepSeek or SimAnthropic;
@@ -138,12 +142,12 @@ public sealed class ModelRouter
 
     private RouteTarget Target(string providerName, string upstreamModel, string requested)
     {
-        if (_providers.TryGetValue(providerName, out var endpoint)) return new RouteTarget(endpoint, upstreamModel);
+        if (_providers.TryGetValue(providerName, out var endpoint) && endpoint.Current.Deployments.Count > 0) return new RouteTarget(endpoint, upstreamModel);
         var hint = providerName.ToLowerInvariant() switch
         {
-            OpenAI => "set OPENAI_API_KEY (and optionally OPENAI_BASE_URL)",
-            DeepSeek => "set DEEPSEEK_API_KEY (and optionally DEEPSEEK_BASE_URL)",
-            Anthropic => "set ANTHROPIC_API_KEY (and optionally ANTHROPIC_BASE_URL)",
+            OpenAI => "set OPENAI_API_KEY (and optionally OPENAI_BASE_URL) or add a deployment through Admin",
+            DeepSeek => "set DEEPSEEK_API_KEY (and optionally DEEPSEEK_BASE_URL) or add a deployment through Admin",
+            Anthropic => "set ANTHROPIC_API_KEY (and optionally ANTHROPIC_BASE_URL) or add a deployment through Admin",
             _ => "enable the simulator (Providers:SimulatorEnabled)",
         };
         throw new ApiError(StatusCodes.Status400BadRequest, "invalid_request_error",

@@ -13,8 +13,8 @@ public enum ProviderKind
 /// <summary>A configured upstream: where it is, what it speaks, and how to authenticate to it.</summary>
 public sealed class ProviderEndpoint
 {
-    private IReadOnlyList<ProviderDeployment>? _deployments;
-    private DeploymentInfo[]? _infos;
+    private IReadOnlyList<ProviderDeployment>? _configured;
+    private DeploymentSet? _current;
 
     public required string Name { get; init; }
     public required ProviderKind Kind { get; init; }
@@ -25,20 +25,50 @@ public sealed class ProviderEndpoint
     public string? ApiKey { get; init; }
     public bool IsSimulator { get; init; }
 
-    /// <summary>Where requests for this provider can go (several keys or base URLs), in configuration order; at least one.
-    /// Defaults to one deployment made of <see cref="BaseUri"/> and <see cref="ApiKey"/>.</summary>
+    /// <summary>The deployments from configuration, in configuration order. Defaults to one deployment made of
+    /// <see cref="BaseUri"/> and <see cref="ApiKey"/>; empty for a provider only Admin gives deployments to.</summary>
+    public IReadOnlyList<ProviderDeployment> Configured =>
+        _configured ??= [new ProviderDeployment(this, ProviderDeployment.IdFor(Name, null, ApiKey, 0), ownBaseUri: null, ApiKey)];
+
+    /// <summary>Where requests for this provider can go right now: the configured deployments, then the enabled ones Admin
+    /// manages. An immutable snapshot, swapped whole (<see cref="SetManaged"/>): a request reads it once and keeps it, so
+    /// its order indexes never point into another snapshot.</summary>
+    public DeploymentSet Current
+    {
+        get
+        {
+            var current = Volatile.Read(ref _current);
+            if (current is not null) return current;
+            Interlocked.CompareExchange(ref _current, new DeploymentSet(Configured), null);
+            return _current!;
+        }
+    }
+
+    /// <summary><see cref="Current"/>'s deployments (read <see cref="Current"/> once when indexes must stay valid).
+    /// Initialising it sets <see cref="Configured"/>.</summary>
     public IReadOnlyList<ProviderDeployment> Deployments
     {
-        get => _deployments ??= [new ProviderDeployment(this, ProviderDeployment.IdFor(Name, null, ApiKey, 0), ownBaseUri: null, ApiKey)];
-        init => _deployments = value;
+        get => Current.Deployments;
+        init => _configured = value;
     }
 
     /// <summary>What the balancer sees of <see cref="Deployments"/> (same order), no keys.</summary>
-    public IReadOnlyList<DeploymentInfo> DeploymentInfos => _infos ??= [.. Deployments.Select(d => d.Info)];
+    public IReadOnlyList<DeploymentInfo> DeploymentInfos => Current.Infos;
+
+    /// <summary>Replaces the Admin-managed deployments (configured ones stay first). One writer; readers never lock.</summary>
+    public void SetManaged(IReadOnlyList<ProviderDeployment> managed) =>
+        Volatile.Write(ref _current, new DeploymentSet(managed.Count == 0 ? Configured : [.. Configured, .. managed]));
 
     public ApiFormat WireFormat => Kind == ProviderKind.Anthropic ? ApiFormat.Anthropic : ApiFormat.OpenAI;
 
     public override string ToString() => Name;
+}
+
+/// <summary>One snapshot of a provider's deployments and what the balancer sees of them (same order).</summary>
+public sealed class DeploymentSet(IReadOnlyList<ProviderDeployment> deployments)
+{
+    public IReadOnlyList<ProviderDeployment> Deployments { get; } = deployments;
+    public IReadOnlyList<DeploymentInfo> Infos { get; } = [.. deployments.Select(d => d.Info)];
 }
 
 /// <summary>One key (and base URL) of a provider. <see cref="Id"/> is safe to show; the key never is.</summary>

@@ -15,6 +15,8 @@ public enum FailureKind
     ServerError,
     /// <summary>401, 403: this key is revoked or lacks access.</summary>
     Auth,
+    /// <summary>Not sent: the deployment is at its own RPM/TPM (<see cref="DeploymentRateLimiter"/>).</summary>
+    Saturated,
 }
 
 /// <summary>Which provider answers go to another deployment (or fallback model), and how they are labelled.</summary>
@@ -36,6 +38,7 @@ public static class FailoverRules
         FailureKind.Timeout => "timeout",
         FailureKind.RateLimited => "rate_limited",
         FailureKind.ServerError => "server_error",
+        FailureKind.Saturated => "saturated",
         _ => "auth",
     };
 }

@@ -9,9 +9,15 @@ namespace TokenRouter.Gateway.Routing;
 /// start-up and every <see cref="RefreshInterval"/> (a missed message), feed <see cref="DeploymentHealth.ApplyShared"/>.
 /// Requests never wait on Redis: they read <see cref="DeploymentHealth"/> only.
 /// </summary>
-public sealed partial class RedisDeploymentCooldowns(IConnectionMultiplexer redis, DeploymentHealth health, IReadOnlyList<string> deploymentIds,
+public sealed partial class RedisDeploymentCooldowns(IConnectionMultiplexer redis, DeploymentHealth health, Func<IReadOnlyList<string>> currentIds,
     TimeProvider time, ILogger<RedisDeploymentCooldowns> logger) : BackgroundService
 {
+    public RedisDeploymentCooldowns(IConnectionMultiplexer redis, DeploymentHealth health, IReadOnlyList<string> deploymentIds,
+        TimeProvider time, ILogger<RedisDeploymentCooldowns> logger)
+        : this(redis, health, () => deploymentIds, time, logger)
+    {
+    }
+
     public const string KeyPrefix = "tokenrouter:routing:cooldown:";
     public static readonly RedisChannel Channel = RedisChannel.Literal("tokenrouter:routing:cooldowns");
     public static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(10);
@@ -50,6 +56,7 @@ public sealed partial class RedisDeploymentCooldowns(IConnectionMultiplexer redi
 
     private async Task RefreshAsync()
     {
+        var deploymentIds = currentIds();
         if (deploymentIds.Count == 0) return;
         try
         {

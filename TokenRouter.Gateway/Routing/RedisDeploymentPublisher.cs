@@ -12,8 +12,14 @@ public sealed record DeploymentDescription(string Id, string Provider, double We
 /// the gateways are. A background task: requests never wait on it, and a Redis outage only skips a publish.
 /// </summary>
 public sealed partial class RedisDeploymentPublisher(IConnectionMultiplexer redis, DeploymentHealth health,
-    IReadOnlyList<DeploymentDescription> deployments, TimeProvider time, ILogger<RedisDeploymentPublisher> logger) : BackgroundService
+    Func<IReadOnlyList<DeploymentDescription>> current, TimeProvider time, ILogger<RedisDeploymentPublisher> logger) : BackgroundService
 {
+    public RedisDeploymentPublisher(IConnectionMultiplexer redis, DeploymentHealth health, IReadOnlyList<DeploymentDescription> deployments,
+        TimeProvider time, ILogger<RedisDeploymentPublisher> logger)
+        : this(redis, health, () => deployments, time, logger)
+    {
+    }
+
     /// <summary>Names this process in the entries it writes (host and process id).</summary>
     public string Replica { get; init; } = $"{Environment.MachineName}/{Environment.ProcessId}";
 
@@ -37,6 +43,8 @@ public sealed partial class RedisDeploymentPublisher(IConnectionMultiplexer redi
     /// <summary>Writes every deployment's current health once and refreshes the hash's expiry.</summary>
     public async Task PublishAsync()
     {
+        // The deployments as they are now (Admin may have added or removed some since the last publish).
+        var deployments = current();
         if (deployments.Count == 0) return;
         var statuses = health.Snapshot().ToDictionary(s => s.Id, StringComparer.Ordinal);
         var now = time.GetUtcNow();

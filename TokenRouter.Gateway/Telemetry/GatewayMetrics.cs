@@ -32,6 +32,8 @@ public sealed class GatewayMetrics
     private readonly Counter<long> _deploymentRetries;
     private readonly Counter<long> _deploymentCooldowns;
     private readonly Counter<long> _fallbacks;
+    private readonly Counter<long> _deploymentInputTokens;
+    private readonly Counter<long> _deploymentCachedTokens;
 
     private readonly ModelLabels _models;
 
@@ -66,6 +68,11 @@ public sealed class GatewayMetrics
             "Attempts that followed a failed one (failover to another deployment, or a retry of the same), by the deployment tried.");
         _deploymentCooldowns = meter.CreateCounter<long>("tokenrouter.deployment.cooldowns", "{event}",
             "Deployments taken out for a cool-down, by the failure kind that caused it.");
+        // Per deployment, so Grafana can divide: cached ÷ input is each key's provider-cache hit ratio.
+        _deploymentInputTokens = meter.CreateCounter<long>("tokenrouter.deployment.input_tokens", "{token}",
+            "Prompt tokens (cached included) served by each provider deployment.");
+        _deploymentCachedTokens = meter.CreateCounter<long>("tokenrouter.deployment.cached_tokens", "{token}",
+            "Prompt tokens each provider deployment read from its cache.");
         _fallbacks = meter.CreateCounter<long>("tokenrouter.fallbacks", "{request}",
             "Requests answered by a fallback model after every deployment of the requested model failed.");
     }
@@ -98,6 +105,13 @@ public sealed class GatewayMetrics
 
     public void FallbackUsed(string fromModel, string toModel) =>
         _fallbacks.Add(1, new TagList { { "from", _models.For(fromModel) }, { "to", _models.For(toModel) } });
+
+    public void DeploymentUsage(string provider, string deployment, int inputTokens, int cachedTokens)
+    {
+        var tags = new TagList { { "provider", provider }, { "deployment", deployment } };
+        if (inputTokens > 0) _deploymentInputTokens.Add(inputTokens, tags);
+        if (cachedTokens > 0) _deploymentCachedTokens.Add(cachedTokens, tags);
+    }
 
     public void Rejected(string reason) => _rejections.Add(1, new KeyValuePair<string, object?>("reason", reason));
 

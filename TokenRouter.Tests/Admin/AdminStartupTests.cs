@@ -34,8 +34,8 @@ public sealed class AdminStartupTests
                 names.Add(reader.GetString(0));
             }
         }
-        Assert.Equal(["__EFMigrationsHistory", "api_keys", "budget_alerts", "model_prices", "teams", "usage_dead_letters",
-            "usage_records", "webhook_deliveries", "webhooks"],
+        Assert.Equal(["__EFMigrationsHistory", "api_keys", "budget_alerts", "model_prices", "provider_deployments", "teams",
+            "usage_dead_letters", "usage_records", "webhook_deliveries", "webhooks"],
             names.Order(StringComparer.Ordinal));
 
         await using var history = new NpgsqlCommand("SELECT \"MigrationId\" FROM \"__EFMigrationsHistory\" ORDER BY 1", connection);
@@ -48,6 +48,7 @@ public sealed class AdminStartupTests
             }
         }
         Assert.Collection(applied, m => Assert.EndsWith("_Initial", m), m => Assert.EndsWith("_Ledger", m), m => Assert.EndsWith("_Teams", m),
+            m => Assert.EndsWith("_ProviderDeployments", m), m => Assert.EndsWith("_UsageAttribution", m),
             m => Assert.EndsWith("_Webhooks", m));
         using var response = await client.GetAsync("/admin/api-keys");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);

@@ -1,6 +1,8 @@
 using System.Net;
 using System.Text.RegularExpressions;
 using Microsoft.Playwright;
+using StackExchange.Redis;
+using TokenRouter.Contracts;
 using static Microsoft.Playwright.Assertions;
 
 namespace TokenRouter.Tests.Admin.Console;
@@ -140,6 +142,15 @@ public sealed class ConsoleAccessTests(ConsoleFixture fixture)
         await ConsoleFixture.SignInAsync(page);
         var cookie = Assert.Single(await page.Context.CookiesAsync(), c => c.Name == "tokenrouter-console");
         var database = await fixture.Postgres.CreateDatabaseAsync("console_rotated");
+        // Replicas share the Data Protection key ring through Redis; the other Admin works in database 7 (so it leaves the
+        // fixture's own state alone), so the ring is copied there.
+        await using (var redis = await ConnectionMultiplexer.ConnectAsync(fixture.Redis.ConnectionString))
+        {
+            var ring = await redis.GetDatabase(0).ListRangeAsync(ProviderDeploymentContract.DataProtectionKeysKey);
+            Assert.NotEmpty(ring);
+            await redis.GetDatabase(7).KeyDeleteAsync(ProviderDeploymentContract.DataProtectionKeysKey);
+            await redis.GetDatabase(7).ListRightPushAsync(ProviderDeploymentContract.DataProtectionKeysKey, ring);
+        }
 
         // Another Admin sharing the Data Protection key ring (as replicas must): the cookie opens it while the admin key
         // is the same, and no longer once the key has changed.
