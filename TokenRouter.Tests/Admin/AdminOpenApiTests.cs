@@ -46,7 +46,7 @@ public sealed class AdminOpenApiTests(AdminAppFixture fixture) : IClassFixture<A
 
         var parameters = root.GetProperty("paths").GetProperty("/admin/usage").GetProperty("get").GetProperty("parameters")
             .EnumerateArray().Select(p => p.GetProperty("name").GetString()!).ToArray();
-        Assert.Equal(["from", "group_by", "key_id", "to"], parameters.Order().ToArray());
+        Assert.Equal(["from", "group_by", "key_id", "tag", "to"], parameters.Order().ToArray());
         var row = root.GetProperty("components").GetProperty("schemas").GetProperty("UsageRow").GetProperty("properties");
         foreach (var field in new[] { "requests", "prompt_tokens", "cached_read_tokens", "cache_write_5m_tokens",
                      "cache_write_1h_tokens", "completion_tokens", "cost_usd", "cache_savings_usd", "dedup_savings_usd",

@@ -208,10 +208,11 @@ public sealed class BudgetAlertTests : IAsyncLifetime
     {
         await using var receiver = await WebhookReceiver.StartAsync("restart-receiver-secret-0123456789");
         Guid webhookId;
-        string database;
+        string database, redis;
         await using (var stopped = await AlertEnvironment.CreateAsync(this, "alerts_restart", webhooksEnabled: false))
         {
             database = stopped.Database;
+            redis = stopped.RedisConnection;
             webhookId = await stopped.CreateWebhookAsync(new { url = receiver.Url, secret = receiver.Secret });
             var key = (await stopped.Admin.CreateKeyAsync(new { name = "heidi", quota_usd = 1 })).GetProperty("id").GetGuid();
             await stopped.AddUsageAsync("heidi-1", key, 0.5m);
@@ -220,8 +221,9 @@ public sealed class BudgetAlertTests : IAsyncLifetime
         }
         Assert.Empty(receiver.Requests);
 
-        // A new Admin process on the same database finds the outbox row and sends it.
-        await using var restarted = await AlertEnvironment.CreateAsync(this, "alerts_restart", existingDatabase: database);
+        // A new Admin process on the same database (and Redis, where the key ring that encrypted the secret is) finds the
+        // outbox row and sends it.
+        await using var restarted = await AlertEnvironment.CreateAsync(this, "alerts_restart", existingDatabase: database, existingRedis: redis);
         var delivery = Assert.Single(await restarted.WaitUntilSettledAsync(webhookId, expected: 1));
         Assert.Equal("delivered", delivery.GetProperty("status").GetString());
         Assert.True(Assert.Single(receiver.Accepted).SignatureValid);
@@ -255,14 +257,15 @@ public sealed class BudgetAlertTests : IAsyncLifetime
         }
 
         public string Database { get; }
+        public required string RedisConnection { get; init; }
         public AdminAppFactory Factory { get; }
         public HttpClient Admin { get; }
         public IDatabase Redis => _connection.GetDatabase();
 
         public static async Task<AlertEnvironment> CreateAsync(BudgetAlertTests owner, string name, int maxAttempts = 5,
-            bool webhooksEnabled = true, string? existingDatabase = null)
+            bool webhooksEnabled = true, string? existingDatabase = null, string? existingRedis = null)
         {
-            var redisConnection = owner._redis.ConnectionStringForDatabase(Interlocked.Increment(ref owner._nextDatabase) % 16);
+            var redisConnection = existingRedis ?? owner._redis.ConnectionStringForDatabase(Interlocked.Increment(ref owner._nextDatabase) % 16);
             var database = existingDatabase ?? await owner._postgres.CreateDatabaseAsync(name);
             var settings = AdminAppFactory.SettingsFor(database, redisConnection);
             settings["Admin:Ledger:ConsumerName"] = "admin-test-" + name;
@@ -276,7 +279,7 @@ public sealed class BudgetAlertTests : IAsyncLifetime
             var connection = await ConnectionMultiplexer.ConnectAsync(redisConnection);
             var factory = new AdminAppFactory(settings);
             _ = factory.Services; // start the host
-            return new AlertEnvironment(database, connection, factory);
+            return new AlertEnvironment(database, connection, factory) { RedisConnection = redisConnection };
         }
 
         public async Task<Guid> CreateWebhookAsync(object body)
