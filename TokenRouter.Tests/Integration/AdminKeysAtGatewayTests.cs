@@ -7,44 +7,20 @@ using TokenRouter.Tests.Infrastructure;
 namespace TokenRouter.Tests.Integration;
 
 /// <summary>Admin and the gateway agree through a real Redis: a key created in Admin works at the gateway, a revoked one stops.</summary>
-public sealed class AdminKeysAtGatewayTests : IAsyncLifetime
+public sealed class AdminKeysAtGatewayTests() : AdminWithGateway("admin_keys_at_gateway")
 {
-    private PostgresServer _postgres = null!;
-    private RedisServer _redis = null!;
-    private FakeProvider _provider = null!;
-    private AdminAppFactory _admin = null!;
-    private GatewayFactory _gateway = null!;
 
-    public async Task InitializeAsync()
-    {
-        _postgres = await PostgresServer.GetSharedAsync();
-        _redis = await RedisServer.StartNewAsync();
-        _provider = await FakeProvider.StartAsync();
-        var database = await _postgres.CreateDatabaseAsync("admin_keys_at_gateway");
-        _admin = new AdminAppFactory(AdminAppFactory.SettingsFor(database, _redis.ConnectionString));
-        var settings = GatewayFactory.ProvidersAt(_provider);
-        settings["ConnectionStrings:redis"] = _redis.ConnectionString;
-        settings["Gateway:AuthCacheTtl"] = "00:00:01";
-        _gateway = new GatewayFactory(settings);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _gateway.DisposeAsync();
-        await _admin.DisposeAsync();
-        await _provider.DisposeAsync();
-        await _redis.DisposeAsync();
-    }
+    protected override void ConfigureGateway(Dictionary<string, string?> settings) => settings["Gateway:AuthCacheTtl"] = "00:00:01";
 
     [Fact]
     public async Task Key_created_in_admin_authenticates_at_the_gateway_and_stops_working_once_revoked()
     {
-        _provider.RespondOpenAIText("hi", new OpenAIUsage(10, 2));
-        using var admin = _admin.CreateAdminClient();
+        Provider.RespondOpenAIText("hi", new OpenAIUsage(10, 2));
+        using var admin = AdminApp.CreateAdminClient();
         var created = await admin.CreateKeyAsync(new { name = "integration", quota_usd = 5 });
         var key = created.GetProperty("key").GetString()!;
         var id = created.GetProperty("id").GetString()!;
-        using var client = _gateway.CreateGatewayClient(key);
+        using var client = Gateway.CreateGatewayClient(key);
         const string body = """{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}""";
 
         using (var ok = await client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(body)))
@@ -62,15 +38,15 @@ public sealed class AdminKeysAtGatewayTests : IAsyncLifetime
             if (response.StatusCode == HttpStatusCode.OK) served++;
             return response.StatusCode == HttpStatusCode.Unauthorized;
         }, TimeSpan.FromSeconds(10), "the revoked key to be refused");
-        Assert.Equal(served, _provider.CallCount);
+        Assert.Equal(served, Provider.CallCount);
     }
 
     [Fact]
     public async Task Unknown_key_is_refused_in_redis_mode_and_static_keys_still_work()
     {
-        _provider.RespondOpenAIText("hi", new OpenAIUsage(10, 2));
-        using var unknown = _gateway.CreateGatewayClient("sk-tr-never-created");
-        using var configured = _gateway.CreateGatewayClient();
+        Provider.RespondOpenAIText("hi", new OpenAIUsage(10, 2));
+        using var unknown = Gateway.CreateGatewayClient("sk-tr-never-created");
+        using var configured = Gateway.CreateGatewayClient();
         const string body = """{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}""";
 
         using var refused = await unknown.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(body));

@@ -14,37 +14,11 @@ namespace TokenRouter.Tests.Integration;
 /// a real Postgres). Spend lands on the key and its team on every surface; allow-lists refuse before the provider is
 /// called; an exhausted team budget refuses every key of the team.
 /// </summary>
-public sealed class TeamsAtGatewayTests : IAsyncLifetime
+public sealed class TeamsAtGatewayTests() : AdminWithGateway("teams_at_gateway")
 {
     private const string Chat = """{"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""";
 
-    private PostgresServer _postgres = null!;
-    private RedisServer _redis = null!;
-    private FakeProvider _provider = null!;
-    private string _database = null!;
-    private AdminAppFactory _admin = null!;
-    private GatewayFactory _gateway = null!;
-
-    public async Task InitializeAsync()
-    {
-        _postgres = await PostgresServer.GetSharedAsync();
-        _redis = await RedisServer.StartNewAsync();
-        _provider = await FakeProvider.StartAsync();
-        _database = await _postgres.CreateDatabaseAsync("teams_at_gateway");
-        _admin = new AdminAppFactory(AdminAppFactory.SettingsFor(_database, _redis.ConnectionString));
-        var settings = GatewayFactory.ProvidersAt(_provider);
-        settings["ConnectionStrings:redis"] = _redis.ConnectionString;
-        settings["Gateway:AuthCacheTtl"] = "00:00:01";
-        _gateway = new GatewayFactory(settings);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _gateway.DisposeAsync();
-        await _admin.DisposeAsync();
-        await _provider.DisposeAsync();
-        await _redis.DisposeAsync();
-    }
+    protected override void ConfigureGateway(Dictionary<string, string?> settings) => settings["Gateway:AuthCacheTtl"] = "00:00:01";
 
     private static async Task<JsonElement> CreateTeamAsync(HttpClient admin, object body)
     {
@@ -68,12 +42,12 @@ public sealed class TeamsAtGatewayTests : IAsyncLifetime
     [Fact]
     public async Task Spend_lands_on_key_and_team_for_chat_messages_passthrough_and_dedup_followers()
     {
-        using var admin = _admin.CreateAdminClient();
+        using var admin = AdminApp.CreateAdminClient();
         var team = await CreateTeamAsync(admin, new { name = "research", budget_usd = 50, budget_duration = "1mo" });
         var teamId = team.GetProperty("id").GetString()!;
         var created = await admin.CreateKeyAsync(new { name = "alice", quota_usd = 10, budget_duration = "1mo", team_id = teamId });
         var keyId = created.GetProperty("id").GetString()!;
-        using var client = _gateway.CreateGatewayClient(created.GetProperty("key").GetString()!);
+        using var client = Gateway.CreateGatewayClient(created.GetProperty("key").GetString()!);
         var spent = await GatewaySpendAsync(admin, keyId, teamId);
         Assert.Equal((0m, 0m), spent);
 
@@ -92,20 +66,20 @@ public sealed class TeamsAtGatewayTests : IAsyncLifetime
         }
 
         // Chat completions: $2.50/M × 1000 + $10/M × 10.
-        _provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
+        Provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
         using (var chat = await client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(Chat)))
             Assert.Equal(HttpStatusCode.OK, chat.StatusCode);
         Assert.Equal(0.0026m, await LandsOnBothAsync("chat"));
 
         // Anthropic messages.
-        _provider.RespondAnthropicText("hi", new AnthropicUsage(1000, 10));
+        Provider.RespondAnthropicText("hi", new AnthropicUsage(1000, 10));
         using (var messages = await client.PostAsync("v1/messages", ChatCompletionsApiTests.Json(
             """{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""")))
             Assert.Equal(HttpStatusCode.OK, messages.StatusCode);
         Assert.Equal(0.00315m, await LandsOnBothAsync("messages")); // $3/M × 1000 + $15/M × 10
 
         // A passthrough endpoint that names a model.
-        _provider.Respond(FakeResponses.Error(200,
+        Provider.Respond(FakeResponses.Error(200,
             """{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":5000,"total_tokens":5000}}"""));
         using (var embeddings = await client.PostAsync("v1/embeddings", ChatCompletionsApiTests.Json(
             """{"model":"text-embedding-3-small","input":"The quick brown fox"}""")))
@@ -114,19 +88,19 @@ public sealed class TeamsAtGatewayTests : IAsyncLifetime
 
         // Two identical requests at once: one upstream call, paid once by the key and once by its team.
         const string same = """{"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":"the same question"}]}""";
-        _provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
+        Provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
         string hash;
         using (var learn = await client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(same)))
             hash = learn.Headers.GetValues("x-tokenrouter-full-hash").Single();
         await LandsOnBothAsync("chat (learning the request's hash)");
-        _provider.Reset();
-        _provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
-        _provider.CloseGate();
+        Provider.Reset();
+        Provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
+        Provider.CloseGate();
         var leader = client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(same));
-        await _provider.WaitForWaitingAtGateAsync(1, TimeSpan.FromSeconds(10));
+        await Provider.WaitForWaitingAtGateAsync(1, TimeSpan.FromSeconds(10));
         var follower = client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(same));
-        await DedupTestKit.WaitForListenersAsync(hash, 2, _gateway);
-        _provider.OpenGate();
+        await DedupTestKit.WaitForListenersAsync(hash, 2, Gateway);
+        Provider.OpenGate();
         using (var first = await leader)
         using (var second = await follower)
         {
@@ -134,7 +108,7 @@ public sealed class TeamsAtGatewayTests : IAsyncLifetime
             Assert.Equal(HttpStatusCode.OK, second.StatusCode);
             Assert.Equal("true", second.Headers.GetValues("x-tokenrouter-deduplicated").Single());
         }
-        Assert.Equal(1, _provider.CallCount);
+        Assert.Equal(1, Provider.CallCount);
         Assert.Equal(0.0026m, await LandsOnBothAsync("dedup follower"));
 
         // The ledger agrees with the gateways once Admin has drained the usage stream.
@@ -159,7 +133,7 @@ public sealed class TeamsAtGatewayTests : IAsyncLifetime
     [Fact]
     public async Task Models_outside_the_key_or_team_allow_list_get_403_in_the_clients_shape_before_any_provider_call()
     {
-        using var admin = _admin.CreateAdminClient();
+        using var admin = AdminApp.CreateAdminClient();
         var team = await CreateTeamAsync(admin, new { name = "mini-team", models = new[] { "gpt-4o*", "claude-*" } });
         var created = await admin.CreateKeyAsync(new
         {
@@ -167,8 +141,8 @@ public sealed class TeamsAtGatewayTests : IAsyncLifetime
             team_id = team.GetProperty("id").GetString(),
             models = new[] { "gpt-4o-mini" },
         });
-        using var client = _gateway.CreateGatewayClient(created.GetProperty("key").GetString()!);
-        _provider.RespondOpenAIText("hi", new OpenAIUsage(10, 2));
+        using var client = Gateway.CreateGatewayClient(created.GetProperty("key").GetString()!);
+        Provider.RespondOpenAIText("hi", new OpenAIUsage(10, 2));
 
         using (var refused = await client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(Chat)))
         {
@@ -186,7 +160,7 @@ public sealed class TeamsAtGatewayTests : IAsyncLifetime
             Assert.Equal("error", root.GetProperty("type").GetString());
             Assert.Equal("permission_error", root.GetProperty("error").GetProperty("type").GetString());
         }
-        Assert.Equal(0, _provider.CallCount);
+        Assert.Equal(0, Provider.CallCount);
 
         using (var allowed = await client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(Chat.Replace("gpt-4o", "gpt-4o-mini"))))
             Assert.Equal(HttpStatusCode.OK, allowed.StatusCode);
@@ -196,7 +170,7 @@ public sealed class TeamsAtGatewayTests : IAsyncLifetime
 
         // A key of the team without a list of its own gets the team's: gpt-4o yes, deepseek no.
         var teamOnly = await admin.CreateKeyAsync(new { name = "carol", team_id = team.GetProperty("id").GetString() });
-        using var carol = _gateway.CreateGatewayClient(teamOnly.GetProperty("key").GetString()!);
+        using var carol = Gateway.CreateGatewayClient(teamOnly.GetProperty("key").GetString()!);
         using (var ok = await carol.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(Chat)))
             Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
         using (var refused = await carol.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(Chat.Replace("gpt-4o", "deepseek-chat"))))
@@ -212,14 +186,14 @@ public sealed class TeamsAtGatewayTests : IAsyncLifetime
     [Fact]
     public async Task An_exhausted_team_budget_refuses_every_key_of_the_team_until_the_budget_is_raised()
     {
-        using var admin = _admin.CreateAdminClient();
+        using var admin = AdminApp.CreateAdminClient();
         var team = await CreateTeamAsync(admin, new { name = "small", budget_usd = 0.003m, budget_duration = "1mo" });
         var teamId = team.GetProperty("id").GetString()!;
         var alice = await admin.CreateKeyAsync(new { name = "alice", team_id = teamId });
         var bob = await admin.CreateKeyAsync(new { name = "bob", team_id = teamId });
-        using var aliceClient = _gateway.CreateGatewayClient(alice.GetProperty("key").GetString()!);
-        using var bobClient = _gateway.CreateGatewayClient(bob.GetProperty("key").GetString()!);
-        _provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10)); // $0.0026 each
+        using var aliceClient = Gateway.CreateGatewayClient(alice.GetProperty("key").GetString()!);
+        using var bobClient = Gateway.CreateGatewayClient(bob.GetProperty("key").GetString()!);
+        Provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10)); // $0.0026 each
 
         using (var first = await aliceClient.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(Chat)))
             Assert.Equal(HttpStatusCode.OK, first.StatusCode);
@@ -237,7 +211,7 @@ public sealed class TeamsAtGatewayTests : IAsyncLifetime
             Assert.StartsWith("You exceeded your team's quota: the budget of team 'small' is $0.003", message, StringComparison.Ordinal);
             Assert.Contains("The budget resets at ", message, StringComparison.Ordinal);
         }
-        Assert.Equal(2, _provider.CallCount);
+        Assert.Equal(2, Provider.CallCount);
 
         using (var raise = await admin.PatchJsonAsync($"/admin/teams/{teamId}", """{"budget_usd": 1}"""))
             Assert.Equal(HttpStatusCode.OK, raise.StatusCode);
@@ -251,13 +225,13 @@ public sealed class TeamsAtGatewayTests : IAsyncLifetime
     [Fact]
     public async Task A_redis_flush_is_reseeded_with_the_current_periods_spend_from_the_ledger()
     {
-        using var admin = _admin.CreateAdminClient();
+        using var admin = AdminApp.CreateAdminClient();
         var team = await CreateTeamAsync(admin, new { name = "flushed", budget_usd = 5, budget_duration = "1d" });
         var teamId = team.GetProperty("id").GetString()!;
         var created = await admin.CreateKeyAsync(new { name = "dave", quota_usd = 1, budget_duration = "1w", team_id = teamId });
         var keyId = created.GetProperty("id").GetString()!;
-        using var client = _gateway.CreateGatewayClient(created.GetProperty("key").GetString()!);
-        _provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
+        using var client = Gateway.CreateGatewayClient(created.GetProperty("key").GetString()!);
+        Provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
         for (var i = 0; i < 3; i++)
         {
             using var response = await client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(Chat));
@@ -269,12 +243,12 @@ public sealed class TeamsAtGatewayTests : IAsyncLifetime
         await Eventually.TrueAsync(async () => (await GatewaySpendAsync(admin, keyId, teamId)) == (0.0078m, 0.0078m),
             "the gateway to have settled the three requests", TimeSpan.FromSeconds(10));
 
-        using (var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString + ",allowAdmin=true"))
+        using (var redis = await ConnectionMultiplexer.ConnectAsync(Redis.ConnectionString + ",allowAdmin=true"))
             await redis.GetServer(redis.GetEndPoints()[0]).FlushAllDatabasesAsync();
         Assert.Equal((0m, 0m), await GatewaySpendAsync(admin, keyId, teamId));
 
         // A restarted Admin (or one that sees Redis come back) seeds the spend of the current periods from its ledger.
-        await using var restarted = new AdminAppFactory(AdminAppFactory.SettingsFor(_database, _redis.ConnectionString));
+        await using var restarted = new AdminAppFactory(AdminAppFactory.SettingsFor(Database, Redis.ConnectionString));
         using var again = restarted.CreateAdminClient();
         Assert.Equal((0.0078m, 0.0078m), await GatewaySpendAsync(again, keyId, teamId));
         var redisKey = (await again.GetJsonAsync($"/admin/api-keys/{keyId}")).GetProperty("budget");

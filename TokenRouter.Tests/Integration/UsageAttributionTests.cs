@@ -15,33 +15,8 @@ namespace TokenRouter.Tests.Integration;
 /// Tags and end users from the client's request reach the ledger on every surface (gateway → real Redis stream → Admin →
 /// real Postgres) and the usage report splits spend by them.
 /// </summary>
-public sealed class UsageAttributionTests : IAsyncLifetime
+public sealed class UsageAttributionTests() : AdminWithGateway("usage_attribution")
 {
-    private PostgresServer _postgres = null!;
-    private RedisServer _redis = null!;
-    private FakeProvider _provider = null!;
-    private AdminAppFactory _admin = null!;
-    private GatewayFactory _gateway = null!;
-
-    public async Task InitializeAsync()
-    {
-        _postgres = await PostgresServer.GetSharedAsync();
-        _redis = await RedisServer.StartNewAsync();
-        _provider = await FakeProvider.StartAsync();
-        var database = await _postgres.CreateDatabaseAsync("usage_attribution");
-        _admin = new AdminAppFactory(AdminAppFactory.SettingsFor(database, _redis.ConnectionString));
-        var settings = GatewayFactory.ProvidersAt(_provider);
-        settings["ConnectionStrings:redis"] = _redis.ConnectionString;
-        _gateway = new GatewayFactory(settings);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _gateway.DisposeAsync();
-        await _admin.DisposeAsync();
-        await _provider.DisposeAsync();
-        await _redis.DisposeAsync();
-    }
 
     private static HttpRequestMessage Post(string path, string body, string? tags)
     {
@@ -56,51 +31,51 @@ public sealed class UsageAttributionTests : IAsyncLifetime
     [Fact]
     public async Task Tags_and_end_users_of_chat_messages_passthrough_sdk_and_dedup_followers_reach_the_usage_report()
     {
-        using var admin = _admin.CreateAdminClient();
+        using var admin = AdminApp.CreateAdminClient();
         var created = await admin.CreateKeyAsync(new { name = "tagger" });
         var key = created.GetProperty("key").GetString()!;
-        using var client = _gateway.CreateGatewayClient(key);
+        using var client = Gateway.CreateGatewayClient(key);
 
         // Chat with header tags (one repeated, one blank) and an OpenAI end user.
-        _provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
+        Provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
         using (var chat = await client.SendAsync(Post("v1/chat/completions",
             """{"model":"gpt-4o","max_tokens":10,"user":"alice","messages":[{"role":"user","content":"one"}]}""", "project-a, batch,,project-a")))
             Assert.Equal(HttpStatusCode.OK, chat.StatusCode);
 
         // Anthropic messages with metadata.user_id.
-        _provider.RespondAnthropicText("hi", new AnthropicUsage(1000, 10));
+        Provider.RespondAnthropicText("hi", new AnthropicUsage(1000, 10));
         using (var messages = await client.SendAsync(Post("v1/messages",
             """{"model":"claude-sonnet-4-5","max_tokens":10,"metadata":{"user_id":"bob"},"messages":[{"role":"user","content":"two"}]}""", "project-a")))
             Assert.Equal(HttpStatusCode.OK, messages.StatusCode);
 
         // A passthrough endpoint: the header counts.
-        _provider.Respond(FakeResponses.Error(200,
+        Provider.Respond(FakeResponses.Error(200,
             """{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":50,"total_tokens":50}}"""));
         using (var embeddings = await client.SendAsync(Post("v1/embeddings", """{"model":"text-embedding-3-small","input":"three"}""", "embeds")))
             Assert.Equal(HttpStatusCode.OK, embeddings.StatusCode);
 
         // The unchanged OpenAI SDK: EndUserId is `user`, Metadata["tags"] a comma-separated string.
-        _provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
+        Provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
         var sdk = new ChatClient("gpt-4o", new ApiKeyCredential(key),
-            new OpenAIClientOptions { Endpoint = new Uri(_gateway.BaseAddress, "v1"), RetryPolicy = new ClientRetryPolicy(0) });
+            new OpenAIClientOptions { Endpoint = new Uri(Gateway.BaseAddress, "v1"), RetryPolicy = new ClientRetryPolicy(0) });
         var options = new ChatCompletionOptions { EndUserId = "carol" };
         options.Metadata["tags"] = "project-b,sdk";
         await sdk.CompleteChatAsync([new UserChatMessage("four")], options);
 
         // Two identical requests at once with different tags: the follower's spend (its dedup saving) is booked to its own tags.
         const string same = """{"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":"the same question"}]}""";
-        _provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
+        Provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
         string hash;
         using (var learn = await client.SendAsync(Post("v1/chat/completions", same, null)))
             hash = learn.Headers.GetValues("x-tokenrouter-full-hash").Single();
-        _provider.Reset();
-        _provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
-        _provider.CloseGate();
+        Provider.Reset();
+        Provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
+        Provider.CloseGate();
         var leader = client.SendAsync(Post("v1/chat/completions", same, "leader"));
-        await _provider.WaitForWaitingAtGateAsync(1, TimeSpan.FromSeconds(10));
+        await Provider.WaitForWaitingAtGateAsync(1, TimeSpan.FromSeconds(10));
         var follower = client.SendAsync(Post("v1/chat/completions", same, "follower"));
-        await DedupTestKit.WaitForListenersAsync(hash, 2, _gateway);
-        _provider.OpenGate();
+        await DedupTestKit.WaitForListenersAsync(hash, 2, Gateway);
+        Provider.OpenGate();
         using (var first = await leader)
         using (var second = await follower)
         {
@@ -140,9 +115,9 @@ public sealed class UsageAttributionTests : IAsyncLifetime
     [Fact]
     public async Task Bad_tags_get_400_in_the_clients_shape_before_any_provider_call()
     {
-        using var admin = _admin.CreateAdminClient();
+        using var admin = AdminApp.CreateAdminClient();
         var created = await admin.CreateKeyAsync(new { name = "bad-tags" });
-        using var client = _gateway.CreateGatewayClient(created.GetProperty("key").GetString()!);
+        using var client = Gateway.CreateGatewayClient(created.GetProperty("key").GetString()!);
         var tooMany = string.Join(',', Enumerable.Range(0, 17).Select(i => "t" + i));
 
         using (var openai = await client.SendAsync(Post("v1/chat/completions",
@@ -165,6 +140,6 @@ public sealed class UsageAttributionTests : IAsyncLifetime
             """{"model":"gpt-4o","metadata":{"tags":42},"messages":[{"role":"user","content":"hi"}]}""", null)))
             Assert.Equal(HttpStatusCode.BadRequest, wrongType.StatusCode);
 
-        Assert.Equal(0, _provider.CallCount);
+        Assert.Equal(0, Provider.CallCount);
     }
 }
