@@ -206,8 +206,9 @@ public sealed partial class PassthroughForwarder(
     /// Relays the call through YARP. Before any byte has gone to the client, a deployment that fails the way chat fails
     /// over (connection failure, reset, first-byte timeout, 429, 5xx, 529, 401/403) hands the request to the next one in
     /// <paramref name="order"/> (of which the first <paramref name="candidates"/> may be tried), each tried once, at most
-    /// <see cref="RoutingOptions.MaxAttempts"/> in all: the body (if any) is <paramref name="replay"/>, put back for each attempt. There is no wait in between: the next deployment is another
-    /// key, and chat's backoff rounds over the same deployments need a body that survives them, which only chat keeps.
+    /// <see cref="RoutingOptions.MaxAttempts"/> in all: the body (if any) is <paramref name="replay"/>, put back for each
+    /// attempt. There is no wait in between: the next deployment is another key, and chat's backoff rounds over the same
+    /// deployments need a body that survives them, which only chat keeps.
     /// </summary>
     private async Task ForwardAsync(HttpContext context, PassthroughCall call, ApiFormat format, int candidates,
         IReadOnlyList<ProviderDeployment> order, ReadOnlyMemory<byte>? replay)
@@ -221,6 +222,8 @@ public sealed partial class PassthroughForwarder(
             if (failover && !context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested
                 && ShouldFailOver(call, error, deadlinePassed))
             {
+                // A held-back answer has its status; no answer is counted as the gateway would have answered it.
+                if (!call.HeldBack) call.Status = deadlinePassed ? StatusCodes.Status504GatewayTimeout : StatusCodes.Status502BadGateway;
                 ReportHealth(call);
                 var next = order[attempt];
                 metrics.DeploymentRetried(provider.Name, next.Id);
