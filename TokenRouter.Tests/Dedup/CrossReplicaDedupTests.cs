@@ -49,6 +49,7 @@ public sealed class CrossReplicaDedupTests : IAsyncLifetime
     private async Task<string> HashOfAsync(HttpClient client, string body)
     {
         var hash = await FullHashOfAsync(client, Path, body);
+        await WaitForFlightEndAsync(_redis, hash);
         _provider.Reset();
         return hash;
     }

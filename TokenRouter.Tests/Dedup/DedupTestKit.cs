@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
+using TokenRouter.Contracts;
 using TokenRouter.Gateway.Dedup;
 using TokenRouter.Gateway.Forwarding;
 using TokenRouter.Tests.Infrastructure;
@@ -61,6 +62,12 @@ internal static class DedupTestKit
     /// (a leader's cross-replica publisher listens too and is not counted).</summary>
     public static Task WaitForListenersAsync(string hash, int count, params GatewayFactory[] replicas) =>
         WaitUntilAsync(() => Listeners(hash, replicas) == count, () => $"expected {count} listeners of {hash}, got {Listeners(hash, replicas)}");
+
+    /// <summary>Waits until the flight of <paramref name="hash"/> has ended in Redis. Its leader ends it after answering its own
+    /// client, and an identical request sent before then joins the finished flight instead of calling the provider.</summary>
+    public static Task WaitForFlightEndAsync(RedisServer redis, string hash) =>
+        Eventually.TrueAsync(async () => await redis.SendCommandAsync(["EXISTS", RedisContract.DedupOwnerKey(hash)]) == ":0",
+            $"the flight of {hash} to end in Redis", Bounded);
 
     public static int Listeners(string hash, params GatewayFactory[] replicas) =>
         replicas.Sum(r => r.Service<InflightRegistry>().ListenersOf(hash) - (r.Services.GetService(typeof(RedisDedupBroker)) is RedisDedupBroker b ? b.PublishingCount : 0));

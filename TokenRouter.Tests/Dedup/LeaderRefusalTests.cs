@@ -69,6 +69,7 @@ public sealed class LeaderRefusalTests : IAsyncLifetime
 
         // Both keys known to the gateway (cached), and the request's FullHash learned — the same for both keys here.
         var hash = await FullHashOfAsync(funded, Path, body);
+        await WaitForFlightEndAsync(_redis, hash);
         Assert.Equal(HttpStatusCode.TooManyRequests, (await PostAsync(broke, Path, OpenAIChat("warm-up", stream: false))).Status);
         _provider.Reset();
         _provider.RespondOpenAIText("Each key pays for its own.", new OpenAIUsage(Prompt: 900, Completion: 7));
@@ -96,7 +97,7 @@ public sealed class LeaderRefusalTests : IAsyncLifetime
         using var funded = _gateway.CreateGatewayClient(_funded);
         using var miniOnly = _gateway.CreateGatewayClient(_miniOnly);
         var body = OpenAIChat("May I read this answer?", stream: false);
-        await FullHashOfAsync(funded, Path, body); // (also gets the funded key cached)
+        await WaitForFlightEndAsync(_redis, await FullHashOfAsync(funded, Path, body)); // (also gets the funded key cached)
         _provider.Reset();
         _provider.RespondOpenAIText("Only if you may use gpt-4o.", new OpenAIUsage(Prompt: 900, Completion: 7));
 

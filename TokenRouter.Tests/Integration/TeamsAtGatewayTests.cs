@@ -92,6 +92,7 @@ public sealed class TeamsAtGatewayTests() : AdminWithGateway("teams_at_gateway")
         string hash;
         using (var learn = await client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(same)))
             hash = learn.Headers.GetValues("x-tokenrouter-full-hash").Single();
+        await DedupTestKit.WaitForFlightEndAsync(Redis, hash);
         await LandsOnBothAsync("chat (learning the request's hash)");
         Provider.Reset();
         Provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));

@@ -68,6 +68,7 @@ public sealed class UsageAttributionTests() : AdminWithGateway("usage_attributio
         string hash;
         using (var learn = await client.SendAsync(Post("v1/chat/completions", same, null)))
             hash = learn.Headers.GetValues("x-tokenrouter-full-hash").Single();
+        await DedupTestKit.WaitForFlightEndAsync(Redis, hash);
         Provider.Reset();
         Provider.RespondOpenAIText("hi", new OpenAIUsage(1000, 10));
         Provider.CloseGate();

@@ -62,6 +62,7 @@ public sealed class ConsoleKeysTests(ConsoleFixture fixture)
         }
         var shared = OpenAIChat("The same question from three places", stream: false);
         var hash = await FullHashOfAsync(client, ChatPath, shared);
+        await WaitForFlightEndAsync(fixture.Redis, hash);
         fixture.Provider.CloseGate();
         var concurrent = Enumerable.Range(0, 3).Select(_ => PostAsync(client, ChatPath, shared)).ToArray();
         await fixture.Provider.WaitForWaitingAtGateAsync(1, Bounded);
