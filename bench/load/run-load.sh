@@ -7,6 +7,7 @@
 #   bench/load/run-load.sh profile json|stream|dedup        # perf profile of the gateway under load -> results/load-profile-*.md
 #   bench/load/run-load.sh compare json|stream|dedup baseline 'otel-off=OTEL_SDK_DISABLED=true' ...
 #                                                           # A/B of environment-only variants -> results/load-compare-*.md
+#                                                           # ('old=GATEWAY_DIR=/path/to/bin/Release/net10.0' runs another build)
 #   bench/load/run-load.sh calibrate                        # the leanest ASP.NET Core proxy (MinimalProxy) vs gateway vs hop
 #                                                           # -> results/load-calibration.md
 #
@@ -205,8 +206,10 @@ done
 # switch and the limits on (set under their configuration keys and their seed aliases), Warning logging and no OTLP
 # exporter; GATEWAY_ENV adds or overrides variables. DeepSeek points at the trickling stream (first-chunk check only).
 start_gateway() {
-  local name=$1 port=$2 base=$3 dedup=$4
-  (cd "$GATEWAY_DIR" && exec env \
+  local name=$1 port=$2 base=$3 dedup=$4 dir=$GATEWAY_DIR kv
+  # A variant may name another build of the gateway (GATEWAY_DIR=...), e.g. an older commit's, to compare commits.
+  for kv in ${GATEWAY_ENV:-}; do case $kv in GATEWAY_DIR=*) dir=${kv#GATEWAY_DIR=} ;; esac; done
+  (cd "$dir" && exec env \
       ASPNETCORE_URLS="http://127.0.0.1:$port" ASPNETCORE_ENVIRONMENT=Production \
       TOKENROUTER_API_KEYS=$KEY OPENAI_BASE_URL="$base" OPENAI_API_KEY=x \
       DEEPSEEK_BASE_URL="http://127.0.0.1:$TRICKLE_PORT/slow" DEEPSEEK_API_KEY=x \
