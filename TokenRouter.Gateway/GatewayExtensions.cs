@@ -89,9 +89,6 @@ public static class GatewayExtensions
         // Drain on SIGTERM: Kestrel lets requests in flight finish for this long, then the usage sink flushes.
         services.AddOptions<HostOptions>().Configure<IOptions<GatewayOptions>>((host, gateway) => host.ShutdownTimeout = gateway.Value.ShutdownTimeout);
         services.AddAuthentication().AddScheme<AuthenticationSchemeOptions, ClientKeyAuthenticationHandler>(ClientKeyAuthenticationHandler.SchemeName, null);
-        services.AddAuthorizationBuilder().AddPolicy(ClientKeyAuthenticationHandler.PolicyName, policy => policy
-            .AddAuthenticationSchemes(ClientKeyAuthenticationHandler.SchemeName)
-            .RequireAuthenticatedUser());
         services.AddSingleton<ModelRouter>();
         services.AddSingleton<Canonicalizer>();
         services.AddSingleton(sp => new ToolOrderMemory(sp.GetRequiredService<TimeProvider>(), sp.GetService<IConnectionMultiplexer>())
@@ -161,10 +158,7 @@ public static class GatewayExtensions
             return new ApiErrorResult(error, ClientFormat.Of(http.Request)).ExecuteAsync(http);
         });
 
-        app.UseAuthentication();
-        app.UseAuthorization();
-
-        var v1 = app.MapGroup("/v1").RequireAuthorization(ClientKeyAuthenticationHandler.PolicyName);
+        var v1 = app.MapGroup("/v1").RequireClientKey();
         v1.MapChatCompletionsApi();
         v1.MapMessagesApi();
         v1.MapModelsApi();

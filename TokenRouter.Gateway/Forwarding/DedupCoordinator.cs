@@ -28,13 +28,13 @@ public sealed partial class DedupCoordinator(
 {
     /// <summary>
     /// A follower whose leader was refused before reaching the provider starts over at once (a new leader, or leading
-    /// itself under its own limits and quota), twice at most; then it fails.
+    /// itself under its own limits and quota), twice at most after its first try; then it fails.
     /// </summary>
     private static readonly ResiliencePipeline Rejoin = new ResiliencePipelineBuilder()
         .AddRetry(new RetryStrategyOptions
         {
             ShouldHandle = new PredicateBuilder().Handle<LeaderRejectedException>(),
-            MaxRetryAttempts = 2,
+            MaxRetryAttempts = 1,
             Delay = TimeSpan.Zero,
         })
         .Build();
@@ -47,6 +47,16 @@ public sealed partial class DedupCoordinator(
         var ownsPrepared = new StrongBox<bool>(true);
         try
         {
+            // The first try runs outside the pipeline: nearly every request ends there, and Polly's context and state
+            // machine cost ~1-2 µs a request (load bisect, bench/results/load-bisect-json.md).
+            try
+            {
+                await JoinAndDeliverAsync(request, prepared, o, ownsPrepared);
+                return;
+            }
+            catch (LeaderRejectedException)
+            {
+            }
             await Rejoin.ExecuteAsync(static (s, _) => s.Coordinator.JoinAndDeliverAsync(s.Request, s.Prepared, s.Options, s.OwnsPrepared),
                 (Coordinator: this, Request: request, Prepared: prepared, Options: o, OwnsPrepared: ownsPrepared));
         }
