@@ -47,8 +47,7 @@ public sealed partial class DedupCoordinator(
         var ownsPrepared = new StrongBox<bool>(true);
         try
         {
-            // The first try runs outside the pipeline: nearly every request ends there, and Polly's context and state
-            // machine cost ~1-2 µs a request (load bisect, bench/results/load-bisect-json.md).
+            // The first try runs outside the pipeline: nearly every request ends there (see UpstreamFailover.SendAsync).
             try
             {
                 await JoinAndDeliverAsync(request, prepared, o, ownsPrepared);
