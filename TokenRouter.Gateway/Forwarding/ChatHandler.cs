@@ -27,6 +27,7 @@ public sealed partial class ChatHandler(
     IDeploymentBalancer balancer,
     DeploymentHealth health,
     DeploymentRateLimiter limiter,
+    DeploymentConcurrencyLimiter concurrency,
     IOptionsMonitor<RoutingOptions> routing,
     GatewayMetrics metrics,
     SelfAddress selfAddress,
@@ -138,9 +139,10 @@ public sealed partial class ChatHandler(
                     // After the pipeline: the balancer reads the canonical request and its prefix hash.
                     routingRequest = new RoutingRequest(target.Provider.Name, envelope, context.Request.Headers,
                         o.DedupScope == DedupScope.Global ? "global" : identity.Scope);
-                    // Cooling down or at its own RPM/TPM: last in the order.
+                    // Cooling down, at its own RPM/TPM or at its concurrency cap: last in the order.
                     order = await balancer.OrderAsync(routingRequest, set.Infos,
-                        i => health.IsAvailable(deployments[i].Id) && !limiter.IsSaturated(deployments[i].Id, deployments[i].Rpm, deployments[i].Tpm),
+                        i => health.IsAvailable(deployments[i].Id) && !limiter.IsSaturated(deployments[i].Id, deployments[i].Rpm, deployments[i].Tpm)
+                            && !concurrency.IsSaturated(deployments[i].Id, deployments[i].MaxConcurrency),
                         context.RequestAborted);
                     prepared.Own(envelope);
                     keepEnvelope = true;
