@@ -54,6 +54,7 @@ public static class GatewayExtensions
             });
         services.AddOptions<RoutingOptions>().BindConfiguration(RoutingOptions.SectionName).ValidateOnStart();
         services.AddSingleton<IValidateOptions<RoutingOptions>, RoutingOptionsValidator>();
+        services.AddSingleton<IValidateOptions<RoutingOptions>, ModelGroupRoutesValidator>();
         services.AddOptions<PricingOptions>().BindConfiguration(PricingOptions.SectionName).ValidateOnStart();
 
         var redis = !string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString("redis"));
