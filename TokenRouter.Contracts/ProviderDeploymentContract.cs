@@ -31,6 +31,7 @@ public static class ProviderDeploymentContract
     /// <param name="BaseUrl">Null = the provider's configured (or default) base URL.</param>
     /// <param name="ProtectedKey">The provider key, Data-Protection-protected; null for a keyless deployment.</param>
     /// <param name="Version">Bumped on every change (a rotated key is a new version).</param>
+    /// <param name="MaxConcurrency">Upstream requests in flight at once per gateway; null = no cap (and what older Admins wrote).</param>
     public sealed record Entry(
         [property: JsonPropertyName("id")] string Id,
         [property: JsonPropertyName("provider")] string Provider,
@@ -41,7 +42,8 @@ public static class ProviderDeploymentContract
         [property: JsonPropertyName("rpm")] int? Rpm,
         [property: JsonPropertyName("tpm")] int? Tpm,
         [property: JsonPropertyName("enabled")] bool Enabled,
-        [property: JsonPropertyName("version")] long Version)
+        [property: JsonPropertyName("version")] long Version,
+        [property: JsonPropertyName("max_concurrency")] int? MaxConcurrency = null)
     {
         public string ToJson() => JsonSerializer.Serialize(this);
 

@@ -207,6 +207,7 @@ public static class RedisContract
     /// <param name="LastFailure">Why it last failed (auth, rate_limited, server_error, …).</param>
     /// <param name="Replica">The gateway replica that wrote this entry.</param>
     /// <param name="SeenAt">When that replica wrote it.</param>
+    /// <param name="MaxConcurrency">Its cap on upstream requests in flight, if configured.</param>
     public sealed record PublishedDeployment(
         [property: JsonPropertyName("provider")] string Provider,
         [property: JsonPropertyName("weight")] double Weight,
@@ -218,7 +219,8 @@ public static class RedisContract
         [property: JsonPropertyName("consecutive_failures")] int ConsecutiveFailures,
         [property: JsonPropertyName("last_failure")] string? LastFailure,
         [property: JsonPropertyName("replica")] string Replica,
-        [property: JsonPropertyName("seen_at")] DateTimeOffset SeenAt)
+        [property: JsonPropertyName("seen_at")] DateTimeOffset SeenAt,
+        [property: JsonPropertyName("max_concurrency")] int? MaxConcurrency = null)
     {
         public string ToJson() => JsonSerializer.Serialize(this);
 

@@ -54,6 +54,7 @@ public static class GatewayExtensions
             });
         services.AddOptions<RoutingOptions>().BindConfiguration(RoutingOptions.SectionName).ValidateOnStart();
         services.AddSingleton<IValidateOptions<RoutingOptions>, RoutingOptionsValidator>();
+        services.AddSingleton<IValidateOptions<RoutingOptions>, ModelGroupRoutesValidator>();
         services.AddOptions<PricingOptions>().BindConfiguration(PricingOptions.SectionName).ValidateOnStart();
 
         var redis = !string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString("redis"));
@@ -77,7 +78,7 @@ public static class GatewayExtensions
             services.AddHostedService(sp => new RedisDeploymentPublisher(sp.GetRequiredService<IConnectionMultiplexer>(),
                 sp.GetRequiredService<DeploymentHealth>(),
                 () => [.. sp.GetRequiredService<ModelRouter>().Providers.SelectMany(p => p.Deployments)
-                    .Select(d => new DeploymentDescription(d.Id, d.Provider.Name, d.Info.Weight, d.Info.CacheGroup, d.Rpm, d.Tpm))],
+                    .Select(d => new DeploymentDescription(d.Id, d.Provider.Name, d.Info.Weight, d.Info.CacheGroup, d.Rpm, d.Tpm, d.MaxConcurrency))],
                 sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<RedisDeploymentPublisher>>()));
         }
 
@@ -113,6 +114,7 @@ public static class GatewayExtensions
         services.AddCacheAwareBalancing();
         services.AddSingleton<DeploymentHealth>();
         services.AddSingleton<DeploymentRateLimiter>();
+        services.AddSingleton<DeploymentConcurrencyLimiter>();
         services.AddSingleton<UpstreamFailover>();
         services.AddSingleton<UpstreamPump>();
         services.AddSingleton<ClientDelivery>();

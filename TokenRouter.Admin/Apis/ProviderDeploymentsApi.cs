@@ -16,7 +16,7 @@ namespace TokenRouter.Admin.Apis;
 public static class ProviderDeploymentsApi
 {
     public const int MaxKeyLength = 1000;
-    private static readonly string[] UpdatableFields = ["enabled", "weight", "rpm_limit", "tpm_limit", "base_url", "cache_group"];
+    private static readonly string[] UpdatableFields = ["enabled", "weight", "rpm_limit", "tpm_limit", "base_url", "cache_group", "max_concurrency"];
 
     public static RouteGroupBuilder MapProviderDeploymentsApi(this RouteGroupBuilder admin)
     {
@@ -30,7 +30,7 @@ public static class ProviderDeploymentsApi
             .ProducesProblem(StatusCodes.Status404NotFound);
         deployments.MapGet("/{id:guid}", GetAsync).WithName("GetProviderDeployment").WithSummary("One deployment (key shown as a hint only).");
         deployments.MapPatch("/{id:guid}", UpdateAsync).WithName("UpdateProviderDeployment")
-            .WithSummary("Enables or disables a deployment, or changes its weight, limits, base URL or cache group.")
+            .WithSummary("Enables or disables a deployment, or changes its weight, limits (max_concurrency included), base URL or cache group.")
             .Accepts<UpdateProviderDeploymentRequest>("application/json")
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType);
         deployments.MapPost("/{id:guid}/rotate", RotateAsync).WithName("RotateProviderDeploymentKey")
@@ -47,9 +47,9 @@ public static class ProviderDeploymentsApi
         if (Provider(provider) is not { } name) return UnknownProvider(provider);
         var errors = new Dictionary<string, string[]>();
         ValidateKey(request.ApiKey, errors);
-        var present = new HashSet<string>(["weight", "rpm_limit", "tpm_limit", "base_url", "cache_group"], StringComparer.Ordinal);
+        var present = new HashSet<string>(["weight", "rpm_limit", "tpm_limit", "base_url", "cache_group", "max_concurrency"], StringComparer.Ordinal);
         Validate(new UpdateProviderDeploymentRequest(null, request.Weight ?? 1, request.RpmLimit, request.TpmLimit, request.BaseUrl,
-            request.CacheGroup), present, errors);
+            request.CacheGroup, request.MaxConcurrency), present, errors);
         if (request.Name is { } n && !IsValidName(n.Trim()))
         {
             errors["name"] = ["The name must be 1-64 letters, digits, '-', '_' or '.'."];
@@ -78,6 +78,7 @@ public static class ProviderDeploymentsApi
             Weight = request.Weight ?? 1,
             RequestsPerMinute = request.RpmLimit,
             TokensPerMinute = request.TpmLimit,
+            MaxConcurrency = request.MaxConcurrency,
             CacheGroup = Normalize(request.CacheGroup),
             CreatedAt = Truncate(now),
             UpdatedAt = Truncate(now),
@@ -138,6 +139,7 @@ public static class ProviderDeploymentsApi
         if (present.Contains("weight")) record.Weight = request.Weight!.Value;
         if (present.Contains("rpm_limit")) record.RequestsPerMinute = request.RpmLimit;
         if (present.Contains("tpm_limit")) record.TokensPerMinute = request.TpmLimit;
+        if (present.Contains("max_concurrency")) record.MaxConcurrency = request.MaxConcurrency;
         if (present.Contains("base_url")) record.BaseUrl = NormalizeUrl(request.BaseUrl);
         if (present.Contains("cache_group")) record.CacheGroup = Normalize(request.CacheGroup);
         record.Version++;
@@ -225,6 +227,10 @@ public static class ProviderDeploymentsApi
         if (present.Contains("tpm_limit") && request.TpmLimit <= 0)
         {
             errors["tpm_limit"] = ["The tokens-per-minute limit must be positive (null means unlimited)."];
+        }
+        if (present.Contains("max_concurrency") && request.MaxConcurrency <= 0)
+        {
+            errors["max_concurrency"] = ["The cap on requests in flight must be positive (null means no cap)."];
         }
         if (present.Contains("base_url") && !string.IsNullOrWhiteSpace(request.BaseUrl)
             && (!Uri.TryCreate(request.BaseUrl.Trim(), UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https")

@@ -19,6 +19,8 @@ public sealed class ProviderDeploymentRecord
     public string? CacheGroup { get; set; }
     public int? RequestsPerMinute { get; set; }
     public int? TokensPerMinute { get; set; }
+    /// <summary>Upstream requests in flight at once, per gateway replica; null = no cap.</summary>
+    public int? MaxConcurrency { get; set; }
     public bool Enabled { get; set; } = true;
     /// <summary>Bumped on every change, so gateways (and operators) can tell a rotated key from the old one.</summary>
     public long Version { get; set; } = 1;

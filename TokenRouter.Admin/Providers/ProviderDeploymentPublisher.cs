@@ -51,7 +51,7 @@ public sealed partial class ProviderDeploymentPublisher(IConnectionMultiplexer r
 
     internal static ProviderDeploymentContract.Entry ToEntry(ProviderDeploymentRecord r) =>
         new(GatewayId(r), r.Provider, r.BaseUrl, r.ProtectedKey, r.Weight, r.CacheGroup, r.RequestsPerMinute, r.TokensPerMinute,
-            r.Enabled, r.Version);
+            r.Enabled, r.Version, r.MaxConcurrency);
 
     [LoggerMessage(Level = LogLevel.Warning,
         Message = "Could not publish provider deployments to Redis ({Reason}); the next resync retries")]

@@ -62,7 +62,10 @@ public static class SeedConfigurationAliases
             if (!string.IsNullOrWhiteSpace(value) && string.IsNullOrWhiteSpace(configuration[key])) overrides[key] = value;
         }
 
-        if (configuration["TOKENROUTER_FALLBACKS"] is { Length: > 0 } fallbacks) AddFallbacks(configuration, fallbacks, overrides);
+        if (configuration["TOKENROUTER_FALLBACKS"] is { Length: > 0 } fallbacks)
+            AddModelLists(configuration, "TOKENROUTER_FALLBACKS", "Routing:Fallbacks", fallbacks, overrides);
+        if (configuration["TOKENROUTER_MODEL_GROUPS"] is { Length: > 0 } groups)
+            AddModelLists(configuration, "TOKENROUTER_MODEL_GROUPS", "Routing:ModelGroups", groups, overrides);
 
         if (configuration["REDIS_URL"] is { Length: > 0 } redisUrl && string.IsNullOrWhiteSpace(configuration.GetConnectionString("redis")))
             overrides["ConnectionStrings:redis"] = RedisUrl.ToConnectionString(redisUrl);
@@ -95,8 +98,10 @@ public static class SeedConfigurationAliases
     }
 
     /// <summary><c>TOKENROUTER_FALLBACKS</c> = <c>{"gpt-4o-mini": ["claude-haiku-4-5", "deepseek-chat"]}</c> becomes
-    /// <c>Routing:Fallbacks:gpt-4o-mini:0</c>, … unless the configuration already lists that model's fallbacks.</summary>
-    private static void AddFallbacks(IConfiguration configuration, string json, Dictionary<string, string?> overrides)
+    /// <c>Routing:Fallbacks:gpt-4o-mini:0</c>, … (<c>TOKENROUTER_MODEL_GROUPS</c> = <c>{"fast": [...]}</c>:
+    /// <c>Routing:ModelGroups:fast:0</c>, …) unless the configuration already lists that name's models.</summary>
+    private static void AddModelLists(IConfiguration configuration, string variable, string section, string json,
+        Dictionary<string, string?> overrides)
     {
         Dictionary<string, string[]>? map;
         try
@@ -105,12 +110,15 @@ public static class SeedConfigurationAliases
         }
         catch (System.Text.Json.JsonException ex)
         {
-            throw new InvalidOperationException($"TOKENROUTER_FALLBACKS must be a JSON object of model → [fallback models]: {ex.Message}");
+            throw new InvalidOperationException($"{variable} must be a JSON object of name → [model, …]: {ex.Message}");
         }
         foreach (var (model, models) in map ?? [])
         {
-            if (configuration.GetSection($"Routing:Fallbacks:{model}").GetChildren().Any()) continue;
-            for (var i = 0; i < (models?.Length ?? 0); i++) overrides[$"Routing:Fallbacks:{model}:{i}"] = models![i];
+            // An empty group would silently vanish from the bound options (no keys): say so instead.
+            if (section == "Routing:ModelGroups" && (models is null || models.Length == 0))
+                throw new InvalidOperationException($"{variable}: the group '{model}' must list one or more models.");
+            if (configuration.GetSection($"{section}:{model}").GetChildren().Any()) continue;
+            for (var i = 0; i < (models?.Length ?? 0); i++) overrides[$"{section}:{model}:{i}"] = models![i];
         }
     }
 }

@@ -57,6 +57,15 @@ public sealed class ApiError(int status, string type, string message, string? co
             RetryAfterSeconds = 1,
         };
 
+    /// <summary>Every deployment of the provider is at its concurrency cap (or else saturated): a slot may free any moment.</summary>
+    public static ApiError DeploymentsBusy(string provider) =>
+        new(StatusCodes.Status429TooManyRequests, "rate_limit_error",
+            $"Every deployment of provider '{provider}' is at its limit of concurrent requests (or of requests or tokens per minute). Please retry shortly.",
+            "deployments_saturated")
+        {
+            RetryAfterSeconds = 1,
+        };
+
     public static ApiError GatewayTimeout(string message) =>
         new(StatusCodes.Status504GatewayTimeout, "timeout_error", message, "upstream_timeout");
 }

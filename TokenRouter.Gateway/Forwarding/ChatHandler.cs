@@ -27,6 +27,7 @@ public sealed partial class ChatHandler(
     IDeploymentBalancer balancer,
     DeploymentHealth health,
     DeploymentRateLimiter limiter,
+    DeploymentConcurrencyLimiter concurrency,
     IOptionsMonitor<RoutingOptions> routing,
     GatewayMetrics metrics,
     SelfAddress selfAddress,
@@ -56,18 +57,27 @@ public sealed partial class ChatHandler(
                 throw;
             }
             var requested = envelope.Model;
+            var r = routing.CurrentValue;
+            // A model group is its first member with the other members as fallbacks.
+            string? member = null;
+            var fallbacks = r.GroupFor(requested) is { } group ? MembersFor(group, identity, out member) : r.FallbacksFor(requested);
             // Only a model with fallbacks keeps a copy of what the client sent: the fallback is prepared from it afresh.
-            var fallbacks = routing.CurrentValue.FallbacksFor(requested);
             var original = fallbacks is null ? null : body.Memory.ToArray();
             try
             {
                 var (request, prepared) = await PrepareAsync(context, clientFormat, identity, envelope, requestId, started, o,
-                    canFallBack: fallbacks is not null);
+                    canFallBack: fallbacks is not null, servedModel: member);
                 await dedup.ServeAsync(request, prepared, o);
             }
             catch (FallbackRequiredException first) when (fallbacks is not null)
             {
                 await ServeFallbacksAsync(context, clientFormat, identity, requested, original!, fallbacks, requestId, started, o, first);
+            }
+            catch (ApiError unroutable) when (member is not null && fallbacks is not null && IsUnconfigured(unroutable))
+            {
+                // The group's first member has no provider here (yet): the next member serves, as a fallback would.
+                await ServeFallbacksAsync(context, clientFormat, identity, requested, original!, fallbacks, requestId, started, o,
+                    new FallbackRequiredException(unroutable));
             }
             return TypedResults.Empty;
         }
@@ -138,9 +148,10 @@ public sealed partial class ChatHandler(
                     // After the pipeline: the balancer reads the canonical request and its prefix hash.
                     routingRequest = new RoutingRequest(target.Provider.Name, envelope, context.Request.Headers,
                         o.DedupScope == DedupScope.Global ? "global" : identity.Scope);
-                    // Cooling down or at its own RPM/TPM: last in the order.
+                    // Cooling down, at its own RPM/TPM or at its concurrency cap: last in the order.
                     order = await balancer.OrderAsync(routingRequest, set.Infos,
-                        i => health.IsAvailable(deployments[i].Id) && !limiter.IsSaturated(deployments[i].Id, deployments[i].Rpm, deployments[i].Tpm),
+                        i => health.IsAvailable(deployments[i].Id) && !limiter.IsSaturated(deployments[i].Id, deployments[i].Rpm, deployments[i].Tpm)
+                            && !concurrency.IsSaturated(deployments[i].Id, deployments[i].MaxConcurrency),
                         context.RequestAborted);
                     prepared.Own(envelope);
                     keepEnvelope = true;
@@ -196,12 +207,26 @@ public sealed partial class ChatHandler(
             {
                 failure = next.Failure;
             }
-            catch (ApiError unroutable) when (!last && unroutable.Status == StatusCodes.Status400BadRequest && unroutable.Code == "provider_not_configured")
+            catch (ApiError unroutable) when (!last && IsUnconfigured(unroutable))
             {
                 // A fallback whose provider is not configured here is skipped.
             }
         }
         throw failure;
+    }
+
+    private static bool IsUnconfigured(ApiError error) =>
+        error.Status == StatusCodes.Status400BadRequest && error.Code == "provider_not_configured";
+
+    /// <summary>A group's members in order, those the key (and its team) may not use left out — the allow-list applies to
+    /// the member that serves, as to a fallback; if it allows none, the first member's admission refuses the request.
+    /// <paramref name="first"/> serves first; the rest are returned as its fallbacks (null: none).</summary>
+    private static string[]? MembersFor(string[] group, ClientIdentity identity, out string first)
+    {
+        var members = identity.Models is null && identity.Team?.Models is null ? group : Array.FindAll(group, identity.MayUse);
+        if (members.Length == 0) members = group;
+        first = members[0];
+        return members.Length > 1 ? members[1..] : null;
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Request {RequestId}: every deployment of {Model} failed ({Status}); falling back to {Fallback}")]

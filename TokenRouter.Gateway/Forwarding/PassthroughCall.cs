@@ -22,6 +22,10 @@ internal sealed class PassthroughCall(string requestId, ClientIdentity identity,
     /// <summary>Where the request goes: the provider's base path and the client's path below <c>/v1</c>, checked.</summary>
     public Uri Target { get; private set; } = target;
 
+    /// <summary>The attempt's place at a deployment with a concurrency cap (null: none); given back when the call ends or
+    /// moves to another deployment.</summary>
+    public Routing.ConcurrencySlot? Slot { get; set; }
+
     /// <summary>The attempt's failure status was held back (not sent to the client) so the next deployment can answer.</summary>
     public bool HeldBack { get; set; }
 

@@ -48,6 +48,7 @@ public sealed partial class PassthroughForwarder(
     UsageMeter meter,
     SelfAddress selfAddress,
     DeploymentHealth health,
+    DeploymentConcurrencyLimiter concurrency,
     GatewayMetrics metrics,
     IOptionsMonitor<GatewayOptions> options,
     IOptionsMonitor<RoutingOptions> routing,
@@ -83,6 +84,7 @@ public sealed partial class PassthroughForwarder(
         metrics.InflightChanged(1);
         RequestBody? body = null;
         PassthroughCall? call = null;
+        ConcurrencySlot? slot = null;
         try
         {
             var identity = RequestAttribution.Apply(context.ClientIdentity(), context.Request);
@@ -103,7 +105,10 @@ public sealed partial class PassthroughForwarder(
             var (provider, model) = Route(request, format, json.Model);
             if (provider.BaseUri is null) router.SetSimulatorBase(selfAddress.Resolve());
             var order = DeploymentOrder(provider, json.Model ?? request.Path.Value, identity.Scope);
-            var deployment = order[0];
+            // The first deployment in order below its concurrency cap; none: the client's 429, nothing sent.
+            var first = TakeSlot(order, 0, out slot);
+            if (first < 0) throw ApiError.DeploymentsBusy(provider.Name);
+            var deployment = order[first];
             var target = PassthroughPath.Resolve(provider, request, deployment.BaseUri);
             // YARP relays the request's body stream: one the gateway has read (and may have rewritten) is put back in its place,
             // and can be put back again for the next deployment. A body streamed through cannot: it goes to one deployment.
@@ -120,10 +125,11 @@ public sealed partial class PassthroughForwarder(
             var admission = await admissions.AdmitAsync(model is null ? identity with { QuotaUsd = null } : identity, model ?? "",
                 provider.Name, json.Stream, body?.Length ?? 0, json.MaxTokens, aborted);
             call = new PassthroughCall(requestId, identity, provider, deployment, target, model, json.Model, model ?? ResourceLabel(request),
-                json.Stream, IsCountTokens(request), admission, started);
+                json.Stream, IsCountTokens(request), admission, started)
+            { Slot = slot };
             context.Response.Headers[GatewayHeaders.Provider] = provider.Name;
 
-            await ForwardAsync(context, call, format, replayable ? order.Count : 1, order, replay);
+            await ForwardAsync(context, call, format, replayable ? order.Count - first : 1, order, first, replay);
             return TypedResults.Empty;
         }
         catch (ApiError error) when (!context.Response.HasStarted)
@@ -145,6 +151,9 @@ public sealed partial class PassthroughForwarder(
         }
         finally
         {
+            // YARP has relayed the whole answer (or given up): the exchange is over.
+            slot?.Dispose();
+            call?.Slot?.Dispose();
             if (call is not null) await CompleteAsync(call);
             body?.Dispose();
             metrics.InflightChanged(-1);
@@ -208,10 +217,11 @@ public sealed partial class PassthroughForwarder(
     /// <paramref name="order"/> (of which the first <paramref name="candidates"/> may be tried), each tried once, at most
     /// <see cref="RoutingOptions.MaxAttempts"/> in all: the body (if any) is <paramref name="replay"/>, put back for each
     /// attempt. There is no wait in between: the next deployment is another key, and chat's backoff rounds over the same
-    /// deployments need a body that survives them, which only chat keeps.
+    /// deployments need a body that survives them, which only chat keeps. A deployment at its concurrency cap is skipped;
+    /// with none left below it, the held-back answer is the client's.
     /// </summary>
     private async Task ForwardAsync(HttpContext context, PassthroughCall call, ApiFormat format, int candidates,
-        IReadOnlyList<ProviderDeployment> order, ReadOnlyMemory<byte>? replay)
+        IReadOnlyList<ProviderDeployment> order, int position, ReadOnlyMemory<byte>? replay)
     {
         var provider = call.Provider;
         var attempts = Math.Min(candidates, routing.CurrentValue.MaxAttempts);
@@ -220,12 +230,15 @@ public sealed partial class PassthroughForwarder(
             var failover = attempt < attempts;
             var (error, deadlinePassed) = await SendOnceAsync(context, call, format, failover);
             if (failover && !context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested
-                && ShouldFailOver(call, error, deadlinePassed))
+                && ShouldFailOver(call, error, deadlinePassed) && TakeSlot(order, position + 1, out var nextSlot) is var nextPosition and >= 0)
             {
                 // A held-back answer has its status; no answer is counted as the gateway would have answered it.
                 if (!call.HeldBack) call.Status = deadlinePassed ? StatusCodes.Status504GatewayTimeout : StatusCodes.Status502BadGateway;
                 ReportHealth(call);
-                var next = order[attempt];
+                call.Slot?.Dispose();
+                call.Slot = nextSlot;
+                position = nextPosition;
+                var next = order[position];
                 metrics.DeploymentRetried(provider.Name, next.Id);
                 call.Retarget(next, PassthroughPath.Resolve(provider, context.Request, next.BaseUri));
                 context.Response.Clear();
@@ -292,7 +305,7 @@ public sealed partial class PassthroughForwarder(
         call.HeldBack
         || (!call.HeadersArrived && (error is ForwarderError.Request || (error is ForwarderError.RequestTimedOut or ForwarderError.RequestCanceled && deadlinePassed)));
 
-    /// <summary>The deployments in the order to try them: those not cooling down first, in rendezvous order by model (or
+    /// <summary>The deployments in the order to try them: those not cooling down (nor at their cap) first, in rendezvous order by model (or
     /// path) and tenant; each outcome counts towards its deployment's health like a chat attempt's.</summary>
     private IReadOnlyList<ProviderDeployment> DeploymentOrder(ProviderEndpoint provider, string? affinity, string scope)
     {
@@ -300,10 +313,24 @@ public sealed partial class PassthroughForwarder(
         var deployments = set.Deployments;
         if (deployments.Count == 0) throw ApiError.NoDeployment(provider.Name);
         if (deployments.Count == 1) return deployments;
-        var order = WeightedOrderBalancer.Order(scope, affinity, set.Infos, i => health.IsAvailable(deployments[i].Id));
+        var order = WeightedOrderBalancer.Order(scope, affinity, set.Infos,
+            i => health.IsAvailable(deployments[i].Id) && !concurrency.IsSaturated(deployments[i].Id, deployments[i].MaxConcurrency));
         var ordered = new ProviderDeployment[order.Length];
         for (var i = 0; i < order.Length; i++) ordered[i] = deployments[order[i]];
         return ordered;
+    }
+
+    /// <summary>The position of the first deployment from <paramref name="from"/> on below its concurrency cap, with its
+    /// slot (null without a cap); -1 when every one is at its cap.</summary>
+    private int TakeSlot(IReadOnlyList<ProviderDeployment> order, int from, out ConcurrencySlot? slot)
+    {
+        for (var p = from; p < order.Count; p++)
+        {
+            var d = order[p];
+            if (concurrency.TryAcquire(d.Provider.Name, d.Id, d.MaxConcurrency, out slot)) return p;
+        }
+        slot = null;
+        return -1;
     }
 
     private void ReportHealth(PassthroughCall call)

@@ -23,6 +23,7 @@ public sealed class UpstreamFailover
     private readonly ProviderHttpClient _http;
     private readonly DeploymentHealth _health;
     private readonly DeploymentRateLimiter _limiter;
+    private readonly DeploymentConcurrencyLimiter _concurrency;
     private readonly IOptionsMonitor<RoutingOptions> _routing;
     private readonly IOptionsMonitor<GatewayOptions> _gateway;
     private readonly GatewayMetrics _metrics;
@@ -31,8 +32,9 @@ public sealed class UpstreamFailover
     private static readonly ResiliencePropertyKey<Attempts> AttemptsKey = new("tokenrouter.attempts");
 
     public UpstreamFailover(ProviderHttpClient http, DeploymentHealth health, DeploymentRateLimiter limiter, IOptionsMonitor<RoutingOptions> routing,
-        IOptionsMonitor<GatewayOptions> gateway, GatewayMetrics metrics, TimeProvider time)
+        IOptionsMonitor<GatewayOptions> gateway, GatewayMetrics metrics, TimeProvider time, DeploymentConcurrencyLimiter concurrency)
     {
+        _concurrency = concurrency;
         _http = http;
         _health = health;
         _limiter = limiter;
@@ -54,6 +56,7 @@ public sealed class UpstreamFailover
                 {
                     args.Outcome.Result?.Dispose();
                     var a = args.Context.Properties.GetValue(AttemptsKey, null!);
+                    a.ReleaseSlot(); // not held through a backoff
                     _metrics.DeploymentRetried(a.Provider.Name, a.Next!.Id);
                     return ValueTask.CompletedTask;
                 },
@@ -73,11 +76,22 @@ public sealed class UpstreamFailover
         // The first attempt runs outside the pipeline: nearly every request ends with it, and Polly (this pipeline and the
         // dedup rejoin) took 2.9 µs of CPU a request in the load profile at bc5eca1 for answers nobody retried. Anything
         // that may be retried goes on through the pipeline as its first outcome.
-        var first = await attempts.SendOneAsync();
+        Outcome<HttpResponseMessage> first;
+        try
+        {
+            first = await attempts.SendOneAsync();
+        }
+        catch
+        {
+            attempts.ReleaseSlot();
+            throw;
+        }
         if (first.Exception is null && FailoverRules.KindOf((int)first.Result!.StatusCode) is null)
         {
             Plan(attempts, first);
-            return new UpstreamAnswer(first.Result, attempts.Request, attempts.Deadline, attempts.Current!, attempts.LastFailure, attempts.Count);
+            // The slot goes with the response: the caller gives it back when the exchange ends (a stream: at its end).
+            return new UpstreamAnswer(first.Result, attempts.Request, attempts.Deadline, attempts.Current!, attempts.LastFailure, attempts.Count,
+                attempts.TakeSlot());
         }
         attempts.FirstOutcome = first;
         var context = ResilienceContextPool.Shared.Get(cancel);
@@ -89,12 +103,20 @@ public sealed class UpstreamFailover
             if (outcome.Exception is { } ex)
             {
                 attempts.TakeFirstOutcome()?.Result?.Dispose(); // the pipeline ended (cancelled) before it looked at it
+                attempts.ReleaseSlot();
                 attempts.Request?.Dispose();
                 attempts.Deadline?.Dispose();
                 if (ex is OperationCanceledException && cancel.IsCancellationRequested) throw ex;
-                return new UpstreamAnswer(null, null, null, attempts.Current!, attempts.LastFailure, attempts.Count);
+                return new UpstreamAnswer(null, null, null, attempts.Current!, attempts.LastFailure, attempts.Count, Busy: attempts.Busy);
             }
-            return new UpstreamAnswer(outcome.Result, attempts.Request, attempts.Deadline, attempts.Current!, attempts.LastFailure, attempts.Count);
+            // The slot goes with the response: the caller gives it back when the exchange ends (a stream: at its end).
+            return new UpstreamAnswer(outcome.Result, attempts.Request, attempts.Deadline, attempts.Current!, attempts.LastFailure, attempts.Count,
+                attempts.TakeSlot());
+        }
+        catch
+        {
+            attempts.ReleaseSlot();
+            throw;
         }
         finally
         {
@@ -223,6 +245,14 @@ public sealed class UpstreamFailover
             return first;
         }
         public CancellationTokenSource? Deadline { get; private set; }
+        /// <summary>The current attempt's place at a deployment with a concurrency cap (null: none taken).</summary>
+        private ConcurrencySlot? _slot;
+        /// <summary>A deployment was skipped for its concurrency cap (a slot may free any moment: Retry-After 1).</summary>
+        public bool Busy { get; private set; }
+
+        public void ReleaseSlot() => Interlocked.Exchange(ref _slot, null)?.Dispose();
+
+        public ConcurrencySlot? TakeSlot() => Interlocked.Exchange(ref _slot, null);
 
         public bool PlanNext(int position, TimeSpan? delay)
         {
@@ -237,8 +267,20 @@ public sealed class UpstreamFailover
             Position = Tried.AsSpan().Contains(true) ? _nextPosition : 0;
             Tried[Position] = true;
             var d = Current = Deployments[Order[Position]];
-            // A deployment at its own RPM/TPM is skipped without an attempt (and without counting towards MaxAttempts).
-            if (!owner._limiter.TryAcquire(d.Id, d.Rpm, d.Tpm)) return Outcome.FromException<HttpResponseMessage>(new DeploymentSaturatedException());
+            ReleaseSlot();
+            // A deployment at its concurrency cap or its own RPM/TPM is skipped without an attempt (and without counting
+            // towards MaxAttempts). The cap first: it takes nothing from the RPM window when it refuses.
+            if (!owner._concurrency.TryAcquire(Provider.Name, d.Id, d.MaxConcurrency, out var slot))
+            {
+                Busy = true;
+                return Outcome.FromException<HttpResponseMessage>(new DeploymentSaturatedException());
+            }
+            if (!owner._limiter.TryAcquire(d.Id, d.Rpm, d.Tpm))
+            {
+                slot?.Dispose();
+                return Outcome.FromException<HttpResponseMessage>(new DeploymentSaturatedException());
+            }
+            _slot = slot;
             Count++;
             using var span = GatewayActivity.Source.StartActivity("Upstream.Attempt", ActivityKind.Client);
             span?.SetTag(GatewayActivity.Provider, Provider.Name);
@@ -276,10 +318,11 @@ public sealed class UpstreamFailover
 /// <summary>No response headers within the first-byte timeout (<c>UPSTREAM_FIRST_BYTE_TIMEOUT</c>).</summary>
 public sealed class UpstreamTimeoutException : Exception;
 
-/// <summary>The deployment is at its own RPM/TPM: the request was not sent to it.</summary>
+/// <summary>The deployment is at its own RPM/TPM or concurrency cap: the request was not sent to it.</summary>
 public sealed class DeploymentSaturatedException : Exception;
 
 /// <summary>How an upstream request ended: a response (any status), its request and the deadline that now watches its
-/// body (the caller disposes all three), or no response at all (<see cref="Failure"/> says why).</summary>
+/// body (the caller disposes all three, and <see cref="Slot"/> once the exchange has ended), or no response at all
+/// (<see cref="Failure"/> says why; <see cref="Busy"/>: a deployment was skipped for its concurrency cap).</summary>
 public readonly record struct UpstreamAnswer(HttpResponseMessage? Response, HttpRequestMessage? Request, CancellationTokenSource? Deadline,
-    ProviderDeployment Deployment, FailureKind? Failure, int Attempts);
+    ProviderDeployment Deployment, FailureKind? Failure, int Attempts, ConcurrencySlot? Slot = null, bool Busy = false);

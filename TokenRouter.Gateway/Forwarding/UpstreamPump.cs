@@ -50,6 +50,7 @@ public sealed partial class UpstreamPump(
         var status = 0;
         var estimated = false;
         ProviderDeployment? served = null;
+        ConcurrencySlot? slot = null;
         exchange.ProducedLocally = true;
         using var span = GatewayActivity.Source.StartActivity("Upstream", System.Diagnostics.ActivityKind.Client);
         span?.SetTag(GatewayActivity.Provider, provider.Name);
@@ -88,16 +89,20 @@ public sealed partial class UpstreamPump(
                 exchange.Fail(new ApiError(499, "api_error", "Every client left before the provider answered."));
                 return;
             }
+            // Held until the exchange ends below (a stream: its last chunk, or everyone leaving), whatever happens.
+            slot = answer.Slot;
             span?.SetTag(GatewayActivity.Deployment, answer.Deployment.Id);
             span?.SetTag(GatewayActivity.Attempt, answer.Attempts);
             if (answer.Response is null && answer.Failure == FailureKind.Saturated)
             {
-                // Every deployment is at its own RPM/TPM: the client's 429, in its format, with when to come back.
+                // Every deployment is at its own RPM/TPM or concurrency cap: the client's 429, in its format, with when to come
+                // back (a request in flight may end any moment; a minute window only at its end).
                 status = StatusCodes.Status429TooManyRequests;
-                exchange.Fail(new ApiError(status, "rate_limit_error",
-                    $"Every deployment of provider '{provider.Name}' is at its requests- or tokens-per-minute limit. Please retry shortly.",
-                    "deployments_saturated")
-                { RetryAfterSeconds = limiter.RetryAfterSeconds });
+                exchange.Fail(answer.Busy ? ApiError.DeploymentsBusy(provider.Name)
+                    : new ApiError(status, "rate_limit_error",
+                        $"Every deployment of provider '{provider.Name}' is at its requests- or tokens-per-minute limit. Please retry shortly.",
+                        "deployments_saturated")
+                    { RetryAfterSeconds = limiter.RetryAfterSeconds });
                 return;
             }
             if (answer.Response is null)
@@ -177,6 +182,7 @@ public sealed partial class UpstreamPump(
         }
         finally
         {
+            slot?.Dispose();
             if (registered) inflight.Remove(exchange);
             if (usage.IsEmpty && exchange.Usage is { IsEmpty: false } seen) usage = seen;
             if (status == 499 && usage.IsEmpty && exchange.Stream)

@@ -84,7 +84,7 @@ public sealed class ModelRouter
             var own = string.IsNullOrWhiteSpace(d.BaseUrl) ? null : new Uri(d.BaseUrl.TrimEnd('/') + "/");
             var key = string.IsNullOrWhiteSpace(d.ApiKey) ? null : d.ApiKey.Trim();
             deployments.Add(new ProviderDeployment(endpoint, ProviderDeployment.IdFor(name, d.Name, key, keys.Length + i), own, key,
-                d.Weight, string.IsNullOrWhiteSpace(d.CacheGroup) ? null : d.CacheGroup, d.Rpm, d.Tpm));
+                d.Weight, string.IsNullOrWhiteSpace(d.CacheGroup) ? null : d.CacheGroup, d.Rpm, d.Tpm, d.MaxConcurrency));
         }
         // A base URL alone: one keyless deployment. Nothing at all: no deployment until Admin adds one (not routable till then).
         if (deployments.Count == 0 && !string.IsNullOrWhiteSpace(settings.BaseUrl)) deployments.Add(new ProviderDeployment(endpoint, name, null, null));

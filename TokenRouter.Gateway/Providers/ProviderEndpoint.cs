@@ -73,7 +73,7 @@ public sealed class DeploymentSet(IReadOnlyList<ProviderDeployment> deployments)
 
 /// <summary>One key (and base URL) of a provider. <see cref="Id"/> is safe to show; the key never is.</summary>
 public sealed class ProviderDeployment(ProviderEndpoint provider, string id, Uri? ownBaseUri, string? apiKey,
-    double weight = 1, string? cacheGroup = null, int? rpm = null, int? tpm = null)
+    double weight = 1, string? cacheGroup = null, int? rpm = null, int? tpm = null, int? maxConcurrency = null)
 {
     public ProviderEndpoint Provider { get; } = provider;
     public string Id { get; } = id;
@@ -82,6 +82,8 @@ public sealed class ProviderDeployment(ProviderEndpoint provider, string id, Uri
     public string? ApiKey { get; } = apiKey;
     public int? Rpm { get; } = rpm;
     public int? Tpm { get; } = tpm;
+    /// <summary>Upstream requests in flight at once (<see cref="DeploymentConcurrencyLimiter"/>); null = no cap.</summary>
+    public int? MaxConcurrency { get; } = maxConcurrency;
     public DeploymentInfo Info { get; } = new(id, weight, cacheGroup);
 
     /// <summary>The configured name, else the provider and a short hash of the key (never the key itself), else its position.</summary>

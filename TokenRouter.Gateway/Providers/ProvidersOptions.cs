@@ -9,7 +9,7 @@ public sealed class ProviderSettings
     public string? BaseUrl { get; set; }
     /// <summary>One key, or a comma-separated list of keys (one deployment each, at <see cref="BaseUrl"/>).</summary>
     public string? ApiKey { get; set; }
-    /// <summary>The fuller form: <c>Providers:&lt;name&gt;:Deployments:N:{Name,ApiKey,BaseUrl,Weight,CacheGroup,Rpm,Tpm}</c>.</summary>
+    /// <summary>The fuller form: <c>Providers:&lt;name&gt;:Deployments:N:{Name,ApiKey,BaseUrl,Weight,CacheGroup,Rpm,Tpm,MaxConcurrency}</c>.</summary>
     public List<DeploymentSettings> Deployments { get; set; } = [];
 
     /// <summary>The keys of <see cref="ApiKey"/>, split and trimmed.</summary>
@@ -30,6 +30,8 @@ public sealed class DeploymentSettings
     public string? CacheGroup { get; set; }
     public int? Rpm { get; set; }
     public int? Tpm { get; set; }
+    /// <summary>Upstream requests in flight at once; at the cap the deployment is skipped like one at its RPM.</summary>
+    public int? MaxConcurrency { get; set; }
 }
 
 /// <summary>Section <c>Providers</c>; <c>OPENAI_BASE_URL</c>, <c>OPENAI_API_KEY</c>, … are aliases.</summary>
@@ -92,6 +94,7 @@ public sealed class ProvidersOptionsValidator : IValidateOptions<ProvidersOption
                 if (!(d.Weight > 0) || double.IsInfinity(d.Weight)) errors.Add($"{at}:Weight must be a positive number, got {d.Weight}.");
                 if (d.Rpm is < 1) errors.Add($"{at}:Rpm must be positive when set.");
                 if (d.Tpm is < 1) errors.Add($"{at}:Tpm must be positive when set.");
+                if (d.MaxConcurrency is < 1) errors.Add($"{at}:MaxConcurrency must be positive when set.");
                 if (d.Name is { } name && (name.Length is 0 or > 64 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
                     errors.Add($"{at}:Name must be 1-64 letters, digits, '-', '_' or '.'.");
                 if (!ids.Add(ProviderDeployment.IdFor(provider.ToLowerInvariant(), d.Name, d.ApiKey, keys.Length + i)))

@@ -125,7 +125,8 @@ public sealed partial class RedisProviderDeployments(IConnectionMultiplexer redi
         {
             return null;
         }
-        return new ProviderDeployment(endpoint, entry.Id, baseUri, key, entry.Weight, entry.CacheGroup, entry.Rpm, entry.Tpm);
+        return new ProviderDeployment(endpoint, entry.Id, baseUri, key, entry.Weight, entry.CacheGroup, entry.Rpm, entry.Tpm,
+            entry.MaxConcurrency is > 0 ? entry.MaxConcurrency : null);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Admin-managed provider deployments: {Count} enabled")]

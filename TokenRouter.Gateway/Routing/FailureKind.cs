@@ -15,7 +15,8 @@ public enum FailureKind
     ServerError,
     /// <summary>401, 403: this key is revoked or lacks access.</summary>
     Auth,
-    /// <summary>Not sent: the deployment is at its own RPM/TPM (<see cref="DeploymentRateLimiter"/>).</summary>
+    /// <summary>Not sent: the deployment is at its own RPM/TPM (<see cref="DeploymentRateLimiter"/>) or concurrency cap
+    /// (<see cref="DeploymentConcurrencyLimiter"/>).</summary>
     Saturated,
 }
 

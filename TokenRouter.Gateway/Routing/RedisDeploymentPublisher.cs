@@ -4,7 +4,8 @@ using TokenRouter.Contracts;
 namespace TokenRouter.Gateway.Routing;
 
 /// <summary>A deployment as this replica is configured with it: what operators may see, never its key or base URL.</summary>
-public sealed record DeploymentDescription(string Id, string Provider, double Weight, string? CacheGroup, int? Rpm, int? Tpm);
+public sealed record DeploymentDescription(string Id, string Provider, double Weight, string? CacheGroup, int? Rpm, int? Tpm,
+    int? MaxConcurrency = null);
 
 /// <summary>
 /// Publishes this replica's deployments and their health to <see cref="RedisContract.DeploymentsHash"/> at start-up and
@@ -55,7 +56,7 @@ public sealed partial class RedisDeploymentPublisher(IConnectionMultiplexer redi
             var s = statuses.GetValueOrDefault(d.Id);
             var entry = new RedisContract.PublishedDeployment(d.Provider, d.Weight, d.CacheGroup, d.Rpm, d.Tpm,
                 s?.Health ?? RedisContract.DeploymentHealthValues.Healthy, s?.CooldownUntil, s?.ConsecutiveFailures ?? 0, s?.LastFailure,
-                Replica, now);
+                Replica, now, d.MaxConcurrency);
             fields[i] = new HashEntry(d.Id, entry.ToJson());
         }
         try

@@ -2,8 +2,8 @@ using Microsoft.Extensions.Options;
 
 namespace TokenRouter.Gateway.Routing;
 
-/// <summary>Failover, cool-down and fallbacks (section <c>Routing</c>; <c>TOKENROUTER_FALLBACKS</c> is an alias of
-/// <see cref="Fallbacks"/>).</summary>
+/// <summary>Failover, cool-down, fallbacks and model groups (section <c>Routing</c>; <c>TOKENROUTER_FALLBACKS</c> and
+/// <c>TOKENROUTER_MODEL_GROUPS</c> are aliases of <see cref="Fallbacks"/> and <see cref="ModelGroups"/>).</summary>
 public sealed class RoutingOptions
 {
     public const string SectionName = "Routing";
@@ -33,8 +33,17 @@ public sealed class RoutingOptions
     /// <summary>The fallbacks of <paramref name="model"/>; null when it has none (the common case, no allocation).</summary>
     public string[]? FallbacksFor(string model) =>
         Fallbacks.Count > 0 && Fallbacks.TryGetValue(model, out var models) && models.Length > 0 ? models : null;
+
+    /// <summary>Alias → member models: a request for the alias is served by its first member, the others are its fallbacks.</summary>
+    public Dictionary<string, string[]> ModelGroups { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>The members of group <paramref name="model"/>; null when it is not a group (the common case, no allocation).</summary>
+    public string[]? GroupFor(string model) =>
+        ModelGroups.Count > 0 && ModelGroups.TryGetValue(model, out var members) && members.Length > 0 ? members : null;
 }
 
+/// <summary>What can be checked of the options alone; what the model routes say of groups:
+/// <see cref="Providers.ModelGroupRoutesValidator"/>.</summary>
 public sealed class RoutingOptionsValidator : IValidateOptions<RoutingOptions>
 {
     public ValidateOptionsResult Validate(string? name, RoutingOptions o)
@@ -52,6 +61,23 @@ public sealed class RoutingOptionsValidator : IValidateOptions<RoutingOptions>
                 errors.Add($"Routing:Fallbacks:{model} (TOKENROUTER_FALLBACKS) must list model names.");
             else if (fallbacks.Contains(model, StringComparer.OrdinalIgnoreCase))
                 errors.Add($"Routing:Fallbacks:{model} (TOKENROUTER_FALLBACKS) must not fall back to itself.");
+        }
+        foreach (var (group, members) in o.ModelGroups)
+        {
+            var at = $"Routing:ModelGroups:{group} (TOKENROUTER_MODEL_GROUPS)";
+            if (members is null || members.Length == 0 || members.Any(string.IsNullOrWhiteSpace))
+            {
+                errors.Add($"{at} must list one or more model names.");
+                continue;
+            }
+            if (members.Distinct(StringComparer.OrdinalIgnoreCase).Count() != members.Length) errors.Add($"{at} lists a model twice.");
+            if (o.Fallbacks.ContainsKey(group))
+                errors.Add($"{at}: '{group}' has Routing:Fallbacks too; a group's members after the first are its fallbacks.");
+            foreach (var member in members)
+            {
+                if (member.Equals(group, StringComparison.OrdinalIgnoreCase) || o.ModelGroups.ContainsKey(member))
+                    errors.Add($"{at}: member '{member}' is a group (groups do not nest).");
+            }
         }
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }

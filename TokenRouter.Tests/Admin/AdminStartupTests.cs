@@ -49,7 +49,7 @@ public sealed class AdminStartupTests
         }
         Assert.Collection(applied, m => Assert.EndsWith("_Initial", m), m => Assert.EndsWith("_Ledger", m), m => Assert.EndsWith("_Teams", m),
             m => Assert.EndsWith("_ProviderDeployments", m), m => Assert.EndsWith("_UsageAttribution", m),
-            m => Assert.EndsWith("_Webhooks", m));
+            m => Assert.EndsWith("_Webhooks", m), m => Assert.EndsWith("_DeploymentMaxConcurrency", m));
         using var response = await client.GetAsync("/admin/api-keys");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }

@@ -85,6 +85,47 @@ public sealed class ProviderDeploymentsApiTests(AdminAppFixture fixture) : IClas
     }
 
     [Fact]
+    public async Task Max_concurrency_round_trips_through_the_api_postgres_and_the_redis_entry_gateways_read()
+    {
+        var name = "capped-" + Guid.NewGuid().ToString("N")[..8];
+        var created = await CreateAsync("openai", new { api_key = "sk-capped-0123456789", name, max_concurrency = 4 });
+        var id = created.GetProperty("id").GetString()!;
+        Assert.Equal(4, created.GetProperty("max_concurrency").GetInt32());
+        var redis = fixture.RedisClient.GetDatabase();
+        var entry = ProviderDeploymentContract.Entry.FromJson(await redis.HashGetAsync(ProviderDeploymentContract.Hash, $"admin-openai-{name}"))!;
+        Assert.Equal(4, entry.MaxConcurrency);
+
+        using (var patch = await _client.PatchJsonAsync($"/admin/providers/openai/deployments/{id}", """{"max_concurrency": 2}"""))
+            Assert.Equal(HttpStatusCode.OK, patch.StatusCode);
+        var read = await _client.GetJsonAsync($"/admin/providers/openai/deployments/{id}");
+        Assert.Equal(2, read.GetProperty("max_concurrency").GetInt32());
+        await using (var connection = new NpgsqlConnection(fixture.DatabaseConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand("SELECT max_concurrency FROM provider_deployments WHERE id = @id", connection);
+            command.Parameters.AddWithValue("id", Guid.Parse(id));
+            Assert.Equal(2, (int)(await command.ExecuteScalarAsync())!);
+        }
+        entry = ProviderDeploymentContract.Entry.FromJson(await redis.HashGetAsync(ProviderDeploymentContract.Hash, $"admin-openai-{name}"))!;
+        Assert.Equal(2, entry.MaxConcurrency);
+
+        using (var invalid = await _client.PatchJsonAsync($"/admin/providers/openai/deployments/{id}", """{"max_concurrency": 0}"""))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, invalid.StatusCode);
+            var errors = JsonDocument.Parse(await invalid.Content.ReadAsStringAsync()).RootElement.GetProperty("errors");
+            Assert.True(errors.TryGetProperty("max_concurrency", out _));
+        }
+        using (var removed = await _client.PatchJsonAsync($"/admin/providers/openai/deployments/{id}", """{"max_concurrency": null}"""))
+        {
+            Assert.Equal(HttpStatusCode.OK, removed.StatusCode);
+            Assert.Equal(JsonValueKind.Null, JsonDocument.Parse(await removed.Content.ReadAsStringAsync()).RootElement.GetProperty("max_concurrency").ValueKind);
+        }
+        entry = ProviderDeploymentContract.Entry.FromJson(await redis.HashGetAsync(ProviderDeploymentContract.Hash, $"admin-openai-{name}"))!;
+        Assert.Null(entry.MaxConcurrency);
+        using var delete = await _client.DeleteAsync($"/admin/providers/openai/deployments/{id}");
+    }
+
+    [Fact]
     public async Task The_key_is_neither_in_the_postgres_row_nor_in_the_redis_entry_in_plaintext()
     {
         var name = "vault-" + Guid.NewGuid().ToString("N")[..8];

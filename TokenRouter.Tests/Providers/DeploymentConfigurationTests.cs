@@ -54,6 +54,7 @@ public sealed class DeploymentConfigurationTests
             ["Providers:Anthropic:Deployments:1:ApiKey"] = "sk-ant-b",
             ["Providers:Anthropic:Deployments:1:BaseUrl"] = "https://proxy.example/anthropic",
             ["Providers:Anthropic:Deployments:1:Tpm"] = "100000",
+            ["Providers:Anthropic:Deployments:1:MaxConcurrency"] = "8",
         }));
 
         var anthropic = Router(o).Resolve("claude-haiku-4-5").Provider;
@@ -65,6 +66,8 @@ public sealed class DeploymentConfigurationTests
         var b = anthropic.Deployments[1];
         Assert.Equal(new Uri("https://proxy.example/anthropic/"), b.BaseUri);
         Assert.Equal(100000, b.Tpm);
+        Assert.Equal(8, b.MaxConcurrency);
+        Assert.Null(a.MaxConcurrency);
         Assert.Equal(anthropic.Deployments.Select(d => d.Info), anthropic.DeploymentInfos);
     }
 
@@ -72,6 +75,8 @@ public sealed class DeploymentConfigurationTests
     [InlineData("Weight", "0", "Weight must be a positive number")]
     [InlineData("BaseUrl", "ftp://nowhere", "must be an absolute http(s) URL")]
     [InlineData("Rpm", "0", "Rpm must be positive")]
+    [InlineData("MaxConcurrency", "0", "MaxConcurrency must be positive")]
+    [InlineData("MaxConcurrency", "-2", "MaxConcurrency must be positive")]
     [InlineData("Name", "has space", "Name must be")]
     public void An_invalid_deployment_is_refused_at_start_up_naming_the_setting(string field, string value, string message)
     {

@@ -236,6 +236,10 @@ namespace TokenRouter.Admin.Data.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("key_rotated_at");
 
+                    b.Property<int?>("MaxConcurrency")
+                        .HasColumnType("integer")
+                        .HasColumnName("max_concurrency");
+
                     b.Property<string>("Name")
                         .IsRequired()
                         .HasMaxLength(64)

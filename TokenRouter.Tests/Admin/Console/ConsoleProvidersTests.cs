@@ -34,6 +34,7 @@ public sealed class ConsoleProvidersTests(ConsoleFixture fixture)
             ["Providers:OpenAI:Deployments:0:CacheGroup"] = "org-acme",
             ["Providers:OpenAI:Deployments:0:Rpm"] = "600",
             ["Providers:OpenAI:Deployments:0:Tpm"] = "250000",
+            ["Providers:OpenAI:Deployments:0:MaxConcurrency"] = "32",
             ["Providers:OpenAI:Deployments:1:Name"] = "openai-west",
             ["Providers:OpenAI:Deployments:1:ApiKey"] = "sk-upstream-west",
             ["Providers:OpenAI:Deployments:1:Weight"] = "1",
@@ -80,6 +81,8 @@ public sealed class ConsoleProvidersTests(ConsoleFixture fixture)
         await Expect(east.Locator("td[data-label='Cache group']")).ToHaveTextAsync("org-acme");
         await Expect(east.Locator("td[data-label='RPM']")).ToHaveTextAsync("600");
         await Expect(east.Locator("td[data-label='TPM']")).ToHaveTextAsync("250,000");
+        await Expect(east.Locator("td[data-label='Max concurrency']")).ToHaveTextAsync("32");
+        await Expect(west.Locator("td[data-label='Max concurrency']")).ToHaveTextAsync("—");
         await Expect(east.Locator("td[data-label='Last seen']")).Not.ToBeEmptyAsync();
         await Expect(page.Locator("nav.mainnav a[aria-current='page']")).ToHaveTextAsync("Providers");
 
