@@ -118,18 +118,23 @@ public sealed class DeploymentConcurrencyLimiterTests
         {
             if (instrument.Meter.Name == GatewayMetrics.MeterName && instrument.Name == "tokenrouter.deployment.inflight") l.EnableMeasurementEvents(instrument);
         };
+        // Gateways of other tests in this process report their capped deployments to the same meter name: only this id counts.
+        var id = "a-" + Guid.NewGuid().ToString("N")[..8];
         listener.SetMeasurementEventCallback<int>((_, value, tags, _) =>
-            seen.Add((value, tags.ToArray().ToDictionary(t => t.Key, t => t.Value))));
+        {
+            var map = tags.ToArray().ToDictionary(t => t.Key, t => t.Value);
+            if (Equals(map.GetValueOrDefault("deployment"), id)) lock (seen) seen.Add((value, map));
+        });
         listener.Start();
-        Assert.True(TryAcquire(limiter, new Deployment("a", 4), out var one));
-        Assert.True(TryAcquire(limiter, new Deployment("a", 4), out var two));
+        Assert.True(TryAcquire(limiter, new Deployment(id, 4), out var one));
+        Assert.True(TryAcquire(limiter, new Deployment(id, 4), out var two));
 
         listener.RecordObservableInstruments();
 
         var (value, tags) = Assert.Single(seen);
         Assert.Equal(2, value);
         Assert.Equal("openai", tags["provider"]);
-        Assert.Equal("a", tags["deployment"]);
+        Assert.Equal(id, tags["deployment"]);
         one!.Dispose();
         two!.Dispose();
     }
