@@ -18,7 +18,11 @@ public sealed class TeamsAtGatewayTests() : AdminWithGateway("teams_at_gateway")
 {
     private const string Chat = """{"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""";
 
-    protected override void ConfigureGateway(Dictionary<string, string?> settings) => settings["Gateway:AuthCacheTtl"] = "00:00:01";
+    protected override void ConfigureGateway(Dictionary<string, string?> settings)
+    {
+        settings["Gateway:AuthCacheTtl"] = "00:00:01";
+        settings["TOKENROUTER_MODEL_GROUPS"] = """{"fast": ["gpt-4o", "claude-haiku-4-5"]}""";
+    }
 
     private static async Task<JsonElement> CreateTeamAsync(HttpClient admin, object body)
     {
@@ -132,6 +136,43 @@ public sealed class TeamsAtGatewayTests() : AdminWithGateway("teams_at_gateway")
     }
 
     [Fact]
+    public async Task A_model_group_is_served_by_the_first_member_the_key_may_use_and_refused_when_it_may_use_none()
+    {
+        using var admin = AdminApp.CreateAdminClient();
+        var haikuOnly = await admin.CreateKeyAsync(new { name = "haiku-only", models = new[] { "claude-haiku-*" } });
+        using var client = Gateway.CreateGatewayClient(haikuOnly.GetProperty("key").GetString()!);
+        Provider.RespondAnthropicText("from haiku", new AnthropicUsage(10, 2));
+
+        // gpt-4o, the group's first member, is not the key's to use: the group goes on to the member it may use.
+        using (var served = await client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(Chat.Replace("gpt-4o", "fast"))))
+        {
+            var text = await served.Content.ReadAsStringAsync();
+            Assert.True(served.StatusCode == HttpStatusCode.OK, text);
+            Assert.Equal("claude-haiku-4-5", JsonDocument.Parse(text).RootElement.GetProperty("model").GetString());
+        }
+        var call = Assert.Single(Provider.Requests);
+        Assert.True(call.IsAnthropicMessages); // sent to Anthropic, never to OpenAI
+        Assert.Equal("claude-haiku-4-5", call.Model);
+
+        var models = await client.GetFromJsonAsync<JsonElement>("v1/models");
+        Assert.Contains("fast", models.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()));
+
+        // A key allowed none of the members: the usual 403, naming the first, and no provider call.
+        var deepseekOnly = await admin.CreateKeyAsync(new { name = "deepseek-only", models = new[] { "deepseek-chat" } });
+        using var other = Gateway.CreateGatewayClient(deepseekOnly.GetProperty("key").GetString()!);
+        using (var refused = await other.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(Chat.Replace("gpt-4o", "fast"))))
+        {
+            Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+            var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+            Assert.Equal("model_not_allowed", error.GetProperty("code").GetString());
+            Assert.Contains("'gpt-4o'", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+        Assert.Single(Provider.Requests);
+        var otherModels = await other.GetFromJsonAsync<JsonElement>("v1/models");
+        Assert.DoesNotContain("fast", otherModels.GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()));
+    }
+
+    [Fact]
     public async Task Models_outside_the_key_or_team_allow_list_get_403_in_the_clients_shape_before_any_provider_call()
     {
         using var admin = AdminApp.CreateAdminClient();
@@ -181,7 +222,7 @@ public sealed class TeamsAtGatewayTests() : AdminWithGateway("teams_at_gateway")
         }
         var carolModels = await carol.GetFromJsonAsync<JsonElement>("v1/models");
         Assert.All(carolModels.GetProperty("data").EnumerateArray(), m =>
-            Assert.Matches("^(gpt-4o|claude-)", m.GetProperty("id").GetString()!));
+            Assert.Matches("^(gpt-4o|claude-|fast$)", m.GetProperty("id").GetString()!)); // fast: this class's model group
     }
 
     [Fact]

@@ -76,52 +76,33 @@ public sealed class DeploymentConcurrencyTests : GatewayWithFakeProvider
         await Eventually.TrueAsync(() => InFlight("openai-a") == 0 && InFlight("openai-b") == 0, "both slots given back");
     }
 
-    [Fact]
-    public async Task Every_deployment_at_its_cap_is_an_openai_shaped_429_with_retry_after_1_and_a_usage_record()
+    [Theory]
+    [InlineData("v1/chat/completions")]
+    [InlineData("v1/messages")]
+    public async Task Every_deployment_at_its_cap_is_a_429_in_the_clients_shape_with_retry_after_1_and_a_usage_record(string path)
     {
+        var anthropic = path == "v1/messages";
+        StringContent Ask(string question) => anthropic ? Messages(question) : Chat(question);
         Hold(KeyA, KeyB);
         using var client = Gateway.CreateGatewayClient();
-        var a = client.PostAsync("v1/chat/completions", Chat("question one"));
+        var a = client.PostAsync(path, Ask("question one"));
         await Provider.WaitForCallsAsync(1, TimeSpan.FromSeconds(30));
-        var b = client.PostAsync("v1/chat/completions", Chat("question two"));
+        var b = client.PostAsync(path, Ask("question two"));
         await Provider.WaitForCallsAsync(2, TimeSpan.FromSeconds(30));
 
-        using (var refused = await client.PostAsync("v1/chat/completions", Chat("question three")))
+        using (var refused = await client.PostAsync(path, Ask("question three")))
         {
             Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
             Assert.Equal(TimeSpan.FromSeconds(1), refused.Headers.RetryAfter?.Delta);
             using var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
             var e = error.RootElement.GetProperty("error");
-            Assert.Equal("deployments_saturated", e.GetProperty("code").GetString());
             Assert.Equal("rate_limit_error", e.GetProperty("type").GetString());
+            if (anthropic) Assert.Equal("error", error.RootElement.GetProperty("type").GetString());
+            else Assert.Equal("deployments_saturated", e.GetProperty("code").GetString());
         }
         Assert.Equal(2, Provider.CallCount); // the refused request was never sent
         await Eventually.TrueAsync(() => Gateway.Service<InMemoryUsageSink>().Snapshot().Any(r => r.Status == 429),
             "the refused request's usage record");
-
-        _release.SetResult();
-        using (var answeredA = await a) Assert.Equal(HttpStatusCode.OK, answeredA.StatusCode);
-        using (var answeredB = await b) Assert.Equal(HttpStatusCode.OK, answeredB.StatusCode);
-    }
-
-    [Fact]
-    public async Task Every_deployment_at_its_cap_is_an_anthropic_shaped_429_on_the_messages_api()
-    {
-        Hold(KeyA, KeyB);
-        using var client = Gateway.CreateGatewayClient();
-        var a = client.PostAsync("v1/messages", Messages("question one"));
-        await Provider.WaitForCallsAsync(1, TimeSpan.FromSeconds(30));
-        var b = client.PostAsync("v1/messages", Messages("question two"));
-        await Provider.WaitForCallsAsync(2, TimeSpan.FromSeconds(30));
-
-        using (var refused = await client.PostAsync("v1/messages", Messages("question three")))
-        {
-            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
-            Assert.Equal(TimeSpan.FromSeconds(1), refused.Headers.RetryAfter?.Delta);
-            using var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync());
-            Assert.Equal("error", error.RootElement.GetProperty("type").GetString());
-            Assert.Equal("rate_limit_error", error.RootElement.GetProperty("error").GetProperty("type").GetString());
-        }
 
         _release.SetResult();
         using (var answeredA = await a) Assert.Equal(HttpStatusCode.OK, answeredA.StatusCode);
