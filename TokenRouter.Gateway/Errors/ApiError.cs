@@ -57,13 +57,25 @@ public sealed class ApiError(int status, string type, string message, string? co
             RetryAfterSeconds = 1,
         };
 
+    /// <summary>The code of both answers below: every deployment of the provider is saturated, nothing was sent.</summary>
+    public const string DeploymentsSaturatedCode = "deployments_saturated";
+
     /// <summary>Every deployment of the provider is at its concurrency cap (or else saturated): a slot may free any moment.</summary>
     public static ApiError DeploymentsBusy(string provider) =>
         new(StatusCodes.Status429TooManyRequests, "rate_limit_error",
             $"Every deployment of provider '{provider}' is at its limit of concurrent requests (or of requests or tokens per minute). Please retry shortly.",
-            "deployments_saturated")
+            DeploymentsSaturatedCode)
         {
             RetryAfterSeconds = 1,
+        };
+
+    /// <summary>Every deployment of the provider is at its own RPM/TPM: come back when the minute window ends.</summary>
+    public static ApiError DeploymentsAtRateLimit(string provider, int retryAfterSeconds) =>
+        new(StatusCodes.Status429TooManyRequests, "rate_limit_error",
+            $"Every deployment of provider '{provider}' is at its requests- or tokens-per-minute limit. Please retry shortly.",
+            DeploymentsSaturatedCode)
+        {
+            RetryAfterSeconds = retryAfterSeconds,
         };
 
     public static ApiError GatewayTimeout(string message) =>

@@ -33,7 +33,7 @@ public sealed class ClientDelivery(UsageMeter meter, TimeProvider time)
             if (l.Follower) RecordFollower(exchange, l, exchange.Error?.Status ?? 502);
             var error = exchange.Error ?? ApiError.BadGateway("The provider gave no response.");
             // Unreachable, silent or every deployment saturated: a fallback model (or the group's next member) may answer instead.
-            if (l.CanFallBack && (error.Status is 502 or 504 || error.Code == "deployments_saturated")) throw new FallbackRequiredException(error);
+            if (l.CanFallBack && (error.Status is 502 or 504 || error.Code == ApiError.DeploymentsSaturatedCode)) throw new FallbackRequiredException(error);
             throw error;
         }
 

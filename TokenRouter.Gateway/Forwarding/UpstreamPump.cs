@@ -98,11 +98,7 @@ public sealed partial class UpstreamPump(
                 // Every deployment is at its own RPM/TPM or concurrency cap: the client's 429, in its format, with when to come
                 // back (a request in flight may end any moment; a minute window only at its end).
                 status = StatusCodes.Status429TooManyRequests;
-                exchange.Fail(answer.Busy ? ApiError.DeploymentsBusy(provider.Name)
-                    : new ApiError(status, "rate_limit_error",
-                        $"Every deployment of provider '{provider.Name}' is at its requests- or tokens-per-minute limit. Please retry shortly.",
-                        "deployments_saturated")
-                    { RetryAfterSeconds = limiter.RetryAfterSeconds });
+                exchange.Fail(answer.Busy ? ApiError.DeploymentsBusy(provider.Name) : ApiError.DeploymentsAtRateLimit(provider.Name, limiter.RetryAfterSeconds));
                 return;
             }
             if (answer.Response is null)
