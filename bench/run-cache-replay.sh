@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cache replay: replays the recorded agent sessions (../shared/workloads/agent-sessions.jsonl) through the gateway to
+# Cache replay: replays the recorded agent sessions (bench/workloads/agent-sessions.jsonl) through the gateway to
 # its built-in simulator, once per mode, and writes bench/results/cache-replay.md. See bench/README.md.
 #
 #   bench/run-cache-replay.sh                      # all 213 sessions, 12 at a time (1–3 min on 2 cores)

@@ -104,7 +104,7 @@ internal static class ApiErrors
         Assert.Throws<ApiError>(() => PipelineHarness.Parse(body, format).Dispose());
 }
 
-/// <summary>One recorded agent session of <c>workloads/agent-sessions.jsonl</c> (see SOURCES.md there).</summary>
+/// <summary>One recorded agent session of <c>bench/workloads/agent-sessions.jsonl</c> (see SOURCES.md there).</summary>
 internal sealed record AgentSession(string Id, string Source, JsonArray Tools, string? System, JsonArray Turns)
 {
     public bool IsToolBench => Source.Contains("ToolBench", StringComparison.Ordinal);
@@ -233,8 +233,8 @@ internal static class AgentSessions
         {
             var dir = new DirectoryInfo(AppContext.BaseDirectory);
             while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "TokenRouter.sln"))) dir = dir.Parent;
-            if (dir is null) Assert.Fail($"No folder containing TokenRouter.sln above {AppContext.BaseDirectory}: cannot locate ../shared/workloads/agent-sessions.jsonl.");
-            return Path.GetFullPath(Path.Combine(dir!.FullName, "..", "shared", "workloads", "agent-sessions.jsonl"));
+            if (dir is null) Assert.Fail($"No folder containing TokenRouter.sln above {AppContext.BaseDirectory}: cannot locate bench/workloads/agent-sessions.jsonl.");
+            return Path.Combine(dir!.FullName, "bench", "workloads", "agent-sessions.jsonl");
         }
     }
 
@@ -242,7 +242,7 @@ internal static class AgentSessions
     {
         var path = FilePath;
         if (!File.Exists(path))
-            Assert.Fail($"The recorded agent sessions are missing: expected {path} (../shared/workloads/agent-sessions.jsonl next to the repository).");
+            Assert.Fail($"The recorded agent sessions are missing: expected {path} (a copy of ../shared/workloads/agent-sessions.jsonl, kept in the repository).");
         var sessions = new List<AgentSession>();
         foreach (var line in File.ReadLines(path))
         {

@@ -27,11 +27,12 @@ internal sealed record WorkloadSession(int Index, string Id, string Source, stri
 internal static class WorkloadFile
 {
     public const string EnvironmentVariable = "TOKENROUTER_WORKLOAD";
-    private const string RelativePath = "shared/workloads/agent-sessions.jsonl";
+    // The repository's copy first, then the shared folder beside the repository it came from.
+    private static readonly string[] RelativePaths = ["bench/workloads/agent-sessions.jsonl", "shared/workloads/agent-sessions.jsonl"];
 
     /// <summary>
-    /// The explicit path if given, else <c>$TOKENROUTER_WORKLOAD</c>, else the first <c>shared/workloads/agent-sessions.jsonl</c>
-    /// found walking up from the current directory and from the program's directory (the repo sits next to <c>shared/</c>).
+    /// The explicit path if given, else <c>$TOKENROUTER_WORKLOAD</c>, else the first <c>bench/workloads/agent-sessions.jsonl</c>
+    /// (or <c>shared/workloads/agent-sessions.jsonl</c>) found walking up from the current directory and from the program's directory.
     /// </summary>
     public static string Locate(string? explicitPath = null)
     {
@@ -43,11 +44,14 @@ internal static class WorkloadFile
         {
             for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
             {
-                var candidate = Path.Combine(dir.FullName, RelativePath);
-                if (File.Exists(candidate)) return candidate;
+                foreach (var relative in RelativePaths)
+                {
+                    var candidate = Path.Combine(dir.FullName, relative);
+                    if (File.Exists(candidate)) return candidate;
+                }
             }
         }
-        throw new FileNotFoundException($"Could not find {RelativePath} above {Directory.GetCurrentDirectory()}; pass its path or set {EnvironmentVariable}.");
+        throw new FileNotFoundException($"Could not find {RelativePaths[0]} above {Directory.GetCurrentDirectory()}; pass its path or set {EnvironmentVariable}.");
     }
 
     public static List<WorkloadSession> Load(string path)
