@@ -108,6 +108,7 @@ public static class GatewayExtensions
         services.AddSingleton<ModelLabels>();
         services.AddSingleton<UnpricedModelLog>();
         services.AddSingleton<GatewayMetrics>();
+        services.DropDuplicatePlatformInstruments();
         services.AddSingleton<UsageMeter>();
         // Conversations stay on the deployment whose provider cache is warm (WeightedOrderBalancer is the stateless
         // alternative, rendezvous on the prefix hash alone).

@@ -59,7 +59,12 @@ public static class ClientKeyEndpointExtensions
     public static RouteGroupBuilder RequireClientKey(this RouteGroupBuilder group) => group.AddEndpointFilter(static async (context, next) =>
     {
         var http = context.HttpContext;
-        var result = await http.AuthenticateAsync(ClientKeyAuthenticationHandler.SchemeName);
+        // ASP.NET Core adds the authentication middleware by itself, and with one scheme it is the default: the request
+        // was authenticated already. Authenticating again returns the handler's cached result but still costs a lookup,
+        // a new ticket and a metric record.
+        var result = http.Features.Get<IAuthenticateResultFeature>()?.AuthenticateResult is { } done && done.Ticket?.AuthenticationScheme == ClientKeyAuthenticationHandler.SchemeName
+            ? done
+            : await http.AuthenticateAsync(ClientKeyAuthenticationHandler.SchemeName);
         if (!result.Succeeded)
         {
             await http.ChallengeAsync(ClientKeyAuthenticationHandler.SchemeName);

@@ -1,6 +1,7 @@
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Routing;
+using TokenRouter.Gateway.Telemetry;
 
 namespace TokenRouter.Gateway.Forwarding;
 
@@ -41,11 +42,11 @@ public sealed partial class PassthroughForwarder
         if (call.Status is >= 200 and <= 299)
         {
             health.Succeeded(d.Id);
-            metrics.DeploymentAttempt(call.Provider.Name, d.Id, "success");
+            metrics.DeploymentAttempt(call.Provider.Name, d.Id, DeploymentOutcome.Success);
         }
         else if (FailoverRules.KindOf(call.Status) is { } kind)
         {
-            metrics.DeploymentAttempt(call.Provider.Name, d.Id, "failure");
+            metrics.DeploymentAttempt(call.Provider.Name, d.Id, DeploymentOutcome.Failure);
             metrics.DeploymentFailed(call.Provider.Name, d.Id, FailoverRules.Label(kind));
             health.Failed(call.Provider.Name, d.Id, kind, call.ProviderError?.RetryAfterSeconds is { } s ? TimeSpan.FromSeconds(s) : null);
         }

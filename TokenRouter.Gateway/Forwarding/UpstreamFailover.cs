@@ -159,7 +159,7 @@ public sealed class UpstreamFailover
             if (kind is null)
             {
                 if (status < 400) _health.Succeeded(d.Id);
-                _metrics.DeploymentAttempt(a.Provider.Name, d.Id, status < 400 ? "success" : "client_error");
+                _metrics.DeploymentAttempt(a.Provider.Name, d.Id, status < 400 ? DeploymentOutcome.Success : DeploymentOutcome.ClientError);
                 return false;
             }
             if (UpstreamHeaders.RetryAfterSeconds(outcome.Result, _time) is { } seconds) retryAfter = TimeSpan.FromSeconds(seconds);
@@ -171,7 +171,7 @@ public sealed class UpstreamFailover
         _metrics.DeploymentFailed(a.Provider.Name, d.Id, FailoverRules.Label(k));
         if (k != FailureKind.Saturated)
         {
-            _metrics.DeploymentAttempt(a.Provider.Name, d.Id, "failure");
+            _metrics.DeploymentAttempt(a.Provider.Name, d.Id, DeploymentOutcome.Failure);
             _health.Failed(a.Provider.Name, d.Id, k, retryAfter);
         }
         a.RetryAfter[a.Position] = retryAfter;

@@ -59,7 +59,7 @@ public sealed partial class UpstreamPump(
         {
             HttpRequestMessage CreateRequest(ProviderDeployment deployment)
             {
-                var request = new HttpRequestMessage(HttpMethod.Post, new Uri(deployment.BaseUri!, adapter.RequestPath))
+                var request = new HttpRequestMessage(HttpMethod.Post, deployment.Resolve(adapter.RequestPath))
                 {
                     Content = new ReadOnlyMemoryContent(call.Prepared.Body.WrittenMemory),
                     Version = HttpVersion.Version11,

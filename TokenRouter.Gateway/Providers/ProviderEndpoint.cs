@@ -86,6 +86,21 @@ public sealed class ProviderDeployment(ProviderEndpoint provider, string id, Uri
     public int? MaxConcurrency { get; } = maxConcurrency;
     public DeploymentInfo Info { get; } = new(id, weight, cacheGroup);
 
+    private sealed record ResolvedUri(Uri Base, string Path, Uri Target);
+    private ResolvedUri? _resolved;
+
+    /// <summary><paramref name="path"/> under <see cref="BaseUri"/>, built once for the path a provider's requests use
+    /// (parsing a <see cref="Uri"/> cost ~1 µs of every request).</summary>
+    public Uri Resolve(string path)
+    {
+        var baseUri = BaseUri!;
+        var last = _resolved;
+        if (last is not null && ReferenceEquals(last.Base, baseUri) && ReferenceEquals(last.Path, path)) return last.Target;
+        var target = new Uri(baseUri, path);
+        _resolved = new ResolvedUri(baseUri, path, target);
+        return target;
+    }
+
     /// <summary>The configured name, else the provider and a short hash of the key (never the key itself), else its position.</summary>
     public static string IdFor(string provider, string? name, string? apiKey, int index)
     {

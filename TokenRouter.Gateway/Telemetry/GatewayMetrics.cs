@@ -13,13 +13,6 @@ public sealed class GatewayMetrics
 {
     public const string MeterName = "TokenRouter.Gateway";
 
-    private readonly Counter<long> _requests;
-    private readonly Counter<long> _tokens;
-    private readonly Counter<double> _cost;
-    private readonly Counter<double> _cacheSavings;
-    private readonly Counter<double> _dedupSavings;
-    private readonly Counter<long> _deduplicated;
-    private readonly Counter<long> _unpriced;
     private readonly Counter<long> _rejections;
     private readonly Histogram<double> _pipelineDuration;
     private readonly Histogram<double> _upstreamTtfb;
@@ -27,27 +20,30 @@ public sealed class GatewayMetrics
     private readonly UpDownCounter<long> _inflight;
     private readonly Counter<long> _degradedAdmissions;
     private readonly Counter<long> _staleKeys;
-    private readonly Counter<long> _deploymentAttempts;
     private readonly Counter<long> _deploymentFailures;
     private readonly Counter<long> _deploymentRetries;
     private readonly Counter<long> _deploymentCooldowns;
     private readonly Counter<long> _fallbacks;
-    private readonly Counter<long> _deploymentInputTokens;
-    private readonly Counter<long> _deploymentCachedTokens;
 
     private readonly ModelLabels _models;
+    private readonly MetricTallies _tallies = new();
 
     public GatewayMetrics(IMeterFactory meterFactory, ModelLabels models)
     {
         _models = models;
         var meter = meterFactory.Create(MeterName);
-        _requests = meter.CreateCounter<long>("tokenrouter.requests", "{request}", "Chat requests handled, by provider, model, status and stream.");
-        _tokens = meter.CreateCounter<long>("tokenrouter.tokens", "{token}", "Tokens by kind: prompt, cached_read, cache_write, completion.");
-        _cost = meter.CreateCounter<double>("tokenrouter.cost", "USD", "What requests cost at the provider's list prices.");
-        _cacheSavings = meter.CreateCounter<double>("tokenrouter.cache.savings", "USD", "Cost at full input price minus cost.");
-        _dedupSavings = meter.CreateCounter<double>("tokenrouter.dedup.savings", "USD", "Full cost of requests served from another's in-flight response.");
-        _deduplicated = meter.CreateCounter<long>("tokenrouter.dedup.requests", "{request}", "Requests served from another's in-flight response.");
-        _unpriced = meter.CreateCounter<long>("tokenrouter.unpriced.requests", "{request}", "Requests for a model with no price (recorded, not billed $0).");
+        // The counters every request adds to are observed from running totals (MetricTallies says why).
+        var t = _tallies;
+        meter.CreateObservableCounter("tokenrouter.requests", t.Requests, "{request}", "Chat requests handled, by provider, model, status and stream.");
+        meter.CreateObservableCounter("tokenrouter.tokens", t.Tokens, "{token}", "Tokens by kind: prompt, cached_read, cache_write, completion.");
+        meter.CreateObservableCounter("tokenrouter.cost", () => t.PerModel(m => Volatile.Read(ref m.Cost)), "USD", "What requests cost at the provider's list prices.");
+        meter.CreateObservableCounter("tokenrouter.cache.savings", () => t.PerModel(m => Volatile.Read(ref m.CacheSavings)), "USD", "Cost at full input price minus cost.");
+        meter.CreateObservableCounter("tokenrouter.dedup.savings", () => t.PerModel(m => Volatile.Read(ref m.DedupSavings)), "USD",
+            "Full cost of requests served from another's in-flight response.");
+        meter.CreateObservableCounter("tokenrouter.dedup.requests", () => t.PerModel(m => Volatile.Read(ref m.Deduplicated)), "{request}",
+            "Requests served from another's in-flight response.");
+        meter.CreateObservableCounter("tokenrouter.unpriced.requests", () => t.PerModel(m => Volatile.Read(ref m.Unpriced)), "{request}",
+            "Requests for a model with no price (recorded, not billed $0).");
         _rejections = meter.CreateCounter<long>("tokenrouter.rejections", "{request}", "Requests refused by a limit or quota, by reason.");
         _pipelineDuration = meter.CreateHistogram<double>("tokenrouter.pipeline.duration", "s", "Time in the pure pipeline stages (parse to outbound bytes).",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01] });
@@ -60,7 +56,7 @@ public sealed class GatewayMetrics
             "Quota/RPM/TPM decisions taken without Redis (REDIS_OUTAGE_POLICY), by outcome.");
         _staleKeys = meter.CreateCounter<long>("tokenrouter.auth.stale", "{request}",
             "Requests authenticated from the local key cache past its TTL because Redis was unreachable.");
-        _deploymentAttempts = meter.CreateCounter<long>("tokenrouter.deployment.requests", "{request}",
+        meter.CreateObservableCounter("tokenrouter.deployment.requests", t.DeploymentAttempts, "{request}",
             "Upstream attempts per provider deployment, by outcome (success, failure, client_error).");
         _deploymentFailures = meter.CreateCounter<long>("tokenrouter.deployment.failures", "{request}",
             "Failed upstream attempts per deployment, by kind: connect, reset, timeout, rate_limited, server_error, auth.");
@@ -69,9 +65,9 @@ public sealed class GatewayMetrics
         _deploymentCooldowns = meter.CreateCounter<long>("tokenrouter.deployment.cooldowns", "{event}",
             "Deployments taken out for a cool-down, by the failure kind that caused it.");
         // Per deployment, so Grafana can divide: cached ÷ input is each key's provider-cache hit ratio.
-        _deploymentInputTokens = meter.CreateCounter<long>("tokenrouter.deployment.input_tokens", "{token}",
+        meter.CreateObservableCounter("tokenrouter.deployment.input_tokens", () => t.PerDeployment(d => Volatile.Read(ref d.InputTokens)), "{token}",
             "Prompt tokens (cached included) served by each provider deployment.");
-        _deploymentCachedTokens = meter.CreateCounter<long>("tokenrouter.deployment.cached_tokens", "{token}",
+        meter.CreateObservableCounter("tokenrouter.deployment.cached_tokens", () => t.PerDeployment(d => Volatile.Read(ref d.CachedTokens)), "{token}",
             "Prompt tokens each provider deployment read from its cache.");
         _fallbacks = meter.CreateCounter<long>("tokenrouter.fallbacks", "{request}",
             "Requests answered by a fallback model after every deployment of the requested model failed.");
@@ -91,8 +87,8 @@ public sealed class GatewayMetrics
 
     public void StaleKeyServed() => _staleKeys.Add(1);
 
-    public void DeploymentAttempt(string provider, string deployment, string outcome) =>
-        _deploymentAttempts.Add(1, new TagList { { "provider", provider }, { "deployment", deployment }, { "outcome", outcome } });
+    public void DeploymentAttempt(string provider, string deployment, DeploymentOutcome outcome) =>
+        Interlocked.Increment(ref _tallies.ForDeployment(provider, deployment).Attempts[(int)outcome]);
 
     public void DeploymentFailed(string provider, string deployment, string kind) =>
         _deploymentFailures.Add(1, new TagList { { "provider", provider }, { "deployment", deployment }, { "kind", kind } });
@@ -108,55 +104,40 @@ public sealed class GatewayMetrics
 
     public void DeploymentUsage(string provider, string deployment, int inputTokens, int cachedTokens)
     {
-        var tags = new TagList { { "provider", provider }, { "deployment", deployment } };
-        if (inputTokens > 0) _deploymentInputTokens.Add(inputTokens, tags);
-        if (cachedTokens > 0) _deploymentCachedTokens.Add(cachedTokens, tags);
+        if (inputTokens <= 0 && cachedTokens <= 0) return;
+        var tally = _tallies.ForDeployment(provider, deployment);
+        if (inputTokens > 0) Interlocked.Add(ref tally.InputTokens, inputTokens);
+        if (cachedTokens > 0) Interlocked.Add(ref tally.CachedTokens, cachedTokens);
     }
 
     public void Rejected(string reason) => _rejections.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
     public void RequestCompleted(UsageRecord r)
     {
-        var modelLabel = _models.For(r.Model);
-        var tags = new TagList
-        {
-            { "provider", r.Provider },
-            { "model", modelLabel },
-            { "status", StatusClass(r.Status) },
-            { "stream", r.Stream ? "true" : "false" },
-        };
-        _requests.Add(1, tags);
-
-        var model = new TagList { { "provider", r.Provider }, { "model", modelLabel } };
+        var t = _tallies.For(r.Provider, _models.For(r.Model));
+        Interlocked.Increment(ref t.Requests[(ModelTally.StatusIndex(r.Status) << 1) | (r.Stream ? 1 : 0)]);
         if (r.Deduplicated)
         {
             // Served from another request's call: no tokens were billed for it, only a saving was made.
-            _deduplicated.Add(1, model);
-            if (r.DedupSavingsUsd != 0) _dedupSavings.Add((double)r.DedupSavingsUsd, model);
+            Interlocked.Increment(ref t.Deduplicated);
+            if (r.DedupSavingsUsd != 0) MetricTallies.Add(ref t.DedupSavings, (double)r.DedupSavingsUsd);
             return;
         }
         var u = r.Usage;
-        if (u.PromptTokens > 0) _tokens.Add(u.PromptTokens, Kind(model, "prompt"));
-        if (u.CachedReadTokens > 0) _tokens.Add(u.CachedReadTokens, Kind(model, "cached_read"));
-        if (u.CacheWriteTokens > 0) _tokens.Add(u.CacheWriteTokens, Kind(model, "cache_write"));
-        if (u.CompletionTokens > 0) _tokens.Add(u.CompletionTokens, Kind(model, "completion"));
-        if (r.CostUsd is { } cost && cost != 0) _cost.Add((double)cost, model);
-        if (r.CacheSavingsUsd != 0) _cacheSavings.Add((double)r.CacheSavingsUsd, model);
-        if (r.Unpriced && !u.IsEmpty) _unpriced.Add(1, model);
+        if (u.PromptTokens > 0) Interlocked.Add(ref t.Tokens[0], u.PromptTokens);
+        if (u.CachedReadTokens > 0) Interlocked.Add(ref t.Tokens[1], u.CachedReadTokens);
+        if (u.CacheWriteTokens > 0) Interlocked.Add(ref t.Tokens[2], u.CacheWriteTokens);
+        if (u.CompletionTokens > 0) Interlocked.Add(ref t.Tokens[3], u.CompletionTokens);
+        if (r.CostUsd is { } cost && cost != 0) MetricTallies.Add(ref t.Cost, (double)cost);
+        if (r.CacheSavingsUsd != 0) MetricTallies.Add(ref t.CacheSavings, (double)r.CacheSavingsUsd);
+        if (r.Unpriced && !u.IsEmpty) Interlocked.Increment(ref t.Unpriced);
     }
+}
 
-    private static TagList Kind(TagList model, string kind)
-    {
-        var tags = model;
-        tags.Add("kind", kind);
-        return tags;
-    }
-
-    private static string StatusClass(int status) => status switch
-    {
-        >= 200 and < 300 => "2xx",
-        499 => "499",
-        >= 400 and < 500 => "4xx",
-        _ => "5xx",
-    };
+/// <summary>How an upstream attempt at a deployment ended (the <c>outcome</c> label of <c>tokenrouter.deployment.requests</c>).</summary>
+public enum DeploymentOutcome
+{
+    Success,
+    ClientError,
+    Failure,
 }

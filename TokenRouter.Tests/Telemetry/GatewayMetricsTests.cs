@@ -215,5 +215,67 @@ public sealed class GatewayMetricsTests
         Assert.Equal(1, gateway.Provider.CallCount);
     }
 
+    [Fact]
+    public async Task Attempts_and_prompt_tokens_are_counted_per_deployment_by_outcome()
+    {
+        // Two deployments of OpenAI; the huge weight makes "metrics-bad" the first choice, and it answers 503.
+        await using var gateway = await MeteredGateway.StartAsync(new Dictionary<string, string?>
+        {
+            ["Providers:OpenAI:ApiKey"] = null,
+            ["Providers:OpenAI:Deployments:0:Name"] = "metrics-bad",
+            ["Providers:OpenAI:Deployments:0:ApiKey"] = "sk-metrics-bad",
+            ["Providers:OpenAI:Deployments:0:Weight"] = "1000000",
+            ["Providers:OpenAI:Deployments:1:Name"] = "metrics-good",
+            ["Providers:OpenAI:Deployments:1:ApiKey"] = "sk-metrics-good",
+        });
+        var model = MeteredGateway.PricedAsGpt4o();
+        var failing = FakeResponses.Error(503, FakeResponses.OpenAIErrorBody("overloaded"));
+        var answering = FakeResponses.OpenAIText("fine", new OpenAIUsage(Prompt: 1000, Completion: 10, Cached: 512));
+        gateway.Provider.Respond((r, context) => r.Header("Authorization") == "Bearer sk-metrics-bad" ? failing(r, context) : answering(r, context));
+
+        using (var response = await gateway.SendAsync(MeteredGateway.Chat(model, "which key answers?")))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+        gateway.Provider.Respond(FakeResponses.Error(400, FakeResponses.OpenAIErrorBody("bad request", "invalid_request_error")));
+        using (var refused = await gateway.SendAsync(MeteredGateway.Chat(model, "a request the provider refuses")))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        }
+
+        var scrape = await gateway.ScrapeWhenAsync(s => s.Sum(Requests, ("model", model)) == 2, "both requests metered");
+        const string attempts = "tokenrouter_deployment_requests_total";
+        Assert.Equal(1, scrape.Sum(attempts, ("deployment", "metrics-bad"), ("outcome", "failure")));
+        Assert.Equal(1, scrape.Sum(attempts, ("deployment", "metrics-good"), ("outcome", "success")));
+        // The 400 is the client's own error: not a failure of the deployment, and not retried elsewhere.
+        Assert.Equal(1, scrape.Sum(attempts, ("outcome", "client_error")));
+        Assert.Equal(3, scrape.Sum(attempts, ("provider", "openai")));
+        Assert.Equal(1000, scrape.Sum("tokenrouter_deployment_input_tokens_total", ("deployment", "metrics-good")));
+        Assert.Equal(512, scrape.Sum("tokenrouter_deployment_cached_tokens_total", ("deployment", "metrics-good")));
+        Assert.Empty(scrape.Series("tokenrouter_deployment_input_tokens_total", ("deployment", "metrics-bad")));
+        Assert.Equal(1, scrape.Sum(Requests, ("model", model), ("status", "2xx"), ("stream", "false")));
+        Assert.Equal(1, scrape.Sum(Requests, ("model", model), ("status", "4xx"), ("stream", "false")));
+        Assert.Equal("counter", scrape.Types[attempts]);
+    }
+
+    [Fact]
+    public async Task Platform_instruments_the_gateway_metrics_repeat_are_not_exported()
+    {
+        await using var gateway = await MeteredGateway.StartAsync();
+        gateway.Provider.RespondOpenAIText("hello", new OpenAIUsage(Prompt: 10, Completion: 1));
+        using (var response = await gateway.SendAsync(MeteredGateway.Chat(MeteredGateway.PricedAsGpt4o(), "hello")))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        var scrape = await gateway.ScrapeWhenAsync(s => s.Sum("http_server_request_duration_seconds_count", ("http_route", "/v1/chat/completions")) >= 1,
+            "the server's own request duration");
+        Assert.DoesNotContain(scrape.Names, n => n.StartsWith("aspnetcore_authentication_authenticate_duration", StringComparison.Ordinal));
+        Assert.DoesNotContain(scrape.Names, n => n.StartsWith("aspnetcore_routing_match_attempts", StringComparison.Ordinal));
+        Assert.DoesNotContain(scrape.Names, n => n.StartsWith("http_client_request_duration", StringComparison.Ordinal));
+        Assert.DoesNotContain(scrape.Names, n => n.StartsWith("http_client_request_time_in_queue", StringComparison.Ordinal));
+        Assert.DoesNotContain(scrape.Names, n => n.StartsWith("http_client_active_requests", StringComparison.Ordinal));
+    }
+
     private static decimal Usd(int tokens, decimal pricePerMillion) => tokens * pricePerMillion / 1_000_000m;
 }
