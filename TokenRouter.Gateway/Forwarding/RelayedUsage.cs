@@ -5,6 +5,7 @@ using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Streaming;
 using TokenRouter.Gateway.Vendors;
+using TokenRouter.Gateway.Vendors.UsageReaders;
 
 namespace TokenRouter.Gateway.Forwarding;
 
@@ -98,30 +99,21 @@ internal sealed class RelayedUsage : IDisposable
 
     /// <summary>
     /// The usage of a JSON response or event: a top-level <c>usage</c> object (embeddings, completions, moderations …),
-    /// or the <c>response.usage</c> of the Responses API's events. OpenAI-style <c>prompt_tokens</c> and Anthropic usage
-    /// are read by the provider's adapter, the Responses API's <c>input_tokens</c>/<c>output_tokens</c> here.
+    /// or the <c>response.usage</c> of the Responses API's events. Read by the provider's usage reader, except that an
+    /// OpenAI-format provider's usage may be in the Responses API's shape.
     /// </summary>
     private static bool TryReadUsage(IOutboundAdapter adapter, JsonElement root, out Usage usage)
     {
         usage = default;
         if (root.ValueKind != JsonValueKind.Object) return false;
-        var holder = root;
         if (!root.TryGetProperty("usage", out var u) || u.ValueKind != JsonValueKind.Object)
         {
-            if (!root.TryGetProperty("response", out holder) || holder.ValueKind != JsonValueKind.Object
+            if (!root.TryGetProperty("response", out var holder) || holder.ValueKind != JsonValueKind.Object
                 || !holder.TryGetProperty("usage", out u) || u.ValueKind != JsonValueKind.Object) return false;
         }
-        if (adapter.Kind != ProviderKind.Anthropic && !u.TryGetProperty("prompt_tokens", out _) && u.TryGetProperty("input_tokens", out _))
-        {
-            var cached = u.TryGetProperty("input_tokens_details", out var details) && details.ValueKind == JsonValueKind.Object ? Int(details, "cached_tokens") : 0;
-            usage = new Usage(Int(u, "input_tokens"), cached, 0, 0, Int(u, "output_tokens"));
-            return true;
-        }
-        usage = adapter.ReadUsage(holder);
+        if (adapter.Kind != ProviderKind.Anthropic && OpenAIUsageReader.Instance.TryReadResponsesApi(u, out usage)) return true;
+        usage = adapter.Usage.ReadUsage(u);
         return true;
-
-        static int Int(JsonElement o, string name) =>
-            o.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i : 0;
     }
 
     /// <summary>An OpenAI-style stream's usage: the last event that reports one (the final chunk, <c>response.completed</c>).</summary>

@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Text.Json;
 using Microsoft.Extensions.Options;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Auth;
@@ -139,7 +138,7 @@ public sealed partial class UpstreamPump(
                 else
                 {
                     using var body = await ReadBoundedAsync(upstream, response.Content.Headers.ContentLength, provider.Name, idle);
-                    if (status is >= 200 and <= 299 && !TryReadUsage(adapter, body.WrittenSpan, out usage))
+                    if (status is >= 200 and <= 299 && !adapter.Usage.TryRead(body.WrittenSpan, out usage))
                     {
                         status = 502;
                         exchange.Fail(ApiError.BadGateway($"The provider '{provider.Name}' sent a response that is not valid JSON."));
@@ -280,29 +279,6 @@ public sealed partial class UpstreamPump(
 
     internal static bool IsEventStream(string? media) =>
         media is not null && media.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase);
-
-    internal static bool TryReadUsage(IOutboundAdapter adapter, ReadOnlySpan<byte> body, out Usage usage)
-    {
-        usage = default;
-        try
-        {
-            // One validating pass over the response; only the usage object becomes a document (not a copy of it all).
-            var reader = new Utf8JsonReader(body);
-            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) return false;
-            while (reader.Read())
-            {
-                if (reader.TokenType != JsonTokenType.PropertyName || reader.CurrentDepth != 1 || !reader.ValueTextEquals("usage"u8)) continue;
-                reader.Read();
-                using var u = JsonDocument.ParseValue(ref reader);
-                usage = adapter.ReadUsageOf(u.RootElement);
-            }
-            return true;
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
-    }
 
     private static async Task<PooledBufferWriter> ReadBoundedAsync(Stream stream, long? contentLength, string providerName, IdleDeadline idle)
     {

@@ -1,7 +1,6 @@
 using System.Buffers;
-using System.Text.Json;
-using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Formats;
+using TokenRouter.Gateway.Vendors.UsageReaders;
 
 namespace TokenRouter.Gateway.Providers;
 
@@ -22,9 +21,6 @@ public interface IOutboundAdapter
     /// <summary>Adds the provider's authentication (the key of the deployment called) and version headers.</summary>
     void AddHeaders(HttpRequestMessage request, string? apiKey);
 
-    /// <summary>Reads the usage object of a non-streaming response (the response's root object).</summary>
-    Usage ReadUsage(JsonElement responseRoot);
-
-    /// <summary>Reads the provider's <c>usage</c> object itself.</summary>
-    Usage ReadUsageOf(JsonElement usage);
+    /// <summary>Reads this provider's <c>usage</c> objects (the readers live in <c>Vendors/UsageReaders/</c>).</summary>
+    IUsageReader Usage { get; }
 }

@@ -5,6 +5,7 @@ using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Streaming;
 using TokenRouter.Gateway.Vendors.Anthropic;
+using TokenRouter.Gateway.Vendors.UsageReaders;
 
 namespace TokenRouter.Gateway.Vendors;
 

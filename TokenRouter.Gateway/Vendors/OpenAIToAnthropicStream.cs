@@ -5,7 +5,7 @@ using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Streaming;
 using TokenRouter.Gateway.Vendors.Anthropic;
-using TokenRouter.Gateway.Vendors.OpenAI;
+using TokenRouter.Gateway.Vendors.UsageReaders;
 
 namespace TokenRouter.Gateway.Vendors;
 
@@ -223,7 +223,7 @@ public sealed class OpenAIToAnthropicStream(string clientModel) : IStreamTransla
         {
             var reader = new Utf8JsonReader(usageObject);
             using var doc = JsonDocument.ParseValue(ref reader);
-            _usage = OpenAIAdapter.ReadUsageObject(doc.RootElement);
+            _usage = OpenAIUsageReader.Instance.ReadUsage(doc.RootElement);
         }
         catch (JsonException)
         {

@@ -29,6 +29,15 @@ public sealed class FolderDependencyTests
     }
 
     [Fact]
+    public void Usage_readers_depend_only_on_accounting()
+    {
+        // Every vendor's adapter and stream code reads usage through them, so they sit below all of it.
+        var graph = FolderGraph();
+        Assert.Equal("Accounting", Assert.Single(graph["Vendors.UsageReaders"]));
+        Assert.Contains("Vendors.UsageReaders", graph["Providers"]);
+    }
+
+    [Fact]
     public void The_graph_sees_known_dependencies()
     {
         // Guards the reader itself: an empty graph would pass the cycle test.

@@ -6,7 +6,6 @@ using Microsoft.Extensions.Options;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Auth;
 using TokenRouter.Gateway.Formats;
-using TokenRouter.Gateway.Forwarding;
 using TokenRouter.Gateway.Metering;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Streaming;
@@ -76,9 +75,9 @@ public sealed class AllocationBudgetTests(ITestOutputHelper output)
     {
         var adapter = new OutboundAdapters(Options.Create(new Gateway.Configuration.GatewayOptions())).For(provider);
         var body = provider == ProviderKind.Anthropic ? Encoding.UTF8.GetBytes(AnthropicResponse) : File.ReadAllBytes(BenchLoadFile("fake-response.json"));
-        Assert.True(UpstreamPump.TryReadUsage(adapter, body, out var check) && !check.IsEmpty, "the sample response carries usage");
+        Assert.True(adapter.Usage.TryRead(body, out var check) && !check.IsEmpty, "the sample response carries usage");
 
-        var perRequest = Measure(1, _ => UpstreamPump.TryReadUsage(adapter, body, out var usage) ? usage.TotalTokens : 0);
+        var perRequest = Measure(1, _ => adapter.Usage.TryRead(body, out var usage) ? usage.TotalTokens : 0);
 
         Report($"usage of a whole {provider} response", perRequest, budgetBytes, $"{body.Length:N0} B body");
         Assert.True(perRequest <= budgetBytes, $"{provider}: {perRequest:N0} B allocated per response, budget {budgetBytes:N0} B.");

@@ -4,8 +4,7 @@ using System.Text.Json;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Vendors;
-using TokenRouter.Gateway.Vendors.Anthropic;
-using TokenRouter.Gateway.Vendors.OpenAI;
+using TokenRouter.Gateway.Vendors.UsageReaders;
 using static TokenRouter.Tests.Vendors.ProviderTestJson;
 
 namespace TokenRouter.Tests.Vendors;
@@ -26,13 +25,13 @@ public sealed class ResponseTranslatorTests
     private static Usage AnthropicUsage(string json)
     {
         using var doc = JsonDocument.Parse(json);
-        return new AnthropicAdapter().ReadUsage(doc.RootElement);
+        return AnthropicUsageReader.Instance.ReadResponse(doc.RootElement);
     }
 
     private static Usage OpenAIUsage(string json)
     {
         using var doc = JsonDocument.Parse(json);
-        return new OpenAIAdapter().ReadUsage(doc.RootElement);
+        return OpenAIUsageReader.Instance.ReadResponse(doc.RootElement);
     }
 
     [Fact]
@@ -151,15 +150,6 @@ public sealed class ResponseTranslatorTests
         using var doc = JsonDocument.Parse(Translate(ApiFormat.OpenAI, ApiFormat.Anthropic, json, default, "m"));
 
         Assert.Equal(stopReason, doc.RootElement.GetProperty("stop_reason").GetString());
-    }
-
-    [Fact]
-    public void AnthropicUsageWithoutTtlBreakdown_CountsAllCacheWritesAsFiveMinuteWrites()
-    {
-        var usage = AnthropicUsage("""{"usage":{"input_tokens":10,"cache_creation_input_tokens":500,"cache_read_input_tokens":0,"output_tokens":3}}""");
-
-        Assert.Equal(new Usage(510, 0, 500, 0, 3), usage);
-        Assert.Equal(10, usage.UncachedInputTokens);
     }
 
     [Fact]

@@ -1,9 +1,9 @@
 using System.Buffers;
 using System.Text.Json;
-using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
+using TokenRouter.Gateway.Vendors.UsageReaders;
 
 namespace TokenRouter.Gateway.Vendors.Anthropic;
 
@@ -41,6 +41,7 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
 
     public ProviderKind Kind => ProviderKind.Anthropic;
     public string RequestPath => "v1/messages";
+    public IUsageReader Usage => AnthropicUsageReader.Instance;
 
     public void AddHeaders(HttpRequestMessage request, string? apiKey)
     {
@@ -52,24 +53,6 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
         // A client-sent version is forwarded by the proxy and wins; this is only the default.
         if (!request.Headers.Contains("anthropic-version"))
             request.Headers.TryAddWithoutValidation("anthropic-version", ApiVersion);
-    }
-
-    public Usage ReadUsage(JsonElement responseRoot) =>
-        responseRoot.ValueKind == JsonValueKind.Object && responseRoot.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object
-            ? ReadUsageObject(u)
-            : default;
-
-    public Usage ReadUsageOf(JsonElement usage) => usage.ValueKind == JsonValueKind.Object ? ReadUsageObject(usage) : default;
-
-    /// <summary>
-    /// Reads an Anthropic <c>usage</c> object. Cache writes are split by TTL from <c>cache_creation</c>; without that
-    /// breakdown (older responses) all writes count as 5-minute writes.
-    /// </summary>
-    public static Usage ReadUsageObject(JsonElement usage)
-    {
-        var acc = new AnthropicUsageAccumulator();
-        acc.Apply(usage);
-        return acc.ToUsage();
     }
 
     public void WriteRequest(Envelope envelope, string upstreamModel, IBufferWriter<byte> output)
@@ -601,40 +584,5 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
         {
             return false;
         }
-    }
-}
-
-/// <summary>
-/// Accumulates Anthropic usage objects. A stream reports usage in <c>message_start</c> and again, cumulatively, in
-/// <c>message_delta</c>: each later non-zero value replaces the earlier one.
-/// </summary>
-internal struct AnthropicUsageAccumulator
-{
-    private int _input, _cacheRead, _write5m, _write1h, _writeTotal, _output;
-
-    public void Apply(JsonElement usage)
-    {
-        if (usage.ValueKind != JsonValueKind.Object) return;
-        Take(usage, "input_tokens"u8, ref _input);
-        Take(usage, "cache_read_input_tokens"u8, ref _cacheRead);
-        Take(usage, "cache_creation_input_tokens"u8, ref _writeTotal);
-        Take(usage, "output_tokens"u8, ref _output);
-        if (usage.TryGetProperty("cache_creation"u8, out var creation) && creation.ValueKind == JsonValueKind.Object)
-        {
-            Take(creation, "ephemeral_5m_input_tokens"u8, ref _write5m);
-            Take(creation, "ephemeral_1h_input_tokens"u8, ref _write1h);
-        }
-    }
-
-    public readonly Usage ToUsage()
-    {
-        // Writes the TTL breakdown does not account for (no cache_creation object) are 5-minute writes.
-        var write5m = Math.Max(_write5m, _writeTotal - _write1h);
-        return Usage.FromAnthropic(_input, _cacheRead, Math.Max(0, write5m), _write1h, _output);
-    }
-
-    private static void Take(JsonElement o, ReadOnlySpan<byte> name, ref int field)
-    {
-        if (o.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) && i > 0) field = i;
     }
 }

@@ -3,6 +3,7 @@ using System.Text.Json;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Streaming;
+using TokenRouter.Gateway.Vendors.UsageReaders;
 
 namespace TokenRouter.Gateway.Vendors.Anthropic;
 

@@ -1,9 +1,9 @@
 using System.Buffers;
 using System.Net.Http.Headers;
 using System.Text.Json;
-using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
+using TokenRouter.Gateway.Vendors.UsageReaders;
 
 namespace TokenRouter.Gateway.Vendors.OpenAI;
 
@@ -12,6 +12,9 @@ public class OpenAIAdapter : IOutboundAdapter
 {
     public virtual ProviderKind Kind => ProviderKind.OpenAI;
     public string RequestPath => "chat/completions";
+
+    /// <summary>DeepSeek's usage is OpenAI's plus its cache hit/miss counts, which the OpenAI reader also reads.</summary>
+    public IUsageReader Usage => OpenAIUsageReader.Instance;
 
     /// <summary>OpenAI's routing hint; other OpenAI-compatible providers may reject it.</summary>
     protected virtual bool SendsPromptCacheKey => true;
@@ -24,27 +27,6 @@ public class OpenAIAdapter : IOutboundAdapter
         if (!string.IsNullOrEmpty(apiKey))
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
     }
-
-    public virtual Usage ReadUsage(JsonElement responseRoot) =>
-        responseRoot.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object ? ReadUsageObject(u) : default;
-
-    public Usage ReadUsageOf(JsonElement usage) => usage.ValueKind == JsonValueKind.Object ? ReadUsageObject(usage) : default;
-
-    /// <summary>Reads an OpenAI <c>usage</c> object; <c>cached_tokens</c> is part of <c>prompt_tokens</c>.</summary>
-    public static Usage ReadUsageObject(JsonElement usage)
-    {
-        var prompt = Int(usage, "prompt_tokens");
-        var completion = Int(usage, "completion_tokens");
-        var cached = 0;
-        if (usage.TryGetProperty("prompt_tokens_details", out var d) && d.ValueKind == JsonValueKind.Object)
-            cached = Int(d, "cached_tokens");
-        // DeepSeek reports its disk cache separately; hit + miss = prompt.
-        cached = Math.Max(cached, Int(usage, "prompt_cache_hit_tokens"));
-        return new Usage(prompt, cached, 0, 0, completion);
-    }
-
-    private static int Int(JsonElement o, string name) =>
-        o.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i : 0;
 
     public void WriteRequest(Envelope envelope, string upstreamModel, IBufferWriter<byte> output)
     {

@@ -4,6 +4,7 @@ using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Providers.Streaming;
+using TokenRouter.Gateway.Vendors.UsageReaders;
 
 namespace TokenRouter.Gateway.Vendors.OpenAI;
 
@@ -67,7 +68,7 @@ public sealed class OpenAIStreamPassthrough(bool clientWantsUsage) : IStreamTran
                 {
                     if (!JsonTokens.Value(ref reader, JsonTokenType.StartObject)) continue;
                     using var u = JsonDocument.ParseValue(ref reader);
-                    usage = OpenAIAdapter.ReadUsageObject(u.RootElement);
+                    usage = OpenAIUsageReader.Instance.ReadUsage(u.RootElement);
                     found = true;
                 }
                 else if (reader.ValueTextEquals("choices"u8))
