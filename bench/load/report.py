@@ -3,6 +3,7 @@
 
     report.py RUNS_FILE              the benchmark (bench/results/load.md)
     report.py --compare RUNS_FILE    the compare mode (bench/results/load-compare-*.md)
+    report.py --redis RUNS_FILE      the redis mode (bench/results/load-redis.md)
 
 A measurement made of several wrk slices is summed: requests, durations and CPU add up; latencies are the
 request-weighted mean of the slices' mean, p50 and p99 (wrk reports no histogram to merge).
@@ -163,7 +164,64 @@ def calibrate(path):
               f"{sum(x[2] for x in xs) / len(xs):.1f} |")
 
 
+def redis(path):
+    recs = parse(path)
+    meta = recs[0]
+    conns = meta["conns"]
+    cpus = int(meta.get("cpus", 2))
+    # Each redis-mode slice: the wrk record of the gateway on Redis, then Redis's counters for exactly that slice.
+    slices, last = [], None
+    for r in recs:
+        if r.get("kind") == "wrk" and r["target"] == "redis":
+            last = r
+        elif r.get("kind") == "redis" and last is not None:
+            slices.append((last, r))
+            last = None
+    runs = index(recs)
+    rounds = sorted({k[0] for k in runs}, key=int)
+    print(f"# Redis per request (commit {meta['commit']}, redis {meta.get('redis', '?')})\n")
+    print("`bench/load/run-load.sh redis`: the gateway on a local redis-server with a key as Admin issues it (a quota, RPM and "
+          "TPM limits, in a team with a budget) and dedup across replicas on, every request distinct, next to the same gateway "
+          f"in its embedded mode (no Redis), interleaved: {meta.get('slices', '?')} × {meta.get('slice', '?')} s at -c{conns} per "
+          "round. Redis's counters are reset before each slice of the gateway on Redis and read after it "
+          "(`INFO commandstats`; CPU = the redis-server process's utime+stime).\n")
+    print(f"| round | gateway | req/s c{conns} | gateway CPU µs/req | p50 ms | p99 ms | others' CPU |")
+    print("|---|---|---|---|---|---|---|")
+    means = {}
+    for rnd in rounds:
+        for target in ("embedded", "redis"):
+            r = runs.get((rnd, "json", target, conns))
+            if not r:
+                continue
+            means.setdefault(target, []).append((r.rps, r.own_cpu))
+            print(f"| {rnd} | {target} | {r.rps:,.0f} | {r.own_cpu:.1f} | {r['lat_p50'] / 1000:.2f} | {r['lat_p99'] / 1000:.2f} | "
+                  f"{r.foreign(cpus):.0%} |")
+    requests = sum(float(w["requests"]) for w, _ in slices) or 1
+    redis_cpu = sum(float(x["cpu_redis_us"]) for _, x in slices)
+    commands = {}
+    for _, x in slices:
+        for k, v in x.items():
+            if k.startswith("cmd_"):
+                commands[k[4:]] = commands.get(k[4:], 0) + int(v)
+    total = sum(commands.values())
+    print("\nMean over rounds:\n")
+    print("| gateway | req/s | gateway CPU µs/req |")
+    print("|---|---|---|")
+    for target, xs in means.items():
+        print(f"| {target} | {sum(x[0] for x in xs) / len(xs):,.0f} | {sum(x[1] for x in xs) / len(xs):.1f} |")
+    print(f"\nPer request on Redis ({requests:,.0f} requests): **{total / requests:.2f} Redis commands**, "
+          f"**{redis_cpu / requests:.1f} µs of Redis CPU** (one Redis core: ≈ {1e6 / (redis_cpu / requests):,.0f} requests/s "
+          "before Redis is the limit).\n")
+    print("| command | calls per request |")
+    print("|---|---|")
+    for name, calls in sorted(commands.items(), key=lambda kv: -kv[1]):
+        print(f"| `{name}` | {calls / requests:.3f} |")
+
+
 def main():
+    if sys.argv[1] == "--redis":
+        redis(sys.argv[2])
+        return
     if sys.argv[1] == "--compare":
         compare(sys.argv[2])
         return

@@ -8,6 +8,8 @@
 #   bench/load/run-load.sh compare json|stream|dedup baseline 'otel-off=OTEL_SDK_DISABLED=true' ...
 #                                                           # A/B of environment-only variants -> results/load-compare-*.md
 #                                                           # ('old=GATEWAY_DIR=/path/to/bin/Release/net10.0' runs another build)
+#   bench/load/run-load.sh redis                            # Redis commands and CPU per request (scale-out)
+#                                                           # -> results/load-redis.md
 #   bench/load/run-load.sh calibrate                        # the leanest ASP.NET Core proxy (MinimalProxy) vs gateway vs hop
 #                                                           # -> results/load-calibration.md
 #
@@ -447,6 +449,49 @@ if [ "${1:-}" = compare ]; then
   done
   out=$ROOT/bench/results/load-compare-$what.md
   python3 "$LOAD/report.py" --compare "$RUNS" >"$out"
+  log "written: ${out#$ROOT/}"
+  cat "$out" >&2
+  exit 0
+fi
+
+# ---- redis mode: `run-load.sh redis` -----------------------------------------------------------------------------
+# What Redis does for each request, as scale-out sees it: the gateway on a local redis-server with a key as Admin issues
+# it (quota, RPM and TPM limits, in a team with a budget) and dedup across replicas on, next to the same gateway in its
+# embedded mode, interleaved. Per request: Redis commands by name (INFO commandstats), Redis CPU, the gateway's CPU.
+# COMPARE_ROUNDS rounds. Writes bench/results/load-redis.md.
+if [ "${1:-}" = redis ]; then
+  command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+  REDIS_PORT=${REDIS_PORT:-18379}
+  if (exec 3<>/dev/tcp/127.0.0.1/$REDIS_PORT) 2>/dev/null; then echo "Port $REDIS_PORT is in use" >&2; exit 1; fi
+  "${NICE[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+  REDIS_PID=$!
+  trap 'stop_pid "$REDIS_PID"; cleanup' EXIT
+  wait_port "$REDIS_PORT"
+  rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
+  # A key of Admin's shape (TokenRouter.Contracts.RedisContract): limits far above the load, so none refuses.
+  KEY=sk-tr-redis-bench
+  rcli HSET "tokenrouter:key:$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)" id bench-key name bench quota_usd 1000000 enabled 1 \
+    rpm_limit 1000000000 tpm_limit 1000000000000 team_id bench-team team_name bench team_budget_usd 1000000 >/dev/null
+  RUNS=$WORK/redis.runs
+  echo "kind=meta cpus=$(nproc) commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none) conns=$CONNS slices=$SLICES slice=$SLICE redis=$(redis-server --version | awk '{print $3}')" >"$RUNS"
+  REDIS_GW=http://127.0.0.1:$((GW_PORT + 1))/v1/chat/completions
+  for round in $(seq 1 "${COMPARE_ROUNDS:-2}"); do
+    GATEWAY_ENV="TOKENROUTER_API_KEYS=$KEY" start_gateway embedded "$GW_PORT" "http://127.0.0.1:$FAKE_PORT/v1" true
+    GATEWAY_ENV="TOKENROUTER_API_KEYS=sk-tr-static-unused REDIS_URL=127.0.0.1:$REDIS_PORT ${REDIS_GATEWAY_ENV:-}" start_gateway redis "$((GW_PORT + 1))" "http://127.0.0.1:$FAKE_PORT/v1" "${REDIS_DEDUP:-true}"
+    check "$GW" "$REQ" '"chat.completion"'; check "$REDIS_GW" "$REQ" '"chat.completion"'
+    warm "$GW" "$REQ" 1; warm "$REDIS_GW" "$REQ" 1
+    for s in $(seq 1 "$SLICES"); do
+      measure "$round" json embedded embedded "$GW" "$REQ" 1 "$THREADS" "$CONNS" "$SLICE"
+      rcli CONFIG RESETSTAT >/dev/null
+      r0=$(cpu_ticks "$REDIS_PID")
+      measure "$round" json redis redis "$REDIS_GW" "$REQ" 1 "$THREADS" "$CONNS" "$SLICE"
+      r1=$(cpu_ticks "$REDIS_PID")
+      echo "kind=redis round=$round cpu_redis_us=$(us $((r1 - r0))) $(rcli INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_\([^:]*\):calls=\([0-9]*\),.*/cmd_\1=\2/p' | tr '\n' ' ')" >>"$RUNS"
+    done
+    stop_gateways
+  done
+  out=$ROOT/bench/results/load-redis.md
+  python3 "$LOAD/report.py" --redis "$RUNS" >"$out"
   log "written: ${out#$ROOT/}"
   cat "$out" >&2
   exit 0
