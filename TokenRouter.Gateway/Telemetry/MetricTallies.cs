@@ -87,17 +87,8 @@ internal sealed class MetricTallies
                     });
     }
 
-    public IEnumerable<Measurement<long>> Tokens()
-    {
-        foreach (var t in _models.Values)
-            for (var i = 0; i < t.Tokens.Length; i++)
-                if (Volatile.Read(ref t.Tokens[i]) is var n and > 0)
-                {
-                    var tags = t.Tags;
-                    tags.Add("kind", ModelTally.TokenKinds[i]);
-                    yield return new(n, tags);
-                }
-    }
+    public IEnumerable<Measurement<long>> Tokens() =>
+        ByLabel(_models.Values, t => t.Tokens, t => t.Tags, "kind", ModelTally.TokenKinds);
 
     public IEnumerable<Measurement<long>> PerModel(Func<ModelTally, long> read)
     {
@@ -111,21 +102,29 @@ internal sealed class MetricTallies
             if (read(t) is var v and not 0) yield return new(v, t.Tags);
     }
 
-    public IEnumerable<Measurement<long>> DeploymentAttempts()
-    {
-        foreach (var t in _deployments.Values)
-            for (var i = 0; i < t.Attempts.Length; i++)
-                if (Volatile.Read(ref t.Attempts[i]) is var n and > 0)
-                {
-                    var tags = t.Tags;
-                    tags.Add("outcome", DeploymentTally.Outcomes[i]);
-                    yield return new(n, tags);
-                }
-    }
+    public IEnumerable<Measurement<long>> DeploymentAttempts() =>
+        ByLabel(_deployments.Values, t => t.Attempts, t => t.Tags, "outcome", DeploymentTally.Outcomes);
 
     public IEnumerable<Measurement<long>> PerDeployment(Func<DeploymentTally, long> read)
     {
         foreach (var t in _deployments.Values)
             if (read(t) is var n and > 0) yield return new(n, t.Tags);
+    }
+
+    /// <summary>One series per tally and non-zero count, the count's index naming <paramref name="label"/>'s value.</summary>
+    private static IEnumerable<Measurement<long>> ByLabel<T>(IEnumerable<T> tallies, Func<T, long[]> counts, Func<T, TagList> tagsOf,
+        string label, string[] values)
+    {
+        foreach (var t in tallies)
+        {
+            var c = counts(t);
+            for (var i = 0; i < c.Length; i++)
+                if (Volatile.Read(ref c[i]) is var n and > 0)
+                {
+                    var tags = tagsOf(t);
+                    tags.Add(label, values[i]);
+                    yield return new(n, tags);
+                }
+        }
     }
 }

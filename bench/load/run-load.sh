@@ -340,6 +340,15 @@ check "$HOP" "$REQ" '"chat.completion"'
 check "$HOP_SSE" "$REQ_SSE" 'data: [DONE]'
 check "$HOP_SLOW" "$REQ_SSE" 'data: [DONE]'
 
+# write_report FILE REPORT_ARGS...: renders the records with report.py into bench/results/FILE and shows it.
+write_report() {
+  local out=$ROOT/bench/results/$1
+  shift
+  python3 "$LOAD/report.py" "$@" >"$out"
+  log "written: ${out#$ROOT/}"
+  cat "$out" >&2
+}
+
 # variant settings for the profile and compare modes
 mode_settings() { # mode_settings json|dedup|stream -> sets base body dedup unique expect hop
   case $1 in
@@ -447,10 +456,7 @@ if [ "${1:-}" = compare ]; then
     done
     stop_gateways
   done
-  out=$ROOT/bench/results/load-compare-$what.md
-  python3 "$LOAD/report.py" --compare "$RUNS" >"$out"
-  log "written: ${out#$ROOT/}"
-  cat "$out" >&2
+  write_report load-compare-$what.md --compare "$RUNS"
   exit 0
 fi
 
@@ -490,10 +496,7 @@ if [ "${1:-}" = redis ]; then
     done
     stop_gateways
   done
-  out=$ROOT/bench/results/load-redis.md
-  python3 "$LOAD/report.py" --redis "$RUNS" >"$out"
-  log "written: ${out#$ROOT/}"
-  cat "$out" >&2
+  write_report load-redis.md --redis "$RUNS"
   exit 0
 fi
 
@@ -536,10 +539,7 @@ if [ "${1:-}" = calibrate ]; then
     done
     stop_gateways
   done
-  out=$ROOT/bench/results/load-calibration.md
-  python3 "$LOAD/report.py" --calibrate "$RUNS" >"$out"
-  log "written: ${out#$ROOT/}"
-  cat "$out" >&2
+  write_report load-calibration.md --calibrate "$RUNS"
   exit 0
 fi
 

@@ -8,7 +8,7 @@ namespace TokenRouter.Gateway.Vendors.UsageReaders;
 /// writes are split by TTL from <c>cache_creation</c>; without that breakdown (older responses) all writes count as
 /// 5-minute writes.
 /// </summary>
-public sealed class AnthropicUsageReader : IUsageReader
+public sealed class AnthropicUsageReader : UsageReader
 {
     public static readonly AnthropicUsageReader Instance = new();
 
@@ -16,11 +16,7 @@ public sealed class AnthropicUsageReader : IUsageReader
     {
     }
 
-    public Usage ReadResponse(JsonElement responseRoot) => UsageJson.ReadResponse(this, responseRoot);
-
-    public bool TryRead(ReadOnlySpan<byte> body, out Usage usage) => UsageJson.TryRead(this, body, out usage);
-
-    public Usage ReadUsage(JsonElement usage)
+    public override Usage ReadUsage(JsonElement usage)
     {
         var acc = new AnthropicUsageAccumulator();
         acc.Apply(usage);

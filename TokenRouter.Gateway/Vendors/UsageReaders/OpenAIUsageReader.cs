@@ -7,7 +7,7 @@ namespace TokenRouter.Gateway.Vendors.UsageReaders;
 /// OpenAI's usage and that of OpenAI-compatible providers: <c>prompt_tokens</c> is the whole input, the cached part
 /// of it is <c>prompt_tokens_details.cached_tokens</c> or DeepSeek's <c>prompt_cache_hit_tokens</c>.
 /// </summary>
-public sealed class OpenAIUsageReader : IUsageReader
+public sealed class OpenAIUsageReader : UsageReader
 {
     public static readonly OpenAIUsageReader Instance = new();
 
@@ -15,20 +15,16 @@ public sealed class OpenAIUsageReader : IUsageReader
     {
     }
 
-    public Usage ReadResponse(JsonElement responseRoot) => UsageJson.ReadResponse(this, responseRoot);
-
-    public bool TryRead(ReadOnlySpan<byte> body, out Usage usage) => UsageJson.TryRead(this, body, out usage);
-
-    public Usage ReadUsage(JsonElement usage)
+    public override Usage ReadUsage(JsonElement usage)
     {
         if (usage.ValueKind != JsonValueKind.Object) return default;
-        var prompt = UsageJson.Int(usage, "prompt_tokens");
-        var completion = UsageJson.Int(usage, "completion_tokens");
+        var prompt = Int(usage, "prompt_tokens");
+        var completion = Int(usage, "completion_tokens");
         var cached = 0;
         if (usage.TryGetProperty("prompt_tokens_details", out var d) && d.ValueKind == JsonValueKind.Object)
-            cached = UsageJson.Int(d, "cached_tokens");
+            cached = Int(d, "cached_tokens");
         // DeepSeek reports its disk cache separately; hit + miss = prompt.
-        cached = Math.Max(cached, UsageJson.Int(usage, "prompt_cache_hit_tokens"));
+        cached = Math.Max(cached, Int(usage, "prompt_cache_hit_tokens"));
         return new Usage(prompt, cached, 0, 0, completion);
     }
 
@@ -43,9 +39,9 @@ public sealed class OpenAIUsageReader : IUsageReader
         if (usage.ValueKind != JsonValueKind.Object || usage.TryGetProperty("prompt_tokens", out _) || !usage.TryGetProperty("input_tokens", out _))
             return false;
         var cached = usage.TryGetProperty("input_tokens_details", out var details) && details.ValueKind == JsonValueKind.Object
-            ? UsageJson.Int(details, "cached_tokens")
+            ? Int(details, "cached_tokens")
             : 0;
-        read = new Usage(UsageJson.Int(usage, "input_tokens"), cached, 0, 0, UsageJson.Int(usage, "output_tokens"));
+        read = new Usage(Int(usage, "input_tokens"), cached, 0, 0, Int(usage, "output_tokens"));
         return true;
     }
 }

@@ -10,17 +10,9 @@ public sealed class AnthropicUsageReaderTests
 {
     private static readonly AnthropicUsageReader Reader = AnthropicUsageReader.Instance;
 
-    private static Usage ReadUsage(string usageJson)
-    {
-        using var doc = JsonDocument.Parse(usageJson);
-        return Reader.ReadUsage(doc.RootElement);
-    }
+    private static Usage ReadUsage(string usageJson) => Reader.ReadUsage(usageJson);
 
-    private static Usage ReadResponse(string responseJson)
-    {
-        using var doc = JsonDocument.Parse(responseJson);
-        return Reader.ReadResponse(doc.RootElement);
-    }
+    private static Usage ReadResponse(string responseJson) => Reader.ReadResponse(responseJson);
 
     [Fact]
     public void Cache_reads_and_writes_are_added_to_input_tokens_for_the_whole_prompt()

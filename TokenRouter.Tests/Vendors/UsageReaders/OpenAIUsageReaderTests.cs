@@ -10,17 +10,9 @@ public sealed class OpenAIUsageReaderTests
 {
     private static readonly OpenAIUsageReader Reader = OpenAIUsageReader.Instance;
 
-    private static Usage ReadUsage(string usageJson)
-    {
-        using var doc = JsonDocument.Parse(usageJson);
-        return Reader.ReadUsage(doc.RootElement);
-    }
+    private static Usage ReadUsage(string usageJson) => Reader.ReadUsage(usageJson);
 
-    private static Usage ReadResponse(string responseJson)
-    {
-        using var doc = JsonDocument.Parse(responseJson);
-        return Reader.ReadResponse(doc.RootElement);
-    }
+    private static Usage ReadResponse(string responseJson) => Reader.ReadResponse(responseJson);
 
     [Fact]
     public void Cached_tokens_are_part_of_prompt_tokens()

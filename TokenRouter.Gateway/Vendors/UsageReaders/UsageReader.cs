@@ -3,13 +3,16 @@ using TokenRouter.Gateway.Accounting;
 
 namespace TokenRouter.Gateway.Vendors.UsageReaders;
 
-/// <summary>What every vendor's reader does the same way: finding the <c>usage</c> object, reading a count.</summary>
-internal static class UsageJson
+/// <summary>What every vendor's reader does the same way: finding the <c>usage</c> object, reading a count. A vendor's
+/// reader says only how its <c>usage</c> object reads.</summary>
+public abstract class UsageReader : IUsageReader
 {
-    public static Usage ReadResponse(IUsageReader vendor, JsonElement responseRoot) =>
-        responseRoot.ValueKind == JsonValueKind.Object && responseRoot.TryGetProperty("usage"u8, out var u) ? vendor.ReadUsage(u) : default;
+    public abstract Usage ReadUsage(JsonElement usage);
 
-    public static bool TryRead(IUsageReader vendor, ReadOnlySpan<byte> body, out Usage usage)
+    public Usage ReadResponse(JsonElement responseRoot) =>
+        responseRoot.ValueKind == JsonValueKind.Object && responseRoot.TryGetProperty("usage"u8, out var u) ? ReadUsage(u) : default;
+
+    public bool TryRead(ReadOnlySpan<byte> body, out Usage usage)
     {
         usage = default;
         try
@@ -22,7 +25,7 @@ internal static class UsageJson
                 if (json.TokenType != JsonTokenType.PropertyName || json.CurrentDepth != 1 || !json.ValueTextEquals("usage"u8)) continue;
                 json.Read();
                 using var u = JsonDocument.ParseValue(ref json);
-                usage = vendor.ReadUsage(u.RootElement);
+                usage = ReadUsage(u.RootElement);
             }
             return true;
         }
@@ -33,6 +36,6 @@ internal static class UsageJson
     }
 
     /// <summary>A token count; absent, not a number or beyond <see cref="int"/> reads as 0.</summary>
-    public static int Int(JsonElement o, string name) =>
+    protected static int Int(JsonElement o, string name) =>
         o.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i : 0;
 }
