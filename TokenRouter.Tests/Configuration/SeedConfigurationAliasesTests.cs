@@ -5,13 +5,7 @@ namespace TokenRouter.Tests.Configuration;
 
 public sealed class SeedConfigurationAliasesTests
 {
-    private static ConfigurationManager Configure(Dictionary<string, string?> values)
-    {
-        var configuration = new ConfigurationManager();
-        configuration.AddInMemoryCollection(values);
-        SeedConfigurationAliases.Apply(configuration);
-        return configuration;
-    }
+    private static ConfigurationManager Configure(Dictionary<string, string?> values) => SeedConfiguration.From(values);
 
     [Fact]
     public void Seed_switch_variables_set_the_gateway_switches()

@@ -5,19 +5,14 @@ using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Routing;
 using TokenRouter.Simulator;
+using TokenRouter.Tests.Configuration;
 
 namespace TokenRouter.Tests.Providers;
 
 /// <summary>Provider deployments from the seed's variables and from configuration, validated at start-up.</summary>
 public sealed class DeploymentConfigurationTests
 {
-    private static ConfigurationManager Configure(Dictionary<string, string?> values)
-    {
-        var configuration = new ConfigurationManager();
-        configuration.AddInMemoryCollection(values);
-        SeedConfigurationAliases.Apply(configuration);
-        return configuration;
-    }
+    private static ConfigurationManager Configure(Dictionary<string, string?> values) => SeedConfiguration.From(values);
 
     private static ProvidersOptions Bind(ConfigurationManager c) => c.GetSection(ProvidersOptions.SectionName).Get<ProvidersOptions>() ?? new();
 

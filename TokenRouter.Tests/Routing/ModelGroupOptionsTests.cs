@@ -1,10 +1,10 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
-using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Providers;
 using TokenRouter.Gateway.Routing;
 using TokenRouter.Simulator;
+using TokenRouter.Tests.Configuration;
 using TokenRouter.Tests.Infrastructure;
 
 namespace TokenRouter.Tests.Routing;
@@ -14,10 +14,7 @@ public sealed class ModelGroupOptionsTests
 {
     private static RoutingOptions Bind(Dictionary<string, string?> values)
     {
-        var configuration = new ConfigurationManager();
-        configuration.AddInMemoryCollection(values);
-        SeedConfigurationAliases.Apply(configuration);
-        var services = new ServiceCollection().AddSingleton<IConfiguration>(configuration);
+        var services = new ServiceCollection().AddSingleton<IConfiguration>(SeedConfiguration.From(values));
         services.AddOptions<RoutingOptions>().BindConfiguration(RoutingOptions.SectionName);
         using var sp = services.BuildServiceProvider();
         return sp.GetRequiredService<IOptions<RoutingOptions>>().Value;
