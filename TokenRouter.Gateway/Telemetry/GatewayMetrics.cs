@@ -124,10 +124,10 @@ public sealed class GatewayMetrics
             return;
         }
         var u = r.Usage;
-        if (u.PromptTokens > 0) Interlocked.Add(ref t.Tokens[0], u.PromptTokens);
-        if (u.CachedReadTokens > 0) Interlocked.Add(ref t.Tokens[1], u.CachedReadTokens);
-        if (u.CacheWriteTokens > 0) Interlocked.Add(ref t.Tokens[2], u.CacheWriteTokens);
-        if (u.CompletionTokens > 0) Interlocked.Add(ref t.Tokens[3], u.CompletionTokens);
+        if (u.PromptTokens > 0) Interlocked.Add(ref t.Tokens[ModelTally.Prompt], u.PromptTokens);
+        if (u.CachedReadTokens > 0) Interlocked.Add(ref t.Tokens[ModelTally.CachedRead], u.CachedReadTokens);
+        if (u.CacheWriteTokens > 0) Interlocked.Add(ref t.Tokens[ModelTally.CacheWrite], u.CacheWriteTokens);
+        if (u.CompletionTokens > 0) Interlocked.Add(ref t.Tokens[ModelTally.Completion], u.CompletionTokens);
         if (r.CostUsd is { } cost && cost != 0) MetricTallies.Add(ref t.Cost, (double)cost);
         if (r.CacheSavingsUsd != 0) MetricTallies.Add(ref t.CacheSavings, (double)r.CacheSavingsUsd);
         if (r.Unpriced && !u.IsEmpty) Interlocked.Increment(ref t.Unpriced);

@@ -13,6 +13,7 @@ namespace TokenRouter.Gateway.Telemetry;
 internal sealed class ModelTally(string provider, string model)
 {
     public static readonly string[] StatusClasses = ["2xx", "4xx", "499", "5xx"];
+    public const int Prompt = 0, CachedRead = 1, CacheWrite = 2, Completion = 3; // indices into Tokens and TokenKinds
     public static readonly string[] TokenKinds = ["prompt", "cached_read", "cache_write", "completion"];
 
     public readonly string Provider = provider;
@@ -38,7 +39,7 @@ internal sealed class ModelTally(string provider, string model)
 
 internal sealed class DeploymentTally(string provider, string deployment)
 {
-    public static readonly string[] Outcomes = ["success", "client_error", "failure"];
+    public static readonly string[] Outcomes = ["success", "client_error", "failure"]; // indexed by DeploymentOutcome
 
     public readonly string Provider = provider;
     public readonly string Deployment = deployment;
