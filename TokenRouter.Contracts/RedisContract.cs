@@ -41,9 +41,11 @@ namespace TokenRouter.Contracts;
 /// <see cref="DedupEventsKey"/> of that claim, entries with explicit ids <c>0-1</c>, <c>0-2</c>, … in order (a retried
 /// write cannot duplicate one, a reader can see a gap), fields <see cref="DedupFields"/>, one of the
 /// <see cref="DedupEntryTypes"/> each, and announces every write on <see cref="DedupWakeChannel"/>; the stream expires
-/// <c>Dedup:Retention</c> after its last write. Replicas
-/// relaying it register in the sorted set <see cref="DedupFollowersKey"/> (member follower id, score its deadline in
-/// Redis-clock unix ms) so the leader keeps its call alive for them after its own clients left. A follower that takes
+/// <c>Dedup:Retention</c> after its last write. It mirrors only once a follower exists: until then it writes nothing, and
+/// at the end it deletes its claim unless a follower registered meanwhile (then it writes the whole response at once).
+/// Replicas relaying it register in the sorted set <see cref="DedupFollowersKey"/> (member follower id, score its deadline
+/// in Redis-clock unix ms) and announce themselves on the leading replica's <see cref="DedupLeaderChannel"/>, so the
+/// leader starts mirroring at once and keeps its call alive for them after its own clients left. A follower that takes
 /// over from a dead leader records its claim under <see cref="DedupSuccessorKey"/> of the dead one. The <c>{FullHash}</c>
 /// hash tag keeps one request's keys in one cluster slot.</para>
 /// </remarks>
@@ -255,6 +257,15 @@ public static class RedisContract
     /// <summary>Pub/sub channel <c>tokenrouter:dedup:{fullHash}:wake:{claimId}</c>: an empty message after every write to that
     /// claim's stream, so followers read at once instead of waiting for their next poll.</summary>
     public static string DedupWakeChannel(string fullHash, string claimId) => DedupPrefix + "{" + fullHash + "}:wake:" + claimId;
+
+    /// <summary>Pub/sub channel <c>tokenrouter:dedup:leader:{replica}</c> of the replica that made <paramref name="claimId"/>
+    /// (claim ids are <c>{replica}.{n}</c>): a follower publishes the claim id there when it registers, so that replica starts
+    /// mirroring that claim's response.</summary>
+    public static string DedupLeaderChannel(string claimId)
+    {
+        var dot = claimId.IndexOf('.', StringComparison.Ordinal);
+        return DedupPrefix + "leader:" + (dot < 0 ? claimId : claimId[..dot]);
+    }
 
     /// <summary><c>tokenrouter:dedup:{fullHash}:successor:{deadClaimId}</c>: the claim that took over from a dead leader, kept
     /// as long as its stream, so every replica that followed the dead one finds the same successor, even one that has ended.</summary>

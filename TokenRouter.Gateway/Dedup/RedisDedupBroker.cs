@@ -21,8 +21,10 @@ namespace TokenRouter.Gateway.Dedup;
 /// <remarks>
 /// <para>Claim: <c>SET owner {claim} NX PX lease</c> (a script that returns the current owner when it fails, so a follower
 /// knows which claim's stream to read). The leader's <see cref="RedisExchangePublisher"/> appends the response to that
-/// claim's stream; a background sweep renews the lease of every running call (every third of the lease, at most every
-/// second) and the registrations of every follower. At the end the leader deletes its claim and the stream expires.</para>
+/// claim's stream once a follower announces itself on this replica's leader channel (or the sweep sees one registered);
+/// a background sweep renews the lease of every running call (every third of the lease, at most every second) and the
+/// registrations of every follower. At the end the leader deletes its claim and the stream expires. A call nobody
+/// followed writes no stream: its end is one script that deletes the claim unless a follower registered meanwhile.</para>
 /// <para>Followers read the stream with non-blocking XREAD (a blocking read would stall the shared multiplexer) whenever
 /// the leader's pub/sub wake-up message after each write arrives, and otherwise poll with back-off (2 ms, doubling to
 /// <see cref="RedisDedupOptions.MaxPollInterval"/>) in case a message is lost. When nothing arrives for <see cref="RedisDedupOptions.LeaderWait"/>
@@ -38,6 +40,16 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         if current then return current end
         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
         return false
+        """;
+
+    // KEYS: owner, followers. ARGV: claim. The end of a call nobody followed so far: 1 when a follower is registered now
+    // (the leader then writes the whole response), else deletes the claim and returns 0.
+    private const string SettleScript = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        if redis.call('ZCOUNT', KEYS[2], now, '+inf') > 0 then return 1 end
+        if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+        return 0
         """;
 
     // KEYS: owner, successor of the dead claim. ARGV: claim, lease ms, retention ms. Like ClaimScript, but a replica that
@@ -85,14 +97,18 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         return redis.call('ZCOUNT', KEYS[3], now, '+inf')
         """;
 
-    // KEYS: followers. ARGV: follower id, lease ms, key ttl ms. Scores are deadlines on Redis's clock (no replica clock skew).
+    // KEYS: followers, owner. ARGV: follower id, lease ms, key ttl ms, claim, the leading replica's channel. Scores are
+    // deadlines on Redis's clock (no replica clock skew). Tells the leader (again on every renewal, in case a message was
+    // lost) and returns whether the claim still leads: 0 means it ended, or died, without a follower in sight.
     private const string RenewFollowerScript = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
         redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
         redis.call('PEXPIRE', KEYS[1], ARGV[3])
-        return 1
+        redis.call('PUBLISH', ARGV[5], ARGV[4])
+        if redis.call('GET', KEYS[2]) == ARGV[4] then return 1 end
+        return 0
         """;
 
     private static readonly TimeSpan MinPoll = TimeSpan.FromMilliseconds(2);
@@ -108,11 +124,12 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
     private readonly string _replicaId = Guid.NewGuid().ToString("N")[..12];
     private readonly ConcurrentDictionary<string, string> _won = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, string> _observed = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<RedisExchangePublisher, byte> _publishers = new();
+    private readonly ConcurrentDictionary<string, RedisExchangePublisher> _publishers = new(StringComparer.Ordinal); // by claim
     private readonly ConcurrentDictionary<FollowerRegistration, byte> _followers = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly CancellationTokenRegistration _applicationStopping;
     private readonly Task _sweep;
+    private readonly RedisChannel _leaderChannel;
     private readonly RedisValue _leaseMs;
     private readonly RedisValue _retentionMs;
     private readonly Counter<long>? _takeovers;
@@ -153,6 +170,25 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         }
         var tick = TimeSpan.FromTicks(Math.Min(_options.Lease.Ticks / 3, TimeSpan.TicksPerSecond));
         _sweep = Task.Run(() => SweepAsync(tick));
+        _leaderChannel = RedisChannel.Literal(RedisContract.DedupLeaderChannel(_replicaId));
+        _ = ListenForFollowersAsync();
+    }
+
+    /// <summary>Followers on other replicas announce themselves on this replica's channel with the claim they follow.</summary>
+    private async Task ListenForFollowersAsync()
+    {
+        try
+        {
+            await _redis.GetSubscriber().SubscribeAsync(_leaderChannel, (_, claim) =>
+            {
+                if (_publishers.TryGetValue((string)claim!, out var publisher)) publisher.StartMirroring();
+            });
+        }
+        catch (Exception ex) when (IsRedisFailure(ex))
+        {
+            // The sweep still starts mirroring once it sees a registered follower, a tick later.
+            LogLeaderChannelUnavailable(ex.GetType().Name);
+        }
     }
 
     /// <summary>This replica is shutting down: failures of its calls are handed off, not relayed.</summary>
@@ -203,10 +239,11 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         return StartPublishing(exchange, claim);
     }
 
-    private RedisExchangePublisher StartPublishing(InflightExchange exchange, string claim)
+    private RedisExchangePublisher StartPublishing(InflightExchange exchange, string claim, bool mirrorNow = false)
     {
         var publisher = new RedisExchangePublisher(this, exchange, claim);
-        _publishers[publisher] = 0;
+        _publishers[claim] = publisher;
+        if (mirrorNow) publisher.StartMirroring();
         if (IsStopping) publisher.HandOff();
         return publisher;
     }
@@ -235,10 +272,25 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         }
     }
 
+    /// <summary>Ends a call nobody followed: true when a follower registered meanwhile (write the whole response), false
+    /// when the claim is gone, null when Redis failed (followers, if any, notice the silence and the lapsed claim).</summary>
+    internal async Task<bool?> SettleAsync(RedisExchangePublisher publisher)
+    {
+        try
+        {
+            return (long)await Db.ScriptEvaluateAsync(SettleScript, [publisher.Owner, publisher.Followers], [publisher.Claim]) == 1;
+        }
+        catch (Exception ex) when (IsRedisFailure(ex))
+        {
+            LogPublishFailed(publisher.Exchange.Key, ex.GetType().Name, ex.Message);
+            return null;
+        }
+    }
+
     /// <summary>The delay ±20 %, so replicas that lost Redis together do not all come back in step.</summary>
     private static TimeSpan Jittered(TimeSpan delay) => delay * (0.8 + 0.4 * Random.Shared.NextDouble());
 
-    internal void Retire(RedisExchangePublisher publisher) => _publishers.TryRemove(publisher, out _);
+    internal void Retire(RedisExchangePublisher publisher) => _publishers.TryRemove(publisher.Claim, out _);
 
     // ---- Following ----------------------------------------------------------------------------------------
 
@@ -271,7 +323,8 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
                 }
                 if (owner is null || generation >= MaxGenerations)
                 {
-                    if (owner is null) exchange.Mirror = StartPublishing(exchange, mine);
+                    // Taking over means others followed the dead leader too: they will look for this claim's stream.
+                    if (owner is null) exchange.Mirror = StartPublishing(exchange, mine, mirrorNow: true);
                     NoteOwnCall(key, owner is null ? "the leading replica is gone" : "leaders keep failing");
                     await ownCall();
                     return true;
@@ -313,7 +366,8 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
     {
         var events = (RedisKey)RedisContract.DedupEventsKey(key, claim);
         var owner = (RedisKey)RedisContract.DedupOwnerKey(key);
-        var registration = new FollowerRegistration(RedisContract.DedupFollowersKey(key, claim), NewId());
+        var registration = new FollowerRegistration(RedisContract.DedupFollowersKey(key, claim), NewId(), owner, claim,
+            RedisContract.DedupLeaderChannel(claim));
         _followers[registration] = 0;
         var db = Db;
         var head = false;
@@ -323,13 +377,16 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         Action<RedisChannel, RedisValue> onWake = (_, _) => wake.Set();
         var subscriber = _redis.GetSubscriber();
         var subscribed = false;
+        var ownerGone = false;
         try
         {
             try
             {
                 await subscriber.SubscribeAsync(channel, onWake);
                 subscribed = true;
-                await RenewFollowerAsync(registration);
+                // A claim already gone ended before it saw us, unfollowed (so it wrote nothing), or died: one read of its
+                // stream tells which, without waiting LeaderWait for news that will not come.
+                ownerGone = !await RenewFollowerAsync(registration);
             }
             catch (Exception ex) when (IsRedisFailure(ex))
             {
@@ -340,7 +397,6 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
             var lastNews = _time.GetTimestamp();
             var lastContact = lastNews;
             var nextOwnerCheck = 0L;
-            var ownerGone = false;
             var delay = MinPoll;
             while (true)
             {
@@ -458,8 +514,10 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         public void Set() => Interlocked.Exchange(ref _next, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }
 
-    private Task RenewFollowerAsync(FollowerRegistration registration) =>
-        Db.ScriptEvaluateAsync(RenewFollowerScript, [registration.Key], [registration.Id, _leaseMs, (long)(_options.Lease + _options.Retention).TotalMilliseconds]);
+    /// <summary>Registers or renews a follower and tells its leader; false when the claim no longer leads.</summary>
+    private async Task<bool> RenewFollowerAsync(FollowerRegistration registration) =>
+        (long)await Db.ScriptEvaluateAsync(RenewFollowerScript, [registration.Key, registration.Owner],
+            [registration.Id, _leaseMs, (long)(_options.Lease + _options.Retention).TotalMilliseconds, registration.Claim, registration.LeaderChannel]) == 1;
 
     // ---- The sweep: leases, registrations, holds ------------------------------------------------------------
 
@@ -472,7 +530,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
             while (await timer.WaitForNextTickAsync(_stopping.Token))
             {
                 work.Clear();
-                foreach (var publisher in _publishers.Keys)
+                foreach (var publisher in _publishers.Values)
                     if (!publisher.IsClosed) work.Add(RenewLeaderAsync(publisher));
                 foreach (var registration in _followers.Keys) work.Add(RenewFollowerSafelyAsync(registration));
                 await Task.WhenAll(work);
@@ -496,7 +554,8 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
             // Without Redis no other replica can be relaying this call: stop keeping it alive for them.
             followers = 0;
         }
-        if (followers == 0 && publisher.OnlyHoldListens) publisher.ReleaseHold();
+        if (followers > 0) publisher.StartMirroring(); // its announcement was lost, or came before the publisher existed
+        else if (publisher.OnlyHoldListens) publisher.ReleaseHold();
     }
 
     private async Task RenewFollowerSafelyAsync(FollowerRegistration registration)
@@ -523,11 +582,19 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         RequestStop();
         await _stopping.CancelAsync();
-        foreach (var publisher in _publishers.Keys) publisher.HandOff();
+        foreach (var publisher in _publishers.Values) publisher.HandOff();
         // Real time, not the injected clock: shutdown must end even where a test's clock stands still.
         var handOff = Stopwatch.GetTimestamp();
         while (!_publishers.IsEmpty && Stopwatch.GetElapsedTime(handOff) < HandOffTimeout) await Task.Delay(10);
         await _sweep;
+        try
+        {
+            await _redis.GetSubscriber().UnsubscribeAsync(_leaderChannel);
+        }
+        catch (Exception ex) when (IsRedisFailure(ex))
+        {
+            // The subscription goes with the connection.
+        }
         _applicationStopping.Dispose();
         _stopping.Dispose();
     }
@@ -577,7 +644,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         NullIfEmpty(entry[RedisContract.DedupFields.Code]),
         NullIfEmpty(entry[RedisContract.DedupFields.Param]));
 
-    private sealed record FollowerRegistration(RedisKey Key, string Id);
+    private sealed record FollowerRegistration(RedisKey Key, string Id, RedisKey Owner, string Claim, string LeaderChannel);
 
     private sealed class NullMirror : IExchangeMirror
     {
@@ -590,6 +657,9 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Dedup: publishing the response of {Key} to other replicas failed ({Error}: {Message}); they will make their own call")]
     private partial void LogPublishFailed(string key, string error, string message);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dedup: listening for followers on other replicas failed ({Error}); they are noticed by the lease sweep instead")]
+    private partial void LogLeaderChannelUnavailable(string error);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Dedup: a publisher for {Key} was requested without a claim; not publishing")]
     private partial void LogPublisherWithoutClaim(string key);

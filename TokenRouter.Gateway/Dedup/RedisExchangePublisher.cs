@@ -13,6 +13,12 @@ namespace TokenRouter.Gateway.Dedup;
 /// not cancelled when this replica's clients leave while other replicas still relay it; the broker's sweep releases the
 /// hold once no replica follows any more.
 /// </summary>
+/// <remarks>
+/// Nearly every call has no follower on another replica, so the publisher stays quiet until one announces itself
+/// (<see cref="StartMirroring"/>): then it writes everything so far and goes on live. A quiet call ends with one
+/// settling script that deletes the claim, unless a follower registered meanwhile; then the whole response is written
+/// instead. Mirroring every response cost a third of Redis's work per request (bench/results/load-redis.md).
+/// </remarks>
 internal sealed class RedisExchangePublisher : IExchangeMirror
 {
     private const int MaxMergedChunkBytes = 256 * 1024;
@@ -22,6 +28,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
     private List<Entry> _pending = [];
     private bool _flushing;
     private bool _closed;     // the last entry (end, fail or gone) is queued: nothing more is accepted
+    private bool _mirroring;  // a follower exists: entries go to Redis as they come
     private bool _abandoned;  // Redis refused our writes: followers notice the silence and the lapsed claim
     private long _written;    // entries sent so far; the next gets id 0-(_written + 1)
     private int _holding;
@@ -48,6 +55,12 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
     /// <summary>True while the publisher keeps the call alive and no client of this replica listens to it any more.</summary>
     public bool OnlyHoldListens => Volatile.Read(ref _holding) == 1 && Exchange.Listeners <= 1 && !Exchange.IsCompleted;
 
+    /// <summary>True once a follower exists and the response goes to Redis.</summary>
+    public bool IsMirroring
+    {
+        get { lock (_lock) return _mirroring; }
+    }
+
     public bool IsClosed
     {
         get { lock (_lock) return _closed; }
@@ -73,7 +86,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
                 _pending.Add(last);
             }
             last.Data.Write(bytes);
-            KickLocked();
+            if (_mirroring) KickLocked();
         }
     }
 
@@ -109,6 +122,17 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
         ReleaseHold();
     }
 
+    /// <summary>A follower registered on another replica: write what the call produced so far, and from now on as it comes.</summary>
+    public void StartMirroring()
+    {
+        lock (_lock)
+        {
+            if (_mirroring) return;
+            _mirroring = true;
+            if (_pending.Count > 0) KickLocked();
+        }
+    }
+
     /// <summary>Stops keeping the upstream call alive for other replicas (cancels it if no client here listens either).</summary>
     public void ReleaseHold()
     {
@@ -122,7 +146,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
             if (_closed || _abandoned) return;
             _pending.Add(entry);
             _closed = last;
-            KickLocked();
+            if (_mirroring || last) KickLocked();
         }
     }
 
@@ -139,7 +163,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
         while (true)
         {
             List<Entry> batch;
-            bool final;
+            bool final, quiet;
             lock (_lock)
             {
                 if (_pending.Count == 0 || _abandoned)
@@ -150,6 +174,24 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
                 batch = _pending;
                 _pending = [];
                 final = _closed; // the closing entry is queued last, so it is in this batch
+                quiet = !_mirroring; // only the closing entry kicks a quiet publisher: this batch is the whole response
+            }
+
+            if (quiet)
+            {
+                bool? followed = await _broker.SettleAsync(this);
+                if (followed is null)
+                {
+                    Abandon();
+                    return;
+                }
+                if (followed == false)
+                {
+                    _broker.Retire(this);
+                    lock (_lock) _flushing = false;
+                    return;
+                }
+                lock (_lock) _mirroring = true;
             }
 
             var firstId = _written + 1;

@@ -227,7 +227,7 @@ public sealed class CrossReplicaDedupTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Finished_response_leaves_no_claim_behind_and_its_events_expire()
+    public async Task Finished_response_nobody_followed_leaves_no_claim_and_no_events_behind()
     {
         var a = Replica();
         using var clientA = a.CreateGatewayClient();
@@ -239,15 +239,8 @@ public sealed class CrossReplicaDedupTests : IAsyncLifetime
         await WaitUntilAsync(() => Broker(a).PublishingCount == 0, () => "the publisher should retire");
 
         await using var probe = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
-        var db = probe.GetDatabase();
-        Assert.False(await db.KeyExistsAsync(RedisContract.DedupOwnerKey(hash)));
-        var events = probe.GetServers()[0].Keys(pattern: RedisContract.DedupPrefix + "{" + hash + "}:events:*").ToList();
-        var stream = Assert.Single(events);
-        var ttl = await db.KeyTimeToLiveAsync(stream);
-        Assert.NotNull(ttl);
-        Assert.InRange(ttl.Value, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(30));
-        var entries = await db.StreamRangeAsync(stream);
-        Assert.Equal(["head", "chunk", "end"], entries.Select(e => (string)e[RedisContract.DedupFields.Type]!).ToArray());
-        Assert.Equal(["0-1", "0-2", "0-3"], entries.Select(e => (string)e.Id!).ToArray());
+        Assert.False(await probe.GetDatabase().KeyExistsAsync(RedisContract.DedupOwnerKey(hash)));
+        // Nobody followed, so nothing was mirrored: the claim and its end were the call's only dedup writes.
+        Assert.Empty(probe.GetServers()[0].Keys(pattern: RedisContract.DedupPrefix + "{" + hash + "}:*"));
     }
 }

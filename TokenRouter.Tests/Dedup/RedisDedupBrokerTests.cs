@@ -59,6 +59,11 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
         return exchange;
     }
 
+    /// <summary>Waits until the follower registered and the leader heard of it: a call nobody follows writes nothing to
+    /// Redis, so a follower that registered only after the call ended would rightly make its own call.</summary>
+    private static Task MirroringAsync(InflightExchange leading) =>
+        WaitUntilAsync(() => ((RedisExchangePublisher)leading.Mirror!).IsMirroring, () => "the leader should hear of its follower");
+
     private static byte[] Body(InflightExchange exchange)
     {
         var count = exchange.WaitForChunksAsync(0, CancellationToken.None).AsTask().GetAwaiter().GetResult();
@@ -76,6 +81,7 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
         Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
         var following = NewExchange();
         var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None);
+        await MirroringAsync(leading);
 
         var random = new Random(7);
         var written = new List<byte>();
@@ -109,6 +115,7 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
         Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
         var following = NewExchange();
         var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None);
+        await MirroringAsync(leading);
 
         leading.Fail(new ApiError(429, "rate_limit_error", "Slow down.", "rate_limit_exceeded", "model"), new Usage(10, 0, 0, 0, 1));
 
@@ -264,6 +271,7 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
         Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
         var following = NewExchange();
         var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None);
+        await MirroringAsync(second);
         second.SetHead(201, "application/json");
         second.Append("{\"n\":2}"u8);
         second.Complete(default);
@@ -337,6 +345,73 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
 
         await ownCall.Task.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.True(await follow.WaitAsync(Bounded));
+    }
+
+    [Fact]
+    public async Task A_call_nobody_follows_writes_no_stream_and_ends_by_deleting_its_claim()
+    {
+        var a = await ReplicaAsync();
+        var leading = await LeadAsync(a);
+        leading.SetHead(200, "application/json");
+        leading.Append("{\"alone\":true}"u8);
+        leading.Complete(new Usage(3, 0, 0, 0, 1));
+
+        await WaitUntilAsync(() => a.Broker.PublishingCount == 0, () => "the publisher should retire");
+        var db = a.Connection.GetDatabase();
+        Assert.False(await db.KeyExistsAsync(RedisContract.DedupOwnerKey(_key)));
+        var written = a.Connection.GetServers()[0].Keys(pattern: RedisContract.DedupPrefix + "{" + _key + "}:events:*").ToList();
+        Assert.Empty(written);
+    }
+
+    [Fact]
+    public async Task A_follower_arriving_mid_call_gets_everything_written_before_it_came()
+    {
+        var a = await ReplicaAsync();
+        var b = await ReplicaAsync();
+        var leading = await LeadAsync(a);
+        leading.SetHead(200, "text/event-stream");
+        leading.Append("data: early\n\n"u8);
+        Assert.False(((RedisExchangePublisher)leading.Mirror!).IsMirroring);
+
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var following = NewExchange();
+        var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None);
+        await MirroringAsync(leading);
+        await WaitUntilAsync(() => following.BodyBytes > 0, () => "what the leader wrote before B came should reach B");
+        leading.Append("data: late\n\n"u8);
+        leading.Complete(new Usage(4, 0, 0, 0, 2));
+
+        Assert.False(await follow.WaitAsync(Bounded));
+        Assert.Equal(200, following.Status);
+        Assert.Equal("data: early\n\ndata: late\n\n"u8.ToArray(), Body(following));
+        Assert.Equal(new Usage(4, 0, 0, 0, 2), following.Usage);
+    }
+
+    [Fact]
+    public async Task A_quiet_call_ending_with_a_follower_registered_writes_the_whole_response_which_then_expires()
+    {
+        var a = await ReplicaAsync();
+        var leading = await LeadAsync(a);
+        var claim = ((RedisExchangePublisher)leading.Mirror!).Claim;
+        var db = a.Connection.GetDatabase();
+        // A follower on another replica, registered per the contract, whose announcement never arrived.
+        var followers = RedisContract.DedupFollowersKey(_key, claim);
+        var redisNow = (await a.Connection.GetServers()[0].TimeAsync()).ToUniversalTime();
+        Assert.True(await db.SortedSetAddAsync(followers, "elsewhere.7", new DateTimeOffset(redisNow).AddSeconds(30).ToUnixTimeMilliseconds()));
+
+        leading.SetHead(200, "application/json");
+        leading.Append("{\"n\":1}"u8);
+        leading.Complete(new Usage(2, 0, 0, 0, 1));
+
+        await WaitUntilAsync(() => a.Broker.PublishingCount == 0, () => "the publisher should retire");
+        Assert.False(await db.KeyExistsAsync(RedisContract.DedupOwnerKey(_key)));
+        var events = RedisContract.DedupEventsKey(_key, claim);
+        var entries = await db.StreamRangeAsync(events);
+        Assert.Equal(["head", "chunk", "end"], entries.Select(e => (string)e[RedisContract.DedupFields.Type]!).ToArray());
+        Assert.Equal(["0-1", "0-2", "0-3"], entries.Select(e => (string)e.Id!).ToArray());
+        var ttl = await db.KeyTimeToLiveAsync(events);
+        Assert.NotNull(ttl);
+        Assert.InRange(ttl.Value, TimeSpan.FromMilliseconds(1), new RedisDedupOptions().Retention);
     }
 
     [Fact]

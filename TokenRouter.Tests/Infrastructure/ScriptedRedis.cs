@@ -20,10 +20,14 @@ public sealed class ScriptedRedis
         ((MultiplexerProxy)(object)Multiplexer).Owner = this;
         Database = DispatchProxy.Create<IDatabase, DatabaseProxy>();
         ((DatabaseProxy)(object)Database).Owner = this;
+        Subscriber = DispatchProxy.Create<ISubscriber, SubscriberProxy>();
     }
 
     public IConnectionMultiplexer Multiplexer { get; }
     public IDatabase Database { get; }
+
+    /// <summary>Accepts subscriptions and never delivers a message.</summary>
+    public ISubscriber Subscriber { get; }
 
     /// <summary>Answers the n-th (1-based) script call; throw to fail it.</summary>
     public Func<int, RedisValue[], Task<RedisResult>> OnScript { get; set; } = (_, _) => Task.FromResult(RedisResult.Create((RedisValue)1));
@@ -49,10 +53,20 @@ public sealed class ScriptedRedis
         protected override object? Invoke(MethodInfo? targetMethod, object?[]? args) => targetMethod!.Name switch
         {
             nameof(IConnectionMultiplexer.GetDatabase) => Owner.Database,
+            nameof(IConnectionMultiplexer.GetSubscriber) => Owner.Subscriber,
             "get_" + nameof(IConnectionMultiplexer.IsConnected) => Owner.OnIsConnected(Interlocked.Increment(ref Owner._connectedChecks)),
             nameof(IDisposable.Dispose) => null,
             nameof(IAsyncDisposable.DisposeAsync) => ValueTask.CompletedTask,
             _ => throw new NotSupportedException($"ScriptedRedis: {targetMethod.Name}"),
+        };
+    }
+
+    public class SubscriberProxy : DispatchProxy
+    {
+        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args) => targetMethod!.Name switch
+        {
+            nameof(ISubscriber.SubscribeAsync) or nameof(ISubscriber.UnsubscribeAsync) => Task.CompletedTask,
+            _ => throw new NotSupportedException($"ScriptedRedis: subscriber {targetMethod.Name}"),
         };
     }
 
