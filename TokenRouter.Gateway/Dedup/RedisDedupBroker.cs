@@ -162,7 +162,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         {
             var meter = meterFactory.Create(GatewayMetrics.MeterName);
             meter.CreateObservableGauge("tokenrouter.dedup.remote.leading", () => PublishingCount, "{call}",
-                "Calls this replica leads and publishes to other replicas through Redis.");
+                "Calls this replica leads across replicas (claimed in Redis; mirrored once another replica follows).");
             meter.CreateObservableGauge("tokenrouter.dedup.remote.following", () => FollowingCount, "{call}",
                 "Calls of another replica this replica relays from Redis.");
             _takeovers = meter.CreateCounter<long>("tokenrouter.dedup.remote.takeovers", "{call}",
@@ -194,7 +194,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
     /// <summary>This replica is shutting down: failures of its calls are handed off, not relayed.</summary>
     public bool IsStopping => Volatile.Read(ref _stopRequested) == 1;
 
-    /// <summary>Calls this replica leads and publishes right now.</summary>
+    /// <summary>Calls this replica leads across replicas right now, mirrored or not.</summary>
     public int PublishingCount => _publishers.Count;
 
     /// <summary>Remote calls this replica relays right now.</summary>
