@@ -1,3 +1,4 @@
+using System.Threading.Tasks.Sources;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Errors;
 
@@ -13,9 +14,10 @@ public sealed class InflightExchange
 {
     private readonly Lock _lock = new();
     private readonly List<byte[]> _chunks = [];
-    private TaskCompletionSource _changed = NewSignal();
-    private readonly TaskCompletionSource _head = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>The clients waiting for news, each woken only once what it waits for is there.</summary>
+    private Waiter? _waiters;
     private int _listeners;
+    private bool _headKnown;
     private bool _completed;
     private long _bytes;
 
@@ -83,7 +85,13 @@ public sealed class InflightExchange
         Status = status;
         ContentType = contentType;
         Mirror?.Head(status, contentType);
-        _head.TrySetResult();
+        Waiter? ready;
+        lock (_lock)
+        {
+            _headKnown = true;
+            ready = TakeReady();
+        }
+        Waiter.Wake(ready);
     }
 
     public void Append(ReadOnlySpan<byte> bytes)
@@ -91,15 +99,42 @@ public sealed class InflightExchange
         if (bytes.IsEmpty) return;
         Mirror?.Chunk(bytes);
         var copy = bytes.ToArray();
-        TaskCompletionSource signal;
+        Waiter? ready;
         lock (_lock)
         {
             _chunks.Add(copy);
             _bytes += copy.Length;
-            signal = _changed;
-            _changed = NewSignal();
+            ready = TakeReady();
         }
-        signal.TrySetResult();
+        Waiter.Wake(ready);
+    }
+
+    /// <summary>
+    /// A whole (non-stream) response at once: head, body and completion, in that order for the <see cref="Mirror"/>,
+    /// and published to local listeners together, so that each waiting client wakes once instead of once per part.
+    /// </summary>
+    public void Respond(int status, string? contentType, ReadOnlySpan<byte> body, Usage usage)
+    {
+        Status = status;
+        ContentType = contentType;
+        Usage = usage;
+        Mirror?.Head(status, contentType);
+        if (!body.IsEmpty) Mirror?.Chunk(body);
+        Mirror?.Complete(usage);
+        var copy = body.IsEmpty ? null : body.ToArray();
+        Waiter? ready;
+        lock (_lock)
+        {
+            _headKnown = true;
+            if (copy is not null)
+            {
+                _chunks.Add(copy);
+                _bytes += copy.Length;
+            }
+            _completed = true;
+            ready = TakeReady();
+        }
+        Waiter.Wake(ready);
     }
 
     public void Complete(Usage usage)
@@ -124,39 +159,43 @@ public sealed class InflightExchange
         Error = error;
         Usage = usage;
         Mirror?.Fail(error, usage);
-        _head.TrySetResult();
         Finish();
     }
 
     private void Finish()
     {
-        TaskCompletionSource signal;
+        Waiter? ready;
         lock (_lock)
         {
+            // A failure before any head ends the wait for it too.
+            _headKnown = true;
             _completed = true;
-            signal = _changed;
+            ready = TakeReady();
         }
-        signal.TrySetResult();
+        Waiter.Wake(ready);
     }
 
-    public Task WaitForHeadAsync(CancellationToken cancellationToken) => _head.Task.WaitAsync(cancellationToken);
+    /// <summary>Waits until the head is known (or the exchange failed without one).</summary>
+    public ValueTask WaitForHeadAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            if (_headKnown) return ValueTask.CompletedTask;
+            return new ValueTask(Enqueue(Waiter.ForHead, cancellationToken), 0);
+        }
+    }
 
     /// <summary>
     /// Waits until there are chunks past <paramref name="index"/> or the exchange is over, and returns the chunk
     /// count then; the caller reads chunks [index, count) with <see cref="Chunk"/>. Returns <paramref name="index"/>
     /// when the exchange is over and nothing more will come.
     /// </summary>
-    public async ValueTask<int> WaitForChunksAsync(int index, CancellationToken cancellationToken)
+    public ValueTask<int> WaitForChunksAsync(int index, CancellationToken cancellationToken)
     {
-        while (true)
+        lock (_lock)
         {
-            Task wait;
-            lock (_lock)
-            {
-                if (_chunks.Count > index || _completed) return _chunks.Count;
-                wait = _changed.Task;
-            }
-            await wait.WaitAsync(cancellationToken);
+            if (_chunks.Count > index || _completed) return new ValueTask<int>(_chunks.Count);
+            return new ValueTask<int>(Enqueue(index, cancellationToken), 0);
         }
     }
 
@@ -165,5 +204,90 @@ public sealed class InflightExchange
         lock (_lock) return _chunks[index];
     }
 
-    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>Under the lock. A waiter replaces a TaskCompletionSource per signal plus a Task.WaitAsync per wait (a
+    /// promise, a completion action and a thread-pool hop through it): one object per wait, woken straight onto the pool.</summary>
+    private Waiter Enqueue(int index, CancellationToken cancellationToken)
+    {
+        var waiter = new Waiter(index, cancellationToken);
+        waiter.Next = _waiters;
+        _waiters = waiter;
+        // Registered under the lock so that no publication can wake it before its registration is stored; an already
+        // cancelled token runs the callback here, which takes no lock.
+        waiter.Register();
+        return waiter;
+    }
+
+    /// <summary>Under the lock: unlinks the waiters whose wait is over (chunk count set for each) and returns them.</summary>
+    private Waiter? TakeReady()
+    {
+        Waiter? ready = null;
+        ref var link = ref _waiters;
+        while (link is { } waiter)
+        {
+            var over = waiter.Index == Waiter.ForHead ? _headKnown : _chunks.Count > waiter.Index || _completed;
+            if (!over)
+            {
+                link = ref waiter.Next;
+                continue;
+            }
+            link = waiter.Next;
+            waiter.Count = _chunks.Count;
+            waiter.Next = ready;
+            ready = waiter;
+        }
+        return ready;
+    }
+
+    /// <summary>
+    /// One client's wait. Its continuation always runs on the thread pool, never inline on the producer's thread: a
+    /// slow client must not stall the pump or the other listeners. Cancelled promptly by the client's token; a
+    /// cancelled waiter stays linked until the next publication, which drops it.
+    /// </summary>
+    private sealed class Waiter(int index, CancellationToken cancellationToken) : IValueTaskSource<int>, IValueTaskSource
+    {
+        public const int ForHead = -1;
+
+        private ManualResetValueTaskSourceCore<int> _core = new() { RunContinuationsAsynchronously = true };
+        private CancellationTokenRegistration _registration;
+        private int _settled;
+
+        /// <summary>The chunk index waited past, or <see cref="ForHead"/>.</summary>
+        public int Index { get; } = index;
+        public int Count;
+        public Waiter? Next;
+
+        public void Register()
+        {
+            if (cancellationToken.CanBeCanceled)
+                _registration = cancellationToken.UnsafeRegister(static s => ((Waiter)s!).Cancel(), this);
+        }
+
+        public static void Wake(Waiter? ready)
+        {
+            while (ready is not null)
+            {
+                var next = ready.Next;
+                ready.Next = null;
+                if (Interlocked.Exchange(ref ready._settled, 1) == 0) ready._core.SetResult(ready.Count);
+                ready = next;
+            }
+        }
+
+        private void Cancel()
+        {
+            if (Interlocked.Exchange(ref _settled, 1) == 0) _core.SetException(new OperationCanceledException(cancellationToken));
+        }
+
+        public int GetResult(short token)
+        {
+            // Unregister, not Dispose: it need not wait for a cancellation callback in progress, which can do no harm now.
+            _registration.Unregister();
+            return _core.GetResult(token);
+        }
+
+        void IValueTaskSource.GetResult(short token) => GetResult(token);
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
+    }
 }

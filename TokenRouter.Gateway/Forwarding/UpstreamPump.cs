@@ -144,11 +144,9 @@ public sealed partial class UpstreamPump(
                         exchange.Fail(ApiError.BadGateway($"The provider '{provider.Name}' sent a response that is not valid JSON."));
                         return;
                     }
-                    // A whole body is all its listeners can use: announcing the head only now, right before the body,
-                    // wakes each of them once instead of once per signal.
-                    exchange.SetHead(status, media);
-                    exchange.Append(body.WrittenSpan);
-                    exchange.Complete(usage);
+                    // A whole body is all its listeners can use: head, body and completion published at once wake
+                    // each of them once instead of once per part.
+                    exchange.Respond(status, media, body.WrittenSpan, usage);
                 }
             }
         }
