@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.DataProtection.KeyManagement;
 using Microsoft.AspNetCore.DataProtection.StackExchangeRedis;
@@ -90,8 +91,7 @@ public static class GatewayExtensions
             redis ? sp.GetRequiredService<RedisCircuit>() : null, sp.GetRequiredService<GatewayMetrics>()));
         // Drain on SIGTERM: Kestrel lets requests in flight finish for this long, then the usage sink flushes.
         services.AddOptions<HostOptions>().Configure<IOptions<GatewayOptions>>((host, gateway) => host.ShutdownTimeout = gateway.Value.ShutdownTimeout);
-        services.AddAuthentication(o => o.AddScheme<ClientKeyAuthenticationHandler>(ClientKeyAuthenticationHandler.SchemeName, null));
-        services.AddTransient<ClientKeyAuthenticationHandler>(); // resolved per request, without ActivatorUtilities' reflection
+        services.AddAuthentication().AddScheme<AuthenticationSchemeOptions, ClientKeyAuthenticationHandler>(ClientKeyAuthenticationHandler.SchemeName, null);
         services.AddSingleton<ModelRouter>();
         services.AddSingleton<Canonicalizer>();
         services.AddSingleton(sp => new ToolOrderMemory(sp.GetRequiredService<TimeProvider>(), sp.GetService<IConnectionMultiplexer>())

@@ -1,5 +1,7 @@
 using System.Security.Claims;
+using System.Text.Encodings.Web;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.Extensions.Options;
 using TokenRouter.Gateway.Errors;
 using TokenRouter.Gateway.Formats;
 
@@ -11,13 +13,11 @@ namespace TokenRouter.Gateway.Auth;
 /// <see cref="ApiKeyAuthenticator"/>'s (static keys, Admin's keys through Redis, a local cache); a refusal is answered
 /// in the client's own API shape: 401, or 503 with <c>Retry-After</c> when the key store cannot be reached.
 /// </summary>
-/// <remarks>
-/// A plain <see cref="IAuthenticationHandler"/> rather than an <see cref="AuthenticationHandler{TOptions}"/>: ASP.NET Core
-/// creates a handler per request, and the base class then looks up its options, creates its logger (a lock in the
-/// logger factory) and its events, none of which this scheme uses. In the load benchmark the authentication layer cost
-/// ~4.5 µs of CPU a request beyond the key lookup itself (bench/results/load-auth-json.md).
-/// </remarks>
-public sealed class ClientKeyAuthenticationHandler(ApiKeyAuthenticator authenticator) : IAuthenticationHandler
+public sealed class ClientKeyAuthenticationHandler(
+    IOptionsMonitor<AuthenticationSchemeOptions> options,
+    ILoggerFactory logger,
+    UrlEncoder encoder,
+    ApiKeyAuthenticator authenticator) : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "ClientKey";
 
@@ -26,43 +26,25 @@ public sealed class ClientKeyAuthenticationHandler(ApiKeyAuthenticator authentic
     private static readonly ClaimsPrincipal Client = new(new ClaimsIdentity([new Claim(ClaimTypes.Role, "client")], SchemeName));
     private static readonly AuthenticationTicket Ticket = new(Client, SchemeName);
 
-    private HttpContext _context = null!;
-    private Task<AuthenticateResult>? _result;
-
-    public Task InitializeAsync(AuthenticationScheme scheme, HttpContext context)
-    {
-        _context = context;
-        return Task.CompletedTask;
-    }
-
-    /// <summary>Once per request: the middleware and an endpoint asking again get the same result.</summary>
-    public Task<AuthenticateResult> AuthenticateAsync() => _result ??= AuthenticateOnceAsync();
-
-    private async Task<AuthenticateResult> AuthenticateOnceAsync()
+    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
     {
         try
         {
-            _context.Features.Set(await authenticator.AuthenticateAsync(_context.Request, _context.RequestAborted));
+            Context.Features.Set(await authenticator.AuthenticateAsync(Request, Context.RequestAborted));
             return AuthenticateResult.Success(Ticket);
         }
         catch (ApiError error)
         {
-            _context.Features.Set(error);
+            Context.Features.Set(error);
             return AuthenticateResult.Fail(error.Message);
         }
     }
 
-    public Task ChallengeAsync(AuthenticationProperties? properties)
+    protected override Task HandleChallengeAsync(AuthenticationProperties properties)
     {
-        var error = _context.Features.Get<ApiError>() ?? ApiError.Unauthorized("Missing API key.");
-        if (error.Status == StatusCodes.Status401Unauthorized) _context.Response.Headers.WWWAuthenticate = "Bearer realm=\"tokenrouter\"";
-        return new ApiErrorResult(error, ClientFormat.Of(_context.Request)).ExecuteAsync(_context);
-    }
-
-    public Task ForbidAsync(AuthenticationProperties? properties)
-    {
-        _context.Response.StatusCode = StatusCodes.Status403Forbidden;
-        return Task.CompletedTask;
+        var error = Context.Features.Get<ApiError>() ?? ApiError.Unauthorized("Missing API key.");
+        if (error.Status == StatusCodes.Status401Unauthorized) Response.Headers.WWWAuthenticate = "Bearer realm=\"tokenrouter\"";
+        return new ApiErrorResult(error, ClientFormat.Of(Request)).ExecuteAsync(Context);
     }
 }
 
