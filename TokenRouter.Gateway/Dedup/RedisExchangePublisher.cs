@@ -17,7 +17,7 @@ namespace TokenRouter.Gateway.Dedup;
 /// Nearly every call has no follower on another replica, so the publisher stays quiet until one announces itself
 /// (<see cref="StartMirroring"/>): then it writes everything so far and goes on live. A quiet call ends with one
 /// settling script that deletes the claim, unless a follower registered meanwhile; then the whole response is written
-/// instead. Mirroring every response cost a third of Redis's work per request (bench/results/load-redis.md).
+/// instead. Mirroring every response cost a third of Redis's work per request (bench/results/load-redis-before-lazy-mirror.md).
 /// </remarks>
 internal sealed class RedisExchangePublisher : IExchangeMirror
 {
