@@ -42,7 +42,8 @@ namespace TokenRouter.Contracts;
 /// write cannot duplicate one, a reader can see a gap), fields <see cref="DedupFields"/>, one of the
 /// <see cref="DedupEntryTypes"/> each, and announces every write on <see cref="DedupWakeChannel"/>; the stream expires
 /// <c>Dedup:Retention</c> after its last write. It mirrors only once a follower exists: until then it writes nothing, and
-/// at the end it deletes its claim unless a follower registered meanwhile (then it writes the whole response at once).
+/// at the end it deletes its claim unless a follower registered meanwhile or is on its way (<see cref="DedupJoiningKey"/>):
+/// then it writes the whole response at once.
 /// Replicas relaying it register in the sorted set <see cref="DedupFollowersKey"/> (member follower id, score its deadline
 /// in Redis-clock unix ms) and announce themselves on the leading replica's <see cref="DedupLeaderChannel"/>, so the
 /// leader starts mirroring at once and keeps its call alive for them after its own clients left. A follower that takes
@@ -257,6 +258,11 @@ public static class RedisContract
     /// <summary>Pub/sub channel <c>tokenrouter:dedup:{fullHash}:wake:{claimId}</c>: an empty message after every write to that
     /// claim's stream, so followers read at once instead of waiting for their next poll.</summary>
     public static string DedupWakeChannel(string fullHash, string claimId) => DedupPrefix + "{" + fullHash + "}:wake:" + claimId;
+
+    /// <summary><c>tokenrouter:dedup:{fullHash}:joining</c>: set (for a lease) by every claim that finds the request already
+    /// claimed, i.e. by a follower on its way; a leader ending a call nobody seemed to follow writes its response when it
+    /// is there, since that follower may register only after the call ended.</summary>
+    public static string DedupJoiningKey(string fullHash) => DedupPrefix + "{" + fullHash + "}:joining";
 
     /// <summary>Pub/sub channel <c>tokenrouter:dedup:leader:{replica}</c> of the replica that made <paramref name="claimId"/>
     /// (claim ids are <c>{replica}.{n}</c>): a follower publishes the claim id there when it registers, so that replica starts

@@ -24,7 +24,8 @@ namespace TokenRouter.Gateway.Dedup;
 /// claim's stream once a follower announces itself on this replica's leader channel (or the sweep sees one registered);
 /// a background sweep renews the lease of every running call (every third of the lease, at most every second) and the
 /// registrations of every follower. At the end the leader deletes its claim and the stream expires. A call nobody
-/// followed writes no stream: its end is one script that deletes the claim unless a follower registered meanwhile.</para>
+/// followed writes no stream: its end is one script that deletes the claim unless a follower registered meanwhile or
+/// found the request claimed and is about to register (then the whole response is written after all).</para>
 /// <para>Followers read the stream with non-blocking XREAD (a blocking read would stall the shared multiplexer) whenever
 /// the leader's pub/sub wake-up message after each write arrives, and otherwise poll with back-off (2 ms, doubling to
 /// <see cref="RedisDedupOptions.MaxPollInterval"/>) in case a message is lost. When nothing arrives for <see cref="RedisDedupOptions.LeaderWait"/>
@@ -34,17 +35,22 @@ namespace TokenRouter.Gateway.Dedup;
 /// </remarks>
 public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
 {
-    // KEYS: owner. ARGV: claim, lease ms. Returns nil when claimed, else the current owner's claim.
+    // KEYS: owner, joining. ARGV: claim, lease ms. Returns nil when claimed, else the current owner's claim, and then marks
+    // a follower on its way (see SettleScript).
     private const string ClaimScript = """
         local current = redis.call('GET', KEYS[1])
-        if current then return current end
+        if current then
+          redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+          return current
+        end
         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
         return false
         """;
 
-    // KEYS: owner, followers. ARGV: claim. The end of a call nobody followed so far: 1 when a follower is registered now
-    // (the leader then writes the whole response), else deletes the claim and returns 0.
+    // KEYS: owner, followers, joining. ARGV: claim. The end of a call nobody followed so far: 1 when a follower is
+    // registered or on its way (the leader then writes the whole response), else deletes the claim and returns 0.
     private const string SettleScript = """
+        if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         if redis.call('ZCOUNT', KEYS[2], now, '+inf') > 0 then return 1 end
@@ -278,7 +284,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
     {
         try
         {
-            return (long)await Db.ScriptEvaluateAsync(SettleScript, [publisher.Owner, publisher.Followers], [publisher.Claim]) == 1;
+            return (long)await Db.ScriptEvaluateAsync(SettleScript, [publisher.Owner, publisher.Followers, publisher.Joining], [publisher.Claim]) == 1;
         }
         catch (Exception ex) when (IsRedisFailure(ex))
         {
@@ -603,7 +609,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
 
     private async Task<string?> ClaimAsync(string key, string claim)
     {
-        var result = await Db.ScriptEvaluateAsync(ClaimScript, [RedisContract.DedupOwnerKey(key)], [claim, _leaseMs]);
+        var result = await Db.ScriptEvaluateAsync(ClaimScript, [RedisContract.DedupOwnerKey(key), RedisContract.DedupJoiningKey(key)], [claim, _leaseMs]);
         return result.IsNull ? null : (string?)result;
     }
 

@@ -16,8 +16,8 @@ namespace TokenRouter.Gateway.Dedup;
 /// <remarks>
 /// Nearly every call has no follower on another replica, so the publisher stays quiet until one announces itself
 /// (<see cref="StartMirroring"/>): then it writes everything so far and goes on live. A quiet call ends with one
-/// settling script that deletes the claim, unless a follower registered meanwhile; then the whole response is written
-/// instead. Mirroring every response cost a third of Redis's work per request (bench/results/load-redis-before-lazy-mirror.md).
+/// settling script that deletes the claim, unless a follower registered meanwhile or is on its way; then the whole
+/// response is written instead. Mirroring every response cost a third of Redis's work per request (bench/results/load-redis-before-lazy-mirror.md).
 /// </remarks>
 internal sealed class RedisExchangePublisher : IExchangeMirror
 {
@@ -41,6 +41,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
         Owner = RedisContract.DedupOwnerKey(exchange.Key);
         Events = RedisContract.DedupEventsKey(exchange.Key, claim);
         Followers = RedisContract.DedupFollowersKey(exchange.Key, claim);
+        Joining = RedisContract.DedupJoiningKey(exchange.Key);
         Wake = RedisChannel.Literal(RedisContract.DedupWakeChannel(exchange.Key, claim));
         _holding = exchange.TryListen() ? 1 : 0;
     }
@@ -50,6 +51,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
     public RedisKey Owner { get; }
     public RedisKey Events { get; }
     public RedisKey Followers { get; }
+    public RedisKey Joining { get; }
     public RedisChannel Wake { get; }
 
     /// <summary>True while the publisher keeps the call alive and no client of this replica listens to it any more.</summary>

@@ -388,6 +388,27 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_follower_that_found_the_call_claimed_gets_its_response_even_if_it_registers_after_the_end()
+    {
+        var a = await ReplicaAsync();
+        var b = await ReplicaAsync();
+        var leading = await LeadAsync(a);
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+
+        // The call ends before B's follower registers (or announces itself).
+        leading.SetHead(200, "application/json");
+        leading.Append("{\"late\":true}"u8);
+        leading.Complete(new Usage(6, 0, 0, 0, 2));
+        await WaitUntilAsync(() => a.Broker.PublishingCount == 0, () => "the publisher should retire");
+
+        var following = NewExchange();
+        Assert.False(await b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None).WaitAsync(Bounded));
+        Assert.Equal(200, following.Status);
+        Assert.Equal("{\"late\":true}"u8.ToArray(), Body(following));
+        Assert.Equal(new Usage(6, 0, 0, 0, 2), following.Usage);
+    }
+
+    [Fact]
     public async Task A_quiet_call_ending_with_a_follower_registered_writes_the_whole_response_which_then_expires()
     {
         var a = await ReplicaAsync();
