@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
@@ -63,6 +64,15 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
     /// Redis, so a follower that registered only after the call ended would rightly make its own call.</summary>
     private static Task MirroringAsync(InflightExchange leading) =>
         WaitUntilAsync(() => ((RedisExchangePublisher)leading.Mirror!).IsMirroring, () => "the leader should hear of its follower");
+
+    /// <summary>The leader's whole JSON answer, then until its publisher has settled or written it and retired.</summary>
+    private static async Task AnswerAsync(Replica leader, InflightExchange leading, string json, Usage usage)
+    {
+        leading.SetHead(200, "application/json");
+        leading.Append(Encoding.UTF8.GetBytes(json));
+        leading.Complete(usage);
+        await WaitUntilAsync(() => leader.Broker.PublishingCount == 0, () => "the publisher should retire");
+    }
 
     private static byte[] Body(InflightExchange exchange)
     {
@@ -352,11 +362,8 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
     {
         var a = await ReplicaAsync();
         var leading = await LeadAsync(a);
-        leading.SetHead(200, "application/json");
-        leading.Append("{\"alone\":true}"u8);
-        leading.Complete(new Usage(3, 0, 0, 0, 1));
 
-        await WaitUntilAsync(() => a.Broker.PublishingCount == 0, () => "the publisher should retire");
+        await AnswerAsync(a, leading, "{\"alone\":true}", new Usage(3, 0, 0, 0, 1));
         var db = a.Connection.GetDatabase();
         Assert.False(await db.KeyExistsAsync(RedisContract.DedupOwnerKey(_key)));
         var written = a.Connection.GetServers()[0].Keys(pattern: RedisContract.DedupPrefix + "{" + _key + "}:events:*").ToList();
@@ -396,10 +403,7 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
         Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
 
         // The call ends before B's follower registers (or announces itself).
-        leading.SetHead(200, "application/json");
-        leading.Append("{\"late\":true}"u8);
-        leading.Complete(new Usage(6, 0, 0, 0, 2));
-        await WaitUntilAsync(() => a.Broker.PublishingCount == 0, () => "the publisher should retire");
+        await AnswerAsync(a, leading, "{\"late\":true}", new Usage(6, 0, 0, 0, 2));
 
         var following = NewExchange();
         Assert.False(await b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None).WaitAsync(Bounded));
@@ -420,11 +424,8 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
         var redisNow = (await a.Connection.GetServers()[0].TimeAsync()).ToUniversalTime();
         Assert.True(await db.SortedSetAddAsync(followers, "elsewhere.7", new DateTimeOffset(redisNow).AddSeconds(30).ToUnixTimeMilliseconds()));
 
-        leading.SetHead(200, "application/json");
-        leading.Append("{\"n\":1}"u8);
-        leading.Complete(new Usage(2, 0, 0, 0, 1));
+        await AnswerAsync(a, leading, "{\"n\":1}", new Usage(2, 0, 0, 0, 1));
 
-        await WaitUntilAsync(() => a.Broker.PublishingCount == 0, () => "the publisher should retire");
         Assert.False(await db.KeyExistsAsync(RedisContract.DedupOwnerKey(_key)));
         var events = RedisContract.DedupEventsKey(_key, claim);
         var entries = await db.StreamRangeAsync(events);
