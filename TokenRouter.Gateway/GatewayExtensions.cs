@@ -163,6 +163,8 @@ public static class GatewayExtensions
             return new ApiErrorResult(error, ClientFormat.Of(http.Request)).ExecuteAsync(http);
         });
 
+        app.UseClientKeys();
+
         var v1 = app.MapGroup("/v1").RequireClientKey();
         v1.MapChatCompletionsApi();
         v1.MapMessagesApi();
