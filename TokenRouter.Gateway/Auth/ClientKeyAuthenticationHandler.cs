@@ -58,7 +58,7 @@ public static class ClientKeyEndpointExtensions
     /// challenges (401/503 in the client's shape) when it fails — as the authorization middleware does for a policy,
     /// without its policy evaluation (requirements, handlers, their contexts: 2.9 µs of CPU a request in the load profile
     /// at bc5eca1) or an endpoint filter (which routes every argument and result of the handler through a filter
-    /// context: ~1.3 µs). Must follow routing, which ASP.NET Core puts first.
+    /// context: 4 µs a request more than this middleware, side by side). Must follow routing, which ASP.NET Core puts first.
     /// </summary>
     public static IApplicationBuilder UseClientKeys(this IApplicationBuilder app) => app.Use(static (context, next) =>
         context.GetEndpoint()?.Metadata.GetMetadata<ClientKeyRequired>() is null ? next(context) : AuthenticateThenAsync(context, next));

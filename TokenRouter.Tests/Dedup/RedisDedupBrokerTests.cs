@@ -60,6 +60,16 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
         return exchange;
     }
 
+    /// <summary>Replica A leads the call; replica B's claim finds it taken.</summary>
+    private async Task<(Replica A, Replica B, InflightExchange Leading)> LeadOnAClaimedFromBAsync()
+    {
+        var a = await ReplicaAsync();
+        var b = await ReplicaAsync();
+        var leading = await LeadAsync(a);
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        return (a, b, leading);
+    }
+
     /// <summary>Waits until the follower registered and the leader heard of it: a call nobody follows writes nothing to
     /// Redis, so a follower that registered only after the call ended would rightly make its own call.</summary>
     private static Task MirroringAsync(InflightExchange leading) =>
@@ -85,10 +95,7 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
     [Fact]
     public async Task Follower_receives_the_leaders_head_bytes_and_usage_exactly()
     {
-        var a = await ReplicaAsync();
-        var b = await ReplicaAsync();
-        var leading = await LeadAsync(a);
-        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var (a, b, leading) = await LeadOnAClaimedFromBAsync();
         var following = NewExchange();
         var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None);
         await MirroringAsync(leading);
@@ -119,10 +126,7 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
     [Fact]
     public async Task Follower_receives_the_leaders_provider_error_and_usage()
     {
-        var a = await ReplicaAsync();
-        var b = await ReplicaAsync();
-        var leading = await LeadAsync(a);
-        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var (_, b, leading) = await LeadOnAClaimedFromBAsync();
         var following = NewExchange();
         var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None);
         await MirroringAsync(leading);
@@ -214,10 +218,7 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
     [Fact]
     public async Task Follower_mid_response_fails_with_bad_gateway_when_the_leader_dies()
     {
-        var a = await ReplicaAsync();
-        var b = await ReplicaAsync();
-        var leading = await LeadAsync(a);
-        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var (a, b, leading) = await LeadOnAClaimedFromBAsync();
         var following = NewExchange();
         var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, CancellationToken.None);
         leading.SetHead(200, "text/event-stream");
@@ -294,10 +295,7 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
     [Fact]
     public async Task Follow_stops_when_every_local_client_left()
     {
-        var a = await ReplicaAsync();
-        var b = await ReplicaAsync();
-        await LeadAsync(a);
-        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var (_, b, _) = await LeadOnAClaimedFromBAsync();
         var following = NewExchange();
         using var allLeft = new CancellationTokenSource();
         var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, allLeft.Token);
@@ -313,10 +311,7 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
     [Fact]
     public async Task Leader_keeps_its_call_for_a_follower_replica_and_cancels_it_once_nobody_listens_anywhere()
     {
-        var a = await ReplicaAsync();
-        var b = await ReplicaAsync();
-        var leading = await LeadAsync(a);
-        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var (_, b, leading) = await LeadOnAClaimedFromBAsync();
         var following = NewExchange();
         using var bLeft = new CancellationTokenSource();
         var follow = b.Broker.FollowAsync(_key, following, NoOwnCall, bLeft.Token);
@@ -397,10 +392,7 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
     [Fact]
     public async Task A_follower_that_found_the_call_claimed_gets_its_response_even_if_it_registers_after_the_end()
     {
-        var a = await ReplicaAsync();
-        var b = await ReplicaAsync();
-        var leading = await LeadAsync(a);
-        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var (a, b, leading) = await LeadOnAClaimedFromBAsync();
 
         // The call ends before B's follower registers (or announces itself).
         await AnswerAsync(a, leading, "{\"late\":true}", new Usage(6, 0, 0, 0, 2));
