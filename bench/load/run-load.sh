@@ -211,6 +211,9 @@ start_gateway() {
   local name=$1 port=$2 base=$3 dedup=$4 dir=$GATEWAY_DIR kv
   # A variant may name another build of the gateway (GATEWAY_DIR=...), e.g. an older commit's, to compare commits.
   for kv in ${GATEWAY_ENV:-}; do case $kv in GATEWAY_DIR=*) dir=${kv#GATEWAY_DIR=} ;; esac; done
+  # A Native AOT publish (dotnet publish -r linux-x64 -p:PublishAot=true) is an executable, not a dll.
+  local run=(dotnet TokenRouter.Gateway.dll)
+  if [ ! -f "$dir/TokenRouter.Gateway.dll" ] && [ -x "$dir/TokenRouter.Gateway" ]; then run=(./TokenRouter.Gateway); fi
   (cd "$dir" && exec env \
       ASPNETCORE_URLS="http://127.0.0.1:$port" ASPNETCORE_ENVIRONMENT=Production \
       TOKENROUTER_API_KEYS=$KEY OPENAI_BASE_URL="$base" OPENAI_API_KEY=x \
@@ -220,7 +223,7 @@ start_gateway() {
       CACHE_INJECT_ENABLED=true Gateway__CacheInjectEnabled=true RATE_LIMIT_ENABLED=true Limits__Enabled=true \
       DEDUP_ENABLED=$dedup Gateway__DedupEnabled=$dedup \
       ${GATEWAY_ENV:-} \
-      "${NICE[@]}" dotnet TokenRouter.Gateway.dll) >"$WORK/gateway-$name.log" 2>&1 &
+      "${NICE[@]}" "${run[@]}") >"$WORK/gateway-$name.log" 2>&1 &
   GW_PID[$name]=$!
   for _ in $(seq 1 120); do
     if curl -s -o /dev/null --max-time 2 -f "http://127.0.0.1:$port/health"; then return 0; fi
