@@ -375,7 +375,8 @@ if [ "${1:-}" = profile ]; then
   warm "$GW" "$body" "$unique"
   on_measure_start() {
     log "profiling the gateway (pid ${GW_PID[profile]}) for $DURATION s under wrk -c$CONNS"
-    perf record -F 999 -g -p "${GW_PID[profile]}" -o "$WORK/perf.data" -- sleep "$DURATION" 2>"$WORK/perf-record.log" &
+    # PERF_RECORD_ARGS: other events, e.g. "-e sched:sched_switch -e sched:sched_wakeup -g" for who blocks and who wakes.
+    perf record ${PERF_RECORD_ARGS:--F 999 -g} -p "${GW_PID[profile]}" -o "$WORK/perf.data" -- sleep "$DURATION" 2>"$WORK/perf-record.log" &
     PERF_PID=$!
     sleep 0.3
   }
