@@ -38,7 +38,7 @@ public sealed partial class ChatHandler(
     public async Task<IResult> HandleAsync(HttpContext context, ApiFormat clientFormat)
     {
         var started = time.GetTimestamp();
-        var requestId = "req_" + Guid.CreateVersion7().ToString("N");
+        var requestId = RequestIds.New(time);
         context.Response.Headers[GatewayHeaders.RequestId] = requestId;
         var o = options.CurrentValue;
         metrics.InflightChanged(1);

@@ -76,7 +76,7 @@ public sealed partial class PassthroughForwarder(
     public async Task<IResult> HandleAsync(HttpContext context)
     {
         var started = time.GetTimestamp();
-        var requestId = "req_" + Guid.CreateVersion7().ToString("N");
+        var requestId = RequestIds.New(time);
         var request = context.Request;
         var format = ClientFormat.Of(request);
         var aborted = context.RequestAborted;
