@@ -7,8 +7,8 @@ namespace TokenRouter.Gateway.Forwarding;
 /// Request ids (<c>req_</c> + a UUIDv7 as 32 lowercase hex digits): time-ordered, and unique across replicas and
 /// restarts, since the ledger is deduplicated by them. Not <see cref="Guid.CreateVersion7()"/>: on Linux each call reads
 /// <c>/dev/urandom</c>, one <c>read</c> system call per request (0.96 per request in the load benchmark's syscall count).
-/// The 74 random bits come instead from a per-thread block filled by <see cref="RandomNumberGenerator"/> (OpenSSL's
-/// generator, in process), one fill per <see cref="IdsPerFill"/> ids.
+/// The 74 random bits come instead from a per-thread block that <see cref="RandomNumberGenerator"/> fills once per
+/// <see cref="IdsPerFill"/> ids (system calls per request under load: 7.72 → 6.76).
 /// </summary>
 public static class RequestIds
 {
