@@ -70,7 +70,7 @@ public sealed class ChatCompletionsApiTests : GatewayWithFakeProvider
 
         await PostRawAsync(http, """{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"x"}]}""");
 
-        var record = Assert.Single(Gateway.Service<InMemoryUsageSink>().Snapshot());
+        var record = await Matrix.SingleUsageRecordAsync(Gateway);
         Assert.Equal(new Usage(1000, 512, 0, 0, 10), record.Usage);
         Assert.True(record.Stream);
         // gpt-4o: 488 × $2.50 + 512 × $1.25 + 10 × $10 per 1M tokens.
@@ -159,7 +159,7 @@ public sealed class ChatCompletionsApiTests : GatewayWithFakeProvider
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.False(response.Headers.Contains("x-tokenrouter-cost-usd"));
         Assert.Equal("true", Header(response, "x-tokenrouter-unpriced"));
-        var record = Assert.Single(Gateway.Service<InMemoryUsageSink>().Snapshot());
+        var record = await Matrix.SingleUsageRecordAsync(Gateway);
         Assert.True(record.Unpriced);
         Assert.Null(record.CostUsd);
     }
@@ -232,7 +232,7 @@ public sealed class ChatCompletionsApiTests : GatewayWithFakeProvider
 
         Assert.Equal((HttpStatusCode)429, response.StatusCode);
         Assert.Equal("rate_limit_exceeded", (await ErrorOf(response)).GetProperty("code").GetString());
-        Assert.Equal(429, Assert.Single(Gateway.Service<InMemoryUsageSink>().Snapshot()).Status);
+        Assert.Equal(429, (await Matrix.SingleUsageRecordAsync(Gateway)).Status);
     }
 
     [Theory]
@@ -248,8 +248,7 @@ public sealed class ChatCompletionsApiTests : GatewayWithFakeProvider
 
         Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
         Assert.Equal("upstream_error", (await ErrorOf(response)).GetProperty("code").GetString());
-        await Dedup.DedupTestKit.WaitUntilAsync(() => Gateway.Service<InMemoryUsageSink>().Snapshot().Count > 0, () => "the usage record");
-        Assert.Equal(502, Assert.Single(Gateway.Service<InMemoryUsageSink>().Snapshot()).Status);
+        Assert.Equal(502, (await Matrix.SingleUsageRecordAsync(Gateway)).Status);
     }
 
     [Fact]
@@ -308,7 +307,7 @@ public sealed class ChatCompletionsApiTests : GatewayWithFakeProvider
 
         Assert.Contains("\"upstream_error\"", raw);
         Assert.DoesNotContain("[DONE]", raw);
-        Assert.Equal(502, Assert.Single(Gateway.Service<InMemoryUsageSink>().Snapshot()).Status);
+        Assert.Equal(502, (await Matrix.SingleUsageRecordAsync(Gateway)).Status);
     }
 
     [Fact]

@@ -340,6 +340,7 @@ public sealed class PassthroughApiTests : GatewayWithFakeProvider
         var anthropicRoot = await RootOf(anthropic);
         Assert.Equal("error", anthropicRoot.GetProperty("type").GetString());
         Assert.Equal("api_error", anthropicRoot.GetProperty("error").GetProperty("type").GetString());
+        await Eventually.TrueAsync(() => gateway.Service<InMemoryUsageSink>().Snapshot().Count >= 2, "both usage records");
         var records = gateway.Service<InMemoryUsageSink>().Snapshot();
         Assert.Equal(2, records.Count);
         Assert.All(records, r => Assert.Equal(502, r.Status));
