@@ -22,7 +22,7 @@ public static class RequestIds
     /// <summary>A new id stamped with <paramref name="time"/>'s current time.</summary>
     public static string New(TimeProvider time) => New(time.GetUtcNow());
 
-    public static string New(DateTimeOffset now)
+    private static string New(DateTimeOffset now)
     {
         var random = t_random;
         var next = t_next;
