@@ -102,6 +102,41 @@ public sealed class ConsoleFixture : IAsyncLifetime
         return await context.NewPageAsync();
     }
 
+    /// <summary>
+    /// Saves a PNG of the page into <paramref name="folder"/>. Chromium's <c>Page.captureScreenshot</c> now and then
+    /// answers "Unable to capture screenshot" when no compositor frame is ready (seen once in CI, on a loaded box, and
+    /// not reproducible here); so it waits for two animation frames and tries once more before failing.
+    /// </summary>
+    public static async Task<string> ScreenshotAsync(IPage page, string folder, string name, bool fullPage = false)
+    {
+        var path = Path.Combine(folder, name);
+        var options = new PageScreenshotOptions { Path = path, FullPage = fullPage, Animations = ScreenshotAnimations.Disabled };
+        try
+        {
+            await page.ScreenshotAsync(options);
+        }
+        catch (PlaywrightException e) when (e.Message.Contains("Unable to capture screenshot", StringComparison.Ordinal))
+        {
+            await page.EvaluateAsync("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))");
+            await page.ScreenshotAsync(options);
+        }
+
+        var bytes = await File.ReadAllBytesAsync(path);
+        Assert.True(bytes.Length > 10_000, $"{path} is suspiciously small ({bytes.Length} bytes)");
+        Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], bytes[..4]);
+        return path;
+    }
+
+    /// <summary>The folder for the README's screenshots (<see cref="ConsoleLayoutTests.ScreenshotsVariable"/>, e.g. docs/console), else a temporary one.</summary>
+    public static string ScreenshotFolder()
+    {
+        var folder = Environment.GetEnvironmentVariable(ConsoleLayoutTests.ScreenshotsVariable) is { Length: > 0 } configured
+            ? Path.GetFullPath(configured)
+            : Directory.CreateTempSubdirectory("tokenrouter-console-").FullName;
+        Directory.CreateDirectory(folder);
+        return folder;
+    }
+
     /// <summary>Signs in through the login page and waits for the console.</summary>
     public static async Task SignInAsync(IPage page, string returnPath = "/console/keys")
     {

@@ -92,13 +92,6 @@ public sealed class ConsoleProvidersTests(ConsoleFixture fixture)
         Assert.DoesNotContain(provider.BaseUrl.Authority, html, StringComparison.Ordinal);
 
         // The README's screenshot (TOKENROUTER_CONSOLE_SCREENSHOTS=docs/console, as ConsoleLayoutTests).
-        var folder = Environment.GetEnvironmentVariable(ConsoleLayoutTests.ScreenshotsVariable) is { Length: > 0 } configured
-            ? Path.GetFullPath(configured)
-            : Directory.CreateTempSubdirectory("tokenrouter-console-").FullName;
-        Directory.CreateDirectory(folder);
-        var shot = Path.Combine(folder, "providers.png");
-        await page.ScreenshotAsync(new PageScreenshotOptions { Path = shot, FullPage = true, Animations = ScreenshotAnimations.Disabled });
-        var bytes = await File.ReadAllBytesAsync(shot);
-        Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], bytes[..4]);
+        await ConsoleFixture.ScreenshotAsync(page, ConsoleFixture.ScreenshotFolder(), "providers.png", fullPage: true);
     }
 }
