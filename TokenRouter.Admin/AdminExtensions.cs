@@ -37,7 +37,8 @@ public static class AdminExtensions
 
         builder.AddNpgsqlDbContext<AdminDbContext>(SeedConnectionAliases.DatabaseConnectionName);
         // abortConnect=false: a Redis outage must not stop Admin; writes are queued and retried (KeySync).
-        builder.AddRedisClient(SeedConnectionAliases.RedisConnectionName,
+        var traces = builder.ExportsTraces();
+        builder.AddRedisClient(SeedConnectionAliases.RedisConnectionName, configureSettings: s => s.DisableTracing = !traces,
             configureOptions: options => options.AbortOnConnectFail = false);
 
         var services = builder.Services;

@@ -27,6 +27,13 @@ public static class Extensions
     /// <summary>Activity sources of the TokenRouter processes.</summary>
     public static readonly string[] TokenRouterActivitySources = ["TokenRouter.Gateway", "TokenRouter.Admin"];
 
+    /// <summary>
+    /// Whether spans go anywhere (an OTLP endpoint is configured). Without one, nothing records them: clients that trace
+    /// by themselves (Aspire's Redis client) are told not to.
+    /// </summary>
+    public static bool ExportsTraces(this IHostApplicationBuilder builder) =>
+        !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+
     public static TBuilder AddServiceDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
         builder.ConfigureOpenTelemetry();
@@ -48,7 +55,7 @@ public static class Extensions
             logging.IncludeScopes = true;
         });
 
-        var otlp = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
+        var otlp = builder.ExportsTraces();
         var telemetry = builder.Services.AddOpenTelemetry()
             .WithMetrics(metrics => metrics
                 .AddAspNetCoreInstrumentation()

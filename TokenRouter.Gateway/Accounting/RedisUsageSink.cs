@@ -7,6 +7,7 @@ using Polly.Retry;
 using StackExchange.Redis;
 using TokenRouter.Contracts;
 using TokenRouter.Gateway.Telemetry;
+using TokenRouter.Gateway.Redis;
 
 namespace TokenRouter.Gateway.Accounting;
 
@@ -33,7 +34,7 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     private const int ArgsPerRecord = 42;
 
     // KEYS: stream, seq key. ARGV: batch seq, args per entry, then the entries' field/value pairs back to back.
-    private const string AppendScript = """
+    private static readonly RedisScript AppendScript = new("""
         local last = tonumber(redis.call('GET', KEYS[2]) or '0')
         if tonumber(ARGV[1]) <= last then return 0 end
         local n = tonumber(ARGV[2])
@@ -44,7 +45,7 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
         end
         redis.call('SET', KEYS[2], ARGV[1], 'EX', 86400)
         return 1
-        """;
+        """);
 
     private readonly IConnectionMultiplexer _redis;
     private readonly ILogger<RedisUsageSink> _logger;
@@ -208,7 +209,7 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
 
     /// <summary>One attempt at one batch; false when this batch sequence number was already appended.</summary>
     internal async Task<bool> AppendOnceAsync(RedisValue[] args) =>
-        (int)await _redis.GetDatabase().ScriptEvaluateAsync(AppendScript, _keys, args) == 1;
+        (int)await AppendScript.EvaluateAsync(_redis.GetDatabase(), _keys, args) == 1;
 
     internal static RedisValue[] Arguments(IReadOnlyList<UsageRecord> batch, long sequence)
     {

@@ -231,7 +231,7 @@ public sealed partial class RedisDedupBroker
 
     /// <summary>Registers or renews a follower and tells its leader; false when the claim no longer leads.</summary>
     private async Task<bool> RenewFollowerAsync(FollowerRegistration registration) =>
-        (long)await Db.ScriptEvaluateAsync(RenewFollowerScript, [registration.Key, registration.Owner],
+        (long)await RenewFollowerScript.EvaluateAsync(Db, [registration.Key, registration.Owner],
             [registration.Id, _leaseMs, (long)(_options.Lease + _options.Retention).TotalMilliseconds, registration.Claim, registration.LeaderChannel]) == 1;
 
     // ---- Reading the stream's entries ---------------------------------------------------------------------

@@ -186,7 +186,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         try
         {
             // No token: publishing outlives the request that started it (the publisher's flush runs detached).
-            await _appendRetry.ExecuteAsync(async _ => await Db.ScriptEvaluateAsync(AppendScript, keys, values), CancellationToken.None);
+            await _appendRetry.ExecuteAsync(async _ => await AppendScript.EvaluateAsync(Db, keys, values), CancellationToken.None);
             return true;
         }
         catch (Exception ex) when (IsRedisFailure(ex))
@@ -202,7 +202,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
     {
         try
         {
-            return (long)await Db.ScriptEvaluateAsync(SettleScript, [publisher.Owner, publisher.Followers, publisher.Joining], [publisher.Claim]) == 1;
+            return (long)await SettleScript.EvaluateAsync(Db, [publisher.Owner, publisher.Followers, publisher.Joining], [publisher.Claim]) == 1;
         }
         catch (Exception ex) when (IsRedisFailure(ex))
         {
@@ -243,7 +243,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         long followers;
         try
         {
-            followers = (long)await Db.ScriptEvaluateAsync(RenewLeaderScript, [publisher.Owner, publisher.Events, publisher.Followers],
+            followers = (long)await RenewLeaderScript.EvaluateAsync(Db, [publisher.Owner, publisher.Events, publisher.Followers],
                 [publisher.Claim, _leaseMs, _retentionMs]);
         }
         catch (Exception ex) when (IsRedisFailure(ex))
@@ -300,13 +300,13 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
 
     private async Task<string?> ClaimAsync(string key, string claim)
     {
-        var result = await Db.ScriptEvaluateAsync(ClaimScript, [RedisContract.DedupOwnerKey(key), RedisContract.DedupJoiningKey(key)], [claim, _leaseMs]);
+        var result = await ClaimScript.EvaluateAsync(Db, [RedisContract.DedupOwnerKey(key), RedisContract.DedupJoiningKey(key)], [claim, _leaseMs]);
         return result.IsNull ? null : (string?)result;
     }
 
     private async Task<string?> TakeOverAsync(string key, string deadClaim, string claim)
     {
-        var result = await Db.ScriptEvaluateAsync(TakeOverScript,
+        var result = await TakeOverScript.EvaluateAsync(Db,
             [RedisContract.DedupOwnerKey(key), RedisContract.DedupSuccessorKey(key, deadClaim)], [claim, _leaseMs, _retentionMs]);
         return result.IsNull ? null : (string?)result;
     }

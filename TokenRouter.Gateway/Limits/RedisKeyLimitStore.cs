@@ -1,9 +1,11 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Threading.Channels;
 using Polly;
 using Polly.Retry;
 using StackExchange.Redis;
 using TokenRouter.Contracts;
+using TokenRouter.Gateway.Redis;
 
 namespace TokenRouter.Gateway.Limits;
 
@@ -25,6 +27,7 @@ namespace TokenRouter.Gateway.Limits;
 public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposable, IDisposable
 {
     private const int MaxPendingSettlements = 100_000;
+    private const int MaxCachedKeys = 10_000;
 
     // One or two scopes (the key, then its team). KEYS per scope: rate hash, quota hash, holds zset.
     // ARGV: [1] now ms, [2] estimated tokens, [3] reserve nanos, [4] hold member, [5] hold expiry ms, [6] current minute,
@@ -33,7 +36,7 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
     // {outcome, scope, used, spent, reserved, window1, spent2, reserved2, window2}: on refusal the refusing scope's
     // numbers; on admission the key's spent/reserved (and the team's in spent2/reserved2) as found before this admission.
     // Numbers written back are ARGV strings or small integers: Lua's number-to-string would turn large ones into 1e+15.
-    private const string AdmitScript = """
+    private static readonly RedisScript AdmitScript = new("""
         local n = #KEYS / 3
         local est = tonumber(ARGV[2])
         local reserve = tonumber(ARGV[3])
@@ -99,7 +102,7 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
           end
         end
         return {0, 0, 0, qs[1], qr[1], windows[1], qs[2] or '0', qr[2] or '0', windows[2] or now}
-        """;
+        """);
 
     // One or two scopes, as for admission. KEYS per scope: rate hash, quota hash, holds zset.
     // ARGV: [1] hold member ('' = none), [2] reserved nanos, [3] actual nanos, [4] first attempt ('1'/'0'),
@@ -108,7 +111,7 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
     // A hold starting with '~' was made while Redis was down (DegradableKeyLimitStore) and is booked exactly once.
     // A retry applies only what the hold proves was not applied yet; a first attempt whose hold already expired still
     // books the spend (the request ran longer than the reservation TTL, but it did cost that). Each scope decides alone.
-    private const string SettleScript = """
+    private static readonly RedisScript SettleScript = new("""
         local n = #KEYS / 3
         for s = 1, n do
           local k = (s - 1) * 3
@@ -147,7 +150,7 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
           end
         end
         return 1
-        """;
+        """);
 
     private readonly IConnectionMultiplexer _redis;
     private readonly ILogger<RedisKeyLimitStore> _logger;
@@ -157,6 +160,7 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
     private readonly CancellationTokenSource _stopping = new();
     private readonly ResiliencePipeline _settleRetry;
     private readonly Task _retryLoop;
+    private readonly ConcurrentDictionary<(string KeyId, long? KeyStart, string? TeamScope, long? TeamStart), RedisKey[]> _keys = new();
     private long _holdSequence;
     private int _outage;
 
@@ -208,7 +212,7 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
             args[12] = team.QuotaNanos ?? -1;
             args[13] = team.Period.ExpireAtUnixMs;
         }
-        var result = await _redis.GetDatabase().ScriptEvaluateAsync(AdmitScript,
+        var result = await AdmitScript.EvaluateAsync(_redis.GetDatabase(),
             Keys(r.KeyId, r.KeyPeriod, team?.ScopeId, team?.Period ?? default), args);
         var reply = (RedisResult[])result!;
         var outcome = (KeyAdmitOutcome)(int)reply[0];
@@ -265,7 +269,7 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
             args[10] = team.Period.ExpireAtUnixMs;
             args[11] = team.HoldsQuota ? "1" : "0";
         }
-        return _redis.GetDatabase().ScriptEvaluateAsync(SettleScript, Keys(s.KeyId, s.KeyPeriod, team?.ScopeId, team?.Period ?? default), args);
+        return SettleScript.EvaluateAsync(_redis.GetDatabase(), Keys(s.KeyId, s.KeyPeriod, team?.ScopeId, team?.Period ?? default), args);
     }
 
     private async Task RetryPendingAsync()
@@ -306,8 +310,15 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
         }
     }
 
-    private static RedisKey[] Keys(string keyId, QuotaPeriod keyPeriod, string? teamScope, QuotaPeriod teamPeriod) =>
-        teamScope is null
+    /// <summary>
+    /// The scopes' Redis keys, built once per key, team and budget period: every admission and settlement needs three
+    /// or six, and building them each time was six strings and an array per call. StackExchange.Redis only reads them.
+    /// </summary>
+    private RedisKey[] Keys(string keyId, QuotaPeriod keyPeriod, string? teamScope, QuotaPeriod teamPeriod)
+    {
+        var id = (keyId, keyPeriod.Start, teamScope, teamScope is null ? null : teamPeriod.Start);
+        if (_keys.TryGetValue(id, out var keys)) return keys;
+        keys = teamScope is null
             ? [RedisContract.RateKey(keyId), RedisContract.QuotaKey(keyId, keyPeriod.Start), RedisContract.QuotaHoldsKey(keyId, keyPeriod.Start)]
             :
             [
@@ -315,6 +326,10 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
                 RedisContract.RateKey(teamScope), RedisContract.QuotaKey(teamScope, teamPeriod.Start),
                 RedisContract.QuotaHoldsKey(teamScope, teamPeriod.Start),
             ];
+        if (_keys.Count >= MaxCachedKeys) _keys.Clear(); // bounded: old periods and deleted keys fall out wholesale
+        _keys[id] = keys;
+        return keys;
+    }
 
     public async ValueTask DisposeAsync()
     {

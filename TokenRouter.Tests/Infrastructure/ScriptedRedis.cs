@@ -76,7 +76,7 @@ public sealed class ScriptedRedis
 
         protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
         {
-            if (targetMethod!.Name == nameof(IDatabase.ScriptEvaluateAsync) && args is [string, _, RedisValue[] values, ..])
+            if (targetMethod!.Name == nameof(IDatabase.ScriptEvaluateAsync) && args is [string or byte[], _, RedisValue[] values, ..])
             {
                 Owner.ScriptArguments.Enqueue(values);
                 return Owner.OnScript(Interlocked.Increment(ref Owner._scripts), values);
