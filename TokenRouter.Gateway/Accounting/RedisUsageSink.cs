@@ -6,8 +6,8 @@ using Polly;
 using Polly.Retry;
 using StackExchange.Redis;
 using TokenRouter.Contracts;
-using TokenRouter.Gateway.Telemetry;
 using TokenRouter.Gateway.Redis;
+using TokenRouter.Gateway.Telemetry;
 
 namespace TokenRouter.Gateway.Accounting;
 
