@@ -7,7 +7,7 @@ namespace TokenRouter.Gateway.Redis;
 /// <summary>
 /// A Lua script sent by its SHA1 (<c>EVALSHA</c>), which is computed once here. Given the script's text instead,
 /// StackExchange.Redis looks its hash up per call in a table keyed by that text, hashing all of it each time: with the
-/// 3 KB quota scripts that was ~3 µs of CPU per request (<c>bench/results/load-redis.md</c>).
+/// 3 KB quota scripts that was ~3 µs of CPU per request (<c>bench/results/load-redis-scripts-json.md</c>).
 /// </summary>
 public sealed class RedisScript(string text)
 {
