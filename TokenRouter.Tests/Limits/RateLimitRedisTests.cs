@@ -1,5 +1,6 @@
 using System.Globalization;
 using StackExchange.Redis;
+using TokenRouter.Gateway.Limits;
 using TokenRouter.Tests.Infrastructure;
 
 namespace TokenRouter.Tests.Limits;
@@ -104,6 +105,34 @@ public sealed class RateLimitRedisTests : IAsyncLifetime
         Assert.Equal(1000, await TokensAsync(key.KeyId));
         var (_, full) = await Admit.TryAsync(() => replica.Controller.AdmitAsync(key, "gpt-4o", "openai", false, 4, 10, CancellationToken.None));
         Assert.Equal("rate_limit_exceeded", full!.Code);
+    }
+
+    [Fact]
+    public async Task A_window_counts_every_request_and_its_tokens_and_expires_two_minutes_after_it_opened()
+    {
+        await using var replica = await LimitsHost.StartAsync(_server.ConnectionString, time: LimitsClock.MidMinute());
+        var key = Admit.Key(rpm: 100, tpm: 1_000_000);
+        var rate = $"tokenrouter:rate:{{{key.KeyId}}}";
+        var admitted = new List<Admission>();
+        for (var i = 0; i < 3; i++)
+            admitted.Add(await replica.Controller.AdmitAsync(key, "gpt-4o", "openai", false, 400, 10, CancellationToken.None));
+        var opened = await _probe.GetDatabase().KeyTimeToLiveAsync(rate);
+        await Task.Delay(TimeSpan.FromMilliseconds(1100));
+        admitted.Add(await replica.Controller.AdmitAsync(key, "gpt-4o", "openai", false, 400, 10, CancellationToken.None));
+
+        Assert.Equal("4", (await _probe.GetDatabase().HashGetAsync(rate, "r")).ToString());
+        Assert.Equal(4 * 100, await TokensAsync(key.KeyId)); // each 400-byte prompt estimated at 100 tokens
+        // Later requests in the window leave its expiry as its first one set it (it outlives the minute it counts).
+        var ttl = await _probe.GetDatabase().KeyTimeToLiveAsync(rate);
+        Assert.True(opened is { } o && o > TimeSpan.FromSeconds(115) && o <= TimeSpan.FromMinutes(2), $"TTL at opening: {opened}");
+        Assert.True(ttl is { } t && t < opened, $"TTL {ttl} after {opened}");
+
+        foreach (var admission in admitted)
+        {
+            admission.Settle(0.001m, 150);
+            await admission.DisposeAsync();
+        }
+        Assert.Equal(4 * 150, await TokensAsync(key.KeyId));
     }
 
     [Fact]
