@@ -17,6 +17,13 @@ public sealed partial class RedisDedupBroker
         return false
         """);
 
+    // KEYS: owner. ARGV: the claim to replace, the new claim, lease ms. 1 when the old claim still led and was replaced.
+    private static readonly RedisScript ReplaceClaimScript = new("""
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+        return 1
+        """);
+
     // KEYS: owner, followers, joining. ARGV: claim. The end of a call nobody followed so far: 1 when a follower is
     // registered or on its way (the leader then writes the whole response), else deletes the claim and returns 0.
     private static readonly RedisScript SettleScript = new("""

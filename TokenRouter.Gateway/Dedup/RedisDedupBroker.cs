@@ -138,6 +138,14 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         try
         {
             owner = await ClaimAsync(key, claim);
+            // The claim is this replica's own call for the same request, which has already answered here and not yet
+            // released it (one round trip after the answer): following it would replay that answer to a request sent
+            // after it, while dedup is for requests in flight at the same time. This request leads in its place.
+            if (owner is not null && _publishers.TryGetValue(owner, out var own) && own.Exchange.IsCompleted &&
+                (long)await ReplaceClaimScript.EvaluateAsync(Db, [RedisContract.DedupOwnerKey(key)], [owner, claim, _leaseMs]) == 1)
+            {
+                owner = null;
+            }
         }
         catch (Exception ex) when (ex is not RedisException && IsRedisFailure(ex))
         {

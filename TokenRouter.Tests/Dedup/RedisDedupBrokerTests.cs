@@ -366,6 +366,28 @@ public sealed class RedisDedupBrokerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_request_sent_after_this_replicas_call_answered_leads_instead_of_replaying_that_answer()
+    {
+        var a = await ReplicaAsync();
+        var b = await ReplicaAsync();
+        // A's call has answered its client, and its publisher has not released the claim yet (it does so one round trip
+        // after the answer): here it never hears of the end, so the claim stays.
+        var answered = NewExchange();
+        Assert.True(await a.Broker.TryClaimAsync(_key, CancellationToken.None));
+        answered.Complete(new Usage(3, 0, 0, 0, 1));
+        answered.Mirror = a.Broker.CreatePublisher(answered);
+        var db = a.Connection.GetDatabase();
+        var answeredClaim = (string?)await db.StringGetAsync(RedisContract.DedupOwnerKey(_key));
+
+        Assert.True(await a.Broker.TryClaimAsync(_key, CancellationToken.None));
+        var next = NewExchange();
+        next.Mirror = a.Broker.CreatePublisher(next);
+        Assert.NotEqual(answeredClaim, (string?)await db.StringGetAsync(RedisContract.DedupOwnerKey(_key)));
+        // Another replica still follows the call in flight: the new one.
+        Assert.False(await b.Broker.TryClaimAsync(_key, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task A_follower_arriving_mid_call_gets_everything_written_before_it_came()
     {
         var a = await ReplicaAsync();
