@@ -138,14 +138,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         try
         {
             owner = await ClaimAsync(key, claim);
-            // The claim is this replica's own call for the same request, which has already answered here and not yet
-            // released it (one round trip after the answer): following it would replay that answer to a request sent
-            // after it, while dedup is for requests in flight at the same time. This request leads in its place.
-            if (owner is not null && _publishers.TryGetValue(owner, out var own) && own.Exchange.IsCompleted &&
-                (long)await ReplaceClaimScript.EvaluateAsync(Db, [RedisContract.DedupOwnerKey(key)], [owner, claim, _leaseMs]) == 1)
-            {
-                owner = null;
-            }
+            if (owner is not null && AnsweredHere(owner) && await ReplaceClaimAsync(key, owner, claim)) owner = null;
         }
         catch (Exception ex) when (ex is not RedisException && IsRedisFailure(ex))
         {
@@ -311,6 +304,16 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
         var result = await ClaimScript.EvaluateAsync(Db, [RedisContract.DedupOwnerKey(key), RedisContract.DedupJoiningKey(key)], [claim, _leaseMs]);
         return result.IsNull ? null : (string?)result;
     }
+
+    /// <summary>
+    /// The claim is this replica's own call, which has already answered here but not yet released the claim (it does so
+    /// one round trip after the answer). Following it would replay that answer to a request sent after it, while dedup
+    /// is for requests in flight at the same time: the new request leads in its place.
+    /// </summary>
+    private bool AnsweredHere(string claim) => _publishers.TryGetValue(claim, out var own) && own.Exchange.IsCompleted;
+
+    private async Task<bool> ReplaceClaimAsync(string key, string oldClaim, string claim) =>
+        (long)await ReplaceClaimScript.EvaluateAsync(Db, [RedisContract.DedupOwnerKey(key)], [oldClaim, claim, _leaseMs]) == 1;
 
     private async Task<string?> TakeOverAsync(string key, string deadClaim, string claim)
     {
