@@ -7,7 +7,9 @@ namespace TokenRouter.Gateway.Redis;
 /// <summary>
 /// A Lua script sent by its SHA1 (<c>EVALSHA</c>), which is computed once here. Given the script's text instead,
 /// StackExchange.Redis looks its hash up per call in a table keyed by that text, hashing all of it each time: with the
-/// 3 KB quota scripts that was ~3 µs of CPU per request (<c>bench/results/load-redis-scripts-json.md</c>).
+/// 3 KB quota scripts that was ~3 µs of CPU per request (<c>bench/results/load-redis-scripts-json.md</c>). Its own
+/// <c>LoadedLuaScript</c> also sends <c>EVALSHA</c>, but it is loaded into one server and has no fallback after a restart
+/// or failover, and <c>LuaScript</c> binds named parameters from an object rather than the KEYS/ARGV arrays used here.
 /// </summary>
 public sealed class RedisScript(string text)
 {
