@@ -47,6 +47,31 @@ public sealed class RedisScriptTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_script_runs_again_after_Redis_restarts_with_an_empty_script_cache()
+    {
+        var db = _mux.GetDatabase();
+        Assert.Equal("a:k", (string?)await Echo.EvaluateAsync(db, ["k"], ["a"]));
+
+        await _server.StopAsync();
+        await _server.StartAsync();
+        string? answer = null;
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (answer is null && DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                answer = (string?)await Echo.EvaluateAsync(db, ["k"], ["b"]);
+            }
+            catch (RedisConnectionException)
+            {
+                await Task.Delay(100); // still reconnecting
+            }
+        }
+
+        Assert.Equal("b:k", answer);
+    }
+
+    [Fact]
     public async Task A_failing_script_fails_once_and_is_not_sent_again()
     {
         var failing = new RedisScript("redis.call('INCR', KEYS[1]) return redis.call('NO_SUCH_COMMAND')");
