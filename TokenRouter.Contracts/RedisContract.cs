@@ -314,11 +314,22 @@ public static class RedisContract
     /// <summary>Lower-case hex SHA-256 of a client key: what Admin stores and what the gateway looks up.</summary>
     public static string HashClientKey(string clientKey)
     {
+        Span<char> hex = stackalloc char[ClientKeyHashLength];
+        HashClientKey(clientKey, hex);
+        return new string(hex);
+    }
+
+    /// <summary>Length of <see cref="HashClientKey(string)"/>'s result: 64 hex digits.</summary>
+    public const int ClientKeyHashLength = 64;
+
+    /// <summary><see cref="HashClientKey(string)"/> into <paramref name="hex"/> (<see cref="ClientKeyHashLength"/> chars), without allocating.</summary>
+    public static void HashClientKey(ReadOnlySpan<char> clientKey, Span<char> hex)
+    {
         Span<byte> hash = stackalloc byte[32];
         var max = Encoding.UTF8.GetMaxByteCount(clientKey.Length);
         var buffer = max <= 512 ? stackalloc byte[max] : new byte[max];
         var written = Encoding.UTF8.GetBytes(clientKey, buffer);
         SHA256.HashData(buffer[..written], hash);
-        return Convert.ToHexStringLower(hash);
+        Convert.TryToHexStringLower(hash, hex, out _);
     }
 }

@@ -1,10 +1,10 @@
 using System.Text.Json;
-using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.DataProtection.KeyManagement;
 using Microsoft.AspNetCore.DataProtection.StackExchangeRedis;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http.Json;
+using Microsoft.AspNetCore.Http.Metadata;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 using TokenRouter.Contracts;
@@ -94,7 +94,7 @@ public static class GatewayExtensions
             redis ? sp.GetRequiredService<RedisCircuit>() : null, sp.GetRequiredService<GatewayMetrics>()));
         // Drain on SIGTERM: Kestrel lets requests in flight finish for this long, then the usage sink flushes.
         services.AddOptions<HostOptions>().Configure<IOptions<GatewayOptions>>((host, gateway) => host.ShutdownTimeout = gateway.Value.ShutdownTimeout);
-        services.AddAuthentication().AddScheme<AuthenticationSchemeOptions, ClientKeyAuthenticationHandler>(ClientKeyAuthenticationHandler.SchemeName, null);
+        services.AddClientKeyAuthentication();
         services.AddSingleton<ModelRouter>();
         services.AddSingleton<Canonicalizer>();
         services.AddSingleton(sp => new ToolOrderMemory(sp.GetRequiredService<TimeProvider>(), sp.GetService<IConnectionMultiplexer>())
@@ -155,7 +155,9 @@ public static class GatewayExtensions
             : new ApiErrorResult(PassthroughPath.Refused(), ClientFormat.Of(context.Request)).ExecuteAsync(context));
         // A bodiless error of the framework's own (404 for a path nothing maps, say) gets the client's error shape too.
         // Kestrel's 400/431 for a malformed request line or oversized headers are written before any middleware runs.
-        app.UseStatusCodePages(context =>
+        // Endpoints that always answer with a body (chat, messages) skip the middleware altogether, not just its rewrite:
+        // its feature, items and state machine cost ~0.3 KB a request (bench/results/load-alloc-json.md).
+        app.UseWhen(static context => context.GetEndpoint()?.Metadata.GetMetadata<ISkipStatusCodePagesMetadata>() is null, branch => branch.UseStatusCodePages(context =>
         {
             var http = context.HttpContext;
             if (http.Request.Path.StartsWithSegments("/sim")) return Task.CompletedTask; // a provider's answers stay its own
@@ -164,7 +166,7 @@ public static class GatewayExtensions
                 status == StatusCodes.Status404NotFound ? $"The gateway has no endpoint for {http.Request.Method} at this path." : $"The request failed with HTTP {status}.",
                 status == StatusCodes.Status404NotFound ? "not_found" : null);
             return new ApiErrorResult(error, ClientFormat.Of(http.Request)).ExecuteAsync(http);
-        });
+        }));
 
         app.UseClientKeys();
 

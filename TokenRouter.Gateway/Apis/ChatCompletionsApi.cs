@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Mvc;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Forwarding;
 
@@ -8,9 +9,13 @@ public static class ChatCompletionsApi
 {
     public static RouteGroupBuilder MapChatCompletionsApi(this RouteGroupBuilder v1)
     {
-        v1.MapPost("/chat/completions", (HttpContext context, ChatHandler forwarder) => forwarder.HandleAsync(context, ApiFormat.OpenAI))
+        // The singleton is resolved once: as a handler parameter it would open a DI scope on every request.
+        var chat = ((IEndpointRouteBuilder)v1).ServiceProvider.GetRequiredService<ChatHandler>();
+        Func<HttpContext, Task<IResult>> handle = context => chat.HandleAsync(context, ApiFormat.OpenAI);
+        v1.MapPost("/chat/completions", handle)
             .WithName("CreateChatCompletion")
-            .DisableAntiforgery();
+            .DisableAntiforgery()
+            .WithMetadata(new SkipStatusCodePagesAttribute()); // every answer has a body, an error one included
         v1.MapOtherMethodsNotAllowed("/chat/completions", ApiFormat.OpenAI);
         return v1;
     }

@@ -68,50 +68,68 @@ public sealed partial class ApiKeyAuthenticator : IDisposable
         _staticKeys[hash] = new ClientIdentity("static-" + hash[..12], "static", hash);
     }
 
-    /// <summary>Reads the key from the request headers; null when none was sent.</summary>
-    public static string? ExtractKey(HttpRequest request)
+    /// <summary>Reads the key from the request headers; empty when none was sent.</summary>
+    public static ReadOnlySpan<char> ExtractKey(HttpRequest request)
     {
-        var authorization = request.Headers.Authorization.ToString();
+        var authorization = request.Headers.Authorization.ToString().AsSpan();
         if (authorization.Length > 7 && authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
             return authorization[7..].Trim();
-        var apiKey = request.Headers["x-api-key"].ToString();
-        return apiKey.Length > 0 ? apiKey.Trim() : null;
+        return request.Headers["x-api-key"].ToString().AsSpan().Trim();
     }
 
     public async ValueTask<ClientIdentity> AuthenticateAsync(HttpRequest request, CancellationToken cancellationToken)
     {
-        var key = ExtractKey(request);
-        if (string.IsNullOrEmpty(key))
-            throw ApiError.Unauthorized("Missing API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.");
-        var hash = RedisContract.HashClientKey(key);
-        if (_staticKeys.TryGetValue(hash, out var staticIdentity)) return staticIdentity;
+        // A key known here is found by its hash without a string for the key or for its hash (~250 B a request less).
+        if (TryFind(ExtractKey(request), out var found, out var hash)) return Check(found);
+        return Check(await RefreshAsync(hash));
+    }
 
+    /// <summary>
+    /// True when the key is static, or cached and fresh (<paramref name="found"/>: its identity, null for a key known to
+    /// be invalid); false when Redis has to be asked, with the key's <paramref name="hash"/> to ask for.
+    /// </summary>
+    private bool TryFind(ReadOnlySpan<char> key, out ClientIdentity? found, out string hash)
+    {
+        if (key.IsEmpty)
+            throw ApiError.Unauthorized("Missing API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.");
+        Span<char> hex = stackalloc char[RedisContract.ClientKeyHashLength];
+        RedisContract.HashClientKey(key, hex);
+        hash = "";
+        if (_staticKeys.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(hex, out found)) return true;
+        if (_cache.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(hex, out var entry) && entry.ExpiresAt >= _time.GetTimestamp())
+        {
+            found = entry.Identity;
+            if (found is not null && _servingStale != 0) Interlocked.Exchange(ref _servingStale, 0);
+            return true;
+        }
+        hash = new string(hex);
+        return false;
+    }
+
+    /// <summary>Reads the key from Redis into the cache; serves its last known identity while Redis is away.</summary>
+    private async ValueTask<ClientIdentity?> RefreshAsync(string hash)
+    {
         var now = _time.GetTimestamp();
         var cached = _cache.TryGetValue(hash, out var entry);
-        if (!cached || entry.ExpiresAt < now)
+        ClientIdentity? identity;
+        try
         {
-            ClientIdentity? identity;
-            try
-            {
-                identity = _redis is null ? null : await LookupAsync(hash);
-            }
-            catch (ApiError) when (cached && entry.Identity is not null)
-            {
-                // Redis is away: a key this process already knows keeps working on its last known settings (a revocation
-                // made meanwhile takes effect once Redis answers). Unknown keys get the 503.
-                if (Interlocked.Exchange(ref _servingStale, 1) == 0) LogServingStale();
-                _metrics?.StaleKeyServed();
-                return Check(entry.Identity);
-            }
-            // Unknown keys are remembered briefly too, so a client hammering with a bad key cannot hammer Redis.
-            var ttl = identity is null ? TimeSpan.FromTicks(Math.Min(_ttl.Ticks, TimeSpan.FromSeconds(5).Ticks)) : _ttl;
-            entry = new CacheEntry(identity, now + (long)(ttl.TotalSeconds * _time.TimestampFrequency));
-            if (_cache.Count >= MaxCacheEntries) _cache.Clear();
-            _cache[hash] = entry;
+            identity = _redis is null ? null : await LookupAsync(hash);
         }
-
-        if (entry.Identity is not null && _servingStale != 0) Interlocked.Exchange(ref _servingStale, 0);
-        return Check(entry.Identity);
+        catch (ApiError) when (cached && entry.Identity is not null)
+        {
+            // Redis is away: a key this process already knows keeps working on its last known settings (a revocation
+            // made meanwhile takes effect once Redis answers). Unknown keys get the 503.
+            if (Interlocked.Exchange(ref _servingStale, 1) == 0) LogServingStale();
+            _metrics?.StaleKeyServed();
+            return entry.Identity;
+        }
+        // Unknown keys are remembered briefly too, so a client hammering with a bad key cannot hammer Redis.
+        var ttl = identity is null ? TimeSpan.FromTicks(Math.Min(_ttl.Ticks, TimeSpan.FromSeconds(5).Ticks)) : _ttl;
+        if (_cache.Count >= MaxCacheEntries) _cache.Clear();
+        _cache[hash] = new CacheEntry(identity, now + (long)(ttl.TotalSeconds * _time.TimestampFrequency));
+        if (identity is not null && _servingStale != 0) Interlocked.Exchange(ref _servingStale, 0);
+        return identity;
     }
 
     private ClientIdentity Check(ClientIdentity? found)

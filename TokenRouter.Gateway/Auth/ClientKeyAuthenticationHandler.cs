@@ -8,7 +8,7 @@ using TokenRouter.Gateway.Formats;
 namespace TokenRouter.Gateway.Auth;
 
 /// <summary>
-/// Authenticates a client key on every <c>/v1</c> endpoint (the group calls <see cref="ClientKeyEndpointExtensions.RequireClientKey"/>, <see cref="ClientKeyEndpointExtensions.UseClientKeys"/> checks it), so handlers
+/// Authenticates a client key on every <c>/v1</c> endpoint (the group calls <see cref="ClientKeyEndpointExtensions.RequireClientKey"/>, <see cref="ClientKeyEndpointExtensions.UseClientKeys"/> runs this handler), so handlers
 /// receive an authenticated <see cref="ClientIdentity"/> instead of checking keys themselves. The key lookup is
 /// <see cref="ApiKeyAuthenticator"/>'s (static keys, Admin's keys through Redis, a local cache); a refusal is answered
 /// in the client's own API shape: 401, or 503 with <c>Retry-After</c> when the key store cannot be reached.
@@ -22,16 +22,30 @@ public sealed class ClientKeyAuthenticationHandler(
     public const string SchemeName = "ClientKey";
 
     /// <summary>One principal for every client: who the client is travels as the <see cref="ClientIdentity"/> feature,
-    /// so a request allocates no claims.</summary>
+    /// so a request allocates no claims, ticket or result.</summary>
     private static readonly ClaimsPrincipal Client = new(new ClaimsIdentity([new Claim(ClaimTypes.Role, "client")], SchemeName));
-    private static readonly AuthenticationTicket Ticket = new(Client, SchemeName);
+    private static readonly Task<AuthenticateResult> Authenticated = Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(Client, SchemeName)));
+    private static readonly Task<object> NoEvents = Task.FromResult(new object());
 
-    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
+    internal static readonly AuthenticationScheme ClientKeyScheme = new(SchemeName, null, typeof(ClientKeyAuthenticationHandler));
+
+    protected override Task<object> CreateEventsAsync() => NoEvents;
+
+    protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        // A known key is answered from memory: no state machine, no task of our own.
+        var pending = authenticator.AuthenticateAsync(Request, Context.RequestAborted);
+        if (!pending.IsCompletedSuccessfully) return AwaitAsync(pending);
+        Context.Features.Set(pending.Result);
+        return Authenticated;
+    }
+
+    private async Task<AuthenticateResult> AwaitAsync(ValueTask<ClientIdentity> pending)
     {
         try
         {
-            Context.Features.Set(await authenticator.AuthenticateAsync(Request, Context.RequestAborted));
-            return AuthenticateResult.Success(Ticket);
+            Context.Features.Set(await pending);
+            return await Authenticated;
         }
         catch (ApiError error)
         {
@@ -50,6 +64,20 @@ public sealed class ClientKeyAuthenticationHandler(
 
 public static class ClientKeyEndpointExtensions
 {
+    /// <summary>
+    /// Registers <see cref="ClientKeyAuthenticationHandler"/> and what it needs, without ASP.NET Core's authentication
+    /// services: <see cref="UseClientKeys"/> runs the handler itself. Registering those services makes the host add
+    /// the authentication middleware in front of every request, and each request then pays for a DI scope, the scoped
+    /// authentication service and handler provider, their dictionaries and a claims-transformation set: 2.4 KB and
+    /// ~5 µs of CPU a request in the load benchmark (bench/results/load-auth-json.md), for one scheme that never changes.
+    /// </summary>
+    public static IServiceCollection AddClientKeyAuthentication(this IServiceCollection services)
+    {
+        services.AddOptions<AuthenticationSchemeOptions>(ClientKeyAuthenticationHandler.SchemeName);
+        services.AddWebEncoders();
+        return services;
+    }
+
     /// <summary>Requires a client key on every endpoint of <paramref name="group"/>; <see cref="UseClientKeys"/> checks it.</summary>
     public static RouteGroupBuilder RequireClientKey(this RouteGroupBuilder group) => group.WithMetadata(ClientKeyRequired.Instance);
 
@@ -58,25 +86,28 @@ public static class ClientKeyEndpointExtensions
     /// challenges (401/503 in the client's shape) when it fails — as the authorization middleware does for a policy,
     /// without its policy evaluation (requirements, handlers, their contexts: 2.9 µs of CPU a request in the load profile
     /// at bc5eca1) or an endpoint filter (which routes every argument and result of the handler through a filter
-    /// context: 4 µs a request more than this middleware, side by side). Must follow routing, which ASP.NET Core puts first.
+    /// context: 4 µs a request more than this middleware, side by side). A handler serves one request; it is built from
+    /// the root services, so no request scope is created for it. Must follow routing, which ASP.NET Core puts first.
     /// </summary>
-    public static IApplicationBuilder UseClientKeys(this IApplicationBuilder app) => app.Use(static (context, next) =>
-        context.GetEndpoint()?.Metadata.GetMetadata<ClientKeyRequired>() is null ? next(context) : AuthenticateThenAsync(context, next));
-
-    private static async Task AuthenticateThenAsync(HttpContext http, RequestDelegate next)
+    public static IApplicationBuilder UseClientKeys(this IApplicationBuilder app)
     {
-        // ASP.NET Core adds the authentication middleware by itself, and with one scheme it is the default: the request
-        // was authenticated already. Authenticating again returns the handler's cached result but still costs a lookup,
-        // a new ticket and a metric record.
-        var result = http.Features.Get<IAuthenticateResultFeature>()?.AuthenticateResult is { } done && done.Ticket?.AuthenticationScheme == ClientKeyAuthenticationHandler.SchemeName
-            ? done
-            : await http.AuthenticateAsync(ClientKeyAuthenticationHandler.SchemeName);
+        var services = app.ApplicationServices;
+        var create = ActivatorUtilities.CreateFactory<ClientKeyAuthenticationHandler>(Type.EmptyTypes);
+        return app.Use((context, next) => context.GetEndpoint()?.Metadata.GetMetadata<ClientKeyRequired>() is null
+            ? next(context)
+            : AuthenticateThenAsync(create(services, null), context, next));
+    }
+
+    private static async Task AuthenticateThenAsync(ClientKeyAuthenticationHandler handler, HttpContext http, RequestDelegate next)
+    {
+        await handler.InitializeAsync(ClientKeyAuthenticationHandler.ClientKeyScheme, http);
+        var result = await handler.AuthenticateAsync();
         if (!result.Succeeded)
         {
-            await http.ChallengeAsync(ClientKeyAuthenticationHandler.SchemeName);
+            await handler.ChallengeAsync(null);
             return;
         }
-        http.User = result.Principal;
+        http.User = result.Principal!;
         await next(http);
     }
 
@@ -85,7 +116,6 @@ public static class ClientKeyEndpointExtensions
         public static readonly ClientKeyRequired Instance = new();
     }
 }
-
 public static class ClientIdentityHttpContextExtensions
 {
     /// <summary>The client the <c>/v1</c> group authenticated.</summary>

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using TokenRouter.Gateway.Formats;
@@ -83,5 +84,11 @@ public static class Hasher
         hash.Append([0xFF]);
     }
 
-    private static string ToHex(UInt128 value) => value.ToString("x32");
+    // The same 32 lowercase digits as value.ToString("x32"), whose UInt128 path allocates ~100 B of temporaries.
+    private static string ToHex(UInt128 value)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        BinaryPrimitives.WriteUInt128BigEndian(bytes, value);
+        return Convert.ToHexStringLower(bytes);
+    }
 }
