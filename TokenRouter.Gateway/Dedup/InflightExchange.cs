@@ -1,6 +1,8 @@
+using System.Buffers;
 using System.Threading.Tasks.Sources;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Formats;
 
 namespace TokenRouter.Gateway.Dedup;
 
@@ -13,7 +15,9 @@ namespace TokenRouter.Gateway.Dedup;
 public sealed class InflightExchange
 {
     private readonly Lock _lock = new();
-    private readonly List<byte[]> _chunks = [];
+    private readonly List<ReadOnlyMemory<byte>> _chunks = [];
+    /// <summary>A whole response's body, rented: back to the pool once the exchange is over and its last listener gone.</summary>
+    private byte[]? _rented;
     /// <summary>The clients waiting for news, each woken only once what it waits for is there.</summary>
     private Waiter? _waiters;
     private int _listeners;
@@ -72,12 +76,26 @@ public sealed class InflightExchange
     public void Leave()
     {
         bool cancel;
+        byte[]? unused;
         lock (_lock)
         {
             _listeners--;
             cancel = _listeners == 0 && !_completed;
+            unused = TakeUnusedLocked();
         }
         if (cancel) Upstream.Cancel();
+        if (unused is not null) ArrayPool<byte>.Shared.Return(unused);
+    }
+
+    /// <summary>Under the lock: the rented body once nobody can read it any more — the exchange is over (no one joins a
+    /// completed exchange) and its last listener has left.</summary>
+    private byte[]? TakeUnusedLocked()
+    {
+        if (_listeners > 0 || !_completed || _rented is null) return null;
+        var rented = _rented;
+        _rented = null;
+        _chunks.Clear(); // nothing may point into an array the pool hands out again
+        return rented;
     }
 
     public void SetHead(int status, string? contentType)
@@ -112,29 +130,35 @@ public sealed class InflightExchange
     /// <summary>
     /// A whole (non-stream) response at once: head, body and completion, in that order for the <see cref="Mirror"/>,
     /// and published to local listeners together, so that each waiting client wakes once instead of once per part.
+    /// Takes over <paramref name="body"/>'s rented array instead of copying it (~1 KB a request less in the load
+    /// benchmark); the array goes back to the pool when the last listener leaves.
     /// </summary>
-    public void Respond(int status, string? contentType, ReadOnlySpan<byte> body, Usage usage)
+    public void Respond(int status, string? contentType, PooledBufferWriter body, Usage usage)
     {
         Status = status;
         ContentType = contentType;
         Usage = usage;
         Mirror?.Head(status, contentType);
-        if (!body.IsEmpty) Mirror?.Chunk(body);
+        if (body.WrittenCount > 0) Mirror?.Chunk(body.WrittenSpan);
         Mirror?.Complete(usage);
-        var copy = body.IsEmpty ? null : body.ToArray();
+        var owned = body.WrittenCount > 0 ? body.Detach() : default;
         Waiter? ready;
+        byte[]? unused;
         lock (_lock)
         {
             _headKnown = true;
-            if (copy is not null)
+            if (owned.Count > 0)
             {
-                _chunks.Add(copy);
-                _bytes += copy.Length;
+                _chunks.Add(owned);
+                _bytes += owned.Count;
+                _rented = owned.Array;
             }
             _completed = true;
             ready = TakeReady();
+            unused = TakeUnusedLocked();
         }
         Waiter.Wake(ready);
+        if (unused is not null) ArrayPool<byte>.Shared.Return(unused);
     }
 
     public void Complete(Usage usage)
@@ -199,7 +223,8 @@ public sealed class InflightExchange
         }
     }
 
-    public byte[] Chunk(int index)
+    /// <summary>Valid while the caller listens (between <see cref="TryListen"/> and <see cref="Leave"/>).</summary>
+    public ReadOnlyMemory<byte> Chunk(int index)
     {
         lock (_lock) return _chunks[index];
     }

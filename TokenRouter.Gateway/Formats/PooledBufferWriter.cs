@@ -35,6 +35,16 @@ public sealed class PooledBufferWriter(int initialCapacity = 4096) : IBufferWrit
 
     public void Clear() => _written = 0;
 
+    /// <summary>Hands the rented array and what was written to it over to the caller, who returns the array to
+    /// <see cref="ArrayPool{T}.Shared"/>; the writer is empty afterwards.</summary>
+    public ArraySegment<byte> Detach()
+    {
+        var written = new ArraySegment<byte>(_buffer, 0, _written);
+        _buffer = [];
+        _written = 0;
+        return written;
+    }
+
     private void Ensure(int sizeHint)
     {
         if (sizeHint < 1) sizeHint = 256;

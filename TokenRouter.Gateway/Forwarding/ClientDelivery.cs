@@ -39,7 +39,7 @@ public sealed class ClientDelivery(UsageMeter meter, TimeProvider time)
 
         if (exchange.Status is < 200 or > 299)
         {
-            var errorBody = await ReadAllAsync(exchange, aborted);
+            var errorBody = (await ReadAllAsync(exchange, aborted)).ToArray();
             if (l.Follower) RecordFollower(exchange, l, exchange.Status);
             if (l.CanFallBack && FailoverRules.KindOf(exchange.Status) is not null)
                 throw new FallbackRequiredException(ProviderErrors.FromResponse(exchange.Status, WithoutKeys(errorBody, l.Target.Provider),
@@ -66,7 +66,7 @@ public sealed class ClientDelivery(UsageMeter meter, TimeProvider time)
         using var translated = providerFormat == l.ClientFormat ? null : new PooledBufferWriter(body.Length + 512);
         if (translated is not null)
         {
-            var reader = new Utf8JsonReader(body);
+            var reader = new Utf8JsonReader(body.Span);
             using var doc = JsonDocument.ParseValue(ref reader);
             ResponseTranslator.TranslateJson(providerFormat, l.ClientFormat, doc.RootElement, usage, l.ClientModel, translated);
         }
@@ -122,7 +122,7 @@ public sealed class ClientDelivery(UsageMeter meter, TimeProvider time)
             {
                 var count = await exchange.WaitForChunksAsync(index, aborted);
                 if (count == index) break;
-                for (; index < count; index++) parser.Feed(exchange.Chunk(index), translator, writer);
+                for (; index < count; index++) parser.Feed(exchange.Chunk(index).Span, translator, writer);
                 if (writer.UnflushedBytes > 0) await writer.FlushAsync(aborted);
             }
             parser.Flush(translator, writer);
@@ -150,7 +150,8 @@ public sealed class ClientDelivery(UsageMeter meter, TimeProvider time)
         }
     }
 
-    private static async Task<byte[]> ReadAllAsync(InflightExchange exchange, CancellationToken cancellationToken)
+    /// <summary>The whole body; valid until the listener leaves the exchange.</summary>
+    private static async ValueTask<ReadOnlyMemory<byte>> ReadAllAsync(InflightExchange exchange, CancellationToken cancellationToken)
     {
         var index = 0;
         while (true)
@@ -165,7 +166,7 @@ public sealed class ClientDelivery(UsageMeter meter, TimeProvider time)
         for (var i = 0; i < index; i++)
         {
             var chunk = exchange.Chunk(i);
-            chunk.CopyTo(all, offset);
+            chunk.CopyTo(all.AsMemory(offset));
             offset += chunk.Length;
         }
         return all;

@@ -146,7 +146,7 @@ public sealed partial class UpstreamPump(
                     }
                     // A whole body is all its listeners can use: head, body and completion published at once wake
                     // each of them once instead of once per part.
-                    exchange.Respond(status, media, body.WrittenSpan, usage);
+                    exchange.Respond(status, media, body, usage);
                 }
             }
         }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Dedup;
 using TokenRouter.Gateway.Errors;
+using TokenRouter.Gateway.Formats;
 using static TokenRouter.Tests.Dedup.DedupTestKit;
 
 namespace TokenRouter.Tests.Dedup;
@@ -14,6 +15,32 @@ public sealed class InflightExchangeTests
         var exchange = new InflightExchange("exchange-" + Guid.NewGuid().ToString("N"), stream, Stopwatch.GetTimestamp());
         Assert.True(exchange.TryListen());
         return exchange;
+    }
+
+    private static PooledBufferWriter Body(ReadOnlySpan<byte> bytes)
+    {
+        var body = new PooledBufferWriter(bytes.Length);
+        body.Write(bytes);
+        return body;
+    }
+
+    [Fact]
+    public async Task A_whole_response_stays_readable_until_its_last_listener_leaves_and_is_gone_after()
+    {
+        var exchange = NewExchange();
+        Assert.True(exchange.TryListen());
+        using var body = Body("{\"answer\":42}"u8);
+
+        exchange.Respond(200, "application/json", body, new Usage(5, 1, 0, 0, 2));
+
+        Assert.Equal(0, body.WrittenCount); // the exchange took the rented array over instead of copying it
+        exchange.Leave();
+        Assert.Equal(1, await exchange.WaitForChunksAsync(0, CancellationToken.None));
+        Assert.Equal("{\"answer\":42}"u8.ToArray(), exchange.Chunk(0).ToArray());
+        exchange.Leave();
+        // The array is back in the pool: nothing of the exchange points into it any more.
+        Assert.Equal(0, await exchange.WaitForChunksAsync(0, CancellationToken.None));
+        Assert.False(exchange.TryListen());
     }
 
     [Fact]
@@ -37,7 +64,7 @@ public sealed class InflightExchangeTests
         var head = exchange.WaitForHeadAsync(CancellationToken.None);
         Assert.False(head.IsCompleted);
 
-        exchange.Respond(200, "application/json", "{\"ok\":true}"u8, new Usage(5, 1, 0, 0, 2));
+        exchange.Respond(200, "application/json", Body("{\"ok\":true}"u8), new Usage(5, 1, 0, 0, 2));
 
         await head.AsTask().WaitAsync(Bounded);
         Assert.Equal(200, exchange.Status);
@@ -45,7 +72,7 @@ public sealed class InflightExchangeTests
         Assert.Equal(new Usage(5, 1, 0, 0, 2), exchange.Usage);
         Assert.True(exchange.IsCompleted);
         Assert.Equal(1, await exchange.WaitForChunksAsync(0, CancellationToken.None));
-        Assert.Equal("{\"ok\":true}"u8.ToArray(), exchange.Chunk(0));
+        Assert.Equal("{\"ok\":true}"u8.ToArray(), exchange.Chunk(0).ToArray());
         // Over: a wait past the last chunk returns at once with nothing more.
         Assert.Equal(1, await exchange.WaitForChunksAsync(1, CancellationToken.None));
     }

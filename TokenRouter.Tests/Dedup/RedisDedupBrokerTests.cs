@@ -87,7 +87,7 @@ public sealed partial class RedisDedupBrokerTests : IAsyncLifetime
     private static byte[] Body(InflightExchange exchange)
     {
         var count = exchange.WaitForChunksAsync(0, CancellationToken.None).AsTask().GetAwaiter().GetResult();
-        return [.. Enumerable.Range(0, count).SelectMany(exchange.Chunk)];
+        return [.. Enumerable.Range(0, count).SelectMany(i => exchange.Chunk(i).ToArray())];
     }
 
     private static Func<Task> NoOwnCall => () => throw new InvalidOperationException("the follower should not make its own call");

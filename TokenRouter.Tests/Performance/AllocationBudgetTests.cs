@@ -227,7 +227,7 @@ public sealed class AllocationBudgetTests(ITestOutputHelper output)
         {"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"I can move reservation ZFA04Y to May 18 in economy. Shall I search the direct JFK to SEA flights for that day?"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":472,"cache_creation_input_tokens":0,"cache_read_input_tokens":11264,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},"output_tokens":29,"service_tier":"standard"}}
         """;
 
-    private static string BenchLoadFile(string name)
+    internal static string BenchLoadFile(string name)
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "TokenRouter.sln"))) dir = dir.Parent;

@@ -1,0 +1,64 @@
+using System.Net.Http.Headers;
+using TokenRouter.Tests.Infrastructure;
+using TokenRouter.Tests.Telemetry;
+using Xunit.Abstractions;
+
+namespace TokenRouter.Tests.Performance;
+
+/// <summary>
+/// Bytes the gateway allocates for one whole chat request, end to end: Kestrel, authentication, parse, pipeline, dedup,
+/// limits, the upstream call, delivery and metering — the load benchmark's 2 KB request, embedded mode. The client and
+/// the fake provider run in this process too, so the gateway's share is what the same requests allocate through the
+/// gateway minus what they allocate sent straight to the fake provider (whole process, lowest of three batches, in a
+/// collection that runs alone). The load benchmark reads the same quantity from the gateway's own GC counter.
+/// </summary>
+[Collection(ProcessWideMetricsCollection.Name)]
+public sealed class EndToEndAllocationTests(ITestOutputHelper output) : GatewayWithFakeProvider
+{
+    private const int Warmup = 300;
+    private const int Batch = 500;
+
+    // Measured (Debug, alone): see the README's "Allocation budgets".
+    private const int BudgetBytes = 20_000;
+
+    [Fact]
+    public async Task A_chat_request_through_the_whole_gateway_stays_within_its_allocation_budget()
+    {
+        Provider.RespondOpenAIText("Your flight is moved.", new OpenAIUsage(Prompt: 500, Completion: 20));
+        var body = File.ReadAllBytes(AllocationBudgetTests.BenchLoadFile("request.json"));
+        using var client = new HttpClient();
+        var direct = new Uri(Provider.OpenAIBaseUrl + "/chat/completions");
+        var gateway = new Uri(Gateway.BaseAddress, "/v1/chat/completions");
+
+        var straight = await PerRequestAsync(client, direct, body);
+        var through = await PerRequestAsync(client, gateway, body);
+        var own = through - straight;
+
+        output.WriteLine($"through the gateway {through:N0} B, straight to the provider {straight:N0} B: the gateway's own {own:N0} B per request (budget {BudgetBytes:N0} B)");
+        Assert.True(straight > 0 && own > 0, "both paths allocate");
+        Assert.True(own <= BudgetBytes, $"The gateway allocated {own:N0} B per request, budget {BudgetBytes:N0} B.");
+    }
+
+    private static async Task<long> PerRequestAsync(HttpClient client, Uri url, byte[] body)
+    {
+        for (var i = 0; i < Warmup; i++) await SendAsync(client, url, body);
+        var perRequest = long.MaxValue;
+        for (var round = 0; round < 3; round++)
+        {
+            var before = GC.GetTotalAllocatedBytes(precise: true);
+            for (var i = 0; i < Batch; i++) await SendAsync(client, url, body);
+            perRequest = Math.Min(perRequest, (GC.GetTotalAllocatedBytes(precise: true) - before) / Batch);
+        }
+        return perRequest;
+    }
+
+    private static async Task SendAsync(HttpClient client, Uri url, byte[] body)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new ByteArrayContent(body) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", GatewayFactory.ClientKey);
+        using var response = await client.SendAsync(request);
+        Assert.Equal(200, (int)response.StatusCode);
+        await response.Content.CopyToAsync(Stream.Null);
+    }
+}
