@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
+using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 
@@ -54,10 +55,12 @@ public static class CanonicalJson
                 var n = 0;
                 foreach (var p in element.EnumerateObject()) props[n++] = p;
                 var span = props.AsSpan(0, n);
-                if (!IsSorted(span)) span.Sort(static (a, b) => string.CompareOrdinal(a.Name, b.Name));
+                if (!IsSorted(span)) span.Sort(CompareNames);
                 foreach (var p in span)
                 {
-                    writer.WritePropertyName(p.Name);
+                    var raw = JsonMarshal.GetRawUtf8PropertyName(p);
+                    if (IsPlain(raw)) writer.WritePropertyName(raw);
+                    else writer.WritePropertyName(p.Name);
                     Write(writer, p.Value);
                 }
             }
@@ -73,10 +76,24 @@ public static class CanonicalJson
     {
         for (var i = 1; i < props.Length; i++)
         {
-            if (string.CompareOrdinal(props[i - 1].Name, props[i].Name) > 0) return false;
+            if (CompareNames(props[i - 1], props[i]) > 0) return false;
         }
         return true;
     }
+
+    /// <summary>
+    /// Ordinal order of the names. A name that is plain ASCII (no escapes) is compared and written as its raw bytes:
+    /// for ASCII, byte order is UTF-16 ordinal order, and a name materialized as a string for each comparison and write
+    /// was most of the strings the canonical form allocated.
+    /// </summary>
+    private static int CompareNames(JsonProperty a, JsonProperty b)
+    {
+        var x = JsonMarshal.GetRawUtf8PropertyName(a);
+        var y = JsonMarshal.GetRawUtf8PropertyName(b);
+        return IsPlain(x) && IsPlain(y) ? x.SequenceCompareTo(y) : string.CompareOrdinal(a.Name, b.Name);
+    }
+
+    private static bool IsPlain(ReadOnlySpan<byte> raw) => Ascii.IsValid(raw) && !raw.Contains((byte)'\\');
 
     private static void WriteNumber(Utf8JsonWriter writer, JsonElement element)
     {
