@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Encodings.Web;
@@ -220,9 +221,25 @@ public static class CanonicalJson
     /// Canonical text of a JSON document held in a string (tool-call arguments). Text that is not valid JSON is
     /// returned exactly as sent: it is what the model produced, and only the client may change it.
     /// </summary>
+    /// <summary>
+    /// The canonical form of a JSON text (the text itself when it is not JSON). Remembered per string instance: the
+    /// strings of a session's history come from <see cref="JsonStringCache"/>, the same instances on every turn, and
+    /// each would otherwise be parsed and rewritten again on every turn. Dies with its string.
+    /// </summary>
     public static string CanonicalizeText(string json)
     {
         if (json.Length == 0) return json;
+        if (json.Length > JsonStringCache.MaxValueBytes) return Canonicalize(json); // not a shared instance: nothing to remember it by
+        if (Canonical.TryGetValue(json, out var known)) return known;
+        var canonical = Canonicalize(json);
+        Canonical.AddOrUpdate(json, canonical);
+        return canonical;
+    }
+
+    private static readonly ConditionalWeakTable<string, string> Canonical = new();
+
+    private static string Canonicalize(string json)
+    {
         var max = System.Text.Encoding.UTF8.GetMaxByteCount(json.Length);
         var rented = ArrayPool<byte>.Shared.Rent(max);
         try

@@ -10,7 +10,7 @@ internal static class JsonReading
     {
         if (e.ValueKind != JsonValueKind.String)
             throw ApiError.InvalidRequest($"'{param}' must be a string.", param);
-        return e.GetString()!;
+        return JsonStringCache.Get(e);
     }
 
     /// <summary><see cref="RequireString(JsonElement, string)"/> that returns the matching instance of <paramref name="known"/>
@@ -40,7 +40,7 @@ internal static class JsonReading
     public static string? OptionalString(JsonElement e, string param) => e.ValueKind switch
     {
         JsonValueKind.Null or JsonValueKind.Undefined => null,
-        JsonValueKind.String => e.GetString(),
+        JsonValueKind.String => JsonStringCache.Get(e),
         _ => throw ApiError.InvalidRequest($"'{param}' must be a string.", param),
     };
 

@@ -153,7 +153,7 @@ public static class AnthropicInboundAdapter
                     Kind = PartKind.ToolUse,
                     Id = block.TryGetProperty("id"u8, out var id) ? RequireString(id, ".id") : throw ApiError.InvalidRequest(".id: Field required", ".id"),
                     Name = block.TryGetProperty("name"u8, out var n) ? RequireString(n, ".name") : throw ApiError.InvalidRequest(".name: Field required", ".name"),
-                    Arguments = input.ValueKind == JsonValueKind.Undefined ? "{}" : input.GetRawText(),
+                    Arguments = input.ValueKind == JsonValueKind.Undefined ? "{}" : JsonStringCache.GetRawText(input),
                     CacheControl = cache,
                     Raw = block,
                 };

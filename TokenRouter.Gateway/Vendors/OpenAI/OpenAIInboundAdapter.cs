@@ -159,8 +159,8 @@ public static class OpenAIInboundAdapter
             throw ApiError.InvalidRequest("'.function' is required.", ".function");
         var args = fn.TryGetProperty("arguments"u8, out var a) ? a.ValueKind switch
         {
-            JsonValueKind.String => a.GetString()!,
-            JsonValueKind.Object or JsonValueKind.Array => a.GetRawText(),
+            JsonValueKind.String => JsonStringCache.Get(a),
+            JsonValueKind.Object or JsonValueKind.Array => JsonStringCache.GetRawText(a),
             _ => throw ApiError.InvalidRequest("'.function.arguments' must be a string.", ".function.arguments"),
         } : "{}";
         return new ToolCall
