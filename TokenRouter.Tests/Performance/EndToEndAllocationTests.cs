@@ -18,8 +18,9 @@ public sealed class EndToEndAllocationTests(ITestOutputHelper output) : GatewayW
     private const int Warmup = 300;
     private const int Batch = 500;
 
-    // Measured (Debug, alone): see the README's "Allocation budgets".
-    private const int BudgetBytes = 20_000;
+    // Measured 14,129 B (Debug, alone; 17,919 B before the client-key handler left ASP.NET Core's authentication
+    // services and the other cuts of the same change); the Release build in the load benchmark allocates ~9.6 KB.
+    private const int BudgetBytes = 17_700;
 
     [Fact]
     public async Task A_chat_request_through_the_whole_gateway_stays_within_its_allocation_budget()
