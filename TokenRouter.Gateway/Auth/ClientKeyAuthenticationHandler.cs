@@ -116,6 +116,7 @@ public static class ClientKeyEndpointExtensions
         public static readonly ClientKeyRequired Instance = new();
     }
 }
+
 public static class ClientIdentityHttpContextExtensions
 {
     /// <summary>The client the <c>/v1</c> group authenticated.</summary>

@@ -130,7 +130,7 @@ public sealed class InflightExchange
     /// <summary>
     /// A whole (non-stream) response at once: head, body and completion, in that order for the <see cref="Mirror"/>,
     /// and published to local listeners together, so that each waiting client wakes once instead of once per part.
-    /// Takes over <paramref name="body"/>'s rented array instead of copying it (~1 KB a request less in the load
+    /// Takes over <paramref name="body"/>'s rented array instead of copying it (~0.7 KB a request less in the load
     /// benchmark); the array goes back to the pool when the last listener leaves.
     /// </summary>
     public void Respond(int status, string? contentType, PooledBufferWriter body, Usage usage)

@@ -219,12 +219,9 @@ public static class CanonicalJson
 
     /// <summary>
     /// Canonical text of a JSON document held in a string (tool-call arguments). Text that is not valid JSON is
-    /// returned exactly as sent: it is what the model produced, and only the client may change it.
-    /// </summary>
-    /// <summary>
-    /// The canonical form of a JSON text (the text itself when it is not JSON). Remembered per string instance: the
-    /// strings of a session's history come from <see cref="JsonStringCache"/>, the same instances on every turn, and
-    /// each would otherwise be parsed and rewritten again on every turn. Dies with its string.
+    /// returned exactly as sent: it is what the model produced, and only the client may change it. Remembered per
+    /// string instance: the arguments of a session's history come from <see cref="JsonStringCache"/>, the same
+    /// instances on every turn, and would otherwise be parsed and rewritten again on every turn. Dies with its string.
     /// </summary>
     public static string CanonicalizeText(string json)
     {
