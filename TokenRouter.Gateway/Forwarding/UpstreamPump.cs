@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Net;
-using System.Net.Http.Headers;
 using Microsoft.Extensions.Options;
 using TokenRouter.Gateway.Accounting;
 using TokenRouter.Gateway.Auth;
@@ -64,7 +63,8 @@ public sealed partial class UpstreamPump(
                     Version = HttpVersion.Version11,
                     VersionPolicy = HttpVersionPolicy.RequestVersionOrHigher,
                 };
-                request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+                // As text: sent as is, without a MediaTypeHeaderValue parsed and built per request.
+                request.Content.Headers.TryAddWithoutValidation("Content-Type", "application/json");
                 adapter.AddHeaders(request, deployment.ApiKey);
                 if (provider.Kind == ProviderKind.Anthropic)
                 {

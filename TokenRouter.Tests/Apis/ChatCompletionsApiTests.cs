@@ -33,6 +33,7 @@ public sealed class ChatCompletionsApiTests : GatewayWithFakeProvider
         var upstream = Assert.Single(Provider.Requests);
         Assert.Equal("/v1/chat/completions", upstream.Path);
         Assert.Equal("Bearer sk-upstream-openai", upstream.Header("Authorization"));
+        Assert.Equal("application/json", upstream.Header("Content-Type"));
         Assert.Equal("gpt-4o", upstream.Model);
     }
 

@@ -446,6 +446,7 @@ public sealed class MessagesApiTests : GatewayWithFakeProvider
         Assert.Equal("keyed", body.RootElement.GetProperty("content")[0].GetProperty("text").GetString());
         var upstream = Assert.Single(Provider.Requests);
         Assert.Equal("sk-upstream-anthropic", upstream.Header("x-api-key"));
+        Assert.Equal("application/json", upstream.Header("Content-Type"));
     }
 
     [Theory]

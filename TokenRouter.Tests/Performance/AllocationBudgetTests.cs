@@ -32,7 +32,7 @@ public sealed class AllocationBudgetTests(ITestOutputHelper output)
     // ---- request path: parse → Chunker → Arranger → Canonicalizer → Hasher → CacheInjector → outbound write → Hasher
 
     // Measured per request, mean over 36 recorded requests of 12 sessions (first, middle and last turn; mean body 18 KB):
-    //   OpenAI client → OpenAI 6,458 B, → Anthropic 6,308 B; Anthropic client → Anthropic 7,637 B, → OpenAI 7,701 B
+    //   OpenAI client → OpenAI 6,322 B, → Anthropic 6,201 B; Anthropic client → Anthropic 7,524 B, → OpenAI 7,565 B
     //   (before the canonical form's raw property names and JsonStringCache: 12,488 / 12,383 / 14,392 / 14,456 B; before
     //   this test's first reductions: 13,444 / 16,256 / 15,336 / 15,397 B). Measured with JsonStringCache warm, as an
     //   agent's session keeps it: each turn resends the ids, names and arguments of the turns before.

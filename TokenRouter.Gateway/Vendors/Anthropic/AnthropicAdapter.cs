@@ -57,7 +57,8 @@ public sealed class AnthropicAdapter(int defaultMaxTokens = AnthropicAdapter.Def
 
     public void WriteRequest(Envelope envelope, string upstreamModel, IBufferWriter<byte> output)
     {
-        using var w = new Utf8JsonWriter(output, CanonicalJson.WriterOptions);
+        using var lease = Utf8JsonWriterCache.Rent(output);
+        var w = lease.Writer;
         var native = envelope.ClientFormat == ApiFormat.Anthropic;
         w.WriteStartObject();
         w.WriteString("model"u8, upstreamModel);

@@ -30,7 +30,8 @@ public class OpenAIAdapter : IOutboundAdapter
 
     public void WriteRequest(Envelope envelope, string upstreamModel, IBufferWriter<byte> output)
     {
-        using var w = new Utf8JsonWriter(output, CanonicalJson.WriterOptions);
+        using var lease = Utf8JsonWriterCache.Rent(output);
+        var w = lease.Writer;
         var passExtras = envelope.ClientFormat == ApiFormat.OpenAI;
         w.WriteStartObject();
         w.WriteString("model"u8, upstreamModel);
