@@ -210,12 +210,11 @@ public static class CanonicalJson
     public static byte[] ToBytes(JsonElement element)
     {
         using var buffer = new PooledBufferWriter(1024);
-        using (var writer = new Utf8JsonWriter(buffer, WriterOptions)) Write(writer, element);
+        using (var lease = Utf8JsonWriterCache.Rent(buffer)) Write(lease.Writer, element);
         return buffer.WrittenSpan.ToArray();
     }
 
     [ThreadStatic] private static ArrayBufferWriter<byte>? t_buffer;
-    [ThreadStatic] private static Utf8JsonWriter? t_writer;
 
     /// <summary>
     /// Canonical text of a JSON document held in a string (tool-call arguments). Text that is not valid JSON is
@@ -256,12 +255,10 @@ public static class CanonicalJson
                 // Every tool call of every request comes through here: one writer and buffer per thread, reset each time.
                 var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
                 buffer.ResetWrittenCount();
-                var writer = t_writer ??= new Utf8JsonWriter(buffer, WriterOptions);
-                writer.Reset(buffer);
                 try
                 {
-                    Write(writer, doc.RootElement);
-                    writer.Flush();
+                    using var lease = Utf8JsonWriterCache.Rent(buffer);
+                    Write(lease.Writer, doc.RootElement);
                 }
                 catch (InvalidOperationException)
                 {

@@ -4,8 +4,10 @@ using System.Text.Json;
 namespace TokenRouter.Gateway.Formats;
 
 /// <summary>
-/// One <see cref="Utf8JsonWriter"/> per thread for the outbound request body, reset for each request instead of built
-/// for it (the writer and its setup, ~160 B a request). The body is written synchronously, so a thread uses one at a time.
+/// One <see cref="Utf8JsonWriter"/> per thread for the gateway's synchronous JSON writes (the outbound request body,
+/// canonical forms, a response translated to the client's format), reset for each use instead of built for it (the
+/// writer and its setup, ~160 B each time). A write nested in another gets a writer of its own: a rented writer is
+/// off the thread until it is given back.
 /// </summary>
 internal static class Utf8JsonWriterCache
 {

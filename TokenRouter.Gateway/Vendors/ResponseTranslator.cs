@@ -19,7 +19,8 @@ public static class ResponseTranslator
     public static void TranslateJson(ApiFormat from, ApiFormat to, JsonElement providerRoot, Usage usage, string clientModel,
         IBufferWriter<byte> output, long created)
     {
-        using var w = new Utf8JsonWriter(output, CanonicalJson.WriterOptions);
+        using var lease = Utf8JsonWriterCache.Rent(output);
+        var w = lease.Writer;
         if (from == to) providerRoot.WriteTo(w); // callers pass same-format bodies through; stay correct if they do not
         else if (from == ApiFormat.Anthropic) AnthropicToOpenAI(w, providerRoot, usage, clientModel, created);
         else OpenAIToAnthropic(w, providerRoot, usage, clientModel);

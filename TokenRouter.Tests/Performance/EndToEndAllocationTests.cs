@@ -9,8 +9,8 @@ namespace TokenRouter.Tests.Performance;
 /// Bytes the gateway allocates for one whole chat request, end to end: Kestrel, authentication, parse, pipeline, dedup,
 /// limits, the upstream call, delivery and metering — the load benchmark's 2 KB request, answered whole or streamed,
 /// embedded mode. The client and the fake provider run in this process too, so the gateway's share is what the same
-/// requests allocate through the gateway minus what they allocate sent straight to the fake provider (whole process,
-/// lowest of three batches, in a collection that runs alone). The load benchmark reads the same quantity from the
+/// requests allocate through the gateway minus what they allocate sent straight to the fake provider, each counted
+/// for the whole process (<see cref="ProcessAllocation"/>). The load benchmark reads the same quantity from the
 /// gateway's own GC counter.
 /// </summary>
 [Collection(ProcessWideMetricsCollection.Name)]
@@ -42,18 +42,8 @@ public sealed class EndToEndAllocationTests(ITestOutputHelper output) : GatewayW
         Assert.True(own <= budgetBytes, $"The gateway allocated {own:N0} B per request, budget {budgetBytes:N0} B.");
     }
 
-    private static async Task<long> PerRequestAsync(HttpClient client, Uri url, byte[] body)
-    {
-        for (var i = 0; i < Warmup; i++) await SendAsync(client, url, body);
-        var perRequest = long.MaxValue;
-        for (var round = 0; round < 3; round++)
-        {
-            var before = GC.GetTotalAllocatedBytes(precise: true);
-            for (var i = 0; i < Batch; i++) await SendAsync(client, url, body);
-            perRequest = Math.Min(perRequest, (GC.GetTotalAllocatedBytes(precise: true) - before) / Batch);
-        }
-        return perRequest;
-    }
+    private static Task<long> PerRequestAsync(HttpClient client, Uri url, byte[] body) =>
+        ProcessAllocation.PerOperationAsync(() => SendAsync(client, url, body), Warmup, Batch);
 
     private static async Task SendAsync(HttpClient client, Uri url, byte[] body)
     {

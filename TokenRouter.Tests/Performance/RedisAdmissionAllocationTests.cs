@@ -9,9 +9,7 @@ namespace TokenRouter.Tests.Performance;
 /// <summary>
 /// Bytes allocated by one admission and its settlement on Redis (limits, quota and team budget, through the outage
 /// circuit and the Lua scripts), the per-request Redis path of the data plane. Its awaits resume on other threads, so
-/// unlike <see cref="AllocationBudgetTests"/> this counts the whole process
-/// (<see cref="GC.GetTotalAllocatedBytes(bool)"/>) and runs in a collection that runs alone; the lowest of three
-/// batches is taken, so that a timer firing elsewhere in the process does not count.
+/// unlike <see cref="AllocationBudgetTests"/> this counts the whole process (<see cref="ProcessAllocation"/>).
 /// </summary>
 [Collection(ProcessWideMetricsCollection.Name)]
 public sealed class RedisAdmissionAllocationTests(ITestOutputHelper output) : IAsyncLifetime
@@ -37,14 +35,7 @@ public sealed class RedisAdmissionAllocationTests(ITestOutputHelper output) : IA
         var key = new ClientIdentity("key-" + Guid.NewGuid().ToString("N"), "allocation", new string('0', 64),
             1_000_000m, 1_000_000, 1_000_000_000, Team: team);
 
-        for (var i = 0; i < Warmup; i++) await AdmitAndSettleAsync(host, key);
-        var perRequest = long.MaxValue;
-        for (var round = 0; round < 3; round++)
-        {
-            var before = GC.GetTotalAllocatedBytes(precise: true);
-            for (var i = 0; i < Batch; i++) await AdmitAndSettleAsync(host, key);
-            perRequest = Math.Min(perRequest, (GC.GetTotalAllocatedBytes(precise: true) - before) / Batch);
-        }
+        var perRequest = await ProcessAllocation.PerOperationAsync(() => AdmitAndSettleAsync(host, key), Warmup, Batch);
 
         output.WriteLine($"admission + settlement on Redis: {perRequest:N0} B (budget {BudgetBytes:N0} B)");
         Assert.InRange(perRequest, 1, BudgetBytes);
