@@ -14,10 +14,19 @@ namespace TokenRouter.Gateway.Dedup;
 /// </summary>
 public sealed class InflightExchange
 {
+    private const int FirstPageBytes = 4 * 1024;
+    private const int MaxPageBytes = 64 * 1024;
+    /// <summary>A read gets at least this much room: a page with less left is closed and a new one started.</summary>
+    private const int MinReadBytes = 512;
+
     private readonly Lock _lock = new();
-    private readonly List<ReadOnlyMemory<byte>> _chunks = [];
-    /// <summary>A whole response's body, rented: back to the pool once the exchange is over and its last listener gone.</summary>
-    private byte[]? _rented;
+    private readonly List<ReadOnlyMemory<byte>> _chunks;
+    /// <summary>The body lives in rented pages that chunks point into (a stream's chunks are read straight into them,
+    /// not copied into an array each): back to the pool once the exchange is over and its last listener gone.</summary>
+    private byte[]? _page;
+    private List<byte[]>? _fullPages;
+    /// <summary>Bytes of <see cref="_page"/> already holding chunks.</summary>
+    private int _pageUsed;
     /// <summary>The clients waiting for news, each woken only once what it waits for is there.</summary>
     private Waiter? _waiters;
     private int _listeners;
@@ -30,6 +39,8 @@ public sealed class InflightExchange
         Key = key;
         Stream = stream;
         CreatedAt = createdAt;
+        // A whole body is one chunk; a stream one per read, as many as its provider makes.
+        _chunks = new List<ReadOnlyMemory<byte>>(stream ? 4 : 1);
     }
 
     public string Key { get; }
@@ -76,7 +87,7 @@ public sealed class InflightExchange
     public void Leave()
     {
         bool cancel;
-        byte[]? unused;
+        Pages? unused;
         lock (_lock)
         {
             _listeners--;
@@ -84,19 +95,31 @@ public sealed class InflightExchange
             unused = TakeUnusedLocked();
         }
         if (cancel) Upstream.Cancel();
-        if (unused is not null) ArrayPool<byte>.Shared.Return(unused);
+        ReturnPages(unused);
     }
 
-    /// <summary>Under the lock: the rented body once nobody can read it any more — the exchange is over (no one joins a
-    /// completed exchange) and its last listener has left.</summary>
-    private byte[]? TakeUnusedLocked()
+    /// <summary>Under the lock: the body's pages once nobody can read them any more — the exchange is over (no one joins a
+    /// completed exchange) and its last listener has left. Returned to the pool outside the lock with <see cref="ReturnPages"/>.</summary>
+    private Pages? TakeUnusedLocked()
     {
-        if (_listeners > 0 || !_completed || _rented is null) return null;
-        var rented = _rented;
-        _rented = null;
+        if (_listeners > 0 || !_completed || _page is null) return null;
+        var unused = new Pages(_page, _fullPages);
+        _page = null;
+        _fullPages = null;
+        _pageUsed = 0;
         _chunks.Clear(); // nothing may point into an array the pool hands out again
-        return rented;
+        return unused;
     }
+
+    private static void ReturnPages(Pages? pages)
+    {
+        if (pages is not { } p) return;
+        ArrayPool<byte>.Shared.Return(p.Last);
+        if (p.Full is null) return;
+        foreach (var page in p.Full) ArrayPool<byte>.Shared.Return(page);
+    }
+
+    private readonly record struct Pages(byte[] Last, List<byte[]>? Full);
 
     public void SetHead(int status, string? contentType)
     {
@@ -112,18 +135,57 @@ public sealed class InflightExchange
         Waiter.Wake(ready);
     }
 
+    /// <summary>Adds a copy of <paramref name="bytes"/> to the body (a feed from another replica).</summary>
     public void Append(ReadOnlySpan<byte> bytes)
     {
-        if (bytes.IsEmpty) return;
-        Mirror?.Chunk(bytes);
-        var copy = bytes.ToArray();
-        Waiter? ready;
+        while (!bytes.IsEmpty)
+        {
+            var room = GetAppendBuffer().Span;
+            var n = Math.Min(room.Length, bytes.Length);
+            bytes[..n].CopyTo(room);
+            Commit(n);
+            bytes = bytes[n..];
+        }
+    }
+
+    /// <summary>The producer's room for its next read, at the end of the body's last page: the bytes read there become a
+    /// chunk with <see cref="Commit"/>. Listeners never see past what was committed, so the producer writes it unlocked.</summary>
+    public Memory<byte> GetAppendBuffer()
+    {
         lock (_lock)
         {
-            _chunks.Add(copy);
-            _bytes += copy.Length;
+            if (_page is null)
+            {
+                _page = ArrayPool<byte>.Shared.Rent(FirstPageBytes);
+                _pageUsed = 0;
+            }
+            else if (_page.Length - _pageUsed < MinReadBytes)
+            {
+                // Chunks keep pointing into the full page; it goes back to the pool with the rest.
+                (_fullPages ??= []).Add(_page);
+                _page = ArrayPool<byte>.Shared.Rent(Math.Min(MaxPageBytes, _page.Length * 2));
+                _pageUsed = 0;
+            }
+            return _page.AsMemory(_pageUsed);
+        }
+    }
+
+    /// <summary>Publishes the <paramref name="count"/> bytes the producer wrote into <see cref="GetAppendBuffer"/>'s room as
+    /// the next chunk.</summary>
+    public void Commit(int count)
+    {
+        if (count <= 0) return;
+        Waiter? ready;
+        ReadOnlyMemory<byte> chunk;
+        lock (_lock)
+        {
+            chunk = _page.AsMemory(_pageUsed, count);
+            _pageUsed += count;
+            _chunks.Add(chunk);
+            _bytes += count;
             ready = TakeReady();
         }
+        Mirror?.Chunk(chunk.Span);
         Waiter.Wake(ready);
     }
 
@@ -143,22 +205,24 @@ public sealed class InflightExchange
         Mirror?.Complete(usage);
         var owned = body.WrittenCount > 0 ? body.Detach() : default;
         Waiter? ready;
-        byte[]? unused;
+        Pages? unused;
         lock (_lock)
         {
             _headKnown = true;
             if (owned.Count > 0)
             {
+                if (_page is not null) (_fullPages ??= []).Add(_page);
+                _page = owned.Array;
+                _pageUsed = owned.Count;
                 _chunks.Add(owned);
                 _bytes += owned.Count;
-                _rented = owned.Array;
             }
             _completed = true;
             ready = TakeReady();
             unused = TakeUnusedLocked();
         }
         Waiter.Wake(ready);
-        if (unused is not null) ArrayPool<byte>.Shared.Return(unused);
+        ReturnPages(unused);
     }
 
     public void Complete(Usage usage)
@@ -189,14 +253,18 @@ public sealed class InflightExchange
     private void Finish()
     {
         Waiter? ready;
+        Pages? unused;
         lock (_lock)
         {
             // A failure before any head ends the wait for it too.
             _headKnown = true;
             _completed = true;
             ready = TakeReady();
+            // Everyone may have left already (the call was cancelled for that).
+            unused = TakeUnusedLocked();
         }
         Waiter.Wake(ready);
+        ReturnPages(unused);
     }
 
     /// <summary>Waits until the head is known (or the exchange failed without one).</summary>

@@ -166,7 +166,7 @@ public sealed class UpstreamFailover
         }
         if (kind is not { } k) return false;
 
-        a.LastFailure = k;
+        a.Failed(k, retryAfter);
         Activity.Current?.SetTag(GatewayActivity.Failure, FailoverRules.Label(k));
         _metrics.DeploymentFailed(a.Provider.Name, d.Id, FailoverRules.Label(k));
         if (k != FailureKind.Saturated)
@@ -174,7 +174,6 @@ public sealed class UpstreamFailover
             _metrics.DeploymentAttempt(a.Provider.Name, d.Id, DeploymentOutcome.Failure);
             _health.Failed(a.Provider.Name, d.Id, k, retryAfter);
         }
-        a.RetryAfter[a.Position] = retryAfter;
 
         var o = _routing.CurrentValue;
         if (a.Count >= o.MaxAttempts) return false;
@@ -216,24 +215,32 @@ public sealed class UpstreamFailover
         public IReadOnlyList<ProviderDeployment> Deployments { get; } = deployments;
         public int[] Order { get; } = order;
         public CancellationToken Cancel { get; } = cancel;
-        public bool[] Tried { get; } = new bool[order.Length];
-        public TimeSpan?[] RetryAfter { get; } = new TimeSpan?[order.Length];
-        public FailureKind?[] LastKinds { get; } = new FailureKind?[order.Length];
+        // Per deployment in Order, kept from the first failure on: nearly every request ends with its first attempt.
+        public bool[] Tried => _tried!;
+        public TimeSpan?[] RetryAfter => _retryAfter!;
+        public FailureKind?[] LastKinds => _lastKinds!;
+        private bool[]? _tried;
+        private TimeSpan?[]? _retryAfter;
+        private FailureKind?[]? _lastKinds;
+        private bool _started;
         public int Position { get; private set; }
         public int Count { get; private set; }
         public ProviderDeployment? Current { get; private set; }
         public ProviderDeployment? Next { get; private set; }
         private int _nextPosition;
         public TimeSpan? NextDelay { get; private set; }
-        private FailureKind? _lastFailure;
-        public FailureKind? LastFailure
+        public FailureKind? LastFailure { get; private set; }
+
+        /// <summary>The current attempt failed: remembered for choosing where (and whether) to try next.</summary>
+        public void Failed(FailureKind kind, TimeSpan? retryAfter)
         {
-            get => _lastFailure;
-            set
-            {
-                _lastFailure = value;
-                LastKinds[Position] = value;
-            }
+            _tried ??= new bool[Order.Length];
+            _retryAfter ??= new TimeSpan?[Order.Length];
+            _lastKinds ??= new FailureKind?[Order.Length];
+            LastFailure = kind;
+            _tried[Position] = true;
+            _retryAfter[Position] = retryAfter;
+            _lastKinds[Position] = kind;
         }
         public HttpRequestMessage? Request { get; set; }
         public Outcome<HttpResponseMessage>? FirstOutcome { private get; set; }
@@ -264,8 +271,8 @@ public sealed class UpstreamFailover
 
         public async ValueTask<Outcome<HttpResponseMessage>> SendOneAsync()
         {
-            Position = Tried.AsSpan().Contains(true) ? _nextPosition : 0;
-            Tried[Position] = true;
+            Position = _started ? _nextPosition : 0;
+            _started = true;
             var d = Current = Deployments[Order[Position]];
             ReleaseSlot();
             // A deployment at its concurrency cap or its own RPM/TPM is skipped without an attempt (and without counting

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net;
 using Microsoft.Extensions.Options;
 using TokenRouter.Gateway.Accounting;
@@ -224,43 +223,37 @@ public sealed partial class UpstreamPump(
         while (true)
         {
             // A stream spends nearly all its life waiting for the provider's next chunk: wait with a zero-byte read and
-            // rent the buffer only once bytes are there (10,000 open streams each holding 16 KB were 160 MB of heap).
+            // take room in the exchange's body only once bytes are there (10,000 open streams each holding 16 KB were
+            // 160 MB of heap). The bytes are read straight into the body, where every listener reads them.
             // A stream that does not support zero-byte reads returns 0 at once and the read below waits instead.
-            byte[]? buffer = null;
+            Memory<byte> room;
+            int n;
             try
             {
-                int n;
-                try
-                {
-                    await idle.ReadAsync(upstream, Memory<byte>.Empty);
-                    buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
-                    n = await idle.ReadAsync(upstream, buffer);
-                }
-                catch (ApiError timedOut)
-                {
-                    exchange.Fail(timedOut, scanner.Usage);
-                    return (scanner.Usage, false);
-                }
-                catch (OperationCanceledException) when (cancel.IsCancellationRequested)
-                {
-                    var partial = scanner.Usage;
-                    if (partial.CompletionTokens == 0)
-                        partial = partial with
-                        {
-                            PromptTokens = partial.PromptTokens > 0 ? partial.PromptTokens : call.Prepared.Body.WrittenCount / 4,
-                            CompletionTokens = scanner.Events,
-                        };
-                    exchange.Fail(new ApiError(499, "api_error", "Every client left."), partial);
-                    return (partial, true);
-                }
-                if (n == 0) break;
-                exchange.Append(buffer.AsSpan(0, n));
-                parser.Feed(buffer.AsSpan(0, n), scanner, null!);
+                await idle.ReadAsync(upstream, Memory<byte>.Empty);
+                room = exchange.GetAppendBuffer();
+                n = await idle.ReadAsync(upstream, room);
             }
-            finally
+            catch (ApiError timedOut)
             {
-                if (buffer is not null) ArrayPool<byte>.Shared.Return(buffer);
+                exchange.Fail(timedOut, scanner.Usage);
+                return (scanner.Usage, false);
             }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                var partial = scanner.Usage;
+                if (partial.CompletionTokens == 0)
+                    partial = partial with
+                    {
+                        PromptTokens = partial.PromptTokens > 0 ? partial.PromptTokens : call.Prepared.Body.WrittenCount / 4,
+                        CompletionTokens = scanner.Events,
+                    };
+                exchange.Fail(new ApiError(499, "api_error", "Every client left."), partial);
+                return (partial, true);
+            }
+            if (n == 0) break;
+            parser.Feed(room.Span[..n], scanner, null!);
+            exchange.Commit(n);
         }
         parser.Flush(scanner, null!);
         if (!scanner.Finished || scanner.Malformed)

@@ -21,24 +21,7 @@ public sealed class Arranger(ToolOrderMemory memory)
         var root = ConversationRoot(envelope, scope);
         if (memory.TryGet(root, out var known))
         {
-            var added = false;
-            tools.Sort((a, b) =>
-            {
-                var ia = Array.IndexOf(known, a.Name);
-                var ib = Array.IndexOf(known, b.Name);
-                if (ia >= 0 && ib >= 0) return ia.CompareTo(ib);
-                if (ia >= 0) return -1;
-                if (ib >= 0) return 1;
-                return string.CompareOrdinal(a.Name, b.Name);
-            });
-            foreach (var t in tools)
-            {
-                if (Array.IndexOf(known, t.Name) < 0)
-                {
-                    added = true;
-                    break;
-                }
-            }
+            var added = SortByKnownOrder(tools, known);
             if (added) memory.Set(root, Names(tools, known));
             else memory.Touch(root, known);
             return;
@@ -46,6 +29,42 @@ public sealed class Arranger(ToolOrderMemory memory)
 
         tools.Sort(static (a, b) => string.CompareOrdinal(a.Name, b.Name));
         memory.Set(root, Names(tools, []));
+    }
+
+    /// <summary>
+    /// The known tools in their remembered order, then any new ones by name; true when there were new ones. Each tool's
+    /// rank is looked up once and the list insertion-sorted by it: stable, and without the closure and delegate a
+    /// comparison lambda over <paramref name="known"/> cost per request (a conversation's tools mostly arrive in order).
+    /// </summary>
+    private static bool SortByKnownOrder(List<ToolDefinition> tools, string[] known)
+    {
+        var span = CollectionsMarshal.AsSpan(tools);
+        Span<int> ranks = span.Length <= 256 ? stackalloc int[span.Length] : new int[span.Length];
+        var added = false;
+        for (var i = 0; i < span.Length; i++)
+        {
+            var rank = Array.IndexOf(known, span[i].Name);
+            added |= rank < 0;
+            ranks[i] = rank < 0 ? int.MaxValue : rank;
+        }
+        for (var i = 1; i < span.Length; i++)
+        {
+            var tool = span[i];
+            var rank = ranks[i];
+            var j = i - 1;
+            while (j >= 0 && Before(rank, tool, ranks[j], span[j]))
+            {
+                span[j + 1] = span[j];
+                ranks[j + 1] = ranks[j];
+                j--;
+            }
+            span[j + 1] = tool;
+            ranks[j + 1] = rank;
+        }
+        return added;
+
+        static bool Before(int rankA, ToolDefinition a, int rankB, ToolDefinition b) =>
+            rankA != rankB ? rankA < rankB : string.CompareOrdinal(a.Name, b.Name) < 0;
     }
 
     /// <summary>Remembered names: everything the conversation has used so far (a tool dropped for a turn keeps its slot).</summary>

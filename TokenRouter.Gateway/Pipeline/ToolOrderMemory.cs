@@ -16,13 +16,19 @@ public sealed class ToolOrderMemory(TimeProvider time, IConnectionMultiplexer? r
     private readonly ConcurrentDictionary<UInt128, Entry> _entries = new();
     private const int MaxEntries = 50_000;
 
-    private sealed record Entry(string[] Order, long LastUsed, long LastShared);
+    /// <summary>Refreshed in place by <see cref="Touch"/>, which every turn of a known conversation calls.</summary>
+    private sealed class Entry(string[] order, long lastUsed, long lastShared)
+    {
+        public string[] Order { get; } = order;
+        public long LastUsed = lastUsed;
+        public long LastShared = lastShared;
+    }
 
     public TimeSpan Ttl { get; set; } = TimeSpan.FromHours(1);
 
     public bool TryGet(UInt128 conversationRoot, out string[] order)
     {
-        if (_entries.TryGetValue(conversationRoot, out var e) && time.GetElapsedTime(e.LastUsed) < Ttl)
+        if (_entries.TryGetValue(conversationRoot, out var e) && time.GetElapsedTime(Volatile.Read(ref e.LastUsed)) < Ttl)
         {
             order = e.Order;
             return true;
@@ -47,14 +53,21 @@ public sealed class ToolOrderMemory(TimeProvider time, IConnectionMultiplexer? r
     public void Touch(UInt128 conversationRoot, string[] order)
     {
         var now = time.GetTimestamp();
-        var shared = _entries.TryGetValue(conversationRoot, out var e) ? e.LastShared : now;
+        var found = _entries.TryGetValue(conversationRoot, out var e);
+        var shared = found ? Volatile.Read(ref e!.LastShared) : now;
         if (redis is not null && time.GetElapsedTime(shared) > Ttl / 4)
         {
             // A long conversation keeps its shared order alive too, at most a few times per TTL.
             _ = redis.GetDatabase().KeyExpireAsync(RedisContract.ToolOrderKey(conversationRoot), Ttl, flags: CommandFlags.FireAndForget);
             shared = now;
         }
-        _entries[conversationRoot] = new Entry(order, now, shared);
+        if (found && ReferenceEquals(e!.Order, order))
+        {
+            // The same order: refreshed in place, not a new entry per request.
+            Volatile.Write(ref e.LastUsed, now);
+            Volatile.Write(ref e.LastShared, shared);
+        }
+        else _entries[conversationRoot] = new Entry(order, now, shared);
     }
 
     /// <summary>Loads a conversation's order from Redis when this replica has not seen it (one round trip, then local).</summary>

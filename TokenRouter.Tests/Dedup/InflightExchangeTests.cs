@@ -44,6 +44,53 @@ public sealed class InflightExchangeTests
     }
 
     [Fact]
+    public async Task A_stream_read_straight_into_its_body_keeps_every_chunk_intact_across_pages_until_the_last_listener_leaves()
+    {
+        var exchange = NewExchange(stream: true);
+        // NewExchange gave it its one listener.
+        exchange.SetHead(200, "text/event-stream");
+        var sent = new List<byte>();
+        // Reads of every size, a total of several pages (4 KB, then doubling): each read lands where the last one ended.
+        for (var i = 0; i < 200; i++)
+        {
+            var room = exchange.GetAppendBuffer();
+            var n = Math.Min(room.Length, 1 + i * 37 % 700);
+            for (var b = 0; b < n; b++) room.Span[b] = (byte)(i + b);
+            sent.AddRange(room.Span[..n].ToArray());
+            exchange.Commit(n);
+        }
+        exchange.Append(new byte[10_000]); // a feed's copy larger than any room left, spread over pages
+        sent.AddRange(new byte[10_000]);
+        exchange.Complete(new Usage(5, 1, 0, 0, 2));
+
+        var count = await exchange.WaitForChunksAsync(0, CancellationToken.None);
+        var received = new List<byte>();
+        for (var i = 0; i < count; i++) received.AddRange(exchange.Chunk(i).ToArray());
+        Assert.Equal(sent, received);
+        Assert.Equal(sent.Count, exchange.BodyBytes);
+
+        exchange.Leave();
+        // The pages are back in the pool: nothing of the exchange points into them any more.
+        Assert.Equal(0, await exchange.WaitForChunksAsync(0, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_stream_everyone_left_gives_its_pages_back_when_the_producer_ends_it()
+    {
+        var exchange = NewExchange(stream: true);
+        // NewExchange gave it its one listener.
+        exchange.SetHead(200, "text/event-stream");
+        exchange.Append("data: 1\n\n"u8);
+        exchange.Leave(); // the last listener left mid-stream: the upstream call is cancelled, the body still held
+        Assert.True(exchange.Upstream.IsCancellationRequested);
+        Assert.Equal(1, await exchange.WaitForChunksAsync(0, CancellationToken.None));
+
+        exchange.Fail(new ApiError(499, "api_error", "Every client left."));
+
+        Assert.Equal(0, await exchange.WaitForChunksAsync(0, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task A_wait_for_what_is_already_there_completes_at_once()
     {
         var exchange = NewExchange(stream: true);
