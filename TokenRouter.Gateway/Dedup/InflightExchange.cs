@@ -65,6 +65,11 @@ public sealed class InflightExchange
 
     public int Listeners => Volatile.Read(ref _listeners);
 
+    public int ChunkCount
+    {
+        get { lock (_lock) return _chunks.Count; }
+    }
+
     /// <summary>Other replicas' view of this exchange, when this replica leads it across replicas.</summary>
     public IExchangeMirror? Mirror { get; set; }
 
@@ -200,9 +205,6 @@ public sealed class InflightExchange
         Status = status;
         ContentType = contentType;
         Usage = usage;
-        Mirror?.Head(status, contentType);
-        if (body.WrittenCount > 0) Mirror?.Chunk(body.WrittenSpan);
-        Mirror?.Complete(usage);
         var owned = body.WrittenCount > 0 ? body.Detach() : default;
         Waiter? ready;
         Pages? unused;
@@ -221,6 +223,14 @@ public sealed class InflightExchange
             ready = TakeReady();
             unused = TakeUnusedLocked();
         }
+        // The mirror is told once the exchange holds the body (it may read it back from there), before the body can go
+        // back to the pool.
+        if (Mirror is { } mirror)
+        {
+            mirror.Head(status, contentType);
+            if (owned.Count > 0) mirror.Chunk(owned);
+            mirror.Complete(usage);
+        }
         Waiter.Wake(ready);
         ReturnPages(unused);
     }
@@ -228,8 +238,9 @@ public sealed class InflightExchange
     public void Complete(Usage usage)
     {
         Usage = usage;
-        Mirror?.Complete(usage);
         Finish();
+        // After the exchange is over, as for a whole response: the mirror may settle at once and let go of the exchange.
+        Mirror?.Complete(usage);
     }
 
     /// <summary>True when the exchange ended before any upstream call because its leader was refused (its own limits or
@@ -246,8 +257,8 @@ public sealed class InflightExchange
     {
         Error = error;
         Usage = usage;
-        Mirror?.Fail(error, usage);
         Finish();
+        Mirror?.Fail(error, usage);
     }
 
     private void Finish()

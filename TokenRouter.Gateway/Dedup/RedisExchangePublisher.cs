@@ -32,6 +32,13 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
     private bool _abandoned;  // Redis refused our writes: followers notice the silence and the lapsed claim
     private long _written;    // entries sent so far; the next gets id 0-(_written + 1)
     private int _holding;
+    // While no follower exists the head and body are not copied (a copy per response, ~5 KB a request, that nearly
+    // every call threw away): the hold keeps them readable in the exchange, and they become entries only if a follower
+    // appears or the hold ends. _copying: entries are made as the pump writes; _headSeen/_chunksSeen: what it wrote so far.
+    private bool _copying;
+    private bool _headSeen;
+    private int _chunksSeen;
+    private bool _retired;
 
     public RedisExchangePublisher(RedisDedupBroker broker, InflightExchange exchange, string claim)
     {
@@ -44,6 +51,9 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
         Joining = RedisContract.DedupJoiningKey(exchange.Key);
         Wake = RedisChannel.Literal(RedisContract.DedupWakeChannel(exchange.Key, claim));
         _holding = exchange.TryListen() ? 1 : 0;
+        // Reading the call back from the exchange needs the hold, and an exchange this publisher saw from its start
+        // (a call taken over from another replica may already hold what that replica's feed wrote).
+        _copying = _holding == 0 || exchange.ChunkCount > 0 || exchange.Status != 0;
     }
 
     public InflightExchange Exchange { get; }
@@ -70,26 +80,59 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
 
     public void Head(int status, string? contentType)
     {
-        var entry = new Entry(RedisContract.DedupEntryTypes.Head);
-        entry.Add(RedisContract.DedupFields.Status, status);
-        if (contentType is not null) entry.Add(RedisContract.DedupFields.ContentType, contentType);
-        Enqueue(entry, last: false);
+        lock (_lock)
+        {
+            if (_closed || _abandoned) return;
+            _headSeen = true;
+            if (!_copying) return;
+            _pending.Add(HeadEntry(status, contentType));
+            if (_mirroring) KickLocked();
+        }
     }
 
+    /// <summary>Called after the exchange holds <paramref name="bytes"/> as its next chunk (see <see cref="InflightExchange.Commit"/>).</summary>
     public void Chunk(ReadOnlySpan<byte> bytes)
     {
         lock (_lock)
         {
             if (_closed || _abandoned) return;
-            var last = _pending.Count > 0 ? _pending[^1] : null;
-            if (last?.Data is null || last.Data.WrittenCount + bytes.Length > MaxMergedChunkBytes)
-            {
-                last = new Entry(RedisContract.DedupEntryTypes.Chunk) { Data = new ArrayBufferWriter<byte>(Math.Max(bytes.Length, 4096)) };
-                _pending.Add(last);
-            }
-            last.Data.Write(bytes);
+            _chunksSeen++;
+            if (!_copying) return;
+            AddChunk(_pending, bytes);
             if (_mirroring) KickLocked();
         }
+    }
+
+    private static Entry HeadEntry(int status, string? contentType)
+    {
+        var entry = new Entry(RedisContract.DedupEntryTypes.Head);
+        entry.Add(RedisContract.DedupFields.Status, status);
+        if (contentType is not null) entry.Add(RedisContract.DedupFields.ContentType, contentType);
+        return entry;
+    }
+
+    /// <summary>Appends body bytes to the last chunk entry of <paramref name="entries"/>, or to a new one.</summary>
+    private static void AddChunk(List<Entry> entries, ReadOnlySpan<byte> bytes)
+    {
+        var last = entries.Count > 0 ? entries[^1] : null;
+        if (last?.Data is null || last.Data.WrittenCount + bytes.Length > MaxMergedChunkBytes)
+        {
+            last = new Entry(RedisContract.DedupEntryTypes.Chunk) { Data = new ArrayBufferWriter<byte>(Math.Max(bytes.Length, 4096)) };
+            entries.Add(last);
+        }
+        last.Data.Write(bytes);
+    }
+
+    /// <summary>Under the lock: from now on entries are copies made as the pump writes; what it wrote before is read back
+    /// from the exchange (which the hold still keeps) into entries placed ahead of any already queued (the closing one).</summary>
+    private void StartCopyingLocked()
+    {
+        if (_copying || _abandoned || _retired) return;
+        _copying = true;
+        var earlier = new List<Entry>(2);
+        if (_headSeen) earlier.Add(HeadEntry(Exchange.Status, Exchange.ContentType));
+        for (var i = 0; i < _chunksSeen; i++) AddChunk(earlier, Exchange.Chunk(i).Span);
+        _pending.InsertRange(0, earlier);
     }
 
     public void Complete(Usage usage)
@@ -129,7 +172,8 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
     {
         lock (_lock)
         {
-            if (_mirroring) return;
+            if (_mirroring || _retired) return;
+            StartCopyingLocked();
             _mirroring = true;
             if (_pending.Count > 0) KickLocked();
         }
@@ -137,6 +181,13 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
 
     /// <summary>Stops keeping the upstream call alive for other replicas (cancels it if no client here listens either).</summary>
     public void ReleaseHold()
+    {
+        // Without the hold the exchange may give its body back: what a follower may still need is copied first.
+        lock (_lock) StartCopyingLocked();
+        LetGo();
+    }
+
+    private void LetGo()
     {
         if (Interlocked.Exchange(ref _holding, 0) == 1) Exchange.Leave();
     }
@@ -189,11 +240,20 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
                 }
                 if (followed == false)
                 {
-                    _broker.Retire(this);
+                    Retire();
                     lock (_lock) _flushing = false;
                     return;
                 }
-                lock (_lock) _mirroring = true;
+                lock (_lock)
+                {
+                    // A follower registered meanwhile: the whole response goes to Redis after all, read back from the exchange.
+                    var queued = _pending;
+                    _pending = batch;
+                    StartCopyingLocked();
+                    batch = _pending;
+                    _pending = queued;
+                    _mirroring = true;
+                }
             }
 
             var firstId = _written + 1;
@@ -205,11 +265,23 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
             }
             if (final)
             {
-                _broker.Retire(this);
+                Retire();
                 lock (_lock) _flushing = false;
                 return;
             }
         }
+    }
+
+    /// <summary>The call's whole response is settled or written: nothing more is read from the exchange, so the hold is
+    /// let go and the exchange can give its body back to the pool once its clients are served (held until the exchange
+    /// was collected, every response body in Redis mode was an array the pool lost). The closing entry is queued before the
+    /// exchange marks itself over; in the unlikely case that it has not yet, the hold stays, as a leave before the end
+    /// would cancel the call.</summary>
+    private void Retire()
+    {
+        lock (_lock) _retired = true;
+        _broker.Retire(this);
+        if (Exchange.IsCompleted) LetGo();
     }
 
     private void Abandon()
@@ -221,7 +293,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
             _pending.Clear();
         }
         _broker.Retire(this);
-        ReleaseHold();
+        LetGo();
     }
 
     /// <summary>One stream entry: its field/value pairs, and for a body chunk the bytes merged so far.</summary>

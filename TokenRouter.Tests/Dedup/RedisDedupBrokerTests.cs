@@ -326,6 +326,24 @@ public sealed partial class RedisDedupBrokerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_call_nobody_followed_lets_go_of_its_exchange_once_settled()
+    {
+        var a = await ReplicaAsync();
+        var leading = await LeadAsync(a);
+        Assert.Equal(2, leading.Listeners); // its client and the publisher's hold
+
+        await AnswerAsync(a, leading, "{\"quiet\":true}", new Usage(3, 0, 0, 0, 1));
+
+        // Settled without a follower: the hold is gone, only the client still reads the body.
+        Assert.Equal(1, leading.Listeners);
+        Assert.Equal("{\"quiet\":true}"u8.ToArray(), Body(leading));
+        leading.Leave();
+        // The body went back to the pool with the last listener (the hold used to keep it until the exchange was collected).
+        Assert.Equal(0, await leading.WaitForChunksAsync(0, CancellationToken.None));
+        Assert.False(await a.Connection.GetDatabase().KeyExistsAsync(RedisContract.DedupOwnerKey(_key)));
+    }
+
+    [Fact]
     public async Task A_follower_arriving_mid_call_gets_everything_written_before_it_came()
     {
         var a = await ReplicaAsync();
