@@ -80,7 +80,8 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
         _appendRetry = new ResiliencePipelineBuilder { TimeProvider = time ?? TimeProvider.System }
             .AddRetry(new RetryStrategyOptions
             {
-                ShouldHandle = new PredicateBuilder().Handle<RedisException>(),
+                // StackExchange.Redis's timeouts are TimeoutExceptions, not RedisExceptions.
+                ShouldHandle = new PredicateBuilder().Handle<RedisException>().Handle<TimeoutException>(),
                 MaxRetryAttempts = int.MaxValue,
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,
@@ -192,7 +193,7 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
                 await AppendOnceAsync(args);
             }, ct);
         }
-        catch (RedisException) when (ct.IsCancellationRequested)
+        catch (Exception ex) when (ex is RedisException or TimeoutException && ct.IsCancellationRequested)
         {
             // Polly hands back the last failure when the token ends during an attempt; callers expect a cancellation.
             throw new OperationCanceledException(ct);

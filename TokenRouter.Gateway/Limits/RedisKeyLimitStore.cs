@@ -177,7 +177,8 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
         _settleRetry = new ResiliencePipelineBuilder { TimeProvider = time ?? TimeProvider.System }
             .AddRetry(new RetryStrategyOptions
             {
-                ShouldHandle = new PredicateBuilder().Handle<RedisException>(),
+                // StackExchange.Redis's timeouts are TimeoutExceptions, not RedisExceptions.
+                ShouldHandle = new PredicateBuilder().Handle<RedisException>().Handle<TimeoutException>(),
                 MaxRetryAttempts = int.MaxValue,
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,
@@ -245,7 +246,7 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
         {
             await EvaluateSettleAsync(s, firstAttempt: true);
         }
-        catch (RedisException ex)
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             if (Interlocked.Exchange(ref _outage, 1) == 0) LogSettleDeferred(ex.GetType().Name);
             // A connection error means the script was never sent, so the retry may still count as the first attempt;
@@ -288,7 +289,7 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
                 await _settleRetry.ExecuteAsync(static (store, _) => store.DrainPendingAsync(), this, token);
             }
         }
-        catch (Exception e) when ((e is OperationCanceledException or RedisException) && token.IsCancellationRequested)
+        catch (Exception e) when ((e is OperationCanceledException or RedisException or TimeoutException) && token.IsCancellationRequested)
         {
             // Shutting down (Polly hands back the last Redis failure when the token ends during an attempt).
         }
@@ -305,7 +306,7 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
                 _pending.Reader.TryRead(out _);
                 if (_pending.Reader.Count == 0 && Interlocked.Exchange(ref _outage, 0) == 1) LogSettleRecovered();
             }
-            catch (RedisException ex) when (ex is not RedisConnectionException && item.FirstAttempt)
+            catch (Exception ex) when (ex is RedisException or TimeoutException && ex is not RedisConnectionException && item.FirstAttempt)
             {
                 // It may have run this time: from now on only the hold decides.
                 _pending.Reader.TryRead(out _);
