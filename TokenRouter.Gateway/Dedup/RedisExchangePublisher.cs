@@ -105,7 +105,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
 
     private static Entry HeadEntry(int status, string? contentType)
     {
-        var entry = new Entry(RedisContract.DedupEntryTypes.Head);
+        var entry = new Entry(RedisContract.DedupEntryTypes.Head, pairs: 2);
         entry.Add(RedisContract.DedupFields.Status, status);
         if (contentType is not null) entry.Add(RedisContract.DedupFields.ContentType, contentType);
         return entry;
@@ -117,7 +117,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
         var last = entries.Count > 0 ? entries[^1] : null;
         if (last?.Data is null || last.Data.WrittenCount + bytes.Length > MaxMergedChunkBytes)
         {
-            last = new Entry(RedisContract.DedupEntryTypes.Chunk) { Data = new ArrayBufferWriter<byte>(Math.Max(bytes.Length, 4096)) };
+            last = new Entry(RedisContract.DedupEntryTypes.Chunk, pairs: 0) { Data = new ArrayBufferWriter<byte>(Math.Max(bytes.Length, 4096)) };
             entries.Add(last);
         }
         last.Data.Write(bytes);
@@ -137,7 +137,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
 
     public void Complete(Usage usage)
     {
-        var entry = new Entry(RedisContract.DedupEntryTypes.End);
+        var entry = new Entry(RedisContract.DedupEntryTypes.End, pairs: Entry.UsagePairs);
         entry.AddUsage(usage);
         Enqueue(entry, last: true);
     }
@@ -147,10 +147,10 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
         // A failure while this replica shuts down is its own, not the provider's: followers should take over, not inherit it.
         if (_broker.IsStopping)
         {
-            Enqueue(new Entry(RedisContract.DedupEntryTypes.Gone), last: true);
+            Enqueue(new Entry(RedisContract.DedupEntryTypes.Gone, pairs: 0), last: true);
             return;
         }
-        var entry = new Entry(RedisContract.DedupEntryTypes.Fail);
+        var entry = new Entry(RedisContract.DedupEntryTypes.Fail, pairs: 5 + Entry.UsagePairs);
         entry.Add(RedisContract.DedupFields.Status, error.Status);
         entry.Add(RedisContract.DedupFields.ErrorType, error.Type);
         entry.Add(RedisContract.DedupFields.Message, error.Message);
@@ -163,7 +163,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
     /// <summary>This replica is going away before its call ended: tell followers to take over, and stop holding the call.</summary>
     public void HandOff()
     {
-        Enqueue(new Entry(RedisContract.DedupEntryTypes.Gone), last: true);
+        Enqueue(new Entry(RedisContract.DedupEntryTypes.Gone, pairs: 0), last: true);
         ReleaseHold();
     }
 
@@ -299,10 +299,14 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
     /// <summary>One stream entry: its field/value pairs, and for a body chunk the bytes merged so far.</summary>
     internal sealed class Entry
     {
-        private readonly List<RedisValue> _fields = new(4);
+        public const int UsagePairs = 5;
 
-        public Entry(string type)
+        private readonly List<RedisValue> _fields;
+
+        /// <param name="pairs">The field/value pairs added after the type: the list is sized once, not grown.</param>
+        public Entry(string type, int pairs)
         {
+            _fields = new List<RedisValue>(2 + 2 * pairs);
             _fields.Add(RedisContract.DedupFields.Type);
             _fields.Add(type);
         }
