@@ -246,12 +246,14 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
                 }
                 lock (_lock)
                 {
-                    // A follower registered meanwhile: the whole response goes to Redis after all, read back from the exchange.
-                    var queued = _pending;
-                    _pending = batch;
+                    // A follower registered meanwhile: the whole response goes to Redis after all, read back from the
+                    // exchange. A follower's announcement or the hold's end during the settle may have read it back
+                    // already: those entries wait in _pending (nothing else can, the call being closed) and belong
+                    // ahead of the closing entry in this batch.
                     StartCopyingLocked();
+                    _pending.AddRange(batch);
                     batch = _pending;
-                    _pending = queued;
+                    _pending = [];
                     _mirroring = true;
                 }
             }
