@@ -273,11 +273,11 @@ public sealed partial class UpstreamPump(
 
     private static async Task<PooledBufferWriter> ReadBoundedAsync(Stream stream, long? contentLength, string providerName, IdleDeadline idle)
     {
-        var known = contentLength is { } cl and < MaxResponseBytes;
-        var output = new PooledBufferWriter(known ? (int)contentLength!.Value + 1 : 16 * 1024);
         // A body of known length fits the buffer with a byte to spare, where the read that finds its end lands: asking
         // for 8 KB of room there too swapped a 1 KB rental for a 16 KB one on every response.
-        var room = known ? 1 : 8192;
+        var (output, room) = contentLength is { } length and < MaxResponseBytes
+            ? (new PooledBufferWriter((int)length + 1), 1)
+            : (new PooledBufferWriter(16 * 1024), 8192);
         try
         {
             while (true)

@@ -120,7 +120,7 @@ public sealed partial class RedisCircuit
                 if (failure is null)
                 {
                     Volatile.Write(ref _openUntil, 0);
-                    (_calls, _failures, _windowEnds) = (0, 0, now + SamplingDuration.Ticks);
+                    StartWindowLocked(now);
                     closed = true;
                 }
                 else
@@ -131,7 +131,7 @@ public sealed partial class RedisCircuit
             }
             else if (_openUntil == 0)
             {
-                if (now >= _windowEnds) (_calls, _failures, _windowEnds) = (0, 0, now + SamplingDuration.Ticks);
+                if (now >= _windowEnds) StartWindowLocked(now);
                 _calls++;
                 if (failure is not null && ++_failures * 2 >= _calls && _calls >= MinimumThroughput)
                 {
@@ -143,6 +143,8 @@ public sealed partial class RedisCircuit
         if (opened) LogOpened(failure!.GetType().Name, _policy);
         if (closed) LogClosed();
     }
+
+    private void StartWindowLocked(long now) => (_calls, _failures, _windowEnds) = (0, 0, now + SamplingDuration.Ticks);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Redis is unreachable ({Error}): the gateway runs degraded (known keys from the local cache, quotas and RPM/TPM per REDIS_OUTAGE_POLICY={Policy}, usage buffered)")]
     private partial void LogOpened(string error, string policy);

@@ -26,12 +26,7 @@ public sealed partial class MessagesApiTests
     }
 
     [Theory]
-    [InlineData("gpt-4o", false)]
-    [InlineData("gpt-4o", true)]
-    [InlineData("deepseek-chat", false)]
-    [InlineData("deepseek-chat", true)]
-    [InlineData("claude-sonnet-4-5", false)]
-    [InlineData("claude-sonnet-4-5", true)]
+    [MemberData(nameof(EveryProviderStreamedOrNot))]
     public async Task Provider_rate_limit_reaches_the_anthropic_sdk_as_an_anthropic_rate_limit_error(string model, bool stream)
     {
         Provider.RespondError(429, Matrix.KindOf(model) == ProviderType.Anthropic

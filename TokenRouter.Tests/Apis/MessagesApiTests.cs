@@ -13,6 +13,14 @@ namespace TokenRouter.Tests.Apis;
 /// </summary>
 public sealed partial class MessagesApiTests : GatewayWithFakeProvider
 {
+    /// <summary>A model of each provider, answered whole and streamed.</summary>
+    public static TheoryData<string, bool> EveryProviderStreamedOrNot => new()
+    {
+        { "gpt-4o", false }, { "gpt-4o", true },
+        { "deepseek-chat", false }, { "deepseek-chat", true },
+        { "claude-sonnet-4-5", false }, { "claude-sonnet-4-5", true },
+    };
+
     private AnthropicClient Client() => Matrix.AnthropicClient(Gateway);
 
     // ───────────────────────────── text ─────────────────────────────
@@ -147,12 +155,7 @@ public sealed partial class MessagesApiTests : GatewayWithFakeProvider
     // ───────────────────────────── tool round trip ─────────────────────────────
 
     [Theory]
-    [InlineData("gpt-4o", false)]
-    [InlineData("gpt-4o", true)]
-    [InlineData("deepseek-chat", false)]
-    [InlineData("deepseek-chat", true)]
-    [InlineData("claude-sonnet-4-5", false)]
-    [InlineData("claude-sonnet-4-5", true)]
+    [MemberData(nameof(EveryProviderStreamedOrNot))]
     public async Task Tool_round_trip_from_the_anthropic_sdk_reaches_each_provider_in_its_own_format(string model, bool stream)
     {
         // Turn 1: the model asks for the tool.
