@@ -194,13 +194,18 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
 
     private void Enqueue(Entry entry, bool last)
     {
+        var settleHere = false;
         lock (_lock)
         {
             if (_closed || _abandoned) return;
             _pending.Add(entry);
             _closed = last;
-            if (_mirroring || last) KickLocked();
+            if (last && !_mirroring && !_flushing) settleHere = _flushing = true;
+            else if (_mirroring || last) KickLocked();
         }
+        // A quiet call's settle is one script call: started on the caller's thread, it saves every request a thread-pool
+        // hand-off. Mirrored writes stay on the pool, off the upstream read.
+        if (settleHere) _ = FlushAsync();
     }
 
     private void KickLocked()
