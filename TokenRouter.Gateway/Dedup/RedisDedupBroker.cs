@@ -175,7 +175,7 @@ public sealed partial class RedisDedupBroker : IDedupBroker, IAsyncDisposable
 
     internal async Task<bool> AppendAsync(RedisExchangePublisher publisher, List<RedisExchangePublisher.Entry> batch, long firstId, bool final)
     {
-        var args = new List<RedisValue>(4 + batch.Count * 8) { _retentionMs, final ? "1" : "0", publisher.Claim, publisher.Wake.ToString() };
+        var args = new List<RedisValue>(4 + batch.Count * 8) { _retentionMs, final ? "1" : "0", publisher.Claim, publisher.WakeChannel };
         var id = firstId;
         foreach (var entry in batch)
         {

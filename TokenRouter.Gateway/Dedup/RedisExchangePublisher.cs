@@ -39,6 +39,8 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
     private bool _headSeen;
     private int _chunksSeen;
     private bool _retired;
+    private string? _events;
+    private string? _wakeChannel;
 
     public RedisExchangePublisher(RedisDedupBroker broker, InflightExchange exchange, string claim)
     {
@@ -46,10 +48,8 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
         Exchange = exchange;
         Claim = claim;
         Owner = RedisContract.DedupOwnerKey(exchange.Key);
-        Events = RedisContract.DedupEventsKey(exchange.Key, claim);
         Followers = RedisContract.DedupFollowersKey(exchange.Key, claim);
         Joining = RedisContract.DedupJoiningKey(exchange.Key);
-        Wake = RedisChannel.Literal(RedisContract.DedupWakeChannel(exchange.Key, claim));
         _holding = exchange.TryListen() ? 1 : 0;
         // Reading the call back from the exchange needs the hold, and an exchange this publisher saw from its start
         // (a call taken over from another replica may already hold what that replica's feed wrote).
@@ -59,10 +59,12 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
     public InflightExchange Exchange { get; }
     public string Claim { get; }
     public RedisKey Owner { get; }
-    public RedisKey Events { get; }
+    // Named on first use: only a call that is followed (or runs long enough to be renewed) writes events, and most are
+    // settled without (~250 B a request on Redis).
+    public RedisKey Events => _events ??= RedisContract.DedupEventsKey(Exchange.Key, Claim);
     public RedisKey Followers { get; }
     public RedisKey Joining { get; }
-    public RedisChannel Wake { get; }
+    public string WakeChannel => _wakeChannel ??= RedisContract.DedupWakeChannel(Exchange.Key, Claim);
 
     /// <summary>True while the publisher keeps the call alive and no client of this replica listens to it any more.</summary>
     public bool OnlyHoldListens => Volatile.Read(ref _holding) == 1 && Exchange.Listeners <= 1 && !Exchange.IsCompleted;

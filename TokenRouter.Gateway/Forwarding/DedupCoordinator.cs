@@ -90,7 +90,9 @@ public sealed partial class DedupCoordinator(
     /// then the upstream call — here or, across replicas, wherever it already runs. A leader that is refused fails its
     /// exchange as <see cref="InflightExchange.LeaderRejected"/>, so followers start over instead of inheriting the refusal.
     /// </summary>
-    private async Task<(InflightExchange, Listener)> JoinOrLeadAsync(ChatRequest r, PreparedRequest prepared, GatewayOptions o)
+    /// <remarks>A <see cref="ValueTask{T}"/>: without Redis it completes synchronously, and a Task would be allocated for
+    /// its result on every request.</remarks>
+    private async ValueTask<(InflightExchange, Listener)> JoinOrLeadAsync(ChatRequest r, PreparedRequest prepared, GatewayOptions o)
     {
         var aborted = r.Context.RequestAborted;
         InflightExchange exchange;
