@@ -119,7 +119,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
         var last = entries.Count > 0 ? entries[^1] : null;
         if (last?.Data is null || last.Data.WrittenCount + bytes.Length > MaxMergedChunkBytes)
         {
-            last = new Entry(RedisContract.DedupEntryTypes.Chunk, pairs: 0) { Data = new ArrayBufferWriter<byte>(Math.Max(bytes.Length, 4096)) };
+            last = new Entry(RedisContract.DedupEntryTypes.Chunk) { Data = new ArrayBufferWriter<byte>(Math.Max(bytes.Length, 4096)) };
             entries.Add(last);
         }
         last.Data.Write(bytes);
@@ -139,7 +139,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
 
     public void Complete(Usage usage)
     {
-        var entry = new Entry(RedisContract.DedupEntryTypes.End, pairs: Entry.UsagePairs);
+        var entry = new Entry(RedisContract.DedupEntryTypes.End);
         entry.AddUsage(usage);
         Enqueue(entry, last: true);
     }
@@ -149,10 +149,10 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
         // A failure while this replica shuts down is its own, not the provider's: followers should take over, not inherit it.
         if (_broker.IsStopping)
         {
-            Enqueue(new Entry(RedisContract.DedupEntryTypes.Gone, pairs: 0), last: true);
+            Enqueue(new Entry(RedisContract.DedupEntryTypes.Gone), last: true);
             return;
         }
-        var entry = new Entry(RedisContract.DedupEntryTypes.Fail, pairs: 5 + Entry.UsagePairs);
+        var entry = new Entry(RedisContract.DedupEntryTypes.Fail, pairs: 5);
         entry.Add(RedisContract.DedupFields.Status, error.Status);
         entry.Add(RedisContract.DedupFields.ErrorType, error.Type);
         entry.Add(RedisContract.DedupFields.Message, error.Message);
@@ -165,7 +165,7 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
     /// <summary>This replica is going away before its call ended: tell followers to take over, and stop holding the call.</summary>
     public void HandOff()
     {
-        Enqueue(new Entry(RedisContract.DedupEntryTypes.Gone, pairs: 0), last: true);
+        Enqueue(new Entry(RedisContract.DedupEntryTypes.Gone), last: true);
         ReleaseHold();
     }
 
@@ -306,43 +306,54 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
     }
 
     /// <summary>One stream entry: its field/value pairs, and for a body chunk the bytes merged so far.</summary>
+    /// <remarks>The usage is kept as it is and spelled out as fields only when the entry is written: a quiet call's closing
+    /// entry is made on every request on Redis and written for almost none.</remarks>
     internal sealed class Entry
     {
-        public const int UsagePairs = 5;
+        private const int UsagePairs = 5;
 
-        private readonly List<RedisValue> _fields;
+        private readonly string _type;
+        private readonly List<RedisValue>? _fields;
+        private Usage _usage;
+        private bool _hasUsage;
 
-        /// <param name="pairs">The field/value pairs added after the type: the list is sized once, not grown.</param>
-        public Entry(string type, int pairs)
+        /// <param name="pairs">The field/value pairs <see cref="Add"/> will add: the list is sized once, not grown.</param>
+        public Entry(string type, int pairs = 0)
         {
-            _fields = new List<RedisValue>(2 + 2 * pairs);
-            _fields.Add(RedisContract.DedupFields.Type);
-            _fields.Add(type);
+            _type = type;
+            if (pairs > 0) _fields = new List<RedisValue>(2 * pairs);
         }
 
         public ArrayBufferWriter<byte>? Data { get; init; }
 
         public void Add(string field, RedisValue value)
         {
-            _fields.Add(field);
+            _fields!.Add(field);
             _fields.Add(value);
         }
 
-        public void AddUsage(in Usage usage)
-        {
-            Add(RedisContract.DedupFields.PromptTokens, usage.PromptTokens);
-            Add(RedisContract.DedupFields.CachedReadTokens, usage.CachedReadTokens);
-            Add(RedisContract.DedupFields.CacheWrite5mTokens, usage.CacheWrite5mTokens);
-            Add(RedisContract.DedupFields.CacheWrite1hTokens, usage.CacheWrite1hTokens);
-            Add(RedisContract.DedupFields.CompletionTokens, usage.CompletionTokens);
-        }
+        public void AddUsage(in Usage usage) => (_usage, _hasUsage) = (usage, true);
 
-        /// <summary>Appends "count, field, value, …" to a script's arguments.</summary>
+        /// <summary>Appends "count, field, value, …" to a script's arguments: the type, the added pairs, the usage, the data.</summary>
         public void WriteTo(List<RedisValue> args)
         {
-            var dataFields = Data is null ? 0 : 2;
-            args.Add(_fields.Count + dataFields);
-            args.AddRange(_fields);
+            args.Add(2 + (_fields?.Count ?? 0) + (_hasUsage ? 2 * UsagePairs : 0) + (Data is null ? 0 : 2));
+            args.Add(RedisContract.DedupFields.Type);
+            args.Add(_type);
+            if (_fields is not null) args.AddRange(_fields);
+            if (_hasUsage)
+            {
+                args.Add(RedisContract.DedupFields.PromptTokens);
+                args.Add(_usage.PromptTokens);
+                args.Add(RedisContract.DedupFields.CachedReadTokens);
+                args.Add(_usage.CachedReadTokens);
+                args.Add(RedisContract.DedupFields.CacheWrite5mTokens);
+                args.Add(_usage.CacheWrite5mTokens);
+                args.Add(RedisContract.DedupFields.CacheWrite1hTokens);
+                args.Add(_usage.CacheWrite1hTokens);
+                args.Add(RedisContract.DedupFields.CompletionTokens);
+                args.Add(_usage.CompletionTokens);
+            }
             if (Data is not null)
             {
                 args.Add(RedisContract.DedupFields.Data);
