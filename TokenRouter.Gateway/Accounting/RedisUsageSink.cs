@@ -250,7 +250,9 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
         return i;
     }
 
-    private static string Usd(decimal value) => value.ToString("0.############################", CultureInfo.InvariantCulture);
+    // Dedup savings are zero on nearly every record, cache savings on many: no string formatted for those.
+    private static string Usd(decimal value) =>
+        value == 0 ? "0" : value.ToString("0.############################", CultureInfo.InvariantCulture);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Redis usage stream unavailable ({Error}); buffering usage records in memory (backlog {Backlog}) and retrying")]
     private partial void LogOutage(string error, int backlog);
