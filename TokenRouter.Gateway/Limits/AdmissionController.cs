@@ -99,9 +99,19 @@ public sealed partial class AdmissionController(
                 quota is { } q ? QuotaEstimator.ToNanosFloor(q) : null, reserve, now.ToUnixTimeMilliseconds(),
                 o.QuotaReservationTtl, keyQuotaPeriod, teamRequest);
 
-            var result = await AskStoreAsync(request, quota is not null || teamBudget is not null);
-            if (result is null) return admission; // store down, no quota: rate limits fail open
-            var r = result.Value;
+            // The store is awaited here rather than through a helper: on Redis every layer of async method is a state
+            // machine allocated per request, each carrying its own copy of the request.
+            KeyAdmitResult r;
+            try
+            {
+                r = await store.AdmitAsync(request);
+                StoreAnswered();
+            }
+            catch (RedisException ex)
+            {
+                StoreFailed(ex, hasQuota: quota is not null || teamBudget is not null);
+                return admission; // store down, no quota: rate limits fail open
+            }
             var byTeam = r.RefusedBy == LimitScope.Team;
             switch (r.Outcome)
             {
@@ -151,9 +161,19 @@ public sealed partial class AdmissionController(
         if (!o.Enabled || (identity.RequestsPerMinute is null && teamRpm is null)) return admission;
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
         var team = teamRpm is null ? null : new TeamAdmitRequest(identity.Team!.ScopeId, teamRpm, null, null);
-        var result = await AskStoreAsync(new KeyAdmitRequest(identity.KeyId, identity.RequestsPerMinute, null, 0, null, 0, now,
-            o.QuotaReservationTtl, Team: team), false);
-        if (result is { Outcome: KeyAdmitOutcome.RequestsPerMinuteExceeded } r)
+        KeyAdmitResult r;
+        try
+        {
+            r = await store.AdmitAsync(new KeyAdmitRequest(identity.KeyId, identity.RequestsPerMinute, null, 0, null, 0, now,
+                o.QuotaReservationTtl, Team: team));
+            StoreAnswered();
+        }
+        catch (RedisException ex)
+        {
+            StoreFailed(ex, hasQuota: false);
+            return admission;
+        }
+        if (r.Outcome == KeyAdmitOutcome.RequestsPerMinuteExceeded)
         {
             metrics.Rejected(LimitErrors.Reasons.RequestsPerMinute);
             var byTeam = r.RefusedBy == LimitScope.Team;
@@ -172,21 +192,19 @@ public sealed partial class AdmissionController(
             ? "this API key" : $"the team '{identity.Team!.Name}'");
     }
 
-    private async ValueTask<KeyAdmitResult?> AskStoreAsync(KeyAdmitRequest request, bool hasQuota)
+    private void StoreAnswered()
     {
-        try
-        {
-            var result = await store.AdmitAsync(request);
-            if (_storeOutage != 0 && Interlocked.Exchange(ref _storeOutage, 0) == 1) LogStoreRecovered();
-            return result;
-        }
-        catch (RedisException ex)
-        {
-            if (Interlocked.Exchange(ref _storeOutage, 1) == 0) LogStoreUnavailable(ex.GetType().Name);
-            if (!hasQuota) return null;
-            metrics.Rejected(LimitErrors.Reasons.StoreUnavailable);
-            throw LimitErrors.StoreUnavailable();
-        }
+        if (_storeOutage != 0 && Interlocked.Exchange(ref _storeOutage, 0) == 1) LogStoreRecovered();
+    }
+
+    /// <summary>The store failed (logged once per outage): a request whose quota depends on it is refused with a 503;
+    /// otherwise the caller lets it through.</summary>
+    private void StoreFailed(RedisException ex, bool hasQuota)
+    {
+        if (Interlocked.Exchange(ref _storeOutage, 1) == 0) LogStoreUnavailable(ex.GetType().Name);
+        if (!hasQuota) return;
+        metrics.Rejected(LimitErrors.Reasons.StoreUnavailable);
+        throw LimitErrors.StoreUnavailable();
     }
 
     /// <summary>Whole seconds until the window ends, at least 1.</summary>

@@ -62,29 +62,48 @@ public sealed partial class DegradableKeyLimitStore : IKeyLimitStore, IAsyncDisp
     {
         if (!_circuit.IsDown)
         {
+            // Through the breaker by hand rather than ExecuteAsync: one async state machine (and copy of the request)
+            // less per admission.
+            bool probe;
+            KeyAdmitResult result;
             try
             {
-                var result = await _circuit.ExecuteAsync(static s => s.Store.AdmitAsync(s.Request), (Store: _redis, Request: r));
-                var admitted = result.Outcome == KeyAdmitOutcome.Admitted;
-                var refusedByQuota = result.Outcome == KeyAdmitOutcome.QuotaExceeded;
-                if (r.QuotaNanos is { } quota && (admitted || (refusedByQuota && result.RefusedBy == LimitScope.Key)))
-                {
-                    Remember(BudgetId(r.KeyId, r.KeyPeriod),
-                        quota - result.SpentNanos - result.ReservedNanos - (admitted ? r.ReserveNanos : 0));
-                }
-                if (r.Team is { QuotaNanos: { } teamQuota } team)
-                {
-                    if (admitted)
-                        Remember(BudgetId(team.ScopeId, team.Period), teamQuota - result.TeamSpentNanos - result.TeamReservedNanos - r.ReserveNanos);
-                    else if (refusedByQuota && result.RefusedBy == LimitScope.Team)
-                        Remember(BudgetId(team.ScopeId, team.Period), teamQuota - result.SpentNanos - result.ReservedNanos);
-                }
-                return result;
+                probe = _circuit.Enter();
             }
             catch (RedisException)
             {
-                // Fall through to the degraded path: the circuit now knows.
+                return Degraded(r);
             }
+            try
+            {
+                result = await _redis.AdmitAsync(r);
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                _circuit.Failed(probe, ex); // the circuit now knows; this request takes the degraded path
+                return Degraded(r);
+            }
+            catch
+            {
+                _circuit.Abandoned(probe);
+                throw;
+            }
+            _circuit.Succeeded(probe);
+            var admitted = result.Outcome == KeyAdmitOutcome.Admitted;
+            var refusedByQuota = result.Outcome == KeyAdmitOutcome.QuotaExceeded;
+            if (r.QuotaNanos is { } quota && (admitted || (refusedByQuota && result.RefusedBy == LimitScope.Key)))
+            {
+                Remember(BudgetId(r.KeyId, r.KeyPeriod),
+                    quota - result.SpentNanos - result.ReservedNanos - (admitted ? r.ReserveNanos : 0));
+            }
+            if (r.Team is { QuotaNanos: { } teamQuota } team)
+            {
+                if (admitted)
+                    Remember(BudgetId(team.ScopeId, team.Period), teamQuota - result.TeamSpentNanos - result.TeamReservedNanos - r.ReserveNanos);
+                else if (refusedByQuota && result.RefusedBy == LimitScope.Team)
+                    Remember(BudgetId(team.ScopeId, team.Period), teamQuota - result.SpentNanos - result.ReservedNanos);
+            }
+            return result;
         }
         return Degraded(r);
     }

@@ -67,35 +67,63 @@ public sealed partial class RedisCircuit
         var probe = Enter();
         try
         {
-            // Disconnected: StackExchange.Redis would queue the command until its timeout; fail now instead.
-            if (!_redis.IsConnected) throw new RedisConnectionException(ConnectionFailureType.UnableToConnect, "Redis is not connected.");
             var result = await call(state);
-            Record(probe, failure: null);
+            Succeeded(probe);
             return result;
         }
-        catch (RedisException ex)
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            Record(probe, ex);
-            throw;
-        }
-        catch (TimeoutException ex)
-        {
-            // What a Redis that hangs produces: StackExchange.Redis's RedisTimeoutException is a TimeoutException, not a
-            // RedisException. Counted, and passed on as the RedisException callers take their degraded path on.
-            var failure = new RedisException($"Redis did not answer in time: {ex.Message}", ex);
-            Record(probe, failure);
+            var failure = Failed(probe, ex);
+            if (failure == ex) throw;
             throw failure;
         }
         catch
         {
-            // Not Redis failing (a bug, a cancellation): no verdict on Redis, but the probe slot is free again.
-            if (probe) lock (_gate) _probing = false;
+            Abandoned(probe);
             throw;
         }
     }
 
+    // For a caller on the hot path that awaits Redis itself (one async state machine less per call than ExecuteAsync):
+    // Enter, then exactly one of Succeeded, Failed or Abandoned.
+
+    /// <summary>
+    /// Before a call: true when it is the probe of a circuit whose break is over. Throws a
+    /// <see cref="RedisConnectionException"/> without calling Redis when the circuit is open or Redis is disconnected
+    /// (StackExchange.Redis would queue the command until its timeout; the latter counts as a failure).
+    /// </summary>
+    public bool Enter()
+    {
+        var probe = EnterCircuit();
+        if (_redis.IsConnected) return probe;
+        var failure = new RedisConnectionException(ConnectionFailureType.UnableToConnect, "Redis is not connected.");
+        Record(probe, failure);
+        throw failure;
+    }
+
+    public void Succeeded(bool probe) => Record(probe, failure: null);
+
+    /// <summary>
+    /// The call failed with a <see cref="RedisException"/> or a timeout: counted, and returned as the
+    /// <see cref="RedisException"/> callers take their degraded path on — what a Redis that hangs produces is
+    /// StackExchange.Redis's RedisTimeoutException, a <see cref="TimeoutException"/>, which is wrapped.
+    /// </summary>
+    public RedisException Failed(bool probe, Exception ex)
+    {
+        var failure = ex as RedisException ?? new RedisException($"Redis did not answer in time: {ex.Message}", ex);
+        Record(probe, failure);
+        return failure;
+    }
+
+    /// <summary>The call failed for another reason (a bug, a cancellation): no verdict on Redis, but the probe slot is
+    /// free again.</summary>
+    public void Abandoned(bool probe)
+    {
+        if (probe) lock (_gate) _probing = false;
+    }
+
     /// <summary>True when this call is the probe of a circuit whose break is over; throws when the circuit is open.</summary>
-    private bool Enter()
+    private bool EnterCircuit()
     {
         if (Volatile.Read(ref _openUntil) == 0) return false;
         lock (_gate)
