@@ -1,5 +1,5 @@
 using System.Buffers;
-using System.Net.Http.Headers;
+using System.Collections.Concurrent;
 using System.Text.Json;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
@@ -22,10 +22,21 @@ public class OpenAIAdapter : IOutboundAdapter
     /// <summary>Providers that reject content-part arrays (DeepSeek answers 400/422) get text parts joined into one string.</summary>
     protected virtual bool StringContentOnly => false;
 
+    // "Bearer <key>" made once per provider key, not an AuthenticationHeaderValue per request formatted again when
+    // written (~150 B a request). Holds only the deployments' own keys; cleared if key rotation ever piles them up.
+    private readonly ConcurrentDictionary<string, string> _bearerHeaders = new(StringComparer.Ordinal);
+
     public void AddHeaders(HttpRequestMessage request, string? apiKey)
     {
-        if (!string.IsNullOrEmpty(apiKey))
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        if (string.IsNullOrEmpty(apiKey)) return;
+        if (!_bearerHeaders.TryGetValue(apiKey, out var header))
+        {
+            if (_bearerHeaders.Count >= 1024) _bearerHeaders.Clear();
+            header = _bearerHeaders.GetOrAdd(apiKey, static key => "Bearer " + key);
+        }
+        // Replaces whatever a relayed request carried (the client's own gateway key must never reach the provider).
+        request.Headers.Remove("Authorization");
+        request.Headers.TryAddWithoutValidation("Authorization", header);
     }
 
     public void WriteRequest(Envelope envelope, string upstreamModel, IBufferWriter<byte> output)
