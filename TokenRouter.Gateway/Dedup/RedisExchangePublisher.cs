@@ -313,11 +313,11 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
         private const int UsagePairs = 5;
 
         private readonly string _type;
-        private readonly List<RedisValue>? _fields;
+        private List<RedisValue>? _fields;
         private Usage _usage;
         private bool _hasUsage;
 
-        /// <param name="pairs">The field/value pairs <see cref="Add"/> will add: the list is sized once, not grown.</param>
+        /// <param name="pairs">The field/value pairs <see cref="Add"/> will add, so that the list is sized once.</param>
         public Entry(string type, int pairs = 0)
         {
             _type = type;
@@ -328,7 +328,8 @@ internal sealed class RedisExchangePublisher : IExchangeMirror
 
         public void Add(string field, RedisValue value)
         {
-            _fields!.Add(field);
+            _fields ??= new List<RedisValue>(2);
+            _fields.Add(field);
             _fields.Add(value);
         }
 
