@@ -114,6 +114,7 @@ public static class GatewayExtensions
         services.AddSingleton<UnpricedModelLog>();
         services.AddSingleton<GatewayMetrics>();
         services.DropDuplicatePlatformInstruments();
+        services.TagServerErrorTypesWithoutOpenTelemetryMiddleware();
         services.AddSingleton<UsageMeter>();
         // Conversations stay on the deployment whose provider cache is warm (WeightedOrderBalancer is the stateless
         // alternative, rendezvous on the prefix hash alone).

@@ -221,4 +221,10 @@ public enum ToolChoiceKind
     Function,
 }
 
-public sealed record ToolChoice(ToolChoiceKind Kind, string? FunctionName = null, bool? DisableParallel = null);
+public sealed record ToolChoice(ToolChoiceKind Kind, string? FunctionName = null, bool? DisableParallel = null)
+{
+    // Shared: nearly every request with tools says "auto", and a record is never changed in place.
+    public static readonly ToolChoice Auto = new(ToolChoiceKind.Auto);
+    public static readonly ToolChoice None = new(ToolChoiceKind.None);
+    public static readonly ToolChoice Required = new(ToolChoiceKind.Required);
+}

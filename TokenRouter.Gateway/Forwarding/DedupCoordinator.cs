@@ -1,6 +1,3 @@
-using System.Runtime.CompilerServices;
-using Polly;
-using Polly.Retry;
 using TokenRouter.Gateway.Configuration;
 using TokenRouter.Gateway.Dedup;
 using TokenRouter.Gateway.Errors;
@@ -28,36 +25,41 @@ public sealed partial class DedupCoordinator(
 {
     /// <summary>
     /// A follower whose leader was refused before reaching the provider starts over at once (a new leader, or leading
-    /// itself under its own limits and quota), twice at most after its first try; then it fails.
+    /// itself under its own limits and quota), once at most after its first try; then it fails.
     /// </summary>
-    private static readonly ResiliencePipeline Rejoin = new ResiliencePipelineBuilder()
-        .AddRetry(new RetryStrategyOptions
-        {
-            ShouldHandle = new PredicateBuilder().Handle<LeaderRejectedException>(),
-            MaxRetryAttempts = 1,
-            Delay = TimeSpan.Zero,
-        })
-        .Build();
+    private const int Tries = 2;
 
     /// <summary>Answers <paramref name="request"/>'s client from an exchange. Takes over <paramref name="prepared"/>:
     /// disposed here unless a call this request leads now owns it.</summary>
+    /// <remarks>The start-over is a plain loop, not a Polly retry: it has no delay, backoff or outcome to inspect, and
+    /// the pipeline's callback needed a method of its own, one more async state machine and a box for the ownership
+    /// flag on every request (~0.3 KB), for the rare request that starts over.</remarks>
     public async Task ServeAsync(ChatRequest request, PreparedRequest prepared, GatewayOptions o)
     {
         // The prepared request is this handler's until a call it leads takes it over.
-        var ownsPrepared = new StrongBox<bool>(true);
+        var ownsPrepared = true;
         try
         {
-            // The first try runs outside the pipeline: nearly every request ends there (see UpstreamFailover.SendAsync).
-            try
+            for (var tried = 1; ; tried++)
             {
-                await JoinAndDeliverAsync(request, prepared, o, ownsPrepared);
-                return;
+                try
+                {
+                    var (exchange, listener) = await JoinOrLeadAsync(request, prepared, o);
+                    if (listener.Originator) ownsPrepared = false;
+                    try
+                    {
+                        await delivery.DeliverAsync(exchange, listener);
+                    }
+                    finally
+                    {
+                        exchange.Leave();
+                    }
+                    return;
+                }
+                catch (LeaderRejectedException) when (tried < Tries)
+                {
+                }
             }
-            catch (LeaderRejectedException)
-            {
-            }
-            await Rejoin.ExecuteAsync(static (s, _) => s.Coordinator.JoinAndDeliverAsync(s.Request, s.Prepared, s.Options, s.OwnsPrepared),
-                (Coordinator: this, Request: request, Prepared: prepared, Options: o, OwnsPrepared: ownsPrepared));
         }
         catch (LeaderRejectedException)
         {
@@ -67,21 +69,7 @@ public sealed partial class DedupCoordinator(
         }
         finally
         {
-            if (ownsPrepared.Value) prepared.Dispose();
-        }
-    }
-
-    private async ValueTask JoinAndDeliverAsync(ChatRequest request, PreparedRequest prepared, GatewayOptions o, StrongBox<bool> ownsPrepared)
-    {
-        var (exchange, listener) = await JoinOrLeadAsync(request, prepared, o);
-        if (listener.Originator) ownsPrepared.Value = false;
-        try
-        {
-            await delivery.DeliverAsync(exchange, listener);
-        }
-        finally
-        {
-            exchange.Leave();
+            if (ownsPrepared) prepared.Dispose();
         }
     }
 

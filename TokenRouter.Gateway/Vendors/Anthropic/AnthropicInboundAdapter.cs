@@ -211,7 +211,7 @@ public static class AnthropicInboundAdapter
         {
             "auto" => new ToolChoice(ToolChoiceKind.Auto, null, disableParallel),
             "any" => new ToolChoice(ToolChoiceKind.Required, null, disableParallel),
-            "none" => new ToolChoice(ToolChoiceKind.None),
+            "none" => ToolChoice.None,
             "tool" => new ToolChoice(ToolChoiceKind.Function,
                 v.TryGetProperty("name"u8, out var n) ? RequireString(n, "tool_choice.name") : throw ApiError.InvalidRequest("tool_choice.name: Field required", "tool_choice.name"),
                 disableParallel),

@@ -212,13 +212,10 @@ public static class OpenAIInboundAdapter
             case JsonValueKind.Null or JsonValueKind.Undefined:
                 return null;
             case JsonValueKind.String:
-                return v.GetString() switch
-                {
-                    "auto" => new ToolChoice(ToolChoiceKind.Auto),
-                    "none" => new ToolChoice(ToolChoiceKind.None),
-                    "required" => new ToolChoice(ToolChoiceKind.Required),
-                    var other => throw ApiError.InvalidRequest($"'tool_choice' value '{other}' is not one of auto, none, required.", "tool_choice"),
-                };
+                if (v.ValueEquals("auto"u8)) return ToolChoice.Auto;
+                if (v.ValueEquals("none"u8)) return ToolChoice.None;
+                if (v.ValueEquals("required"u8)) return ToolChoice.Required;
+                throw ApiError.InvalidRequest($"'tool_choice' value '{v.GetString()}' is not one of auto, none, required.", "tool_choice");
             case JsonValueKind.Object when v.TryGetProperty("function"u8, out var fn) && fn.ValueKind == JsonValueKind.Object
                                           && fn.TryGetProperty("name"u8, out var n) && n.ValueKind == JsonValueKind.String:
                 return new ToolChoice(ToolChoiceKind.Function, n.GetString());
