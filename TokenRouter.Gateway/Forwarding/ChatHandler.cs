@@ -148,10 +148,12 @@ public sealed partial class ChatHandler(
                     // After the pipeline: the balancer reads the canonical request and its prefix hash.
                     routingRequest = new RoutingRequest(target.Provider.Name, envelope, context.Request.Headers,
                         o.DedupScope == DedupScope.Global ? "global" : identity.Scope);
-                    // Cooling down, at its own RPM/TPM or at its concurrency cap: last in the order.
+                    // Cooling down, at its own RPM/TPM or at its concurrency cap: last in the order. (Its own local, so
+                    // that a request to a single deployment allocates no closure.)
+                    var candidates = deployments;
                     order = await balancer.OrderAsync(routingRequest, set.Infos,
-                        i => health.IsAvailable(deployments[i].Id) && !limiter.IsSaturated(deployments[i].Id, deployments[i].Rpm, deployments[i].Tpm)
-                            && !concurrency.IsSaturated(deployments[i].Id, deployments[i].MaxConcurrency),
+                        i => health.IsAvailable(candidates[i].Id) && !limiter.IsSaturated(candidates[i].Id, candidates[i].Rpm, candidates[i].Tpm)
+                            && !concurrency.IsSaturated(candidates[i].Id, candidates[i].MaxConcurrency),
                         context.RequestAborted);
                     prepared.Own(envelope);
                     keepEnvelope = true;

@@ -34,6 +34,17 @@ public static class UpstreamHeaders
         }
     }
 
+    /// <summary>The media type of <paramref name="content"/> as the provider wrote it, its parameters cut off: read
+    /// unparsed, as parsing builds a <c>MediaTypeHeaderValue</c> for every response only to be asked its name.</summary>
+    public static string? MediaType(HttpContent content)
+    {
+        if (!content.Headers.NonValidated.TryGetValues("Content-Type", out var values)) return null;
+        var raw = values.ToString();
+        var semicolon = raw.IndexOf(';');
+        var media = (semicolon < 0 ? raw : raw[..semicolon]).Trim();
+        return media.Length == 0 ? null : media;
+    }
+
     /// <summary>Copies the allowed headers of <paramref name="from"/> onto <paramref name="to"/> (checked by
     /// <see cref="ValidateAllowed"/> first).</summary>
     public static void CopyAllowed(HttpRequest from, HttpRequestMessage to)

@@ -123,9 +123,10 @@ public sealed partial class UpstreamPump(
             using (response)
             {
                 status = (int)response.StatusCode;
-                var media = response.Content.Headers.ContentType?.MediaType;
+                var media = UpstreamHeaders.MediaType(response.Content);
                 if (status >= 400) exchange.RetryAfterSeconds = UpstreamHeaders.RetryAfterSeconds(response, time);
-                await using var upstream = await response.Content.ReadAsStreamAsync(cancel);
+                // SocketsHttpHandler's content has its stream at hand: the synchronous call returns it without a Task.
+                await using var upstream = response.Content.ReadAsStream(cancel);
                 if (status is >= 200 and <= 299 && IsEventStream(media))
                 {
                     exchange.SetHead(status, media);
