@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
 
@@ -30,8 +31,24 @@ public static class CacheInjector
         }
     }
 
+    // Each scope resends its prefix on every turn: its key is made once (bounded like the prefix hexes, Hasher).
+    private static readonly ConcurrentDictionary<(string Scope, string PrefixHash), string> PromptCacheKeys = new();
+    private static int s_promptCacheKeysAdded;
+
     /// <summary><c>tr-</c> + 32 hex of the prefix hash + the scope's hash: the same prefix in the same scope routes to the same cache.</summary>
     public static string PromptCacheKey(string scope, string prefixHash)
+    {
+        if (PromptCacheKeys.TryGetValue((scope, prefixHash), out var known)) return known;
+        var key = MakePromptCacheKey(scope, prefixHash);
+        if (Interlocked.Increment(ref s_promptCacheKeysAdded) > Hasher.MaxKeptPrefixes)
+        {
+            PromptCacheKeys.Clear();
+            Interlocked.Exchange(ref s_promptCacheKeysAdded, 0);
+        }
+        return PromptCacheKeys.GetOrAdd((scope, prefixHash), key);
+    }
+
+    private static string MakePromptCacheKey(string scope, string prefixHash)
     {
         var scopeHash = System.IO.Hashing.XxHash3.HashToUInt64(System.Runtime.InteropServices.MemoryMarshal.AsBytes(scope.AsSpan()));
         var key = $"tr-{prefixHash[..Math.Min(32, prefixHash.Length)]}-{scopeHash:x16}";

@@ -305,6 +305,18 @@ public sealed partial class CacheInjectorTests
     }
 
     [Fact]
+    public void A_scope_sending_its_prefix_again_gets_the_same_key_string_and_another_scope_its_own()
+    {
+        var prefix = Hasher.ComputeFullHash("a prefix"u8, "openai", "test"); // any 32 hex digits
+        var key = CacheInjector.PromptCacheKey("tenant-a", prefix);
+
+        Assert.Same(key, CacheInjector.PromptCacheKey("tenant-a", prefix));
+        Assert.Same(key, CacheInjector.PromptCacheKey(new string("tenant-a".AsSpan()), new string(prefix.AsSpan())));
+        Assert.NotEqual(key, CacheInjector.PromptCacheKey("tenant-b", prefix));
+        Assert.Equal(key, CacheInjector.PromptCacheKey("tenant-a", prefix)); // after tenant-b's: each scope keeps its own
+    }
+
+    [Fact]
     public void Prompt_cache_keys_are_at_most_64_chars_for_any_scope()
     {
         var rng = new Random(5);

@@ -29,6 +29,16 @@ public sealed class HasherTests
     }
 
     [Fact]
+    public void A_prefix_sent_again_gets_the_same_hash_string_not_a_new_one()
+    {
+        var first = PrefixHash(Request(user: "turn 1"));
+        var again = PrefixHash(Request(user: "turn 2"));
+
+        Assert.Same(first, again);
+        Assert.NotSame(Hasher.ComputeFullHash("{}"u8, "openai", "k"), Hasher.ComputeFullHash("{}"u8, "openai", "k"));
+    }
+
+    [Fact]
     public void The_PrefixHash_covers_model_system_and_tools_but_not_the_conversation()
     {
         var reference = PrefixHash(Request());
