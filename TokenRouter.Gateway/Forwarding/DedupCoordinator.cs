@@ -25,9 +25,9 @@ public sealed partial class DedupCoordinator(
 {
     /// <summary>
     /// A follower whose leader was refused before reaching the provider starts over at once (a new leader, or leading
-    /// itself under its own limits and quota), once at most after its first try; then it fails.
+    /// itself under its own limits and quota), twice at most after its first try; then it fails.
     /// </summary>
-    private const int Tries = 2;
+    private const int Tries = 3;
 
     /// <summary>Answers <paramref name="request"/>'s client from an exchange. Takes over <paramref name="prepared"/>:
     /// disposed here unless a call this request leads now owns it.</summary>
