@@ -18,13 +18,13 @@ public sealed class OpenAIUsageReader : UsageReader
     public override Usage ReadUsage(JsonElement usage)
     {
         if (usage.ValueKind != JsonValueKind.Object) return default;
-        var prompt = Int(usage, "prompt_tokens");
-        var completion = Int(usage, "completion_tokens");
+        var prompt = Int(usage, "prompt_tokens"u8);
+        var completion = Int(usage, "completion_tokens"u8);
         var cached = 0;
-        if (usage.TryGetProperty("prompt_tokens_details", out var d) && d.ValueKind == JsonValueKind.Object)
-            cached = Int(d, "cached_tokens");
+        if (usage.TryGetProperty("prompt_tokens_details"u8, out var d) && d.ValueKind == JsonValueKind.Object)
+            cached = Int(d, "cached_tokens"u8);
         // DeepSeek reports its disk cache separately; hit + miss = prompt.
-        cached = Math.Max(cached, Int(usage, "prompt_cache_hit_tokens"));
+        cached = Math.Max(cached, Int(usage, "prompt_cache_hit_tokens"u8));
         return new Usage(prompt, cached, 0, 0, completion);
     }
 
@@ -36,12 +36,12 @@ public sealed class OpenAIUsageReader : UsageReader
     public bool TryReadResponsesApi(JsonElement usage, out Usage read)
     {
         read = default;
-        if (usage.ValueKind != JsonValueKind.Object || usage.TryGetProperty("prompt_tokens", out _) || !usage.TryGetProperty("input_tokens", out _))
+        if (usage.ValueKind != JsonValueKind.Object || usage.TryGetProperty("prompt_tokens"u8, out _) || !usage.TryGetProperty("input_tokens"u8, out _))
             return false;
-        var cached = usage.TryGetProperty("input_tokens_details", out var details) && details.ValueKind == JsonValueKind.Object
-            ? Int(details, "cached_tokens")
+        var cached = usage.TryGetProperty("input_tokens_details"u8, out var details) && details.ValueKind == JsonValueKind.Object
+            ? Int(details, "cached_tokens"u8)
             : 0;
-        read = new Usage(Int(usage, "input_tokens"), cached, 0, 0, Int(usage, "output_tokens"));
+        read = new Usage(Int(usage, "input_tokens"u8), cached, 0, 0, Int(usage, "output_tokens"u8));
         return true;
     }
 }

@@ -36,6 +36,6 @@ public abstract class UsageReader : IUsageReader
     }
 
     /// <summary>A token count; absent, not a number or beyond <see cref="int"/> reads as 0.</summary>
-    protected static int Int(JsonElement o, string name) =>
+    protected static int Int(JsonElement o, ReadOnlySpan<byte> name) =>
         o.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i : 0;
 }
