@@ -113,7 +113,8 @@ public sealed partial class ChatHandler(
 
     /// <summary>Routes and rewrites the request (the envelope is this method's to dispose), and orders the provider's
     /// deployments for it.</summary>
-    private async Task<(ChatRequest, PreparedRequest)> PrepareAsync(HttpContext context, ApiFormat clientFormat, ClientIdentity identity,
+    // A ValueTask: without Redis and with one deployment, nothing here waits, and a Task would be allocated for the result.
+    private async ValueTask<(ChatRequest, PreparedRequest)> PrepareAsync(HttpContext context, ApiFormat clientFormat, ClientIdentity identity,
         Envelope envelope, string requestId, long started, GatewayOptions o, bool canFallBack, string? servedModel = null)
     {
         var keepEnvelope = false;

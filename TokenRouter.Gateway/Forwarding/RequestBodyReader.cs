@@ -27,7 +27,9 @@ public sealed class RequestBody : IDisposable
 public static class RequestBodyReader
 {
     /// <summary>Reads the whole body, answering 413 as soon as it is known to exceed <paramref name="limit"/>.</summary>
-    public static async Task<RequestBody> ReadAsync(HttpRequest request, long limit, CancellationToken cancellationToken)
+    /// <remarks>A <see cref="ValueTask{T}"/>: a small body has usually arrived with the headers, and the read then
+    /// completes synchronously, without a Task for its result.</remarks>
+    public static async ValueTask<RequestBody> ReadAsync(HttpRequest request, long limit, CancellationToken cancellationToken)
     {
         if (request.ContentLength is { } declared && declared > limit) throw ApiError.BodyTooLarge(limit);
 

@@ -272,7 +272,8 @@ public sealed partial class UpstreamPump(
     internal static bool IsEventStream(string? media) =>
         media is not null && media.Equals("text/event-stream", StringComparison.OrdinalIgnoreCase);
 
-    private static async Task<PooledBufferWriter> ReadBoundedAsync(Stream stream, long? contentLength, string providerName, IdleDeadline idle)
+    // A ValueTask: a small answer has usually arrived with its headers, and the read then completes synchronously.
+    private static async ValueTask<PooledBufferWriter> ReadBoundedAsync(Stream stream, long? contentLength, string providerName, IdleDeadline idle)
     {
         // A body of known length fits the buffer with a byte to spare, where the read that finds its end lands: asking
         // for 8 KB of room there too swapped a 1 KB rental for a 16 KB one on every response.
