@@ -284,6 +284,12 @@ public sealed partial class PassthroughForwarder(
         var o = options.CurrentValue;
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted);
         deadline.CancelAfter(o.ProviderResponseTimeout);
+        // Whether the deadline fired on its own, the client still there: it also fires when the client leaves (it is
+        // linked), and after a timeout YARP aborts the client's connection itself, so by the time the failure is read,
+        // RequestAborted no longer tells a silent provider from a client that left.
+        call.DeadlinePassed = false;
+        call.ClientAborted = aborted;
+        using var watch = deadline.Token.UnsafeRegister(static s => ((PassthroughCall)s!).DeadlineFired(), call);
         var idle = new IdleDeadline(deadline, aborted, o.UpstreamIdleTimeout, provider.Name);
         var transformer = new PassthroughTransformer(call, adapters.For(provider.Kind), format, idle, metrics, time)
         {
@@ -292,7 +298,7 @@ public sealed partial class PassthroughForwarder(
         try
         {
             var error = await forwarder.SendAsync(context, call.Target.AbsoluteUri, http.Invoker, RequestConfig, transformer, deadline.Token);
-            return (error, deadline.IsCancellationRequested);
+            return (error, call.DeadlinePassed);
         }
         finally
         {
@@ -317,7 +323,7 @@ public sealed partial class PassthroughForwarder(
         // the tokens say by now (an idle cut-off is told by the ApiError inside).
         var providerBrokeOff = error == ForwarderError.ResponseBodyDestination;
         deadlinePassed &= !providerBrokeOff;
-        if (error == ForwarderError.ResponseBodyClient || (!providerBrokeOff && context.RequestAborted.IsCancellationRequested))
+        if (error == ForwarderError.ResponseBodyClient || (!providerBrokeOff && !deadlinePassed && context.RequestAborted.IsCancellationRequested))
         {
             call.Status = 499;
             return null;
