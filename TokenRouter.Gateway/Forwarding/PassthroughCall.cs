@@ -61,12 +61,4 @@ internal sealed class PassthroughCall(string requestId, ClientIdentity identity,
 
     /// <summary>A provider error the client could not read as its own format's, held back to be re-rendered.</summary>
     public ApiError? ProviderError { get; set; }
-
-    /// <summary>The current attempt's deadline fired while the client was still there (a timeout, not a departure).</summary>
-    public bool DeadlinePassed { get; set; }
-
-    /// <summary>The client's RequestAborted, read when the attempt's deadline fires.</summary>
-    public CancellationToken ClientAborted { get; set; }
-
-    public void DeadlineFired() => DeadlinePassed = !ClientAborted.IsCancellationRequested;
 }

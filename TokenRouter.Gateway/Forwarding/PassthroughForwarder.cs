@@ -284,12 +284,7 @@ public sealed partial class PassthroughForwarder(
         var o = options.CurrentValue;
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted);
         deadline.CancelAfter(o.ProviderResponseTimeout);
-        // Whether the deadline fired on its own, the client still there: it also fires when the client leaves (it is
-        // linked), and after a timeout YARP aborts the client's connection itself, so by the time the failure is read,
-        // RequestAborted no longer tells a silent provider from a client that left.
-        call.DeadlinePassed = false;
-        call.ClientAborted = aborted;
-        using var watch = deadline.Token.UnsafeRegister(static s => ((PassthroughCall)s!).DeadlineFired(), call);
+        using var watch = new DeadlineWatch(deadline, aborted);
         var idle = new IdleDeadline(deadline, aborted, o.UpstreamIdleTimeout, provider.Name);
         var transformer = new PassthroughTransformer(call, adapters.For(provider.Kind), format, idle, metrics, time)
         {
@@ -298,7 +293,7 @@ public sealed partial class PassthroughForwarder(
         try
         {
             var error = await forwarder.SendAsync(context, call.Target.AbsoluteUri, http.Invoker, RequestConfig, transformer, deadline.Token);
-            return (error, call.DeadlinePassed);
+            return (error, watch.TimedOut);
         }
         finally
         {

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
 
@@ -32,21 +31,11 @@ public static class CacheInjector
     }
 
     // Each scope resends its prefix on every turn: its key is made once (bounded like the prefix hexes, Hasher).
-    private static readonly ConcurrentDictionary<(string Scope, string PrefixHash), string> PromptCacheKeys = new();
-    private static int s_promptCacheKeysAdded;
+    private static readonly TextCache<(string Scope, string PrefixHash)> PromptCacheKeys = new(Hasher.MaxKeptPrefixes);
 
     /// <summary><c>tr-</c> + 32 hex of the prefix hash + the scope's hash: the same prefix in the same scope routes to the same cache.</summary>
-    public static string PromptCacheKey(string scope, string prefixHash)
-    {
-        if (PromptCacheKeys.TryGetValue((scope, prefixHash), out var known)) return known;
-        var key = MakePromptCacheKey(scope, prefixHash);
-        if (Interlocked.Increment(ref s_promptCacheKeysAdded) > Hasher.MaxKeptPrefixes)
-        {
-            PromptCacheKeys.Clear();
-            Interlocked.Exchange(ref s_promptCacheKeysAdded, 0);
-        }
-        return PromptCacheKeys.GetOrAdd((scope, prefixHash), key);
-    }
+    public static string PromptCacheKey(string scope, string prefixHash) =>
+        PromptCacheKeys.Get((scope, prefixHash), 0, static (k, _) => MakePromptCacheKey(k.Scope, k.PrefixHash));
 
     private static string MakePromptCacheKey(string scope, string prefixHash)
     {

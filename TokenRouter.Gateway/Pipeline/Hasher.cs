@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Collections.Concurrent;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using TokenRouter.Gateway.Formats;
@@ -85,25 +84,14 @@ public static class Hasher
         hash.Append([0xFF]);
     }
 
-    /// <summary>Prefix hashes whose hex is kept, at most: emptied when more were added.</summary>
+    /// <summary>Prefix hashes whose hex is kept, at most (then emptied).</summary>
     internal const int MaxKeptPrefixes = 4096;
 
     // An agent sends the same prefix on every turn: its hex (a header, the prompt cache key's stem, the affinity key) is
     // made once per value instead of once per request. A full hash is unique to its request and is not kept.
-    private static readonly ConcurrentDictionary<UInt128, string> PrefixHexes = new();
-    private static int s_prefixHexesAdded;
+    private static readonly TextCache<UInt128> PrefixHexes = new(MaxKeptPrefixes);
 
-    private static string PrefixHex(UInt128 value)
-    {
-        if (PrefixHexes.TryGetValue(value, out var hex)) return hex;
-        hex = ToHex(value);
-        if (Interlocked.Increment(ref s_prefixHexesAdded) > MaxKeptPrefixes)
-        {
-            PrefixHexes.Clear();
-            Interlocked.Exchange(ref s_prefixHexesAdded, 0);
-        }
-        return PrefixHexes.GetOrAdd(value, hex);
-    }
+    private static string PrefixHex(UInt128 value) => PrefixHexes.Get(value, 0, static (v, _) => ToHex(v));
 
     // The same 32 lowercase digits as value.ToString("x32"), whose UInt128 path allocates ~100 B of temporaries.
     private static string ToHex(UInt128 value)

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Text.Json;
 using TokenRouter.Gateway.Formats;
 using TokenRouter.Gateway.Providers;
@@ -24,16 +23,12 @@ public class OpenAIAdapter : IOutboundAdapter
 
     // "Bearer <key>" made once per provider key, not an AuthenticationHeaderValue per request formatted again when
     // written (~150 B a request). Holds only the deployments' own keys; cleared if key rotation ever piles them up.
-    private readonly ConcurrentDictionary<string, string> _bearerHeaders = new(StringComparer.Ordinal);
+    private readonly TextCache<string> _bearerHeaders = new(1024);
 
     public void AddHeaders(HttpRequestMessage request, string? apiKey)
     {
         if (string.IsNullOrEmpty(apiKey)) return;
-        if (!_bearerHeaders.TryGetValue(apiKey, out var header))
-        {
-            if (_bearerHeaders.Count >= 1024) _bearerHeaders.Clear();
-            header = _bearerHeaders.GetOrAdd(apiKey, static key => "Bearer " + key);
-        }
+        var header = _bearerHeaders.Get(apiKey, 0, static (key, _) => "Bearer " + key);
         // Replaces whatever a relayed request carried (the client's own gateway key must never reach the provider).
         request.Headers.Remove("Authorization");
         request.Headers.TryAddWithoutValidation("Authorization", header);
