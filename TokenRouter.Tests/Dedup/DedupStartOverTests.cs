@@ -1,0 +1,99 @@
+using System.Net;
+using TokenRouter.Gateway.Dedup;
+using TokenRouter.Gateway.Errors;
+using TokenRouter.Tests.Infrastructure;
+using static TokenRouter.Tests.Dedup.DedupTestKit;
+
+namespace TokenRouter.Tests.Dedup;
+
+/// <summary>
+/// A follower whose leader is refused before reaching the provider starts over (<c>DedupCoordinator</c>): twice at
+/// most after its first try, then it gives up with a 503 rather than loop. The test plays the refused leaders itself,
+/// through the gateway's own <see cref="InflightRegistry"/>: each next leader is in place before the current one is
+/// refused, so the follower can only join it when it starts over — no race decides who leads.
+/// </summary>
+public sealed class DedupStartOverTests : IAsyncLifetime
+{
+    private const string Path = "v1/chat/completions";
+    private FakeProvider _provider = null!;
+    private GatewayFactory _gateway = null!;
+
+    public async Task InitializeAsync()
+    {
+        _provider = await FakeProvider.StartAsync();
+        _gateway = new GatewayFactory(GatewayFactory.ProvidersAt(_provider));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _gateway.DisposeAsync();
+        await _provider.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task A_follower_whose_leaders_are_refused_three_times_in_a_row_gets_503_dedup_contention()
+    {
+        var (client, hash, body) = await LearnHashAsync("Who leads this time?");
+        using var _ = client;
+
+        var reply = PostAsync(client, Path, body);
+        await RefuseLeadersAsync(hash, refusals: 3, reply);
+
+        var answer = await reply;
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, answer.Status);
+        Assert.Contains("\"code\":\"dedup_contention\"", answer.Body);
+        Assert.Equal("1", answer.Header("Retry-After"));
+        Assert.Equal(0, _provider.CallCount); // it never made a call of its own
+    }
+
+    [Fact]
+    public async Task A_follower_whose_leaders_are_refused_twice_then_leads_itself_and_is_answered()
+    {
+        var (client, hash, body) = await LearnHashAsync("Who leads after two refusals?");
+        using var _ = client;
+        _provider.RespondOpenAIText("The third time, I lead.", new OpenAIUsage(Prompt: 900, Completion: 6));
+
+        var reply = PostAsync(client, Path, body);
+        await RefuseLeadersAsync(hash, refusals: 2, reply);
+
+        var answer = await reply;
+        Assert.Equal(HttpStatusCode.OK, answer.Status);
+        Assert.Contains("The third time, I lead.", answer.Body);
+        Assert.Equal(1, _provider.CallCount);
+    }
+
+    private async Task<(HttpClient Client, string Hash, string Body)> LearnHashAsync(string prompt)
+    {
+        var client = _gateway.CreateGatewayClient();
+        var body = OpenAIChat(prompt, stream: false);
+        var hash = await FullHashOfAsync(client, Path, body);
+        _provider.Reset();
+        return (client, hash, body);
+    }
+
+    /// <summary>Leads the flight of <paramref name="hash"/> <paramref name="refusals"/> times in a row, refusing each time
+    /// once the request has joined; after the last refusal nobody leads, so the request may lead itself.</summary>
+    private async Task RefuseLeadersAsync(string hash, int refusals, Task<GatewayReply> reply)
+    {
+        var registry = _gateway.Service<InflightRegistry>();
+        var leader = Lead(registry, hash);
+        for (var refusal = 1; refusal <= refusals; refusal++)
+        {
+            await WaitUntilAsync(() => reply.IsCompleted || registry.ListenersOf(hash) == 2,
+                () => $"refusal {refusal}: expected the request to follow, {registry.ListenersOf(hash)} listen");
+            Assert.False(reply.IsCompleted, $"the request ended before refusal {refusal}");
+            registry.Remove(leader);
+            var next = refusal < refusals ? Lead(registry, hash) : null;
+            leader.Reject(new ApiError(429, "rate_limit_error", "This leader's own limit.", "rate_limit_exceeded"));
+            leader.Leave();
+            if (next is not null) leader = next;
+        }
+    }
+
+    private static InflightExchange Lead(InflightRegistry registry, string hash)
+    {
+        var exchange = registry.Join(hash, stream: false, out var leader);
+        Assert.True(leader, "nobody else may be in flight for this hash");
+        return exchange;
+    }
+}
