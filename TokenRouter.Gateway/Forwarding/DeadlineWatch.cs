@@ -12,11 +12,11 @@ internal sealed class DeadlineWatch : IDisposable
     private readonly CancellationTokenRegistration _registration;
     private volatile bool _timedOut;
 
-    /// <param name="deadline">A source linked to <paramref name="client"/>.</param>
-    public DeadlineWatch(CancellationTokenSource deadline, CancellationToken client)
+    /// <param name="deadline">The token of a deadline linked to <paramref name="client"/>.</param>
+    public DeadlineWatch(CancellationToken deadline, CancellationToken client)
     {
         _client = client;
-        _registration = deadline.Token.UnsafeRegister(static s => ((DeadlineWatch)s!).Fired(), this);
+        _registration = deadline.UnsafeRegister(static s => ((DeadlineWatch)s!).Fired(), this);
     }
 
     /// <summary>The deadline fired while the client was still there.</summary>

@@ -7,12 +7,12 @@ namespace TokenRouter.Gateway.Forwarding;
 /// (<see cref="Configuration.GatewayOptions.UpstreamIdleTimeout"/>), and a read it cuts off becomes a 504
 /// <see cref="ApiError"/>. Without it, a provider that sends headers and then stalls holds its client forever.
 /// </summary>
-/// <param name="deadline">A source linked to <paramref name="cancel"/>; it also carried the wait for the headers.</param>
+/// <param name="deadline">A deadline linked to <paramref name="cancel"/>; it also carried the wait for the headers.</param>
 /// <param name="cancel">Cancelled when nobody waits for the answer any more: that is not a timeout.</param>
-public sealed class IdleDeadline(CancellationTokenSource deadline, CancellationToken cancel, TimeSpan idle, string providerName)
+public sealed class IdleDeadline(UpstreamDeadline deadline, CancellationToken cancel, TimeSpan idle, string providerName)
 {
     /// <summary>Starts (or restarts) the wait for the provider's next bytes.</summary>
-    public void Arm() => deadline.CancelAfter(idle);
+    public void Arm() => deadline.Restart(idle);
 
     public async ValueTask<int> ReadAsync(Stream stream, Memory<byte> buffer)
     {

@@ -282,9 +282,8 @@ public sealed partial class PassthroughForwarder(
         span?.SetTag(GatewayActivity.Provider, provider.Name);
         if (call.Model is not null) span?.SetTag(GatewayActivity.Model, call.Model);
         var o = options.CurrentValue;
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted);
-        deadline.CancelAfter(o.ProviderResponseTimeout);
-        using var watch = new DeadlineWatch(deadline, aborted);
+        using var deadline = DeadlinePool.Shared.Start(o.ProviderResponseTimeout, aborted);
+        using var watch = new DeadlineWatch(deadline.Token, aborted);
         var idle = new IdleDeadline(deadline, aborted, o.UpstreamIdleTimeout, provider.Name);
         var transformer = new PassthroughTransformer(call, adapters.For(provider.Kind), format, idle, metrics, time)
         {

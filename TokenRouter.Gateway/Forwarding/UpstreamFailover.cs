@@ -251,7 +251,7 @@ public sealed class UpstreamFailover
             FirstOutcome = null;
             return first;
         }
-        public CancellationTokenSource? Deadline { get; private set; }
+        public UpstreamDeadline? Deadline { get; private set; }
         /// <summary>The current attempt's place at a deployment with a concurrency cap (null: none taken).</summary>
         private ConcurrencySlot? _slot;
         /// <summary>A deployment was skipped for its concurrency cap (a slot may free any moment: Retry-After 1).</summary>
@@ -295,11 +295,12 @@ public sealed class UpstreamFailover
             span?.SetTag(GatewayActivity.Attempt, Count);
 
             Request?.Dispose();
+            // Disposing a deadline gives it back to its pool: it must not be disposed again.
             Deadline?.Dispose();
+            Deadline = null;
             Request = createRequest(d);
             // The first-byte deadline of this attempt; once headers arrive, the caller re-arms it for the body's silences.
-            Deadline = CancellationTokenSource.CreateLinkedTokenSource(Cancel);
-            Deadline.CancelAfter(owner._gateway.CurrentValue.ProviderResponseTimeout);
+            Deadline = DeadlinePool.Shared.Start(owner._gateway.CurrentValue.ProviderResponseTimeout, Cancel);
             var sent = owner._time.GetTimestamp();
             try
             {
@@ -331,5 +332,5 @@ public sealed class DeploymentSaturatedException : Exception;
 /// <summary>How an upstream request ended: a response (any status), its request and the deadline that now watches its
 /// body (the caller disposes all three, and <see cref="Slot"/> once the exchange has ended), or no response at all
 /// (<see cref="Failure"/> says why; <see cref="Busy"/>: a deployment was skipped for its concurrency cap).</summary>
-public readonly record struct UpstreamAnswer(HttpResponseMessage? Response, HttpRequestMessage? Request, CancellationTokenSource? Deadline,
+public readonly record struct UpstreamAnswer(HttpResponseMessage? Response, HttpRequestMessage? Request, UpstreamDeadline? Deadline,
     ProviderDeployment Deployment, FailureKind? Failure, int Attempts, ConcurrencySlot? Slot = null, bool Busy = false);

@@ -9,7 +9,7 @@ public sealed class DeadlineWatchTests
     {
         using var client = new CancellationTokenSource();
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(client.Token);
-        using var watch = new DeadlineWatch(deadline, client.Token);
+        using var watch = new DeadlineWatch(deadline.Token, client.Token);
 
         deadline.Cancel(); // what CancelAfter's timer does
         client.Cancel(); // then YARP aborts the client's connection
@@ -22,7 +22,7 @@ public sealed class DeadlineWatchTests
     {
         using var client = new CancellationTokenSource();
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(client.Token);
-        using var watch = new DeadlineWatch(deadline, client.Token);
+        using var watch = new DeadlineWatch(deadline.Token, client.Token);
 
         client.Cancel();
 
@@ -35,7 +35,7 @@ public sealed class DeadlineWatchTests
     {
         using var client = new CancellationTokenSource();
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(client.Token);
-        using var watch = new DeadlineWatch(deadline, client.Token);
+        using var watch = new DeadlineWatch(deadline.Token, client.Token);
 
         Assert.False(watch.TimedOut);
     }
