@@ -32,6 +32,13 @@ public sealed class ClientKeyAuthenticationHandler(
 
     protected override Task<object> CreateEventsAsync() => NoEvents;
 
+    /// <summary>
+    /// <see cref="AuthenticationHandler{TOptions}.AuthenticateAsync"/> without its two async layers — forwarding to
+    /// another scheme, which this one never does, and debug logging — each of which allocated a task per request.
+    /// An unexpected failure of the lookup is the gateway's (500), not a refused key.
+    /// </summary>
+    internal Task<AuthenticateResult> AuthenticateKeyAsync() => HandleAuthenticateOnceAsync();
+
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
         // A known key is answered from memory: no state machine, no task of our own.
@@ -103,7 +110,7 @@ public static class ClientKeyEndpointExtensions
     private static async Task AuthenticateThenAsync(ClientKeyAuthenticationHandler handler, HttpContext http, RequestDelegate next)
     {
         await handler.InitializeAsync(ClientKeyAuthenticationHandler.ClientKeyScheme, http);
-        var result = await handler.AuthenticateAsync();
+        var result = await handler.AuthenticateKeyAsync();
         if (result.Succeeded)
         {
             // HttpContext.User is left alone: nothing reads it, and setting it costs a feature object per request.
