@@ -64,15 +64,16 @@ public sealed class UpstreamFailover
             .Build();
     }
 
-    /// <summary>Sends <paramref name="createRequest"/>'s request to the deployments of <paramref name="provider"/> in
-    /// <paramref name="order"/> until one answers. The caller owns the returned response and deadline.</summary>
-    /// <param name="deployments">The snapshot <paramref name="order"/> indexes into (default: the provider's current one).</param>
+    /// <summary>Sends <paramref name="createRequest"/>'s request for <paramref name="call"/> to the deployments of its
+    /// provider in its order (default: as configured) until one answers. The caller owns the returned response and deadline.</summary>
     /// <param name="cancel">Cancelled when nobody waits for the answer any more (not a failure of the deployment).</param>
-    public async Task<UpstreamAnswer> SendAsync(ProviderEndpoint provider, int[]? order, Func<ProviderDeployment, HttpRequestMessage> createRequest,
-        CancellationToken cancel, DeploymentSet? deployments = null)
+    public async Task<UpstreamAnswer> SendAsync(UpstreamCall call, Func<ProviderDeployment, UpstreamCall, HttpRequestMessage> createRequest,
+        CancellationToken cancel)
     {
-        var set = (deployments ?? provider.Current).Deployments;
-        var attempts = new Attempts(this, provider, set, order ?? Identity(set.Count), createRequest, cancel);
+        var provider = call.Target.Provider;
+        // The snapshot the call's order indexes into (default: the provider's current one).
+        var set = (call.Deployments ?? provider.Current).Deployments;
+        var attempts = new Attempts(this, provider, set, call.Order ?? Identity(set.Count), createRequest, call, cancel);
         // The first attempt runs outside the pipeline: nearly every request ends with it, and Polly (this pipeline and the
         // dedup rejoin) took 2.9 µs of CPU a request in the load profile at bc5eca1 for answers nobody retried. Anything
         // that may be retried goes on through the pipeline as its first outcome.
@@ -209,7 +210,7 @@ public sealed class UpstreamFailover
 
     /// <summary>One request's attempts: which deployment is being tried and what happened to the others.</summary>
     private sealed class Attempts(UpstreamFailover owner, ProviderEndpoint provider, IReadOnlyList<ProviderDeployment> deployments, int[] order,
-        Func<ProviderDeployment, HttpRequestMessage> createRequest, CancellationToken cancel)
+        Func<ProviderDeployment, UpstreamCall, HttpRequestMessage> createRequest, UpstreamCall call, CancellationToken cancel)
     {
         public ProviderEndpoint Provider { get; } = provider;
         public IReadOnlyList<ProviderDeployment> Deployments { get; } = deployments;
@@ -298,7 +299,7 @@ public sealed class UpstreamFailover
             // Disposing a deadline gives it back to its pool: it must not be disposed again.
             Deadline?.Dispose();
             Deadline = null;
-            Request = createRequest(d);
+            Request = createRequest(d, call);
             // The first-byte deadline of this attempt; once headers arrive, the caller re-arms it for the body's silences.
             Deadline = DeadlinePool.Shared.Start(owner._gateway.CurrentValue.ProviderResponseTimeout, Cancel);
             var sent = owner._time.GetTimestamp();

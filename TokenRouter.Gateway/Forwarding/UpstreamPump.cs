@@ -37,6 +37,31 @@ public sealed partial class UpstreamPump(
 {
     private const int MaxResponseBytes = 64 * 1024 * 1024;
 
+    // Made once: a local function capturing the call cost every request a closure and a delegate.
+    private readonly Func<ProviderDeployment, UpstreamCall, HttpRequestMessage> _createRequest = (deployment, call) =>
+        CreateRequest(adapters.For(call.Target.Provider.Kind), deployment, call);
+
+    /// <summary>The call's request to <paramref name="deployment"/> (once per attempt: a request cannot be sent twice).</summary>
+    private static HttpRequestMessage CreateRequest(IOutboundAdapter adapter, ProviderDeployment deployment, UpstreamCall call)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, deployment.Resolve(adapter.RequestPath))
+        {
+            Content = new ReadOnlyMemoryContent(call.Prepared.Body.WrittenMemory),
+            Version = HttpVersion.Version11,
+            VersionPolicy = HttpVersionPolicy.RequestVersionOrHigher,
+        };
+        // As text: sent as is, without a MediaTypeHeaderValue parsed and built per request.
+        request.Content.Headers.TryAddWithoutValidation("Content-Type", "application/json");
+        adapter.AddHeaders(request, deployment.ApiKey);
+        if (call.Target.Provider.Kind == ProviderKind.Anthropic)
+        {
+            // An Anthropic client chose the API version and betas it was written against.
+            if (!string.IsNullOrEmpty(call.AnthropicVersion)) SetHeader(request, "anthropic-version", call.AnthropicVersion);
+            if (!string.IsNullOrEmpty(call.AnthropicBeta)) SetHeader(request, "anthropic-beta", call.AnthropicBeta);
+        }
+        return request;
+    }
+
     /// <summary>Makes the call and writes the provider's answer into <paramref name="exchange"/>, metering it whoever
     /// is still listening. Runs detached from any client request, so nothing may escape it.</summary>
     public async Task RunAsync(InflightExchange exchange, UpstreamCall call, bool registered)
@@ -54,32 +79,12 @@ public sealed partial class UpstreamPump(
         span?.SetTag(GatewayActivity.Model, call.Target.UpstreamModel);
         try
         {
-            HttpRequestMessage CreateRequest(ProviderDeployment deployment)
-            {
-                var request = new HttpRequestMessage(HttpMethod.Post, deployment.Resolve(adapter.RequestPath))
-                {
-                    Content = new ReadOnlyMemoryContent(call.Prepared.Body.WrittenMemory),
-                    Version = HttpVersion.Version11,
-                    VersionPolicy = HttpVersionPolicy.RequestVersionOrHigher,
-                };
-                // As text: sent as is, without a MediaTypeHeaderValue parsed and built per request.
-                request.Content.Headers.TryAddWithoutValidation("Content-Type", "application/json");
-                adapter.AddHeaders(request, deployment.ApiKey);
-                if (provider.Kind == ProviderKind.Anthropic)
-                {
-                    // An Anthropic client chose the API version and betas it was written against.
-                    if (!string.IsNullOrEmpty(call.AnthropicVersion)) SetHeader(request, "anthropic-version", call.AnthropicVersion);
-                    if (!string.IsNullOrEmpty(call.AnthropicBeta)) SetHeader(request, "anthropic-beta", call.AnthropicBeta);
-                }
-                return request;
-            }
-
             var cancel = exchange.Upstream.Token;
             var timeout = options.CurrentValue.ProviderResponseTimeout;
             UpstreamAnswer answer;
             try
             {
-                answer = await failover.SendAsync(provider, call.Order, CreateRequest, cancel, call.Deployments);
+                answer = await failover.SendAsync(call, _createRequest, cancel);
             }
             catch (OperationCanceledException) when (cancel.IsCancellationRequested)
             {
