@@ -221,7 +221,7 @@ public sealed partial class UpstreamPump(
     }
 
     /// <summary>Copies the provider's stream into the exchange as it arrives, reading its usage on the way.</summary>
-    private static async Task<(Usage, bool Estimated)> PumpStreamAsync(InflightExchange exchange, Stream upstream, UpstreamCall call, IdleDeadline idle)
+    private static async ValueTask<(Usage, bool Estimated)> PumpStreamAsync(InflightExchange exchange, Stream upstream, UpstreamCall call, IdleDeadline idle)
     {
         var cancel = exchange.Upstream.Token;
         var scanner = new UsageScanner(call.Target.Provider.WireFormat);
