@@ -20,7 +20,7 @@ public sealed class InflightExchange
     private const int MinReadBytes = 512;
 
     private readonly Lock _lock = new();
-    private readonly List<ReadOnlyMemory<byte>> _chunks;
+    private ChunkList _chunks;
     /// <summary>The body lives in rented pages that chunks point into (a stream's chunks are read straight into them,
     /// not copied into an array each): back to the pool once the exchange is over and its last listener gone.</summary>
     private byte[]? _page;
@@ -39,8 +39,6 @@ public sealed class InflightExchange
         Key = key;
         Stream = stream;
         CreatedAt = createdAt;
-        // A whole body is one chunk; a stream one per read, as many as its provider makes.
-        _chunks = new List<ReadOnlyMemory<byte>>(stream ? 4 : 1);
     }
 
     public string Key { get; }
@@ -125,6 +123,39 @@ public sealed class InflightExchange
     }
 
     private readonly record struct Pages(byte[] Last, List<byte[]>? Full);
+
+    /// <summary>The body's chunks, into its pages. A whole body is one chunk, kept inline (a list and its array cost each
+    /// JSON request 72 bytes); a stream has one per read, as many as its provider makes.</summary>
+    private struct ChunkList
+    {
+        private ReadOnlyMemory<byte> _first;
+        private List<ReadOnlyMemory<byte>>? _rest;
+
+        public int Count { get; private set; }
+
+        public readonly ReadOnlyMemory<byte> this[int index]
+        {
+            get
+            {
+                ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)index, (uint)Count, nameof(index));
+                return index == 0 ? _first : _rest![index - 1];
+            }
+        }
+
+        public void Add(ReadOnlyMemory<byte> chunk)
+        {
+            if (Count == 0) _first = chunk;
+            else (_rest ??= new List<ReadOnlyMemory<byte>>(4)).Add(chunk);
+            Count++;
+        }
+
+        public void Clear()
+        {
+            _first = default;
+            _rest?.Clear();
+            Count = 0;
+        }
+    }
 
     public void SetHead(int status, string? contentType)
     {
