@@ -21,7 +21,7 @@ public sealed class EndToEndAllocationTests(ITestOutputHelper output) : GatewayW
 
     // Measured (Debug, alone; 2026-12-08): a JSON answer 11,970-12,075 B, a streamed one (the fake provider's 8 events,
     // parsed and relayed event by event) 22,083-22,187 B; budgets ~25 % above. The Release build in the load benchmark
-    // allocates 7.6 / 8.0 KB. The README's "Allocation per request" tables keep the history.
+    // allocates 7.5 / 7.9 KB. The README's "Allocation per request" tables keep the history.
     [Theory]
     [InlineData("request.json", 15_100)]
     [InlineData("request-stream.json", 27_800)]
