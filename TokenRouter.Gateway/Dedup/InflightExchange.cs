@@ -124,7 +124,7 @@ public sealed class InflightExchange
 
     private readonly record struct Pages(byte[] Last, List<byte[]>? Full);
 
-    /// <summary>The body's chunks, into its pages. A whole body is one chunk, kept inline (a list and its array cost each
+    /// <summary>The body's chunks (slices of its pages). A whole body is one chunk, kept inline (a list and its array cost each
     /// JSON request 72 bytes); a stream has one per read, as many as its provider makes.</summary>
     private struct ChunkList
     {
