@@ -12,23 +12,9 @@ namespace TokenRouter.Tests.Dedup;
 /// through the gateway's own <see cref="InflightRegistry"/>: each next leader is in place before the current one is
 /// refused, so the follower can only join it when it starts over — no race decides who leads.
 /// </summary>
-public sealed class DedupStartOverTests : IAsyncLifetime
+public sealed class DedupStartOverTests : GatewayWithFakeProvider
 {
     private const string Path = "v1/chat/completions";
-    private FakeProvider _provider = null!;
-    private GatewayFactory _gateway = null!;
-
-    public async Task InitializeAsync()
-    {
-        _provider = await FakeProvider.StartAsync();
-        _gateway = new GatewayFactory(GatewayFactory.ProvidersAt(_provider));
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _gateway.DisposeAsync();
-        await _provider.DisposeAsync();
-    }
 
     [Fact]
     public async Task A_follower_whose_leaders_are_refused_three_times_in_a_row_gets_503_dedup_contention()
@@ -43,7 +29,7 @@ public sealed class DedupStartOverTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.ServiceUnavailable, answer.Status);
         Assert.Contains("\"code\":\"dedup_contention\"", answer.Body);
         Assert.Equal("1", answer.Header("Retry-After"));
-        Assert.Equal(0, _provider.CallCount); // it never made a call of its own
+        Assert.Equal(0, Provider.CallCount); // it never made a call of its own
     }
 
     [Fact]
@@ -51,7 +37,7 @@ public sealed class DedupStartOverTests : IAsyncLifetime
     {
         var (client, hash, body) = await LearnHashAsync("Who leads after two refusals?");
         using var _ = client;
-        _provider.RespondOpenAIText("The third time, I lead.", new OpenAIUsage(Prompt: 900, Completion: 6));
+        Provider.RespondOpenAIText("The third time, I lead.", new OpenAIUsage(Prompt: 900, Completion: 6));
 
         var reply = PostAsync(client, Path, body);
         await RefuseLeadersAsync(hash, refusals: 2, reply);
@@ -59,15 +45,15 @@ public sealed class DedupStartOverTests : IAsyncLifetime
         var answer = await reply;
         Assert.Equal(HttpStatusCode.OK, answer.Status);
         Assert.Contains("The third time, I lead.", answer.Body);
-        Assert.Equal(1, _provider.CallCount);
+        Assert.Equal(1, Provider.CallCount);
     }
 
     private async Task<(HttpClient Client, string Hash, string Body)> LearnHashAsync(string prompt)
     {
-        var client = _gateway.CreateGatewayClient();
+        var client = Gateway.CreateGatewayClient();
         var body = OpenAIChat(prompt, stream: false);
         var hash = await FullHashOfAsync(client, Path, body);
-        _provider.Reset();
+        Provider.Reset();
         return (client, hash, body);
     }
 
@@ -75,7 +61,7 @@ public sealed class DedupStartOverTests : IAsyncLifetime
     /// once the request has joined; after the last refusal nobody leads, so the request may lead itself.</summary>
     private async Task RefuseLeadersAsync(string hash, int refusals, Task<GatewayReply> reply)
     {
-        var registry = _gateway.Service<InflightRegistry>();
+        var registry = Gateway.Service<InflightRegistry>();
         var leader = Lead(registry, hash);
         for (var refusal = 1; refusal <= refusals; refusal++)
         {
