@@ -90,4 +90,35 @@ public sealed class UpstreamDeadlineTests
 
         Assert.Equal(2, again.Count(rented.Contains));
     }
+
+    [Fact]
+    public async Task Concurrent_rentals_never_share_a_deadline_and_never_inherit_another_requests_cancellation()
+    {
+        var pool = new DeadlinePool(8);
+        var holders = new HashSet<UpstreamDeadline>();
+        var shared = 0;
+        var inherited = 0;
+        var workers = Enumerable.Range(0, 8).Select(worker => Task.Run(() =>
+        {
+            for (var i = 0; i < 2_000; i++)
+            {
+                using var link = new CancellationTokenSource();
+                var deadline = pool.Start(Long, link.Token);
+                lock (holders)
+                {
+                    if (!holders.Add(deadline)) shared++;
+                }
+                if (deadline.IsCancellationRequested) Interlocked.Increment(ref inherited);
+                // Every third request is cancelled (the client left): that source must not come back.
+                if (i % 3 == worker % 3) link.Cancel();
+                lock (holders) holders.Remove(deadline);
+                deadline.Dispose();
+            }
+        })).ToArray();
+
+        await Task.WhenAll(workers);
+
+        Assert.Equal(0, shared);
+        Assert.Equal(0, inherited);
+    }
 }
