@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using StackExchange.Redis;
+using TokenRouter.Gateway.Accounting;
 using TokenRouter.Tests.Admin;
 using TokenRouter.Tests.Apis;
 using TokenRouter.Tests.Dedup;
@@ -279,9 +280,15 @@ public sealed class TeamsAtGatewayTests() : AdminWithGateway("teams_at_gateway")
             using var response = await client.PostAsync("v1/chat/completions", ChatCompletionsApiTests.Json(Chat));
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
+        // Once this waited 20 s in vain during a full run; should it fail again, the message says where the records were.
+        string? seen = null;
         await Eventually.TrueAsync(async () =>
-            (await admin.GetJsonAsync($"/admin/teams/{teamId}")).GetProperty("budget").GetProperty("spent_usd").GetDecimal() == 0.0078m,
-            "the ledger to hold the three requests", TimeSpan.FromSeconds(20));
+        {
+            var spent = (await admin.GetJsonAsync($"/admin/teams/{teamId}")).GetProperty("budget").GetProperty("spent_usd").GetDecimal();
+            if (spent == 0.0078m) return true;
+            seen = $"team spent {spent}, gateway usage backlog {Gateway.Service<RedisUsageSink>().Backlog}, /admin/ledger {(await admin.GetJsonAsync("/admin/ledger")).GetRawText()}";
+            return false;
+        }, () => $"the ledger to hold the three requests (last seen: {seen})");
         await Eventually.TrueAsync(async () => (await GatewaySpendAsync(admin, keyId, teamId)) == (0.0078m, 0.0078m),
             "the gateway to have settled the three requests", TimeSpan.FromSeconds(10));
 
