@@ -7,12 +7,17 @@ public sealed class UpstreamDeadlineTests
     private static readonly TimeSpan Long = TimeSpan.FromMinutes(5);
 
     [Fact]
-    public async Task A_deadline_passes_after_its_timeout()
+    public async Task A_deadline_passes_after_its_timeout_and_is_not_reused()
     {
-        var deadline = new DeadlinePool(4).Start(TimeSpan.FromMilliseconds(20), CancellationToken.None);
+        var pool = new DeadlinePool(4);
+        var deadline = pool.Start(TimeSpan.FromMilliseconds(20), CancellationToken.None);
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Task.Delay(TimeSpan.FromSeconds(30), deadline.Token));
         Assert.True(deadline.IsCancellationRequested);
+        deadline.Dispose();
+        var next = pool.Start(Long, CancellationToken.None);
+        Assert.NotSame(deadline, next);
+        Assert.False(next.IsCancellationRequested);
     }
 
     [Fact]
@@ -51,7 +56,7 @@ public sealed class UpstreamDeadlineTests
     }
 
     [Fact]
-    public void A_deadline_that_passed_or_was_cancelled_is_not_reused()
+    public void A_deadline_whose_link_was_cancelled_is_not_reused()
     {
         var pool = new DeadlinePool(4);
         using var exchange = new CancellationTokenSource();
