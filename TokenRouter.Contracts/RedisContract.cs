@@ -24,7 +24,8 @@ namespace TokenRouter.Contracts;
 /// <see cref="QuotaKey(string)"/> with the integer fields <see cref="QuotaFields.SpentNanoUsd"/> (settled spend, never expires)
 /// and <see cref="QuotaFields.ReservedNanoUsd"/> (worst-case cost of requests in flight), and a sorted set
 /// <see cref="QuotaHoldsKey(string)"/> of those reservations, member <c>{reservation id}:{nano-USD}</c> scored by its expiry in
-/// unix ms (a gateway that dies mid-request cannot pin quota forever: expired holds are released). Amounts are
+/// unix ms (a gateway that dies mid-request cannot pin quota forever: expired holds are released; no hold expires before
+/// <see cref="QuotaFields.EarliestHoldExpiryMs"/>, so gateways look for expired ones only once it has passed). Amounts are
 /// nano-USD (1e-9 USD) integers so Lua compares them exactly. Spend is tracked only while a key has a quota; Admin may
 /// seed <see cref="QuotaFields.SpentNanoUsd"/> from its ledger when it sets or resets a quota (HSET; DEL resets it).</para>
 /// <para><b>Teams and periods</b>: a key's team is copied into its hash (<see cref="KeyFields.TeamId"/> …), and a team's
@@ -111,11 +112,14 @@ public static class RedisContract
         public const string EndUser = "end_user";                     // OpenAI `user` / Anthropic metadata.user_id; empty when none
     }
 
-    /// <summary>Fields of the <see cref="QuotaKey(string)"/> hash: integer nano-USD.</summary>
+    /// <summary>Fields of the <see cref="QuotaKey(string)"/> hash: integer nano-USD, and one time in unix ms.</summary>
     public static class QuotaFields
     {
         public const string SpentNanoUsd = "spent";
         public const string ReservedNanoUsd = "reserved";
+
+        /// <summary>No hold in the holds set expires before this; absent means unknown (the next admission sweeps).</summary>
+        public const string EarliestHoldExpiryMs = "x";
     }
 
     /// <summary>Fields of the <see cref="RateKey"/> hash.</summary>

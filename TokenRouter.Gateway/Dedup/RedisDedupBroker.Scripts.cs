@@ -6,15 +6,11 @@ namespace TokenRouter.Gateway.Dedup;
 public sealed partial class RedisDedupBroker
 {
     // KEYS: owner, joining. ARGV: claim, lease ms. Returns nil when claimed, else the current owner's claim, and then marks
-    // a follower on its way (see SettleScript).
+    // a follower on its way (see SettleScript). Most claims find no owner, so SET NX first: one call instead of two.
     private static readonly RedisScript ClaimScript = new("""
-        local current = redis.call('GET', KEYS[1])
-        if current then
-          redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-          return current
-        end
-        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-        return false
+        if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+        redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+        return redis.call('GET', KEYS[1])
         """);
 
     // KEYS: owner. ARGV: the claim to replace, the new claim, lease ms. 1 when the old claim still led and was replaced.
@@ -25,12 +21,16 @@ public sealed partial class RedisDedupBroker
         """);
 
     // KEYS: owner, followers, joining. ARGV: claim. The end of a call nobody followed so far: 1 when a follower is
-    // registered or on its way (the leader then writes the whole response), else deletes the claim and returns 0.
+    // registered or on its way (the leader then writes the whole response), else deletes the claim and returns 0. Nearly
+    // every call ends with neither key there: one EXISTS of both says so, sparing Redis the clock and the count (each
+    // redis.call costs it ~1.5-2 µs).
     private static readonly RedisScript SettleScript = new("""
-        if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        if redis.call('ZCOUNT', KEYS[2], now, '+inf') > 0 then return 1 end
+        if redis.call('EXISTS', KEYS[3], KEYS[2]) > 0 then
+          if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end
+          local t = redis.call('TIME')
+          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          if redis.call('ZCOUNT', KEYS[2], now, '+inf') > 0 then return 1 end
+        end
         if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
         return 0
         """);

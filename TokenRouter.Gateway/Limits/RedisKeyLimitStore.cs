@@ -38,13 +38,16 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
     // Numbers written back are ARGV strings, small integers or formatted with %.0f: Lua's number-to-string would turn
     // large ones into 1e+15. Each redis.call costs Redis ~1.5-2 µs beyond the command itself (Redis's CPU per request
     // is mostly this), so a window that exists is updated with one HSET of what was read, and its expiry (two minutes,
-    // longer than the minute it counts) is set once, when it is created.
+    // longer than the minute it counts) is set once, when it is created. For the same reason expired holds are swept
+    // only once the quota hash's 'x' has passed: no hold expires before it (it is lowered when a hold that expires
+    // earlier is added, and after a sweep it is the earliest hold left), so a sweep runs about once per hold TTL, not
+    // once per request; a hash without 'x' (new, or written by an older gateway) is swept at once.
     private static readonly RedisScript AdmitScript = new("""
         local n = #KEYS / 3
         local est = tonumber(ARGV[2])
         local reserve = tonumber(ARGV[3])
         local now = tonumber(ARGV[6])
-        local windows, fresh, counts, qs, qr = {}, {}, {}, {}, {}
+        local windows, fresh, counts, qs, qr, earliest, stored = {}, {}, {}, {}, {}, {}, {}
         for s = 1, n do
           local k = (s - 1) * 3
           local a = 6 + (s - 1) * 4
@@ -69,13 +72,18 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
             if tpm >= 0 and t + est > tpm then return {2, s, t, '0', '0', windows[s], '0', '0', 0} end
           end
           if quota >= 0 then
-            local expired = redis.call('ZRANGEBYSCORE', KEYS[k + 3], '-inf', ARGV[1], 'LIMIT', 0, 100)
-            for i = 1, #expired do
-              redis.call('ZREM', KEYS[k + 3], expired[i])
-              local amount = string.match(expired[i], ':(%d+)$')
-              if amount and amount ~= '0' then redis.call('HINCRBY', KEYS[k + 2], 'reserved', '-' .. amount) end
+            local q = redis.call('HMGET', KEYS[k + 2], 'spent', 'reserved', 'x')
+            earliest[s], stored[s] = q[3], q[3]
+            if not tonumber(q[3]) or tonumber(q[3]) <= tonumber(ARGV[1]) then
+              local expired = redis.call('ZRANGEBYSCORE', KEYS[k + 3], '-inf', ARGV[1], 'LIMIT', 0, 100)
+              for i = 1, #expired do
+                redis.call('ZREM', KEYS[k + 3], expired[i])
+                local amount = string.match(expired[i], ':(%d+)$')
+                if amount and amount ~= '0' then redis.call('HINCRBY', KEYS[k + 2], 'reserved', '-' .. amount) end
+              end
+              earliest[s] = redis.call('ZRANGE', KEYS[k + 3], 0, 0, 'WITHSCORES')[2] or false
+              if #expired > 0 then q = redis.call('HMGET', KEYS[k + 2], 'spent', 'reserved') end
             end
-            local q = redis.call('HMGET', KEYS[k + 2], 'spent', 'reserved')
             local spent = tonumber(q[1]) or 0
             local reserved = tonumber(q[2]) or 0
             if spent + reserved + reserve > quota or spent + reserved >= quota then
@@ -90,6 +98,9 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
           if tonumber(ARGV[a + 3]) >= 0 then
             if reserve > 0 then redis.call('HINCRBY', KEYS[k + 2], 'reserved', ARGV[3]) end
             redis.call('ZADD', KEYS[k + 3], ARGV[5], ARGV[4])
+            local x = earliest[s]
+            if not tonumber(x) or tonumber(ARGV[5]) < tonumber(x) then x = ARGV[5] end
+            if x ~= stored[s] then redis.call('HSET', KEYS[k + 2], 'x', x) end
             if ARGV[a + 4] ~= '0' then
               redis.call('PEXPIREAT', KEYS[k + 2], ARGV[a + 4])
               redis.call('PEXPIREAT', KEYS[k + 3], ARGV[a + 4])
@@ -116,6 +127,7 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
     // A hold starting with '~' was made while Redis was down (DegradableKeyLimitStore) and is booked exactly once.
     // A retry applies only what the hold proves was not applied yet; a first attempt whose hold already expired still
     // books the spend (the request ran longer than the reservation TTL, but it did cost that). Each scope decides alone.
+    // A window that is still current needs no new expiry: it got two minutes when it opened.
     private static readonly RedisScript SettleScript = new("""
         local n = #KEYS / 3
         for s = 1, n do
@@ -143,14 +155,13 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
             local now = tonumber(ARGV[6])
             if w == admitted and w >= now then
               if redis.call('HINCRBY', KEYS[k + 1], 't', ARGV[5]) < 0 then redis.call('HSET', KEYS[k + 1], 't', 0) end
-              redis.call('PEXPIRE', KEYS[k + 1], 120000)
             elseif delta > 0 then
               if w and w >= now then
                 redis.call('HINCRBY', KEYS[k + 1], 't', ARGV[5])
               else
                 redis.call('HSET', KEYS[k + 1], 'w', ARGV[6], 'r', 0, 't', ARGV[5])
+                redis.call('PEXPIRE', KEYS[k + 1], 120000)
               end
-              redis.call('PEXPIRE', KEYS[k + 1], 120000)
             end
           end
         end

@@ -168,6 +168,60 @@ public sealed class QuotaAdmissionRedisTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_hold_that_expires_before_every_other_is_still_released_on_time()
+    {
+        var clock = LimitsClock.MidMinute();
+        await using var patient = await LimitsHost.StartAsync(_server.ConnectionString, HoldTtl("02:00:00"), clock);
+        await using var hasty = await LimitsHost.StartAsync(_server.ConnectionString, HoldTtl("00:01:00"), clock);
+        var key = Admit.Key(quotaUsd: 2 * Reservation);
+        await using var running = await AdmitAsync(patient, key);
+        // Expires in a minute, long before the running request's hold: the hash's earliest expiry must come down to it.
+        _ = await AdmitAsync(hasty, key);
+        var (_, blocked) = await Admit.TryAsync(() => new ValueTask<Admission>(AdmitAsync(patient, key)));
+        Assert.Equal("insufficient_quota", blocked!.Code);
+
+        clock.Now += TimeSpan.FromSeconds(61);
+        await using var admitted = await AdmitAsync(patient, key);
+        Assert.Equal((0L, QuotaEstimator.ToNanos(2 * Reservation)), await QuotaStateAsync(key.KeyId));
+    }
+
+    [Fact]
+    public async Task After_a_sweep_the_next_one_comes_when_the_earliest_hold_left_expires()
+    {
+        var clock = LimitsClock.MidMinute();
+        await using var patient = await LimitsHost.StartAsync(_server.ConnectionString, HoldTtl("02:00:00"), clock);
+        await using var hasty = await LimitsHost.StartAsync(_server.ConnectionString, HoldTtl("00:01:00"), clock);
+        var key = Admit.Key(quotaUsd: 3 * Reservation);
+        _ = await AdmitAsync(hasty, key); // expires at +60 s
+        clock.Now += TimeSpan.FromSeconds(30);
+        _ = await AdmitAsync(hasty, key); // expires at +90 s
+        clock.Now += TimeSpan.FromSeconds(31);
+        // Sweeps the first; the second is now the earliest, not this request's hold two hours out.
+        await using var first = await AdmitAsync(patient, key);
+        Assert.Equal((0L, QuotaEstimator.ToNanos(2 * Reservation)), await QuotaStateAsync(key.KeyId));
+
+        clock.Now += TimeSpan.FromSeconds(30);
+        await using var second = await AdmitAsync(patient, key);
+        Assert.Equal((0L, QuotaEstimator.ToNanos(2 * Reservation)), await QuotaStateAsync(key.KeyId));
+    }
+
+    [Fact]
+    public async Task Holds_without_an_earliest_expiry_are_swept_at_the_next_admission()
+    {
+        // What a gateway from before the earliest-expiry field leaves behind: a reservation and its expired hold, no 'x'.
+        var key = Admit.Key(quotaUsd: Reservation);
+        var nanos = QuotaEstimator.ToNanos(Reservation);
+        var holds = $"tokenrouter:quota:{{{key.KeyId}}}:holds";
+        var db = _probe.GetDatabase();
+        await db.HashSetAsync($"tokenrouter:quota:{{{key.KeyId}}}", "reserved", nanos);
+        await db.SortedSetAddAsync(holds, $"dead-1:{nanos}", DateTimeOffset.UtcNow.AddSeconds(-1).ToUnixTimeMilliseconds());
+
+        await using var admitted = await AdmitAsync(key);
+        Assert.Equal((0L, nanos), await QuotaStateAsync(key.KeyId));
+        Assert.Equal(1, await db.SortedSetLengthAsync(holds));
+    }
+
+    [Fact]
     public async Task The_quota_refusal_renders_as_anthropic_rate_limit_error_on_messages()
     {
         var key = Admit.Key(quotaUsd: 0m);
@@ -180,8 +234,12 @@ public sealed class QuotaAdmissionRedisTests : IAsyncLifetime
         Assert.Contains("\"code\":\"insufficient_quota\"", openAi, StringComparison.Ordinal);
     }
 
-    private async Task<Admission> AdmitAsync(Gateway.Auth.ClientIdentity key) =>
-        await _host.Controller.AdmitAsync(key, Model, "openai", stream: false, PromptBytes, MaxTokens, CancellationToken.None);
+    private Task<Admission> AdmitAsync(Gateway.Auth.ClientIdentity key) => AdmitAsync(_host, key);
+
+    private static async Task<Admission> AdmitAsync(LimitsHost replica, Gateway.Auth.ClientIdentity key) =>
+        await replica.Controller.AdmitAsync(key, Model, "openai", stream: false, PromptBytes, MaxTokens, CancellationToken.None);
+
+    private static Dictionary<string, string?> HoldTtl(string ttl) => new() { ["Limits:QuotaReservationTtl"] = ttl };
 
     // The contract's layout, spelled out here so a change on either side shows up as a failing test.
     private async Task<(long Spent, long Reserved)> QuotaStateAsync(string keyId)
