@@ -17,7 +17,10 @@ namespace TokenRouter.Contracts;
 /// <para><b>Usage</b>: the gateway appends one entry per request to the stream <see cref="UsageStream"/>;
 /// Admin drains it with the consumer group <see cref="UsageConsumerGroup"/> into Postgres, idempotently by request id,
 /// and trims what it has acknowledged (the gateway never trims: an entry must not vanish before Admin has it). Entry
-/// fields are <see cref="UsageFields"/>: numbers are invariant-culture text, flags <c>"1"</c>/<c>"0"</c>. A gateway
+/// fields are <see cref="UsageFields"/>: numbers are invariant-culture text, flags <c>"1"</c>/<c>"0"</c>. Only request id,
+/// key id, model, provider, prompt and completion tokens, status, latency and timestamp are always there; every other
+/// field is left out when it holds its neutral value (no cost = unpriced, 0, flag off, empty), which a reader must then
+/// assume: XADD's cost grows with the fields, and most requests have no cache, savings, flags or tags. A gateway
 /// writes its entries in batches through a script that also records the batch's sequence number under
 /// <see cref="UsageBatchSeqKey"/>, so a batch retried after an ambiguous failure (timeout) is not appended twice.</para>
 /// <para><b>Quotas</b> (USD budgets of keys with <see cref="KeyFields.QuotaUsd"/>): per key id one hash
@@ -98,7 +101,7 @@ public static class RedisContract
         public const string CacheWrite5mTokens = "cache_write_5m_tokens";
         public const string CacheWrite1hTokens = "cache_write_1h_tokens";
         public const string CompletionTokens = "completion_tokens";
-        public const string CostUsd = "cost_usd";                     // empty when unpriced
+        public const string CostUsd = "cost_usd";                     // absent (or empty) when unpriced
         public const string CacheSavingsUsd = "cache_savings_usd";
         public const string DedupSavingsUsd = "dedup_savings_usd";
         public const string Unpriced = "unpriced";                    // "1" or "0"
@@ -108,8 +111,8 @@ public static class RedisContract
         public const string LatencyMs = "latency_ms";                 // integer milliseconds
         public const string TimestampUnixMs = "ts";                   // unix milliseconds
         public const string Estimated = "estimated";                  // "1" when every client left mid-stream before the provider's usage arrived
-        public const string Tags = "tags";                            // the request's tags, comma-separated; empty when none
-        public const string EndUser = "end_user";                     // OpenAI `user` / Anthropic metadata.user_id; empty when none
+        public const string Tags = "tags";                            // the request's tags, comma-separated; absent when none
+        public const string EndUser = "end_user";                     // OpenAI `user` / Anthropic metadata.user_id; absent when none
     }
 
     /// <summary>Fields of the <see cref="QuotaKey(string)"/> hash: integer nano-USD, and one time in unix ms.</summary>

@@ -31,17 +31,16 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     private static readonly TimeSpan ShutdownFlushTimeout = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
-    private const int ArgsPerRecord = 42;
 
-    // KEYS: stream, seq key. ARGV: batch seq, args per entry, then the entries' field/value pairs back to back.
+    // KEYS: stream, seq key. ARGV: batch seq, then per entry: n, and its n field/value arguments.
     private static readonly RedisScript AppendScript = new("""
         local last = tonumber(redis.call('GET', KEYS[2]) or '0')
         if tonumber(ARGV[1]) <= last then return 0 end
-        local n = tonumber(ARGV[2])
-        local i = 3
+        local i = 2
         while i <= #ARGV do
-          redis.call('XADD', KEYS[1], '*', unpack(ARGV, i, i + n - 1))
-          i = i + n
+          local n = tonumber(ARGV[i])
+          redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + n))
+          i = i + 1 + n
         end
         redis.call('SET', KEYS[2], ARGV[1], 'EX', 86400)
         return 1
@@ -51,6 +50,7 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     private readonly ILogger<RedisUsageSink> _logger;
     private readonly Channel<UsageRecord> _queue;
     private readonly RedisKey[] _keys;
+    private readonly List<RedisValue> _arguments = []; // only the flush loop, one batch at a time, builds arguments
     private readonly ResiliencePipeline _appendRetry;
     private int _backlog;
     private long _dropped;
@@ -183,7 +183,7 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     /// <summary>Writes one batch, retrying with backoff until it lands or <paramref name="ct"/> ends.</summary>
     private async Task AppendAsync(List<UsageRecord> batch, long sequence, CancellationToken ct)
     {
-        var args = Arguments(batch, sequence);
+        var args = Arguments(batch, sequence, _arguments);
         var attempts = 0;
         try
         {
@@ -212,45 +212,57 @@ public sealed partial class RedisUsageSink : BackgroundService, IUsageSink
     internal async Task<bool> AppendOnceAsync(RedisValue[] args) =>
         (int)await AppendScript.EvaluateAsync(_redis.GetDatabase(), _keys, args) == 1;
 
-    internal static RedisValue[] Arguments(IReadOnlyList<UsageRecord> batch, long sequence)
+    /// <summary>The batch's script arguments, gathered in <paramref name="scratch"/> (the flush loop reuses one).</summary>
+    internal static RedisValue[] Arguments(IReadOnlyList<UsageRecord> batch, long sequence, List<RedisValue>? scratch = null)
     {
-        var args = new RedisValue[2 + batch.Count * ArgsPerRecord];
-        args[0] = sequence;
-        args[1] = ArgsPerRecord;
-        var i = 2;
-        foreach (var record in batch) i = Write(args, i, record);
-        return args;
+        var args = scratch ?? [];
+        args.Add(sequence);
+        foreach (var record in batch) Write(args, record);
+        // Exactly as long as the arguments: StackExchange.Redis sends every element of the array.
+        RedisValue[] exact = [.. args];
+        args.Clear();
+        return exact;
     }
 
-    /// <summary>One stream entry: <see cref="ArgsPerRecord"/> field/value arguments, invariant-culture numbers.</summary>
-    internal static int Write(RedisValue[] args, int i, UsageRecord r)
+    /// <summary>
+    /// One stream entry: its argument count, then field/value arguments with invariant-culture numbers. Fields at their
+    /// neutral value are left out (the contract lets readers assume it): ~20 arguments instead of 42 for a plain request.
+    /// </summary>
+    internal static void Write(List<RedisValue> args, UsageRecord r)
     {
+        var start = args.Count;
+        args.Add(0);
         var u = r.Usage;
-        args[i++] = RedisContract.UsageFields.RequestId; args[i++] = r.RequestId;
-        args[i++] = RedisContract.UsageFields.KeyId; args[i++] = r.KeyId;
-        args[i++] = RedisContract.UsageFields.Model; args[i++] = r.Model;
-        args[i++] = RedisContract.UsageFields.Provider; args[i++] = r.Provider;
-        args[i++] = RedisContract.UsageFields.PromptTokens; args[i++] = u.PromptTokens;
-        args[i++] = RedisContract.UsageFields.CachedReadTokens; args[i++] = u.CachedReadTokens;
-        args[i++] = RedisContract.UsageFields.CacheWrite5mTokens; args[i++] = u.CacheWrite5mTokens;
-        args[i++] = RedisContract.UsageFields.CacheWrite1hTokens; args[i++] = u.CacheWrite1hTokens;
-        args[i++] = RedisContract.UsageFields.CompletionTokens; args[i++] = u.CompletionTokens;
-        args[i++] = RedisContract.UsageFields.CostUsd; args[i++] = r.CostUsd is { } cost ? Usd(cost) : "";
-        args[i++] = RedisContract.UsageFields.CacheSavingsUsd; args[i++] = Usd(r.CacheSavingsUsd);
-        args[i++] = RedisContract.UsageFields.DedupSavingsUsd; args[i++] = Usd(r.DedupSavingsUsd);
-        args[i++] = RedisContract.UsageFields.Unpriced; args[i++] = r.Unpriced ? "1" : "0";
-        args[i++] = RedisContract.UsageFields.Deduplicated; args[i++] = r.Deduplicated ? "1" : "0";
-        args[i++] = RedisContract.UsageFields.Stream; args[i++] = r.Stream ? "1" : "0";
-        args[i++] = RedisContract.UsageFields.Status; args[i++] = r.Status;
-        args[i++] = RedisContract.UsageFields.LatencyMs; args[i++] = (long)Math.Round(r.LatencyMs, MidpointRounding.AwayFromZero);
-        args[i++] = RedisContract.UsageFields.TimestampUnixMs; args[i++] = r.Timestamp.ToUnixTimeMilliseconds();
-        args[i++] = RedisContract.UsageFields.Estimated; args[i++] = r.Estimated ? "1" : "0";
-        args[i++] = RedisContract.UsageFields.Tags; args[i++] = r.Tags ?? "";
-        args[i++] = RedisContract.UsageFields.EndUser; args[i++] = r.EndUser ?? "";
-        return i;
+        Add(args, RedisContract.UsageFields.RequestId, r.RequestId);
+        Add(args, RedisContract.UsageFields.KeyId, r.KeyId);
+        Add(args, RedisContract.UsageFields.Model, r.Model);
+        Add(args, RedisContract.UsageFields.Provider, r.Provider);
+        Add(args, RedisContract.UsageFields.PromptTokens, u.PromptTokens);
+        if (u.CachedReadTokens != 0) Add(args, RedisContract.UsageFields.CachedReadTokens, u.CachedReadTokens);
+        if (u.CacheWrite5mTokens != 0) Add(args, RedisContract.UsageFields.CacheWrite5mTokens, u.CacheWrite5mTokens);
+        if (u.CacheWrite1hTokens != 0) Add(args, RedisContract.UsageFields.CacheWrite1hTokens, u.CacheWrite1hTokens);
+        Add(args, RedisContract.UsageFields.CompletionTokens, u.CompletionTokens);
+        if (r.CostUsd is { } cost) Add(args, RedisContract.UsageFields.CostUsd, Usd(cost));
+        if (r.CacheSavingsUsd != 0) Add(args, RedisContract.UsageFields.CacheSavingsUsd, Usd(r.CacheSavingsUsd));
+        if (r.DedupSavingsUsd != 0) Add(args, RedisContract.UsageFields.DedupSavingsUsd, Usd(r.DedupSavingsUsd));
+        if (r.Unpriced) Add(args, RedisContract.UsageFields.Unpriced, "1");
+        if (r.Deduplicated) Add(args, RedisContract.UsageFields.Deduplicated, "1");
+        if (r.Stream) Add(args, RedisContract.UsageFields.Stream, "1");
+        Add(args, RedisContract.UsageFields.Status, r.Status);
+        Add(args, RedisContract.UsageFields.LatencyMs, (long)Math.Round(r.LatencyMs, MidpointRounding.AwayFromZero));
+        Add(args, RedisContract.UsageFields.TimestampUnixMs, r.Timestamp.ToUnixTimeMilliseconds());
+        if (r.Estimated) Add(args, RedisContract.UsageFields.Estimated, "1");
+        if (!string.IsNullOrEmpty(r.Tags)) Add(args, RedisContract.UsageFields.Tags, r.Tags);
+        if (!string.IsNullOrEmpty(r.EndUser)) Add(args, RedisContract.UsageFields.EndUser, r.EndUser);
+        args[start] = args.Count - start - 1;
+
+        static void Add(List<RedisValue> args, string field, RedisValue value)
+        {
+            args.Add(field);
+            args.Add(value);
+        }
     }
 
-    // Dedup savings are zero on nearly every record, cache savings on many: no string formatted for those.
     private static string Usd(decimal value) =>
         value == 0 ? "0" : value.ToString("0.############################", CultureInfo.InvariantCulture);
 

@@ -57,8 +57,22 @@ public sealed class RedisUsageSinkTests : IAsyncLifetime
         EndUser = priced ? "alice" : null,
     };
 
+    // What most requests are: no cache, no savings, no flags, no tags.
+    private static UsageRecord Plain(string requestId) => new()
+    {
+        RequestId = requestId,
+        KeyId = "5f0c7f7e-0000-4000-8000-000000000002",
+        Model = "gpt-4o-mini",
+        Provider = "openai",
+        Usage = new Usage(500, 0, 0, 0, 20),
+        CostUsd = 0.000087m,
+        Status = 200,
+        LatencyMs = 310.2,
+        Timestamp = DateTimeOffset.FromUnixTimeMilliseconds(1_767_225_600_456),
+    };
+
     [Fact]
-    public async Task Records_land_in_the_usage_stream_with_every_contract_field()
+    public async Task Records_land_in_the_usage_stream_with_every_contract_field_they_fill()
     {
         var sink = new RedisUsageSink(_redis, NullLogger<RedisUsageSink>.Instance);
         await sink.StartAsync(CancellationToken.None);
@@ -68,7 +82,8 @@ public sealed class RedisUsageSinkTests : IAsyncLifetime
         await sink.StopAsync(CancellationToken.None);
 
         var priced = entries.Single(e => e["request_id"] == "req_priced");
-        Assert.Equal(Fields.Order(StringComparer.Ordinal), priced.Keys.Order(StringComparer.Ordinal));
+        // Every field but the one at its neutral value (not unpriced): readers assume it when it is absent.
+        Assert.Equal(Fields.Where(f => f != "unpriced").Order(StringComparer.Ordinal), priced.Keys.Order(StringComparer.Ordinal));
         Assert.Equal("5f0c7f7e-0000-4000-8000-000000000001", priced["key_id"]);
         Assert.Equal("claude-sonnet-4-5-20250929", priced["model"]);
         Assert.Equal("anthropic", priced["provider"]);
@@ -81,7 +96,6 @@ public sealed class RedisUsageSinkTests : IAsyncLifetime
         Assert.Equal("0.0025", priced["cache_savings_usd"]);
         Assert.Equal("0.0123", priced["dedup_savings_usd"]);
         Assert.Equal("1", priced["estimated"]);
-        Assert.Equal("0", priced["unpriced"]);
         Assert.Equal("1", priced["deduplicated"]);
         Assert.Equal("1", priced["stream"]);
         Assert.Equal("499", priced["status"]);
@@ -91,12 +105,52 @@ public sealed class RedisUsageSinkTests : IAsyncLifetime
         Assert.Equal("alice", priced["end_user"]);
 
         var unpriced = entries.Single(e => e["request_id"] == "req_unpriced");
-        Assert.Equal("", unpriced["cost_usd"]);
         Assert.Equal("1", unpriced["unpriced"]);
-        Assert.Equal("0", unpriced["cache_savings_usd"]);
-        Assert.Equal("", unpriced["tags"]);
-        Assert.Equal("", unpriced["end_user"]);
+        Assert.DoesNotContain("cost_usd", unpriced.Keys);
+        Assert.DoesNotContain("cache_savings_usd", unpriced.Keys);
+        Assert.DoesNotContain("tags", unpriced.Keys);
+        Assert.DoesNotContain("end_user", unpriced.Keys);
         Assert.Equal(0, sink.Backlog);
+    }
+
+    [Fact]
+    public async Task A_plain_request_writes_only_the_fields_every_entry_has_and_its_cost()
+    {
+        var sink = new RedisUsageSink(_redis, NullLogger<RedisUsageSink>.Instance);
+        await sink.StartAsync(CancellationToken.None);
+        sink.Record(Plain("req_plain"));
+        var entry = (await WaitForEntriesAsync(1)).Single();
+        await sink.StopAsync(CancellationToken.None);
+
+        Assert.Equal(["completion_tokens", "cost_usd", "key_id", "latency_ms", "model", "prompt_tokens", "provider", "request_id", "status", "ts"],
+            entry.Keys.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task Admin_reads_every_entry_back_as_the_gateway_recorded_it()
+    {
+        var sink = new RedisUsageSink(_redis, NullLogger<RedisUsageSink>.Instance);
+        await sink.StartAsync(CancellationToken.None);
+        UsageRecord[] recorded = [Sample("req_priced"), Sample("req_unpriced", priced: false), Plain("req_plain")];
+        foreach (var record in recorded) sink.Record(record);
+        await WaitForEntriesAsync(recorded.Length);
+        await sink.StopAsync(CancellationToken.None);
+
+        var stored = (await _redis.GetDatabase().StreamRangeAsync(Stream))
+            .Select(e => TokenRouter.Admin.Ledger.UsageEntryParser.Parse(e, DateTimeOffset.UtcNow))
+            .ToDictionary(p => p.Record!.RequestId);
+        foreach (var r in recorded)
+        {
+            var a = stored[r.RequestId].Record!;
+            Assert.Equal((r.KeyId, r.Model, r.Provider, r.Usage.PromptTokens, r.Usage.CachedReadTokens, r.Usage.CacheWrite5mTokens,
+                    r.Usage.CacheWrite1hTokens, r.Usage.CompletionTokens),
+                (a.ApiKeyId?.ToString(), a.Model, a.Provider, a.PromptTokens, a.CachedReadTokens, a.CacheWrite5mTokens,
+                    a.CacheWrite1hTokens, a.CompletionTokens));
+            Assert.Equal((r.CostUsd, r.CacheSavingsUsd, r.DedupSavingsUsd, r.Unpriced, r.Deduplicated, r.Stream, r.Estimated),
+                (a.CostUsd, a.CacheSavingsUsd, a.DedupSavingsUsd, a.Unpriced, a.Deduplicated, a.Stream, a.Estimated));
+            Assert.Equal((r.Status, (int)Math.Round(r.LatencyMs, MidpointRounding.AwayFromZero), r.Timestamp, r.Tags, r.EndUser),
+                (a.Status, a.LatencyMs, a.CreatedAt, a.Tags, a.EndUser));
+        }
     }
 
     [Fact]

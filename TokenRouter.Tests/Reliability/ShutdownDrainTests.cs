@@ -88,14 +88,14 @@ public sealed class ShutdownDrainTests : IAsyncLifetime
         return streams;
     }
 
-    /// <summary>Request id → (status, estimated) of each usage entry in the Redis stream.</summary>
+    /// <summary>Request id → (status, estimated) of each usage entry in the Redis stream (a flag left out is "0").</summary>
     private async Task<Dictionary<string, (string Status, string Estimated)>> UsageEntriesAsync()
     {
         await using var redis = await ConnectionMultiplexer.ConnectAsync(_redis.ConnectionString);
         var entries = await redis.GetDatabase().StreamRangeAsync("tokenrouter:usage");
         var usage = new Dictionary<string, (string, string)>(StringComparer.Ordinal);
         foreach (var e in entries)
-            Assert.True(usage.TryAdd(e["request_id"].ToString(), (e["status"].ToString(), e["estimated"].ToString())), "usage recorded twice");
+            Assert.True(usage.TryAdd(e["request_id"].ToString(), (e["status"].ToString(), e["estimated"].IsNull ? "0" : e["estimated"].ToString())), "usage recorded twice");
         return usage;
     }
 }
