@@ -36,9 +36,9 @@ public sealed partial class RedisKeyLimitStore : IKeyLimitStore, IAsyncDisposabl
     // {outcome, scope, used, spent, reserved, window1, spent2, reserved2, window2}: on refusal the refusing scope's
     // numbers; on admission the key's spent/reserved (and the team's in spent2/reserved2) as found before this admission.
     // Numbers written back are ARGV strings, small integers or formatted with %.0f: Lua's number-to-string would turn
-    // large ones into 1e+15. Each redis.call costs Redis ~1.5-2 µs beyond the command itself (Redis's CPU per request
-    // is mostly this), so a window that exists is updated with one HSET of what was read, and its expiry (two minutes,
-    // longer than the minute it counts) is set once, when it is created. For the same reason expired holds are swept
+    // large ones into 1e+15. Each redis.call costs Redis CPU beyond the command itself (~0.3-0.6 µs measured), so a
+    // window that exists is updated with one HSET of what was read, and its expiry (two minutes, longer than the minute
+    // it counts) is set once, when it is created. For the same reason expired holds are swept
     // only once the quota hash's 'x' has passed: no hold expires before it (it is lowered when a hold that expires
     // earlier is added, and after a sweep it is the earliest hold left), so a sweep runs about once per hold TTL, not
     // once per request; a hash without 'x' (new, or written by an older gateway) is swept at once.
