@@ -171,8 +171,8 @@ public sealed class QuotaAdmissionRedisTests : IAsyncLifetime
     public async Task A_hold_that_expires_before_every_other_is_still_released_on_time()
     {
         var clock = LimitsClock.MidMinute();
-        await using var patient = await LimitsHost.StartAsync(_server.ConnectionString, HoldTtl("02:00:00"), clock);
-        await using var hasty = await LimitsHost.StartAsync(_server.ConnectionString, HoldTtl("00:01:00"), clock);
+        await using var patient = await ReplicaAsync("02:00:00", clock);
+        await using var hasty = await ReplicaAsync("00:01:00", clock);
         var key = Admit.Key(quotaUsd: 2 * Reservation);
         await using var running = await AdmitAsync(patient, key);
         // Expires in a minute, long before the running request's hold: the hash's earliest expiry must come down to it.
@@ -189,8 +189,8 @@ public sealed class QuotaAdmissionRedisTests : IAsyncLifetime
     public async Task After_a_sweep_the_next_one_comes_when_the_earliest_hold_left_expires()
     {
         var clock = LimitsClock.MidMinute();
-        await using var patient = await LimitsHost.StartAsync(_server.ConnectionString, HoldTtl("02:00:00"), clock);
-        await using var hasty = await LimitsHost.StartAsync(_server.ConnectionString, HoldTtl("00:01:00"), clock);
+        await using var patient = await ReplicaAsync("02:00:00", clock);
+        await using var hasty = await ReplicaAsync("00:01:00", clock);
         var key = Admit.Key(quotaUsd: 3 * Reservation);
         _ = await AdmitAsync(hasty, key); // expires at +60 s
         clock.Now += TimeSpan.FromSeconds(30);
@@ -239,7 +239,9 @@ public sealed class QuotaAdmissionRedisTests : IAsyncLifetime
     private static async Task<Admission> AdmitAsync(LimitsHost replica, Gateway.Auth.ClientIdentity key) =>
         await replica.Controller.AdmitAsync(key, Model, "openai", stream: false, PromptBytes, MaxTokens, CancellationToken.None);
 
-    private static Dictionary<string, string?> HoldTtl(string ttl) => new() { ["Limits:QuotaReservationTtl"] = ttl };
+    /// <summary>A gateway replica whose reservations expire after <paramref name="holdTtl"/>.</summary>
+    private Task<LimitsHost> ReplicaAsync(string holdTtl, LimitsClock clock) =>
+        LimitsHost.StartAsync(_server.ConnectionString, new Dictionary<string, string?> { ["Limits:QuotaReservationTtl"] = holdTtl }, clock);
 
     // The contract's layout, spelled out here so a change on either side shows up as a failing test.
     private async Task<(long Spent, long Reserved)> QuotaStateAsync(string keyId)
