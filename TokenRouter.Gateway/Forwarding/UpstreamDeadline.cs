@@ -49,6 +49,8 @@ public sealed class UpstreamDeadline : IDisposable
 
 /// <summary>Reset <see cref="UpstreamDeadline"/>s waiting for their next request (at most <paramref name="capacity"/>:
 /// a burst of 10,000 streams does not leave 10,000 behind).</summary>
+/// <remarks>Not <c>Microsoft.Extensions.ObjectPool</c>: here the return is the deadline's own <c>Dispose</c> (callers hold
+/// it in <c>using</c>), and its <c>DisposableObjectPool</c> disposes what it does not keep — that same <c>Dispose</c> again.</remarks>
 public sealed class DeadlinePool(int capacity)
 {
     public static DeadlinePool Shared { get; } = new(1024);
