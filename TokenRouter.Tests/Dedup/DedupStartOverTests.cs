@@ -22,8 +22,7 @@ public sealed class DedupStartOverTests : GatewayWithFakeProvider
         var (client, hash, body) = await LearnHashAsync("Who leads this time?");
         using var _ = client;
 
-        var reply = PostAsync(client, Path, body);
-        await RefuseLeadersAsync(hash, refusals: 3, reply);
+        var reply = await RefuseLeadersAsync(hash, refusals: 3, () => PostAsync(client, Path, body));
 
         var answer = await reply;
         Assert.Equal(HttpStatusCode.ServiceUnavailable, answer.Status);
@@ -39,8 +38,7 @@ public sealed class DedupStartOverTests : GatewayWithFakeProvider
         using var _ = client;
         Provider.RespondOpenAIText("The third time, I lead.", new OpenAIUsage(Prompt: 900, Completion: 6));
 
-        var reply = PostAsync(client, Path, body);
-        await RefuseLeadersAsync(hash, refusals: 2, reply);
+        var reply = await RefuseLeadersAsync(hash, refusals: 2, () => PostAsync(client, Path, body));
 
         var answer = await reply;
         Assert.Equal(HttpStatusCode.OK, answer.Status);
@@ -53,16 +51,21 @@ public sealed class DedupStartOverTests : GatewayWithFakeProvider
         var client = Gateway.CreateGatewayClient();
         var body = OpenAIChat(prompt, stream: false);
         var hash = await FullHashOfAsync(client, Path, body);
+        // Its flight may still be leaving the registry (a clean-clone run found it there when the test took the lead).
+        var registry = Gateway.Service<InflightRegistry>();
+        await WaitUntilAsync(() => registry.ListenersOf(hash) == 0, () => $"the flight that taught the hash to end, {registry.ListenersOf(hash)} listen");
         Provider.Reset();
         return (client, hash, body);
     }
 
-    /// <summary>Leads the flight of <paramref name="hash"/> <paramref name="refusals"/> times in a row, refusing each time
-    /// once the request has joined; after the last refusal nobody leads, so the request may lead itself.</summary>
-    private async Task RefuseLeadersAsync(string hash, int refusals, Task<GatewayReply> reply)
+    /// <summary>Leads the flight of <paramref name="hash"/>, then sends the request, and refuses <paramref name="refusals"/>
+    /// leaders in a row, each once the request has joined; after the last refusal nobody leads, so the request may lead
+    /// itself. The lead is taken before the request is sent: otherwise the request could get there first.</summary>
+    private async Task<Task<GatewayReply>> RefuseLeadersAsync(string hash, int refusals, Func<Task<GatewayReply>> send)
     {
         var registry = Gateway.Service<InflightRegistry>();
         var leader = Lead(registry, hash);
+        var reply = send();
         for (var refusal = 1; refusal <= refusals; refusal++)
         {
             await WaitUntilAsync(() => reply.IsCompleted || registry.ListenersOf(hash) == 2,
@@ -74,6 +77,7 @@ public sealed class DedupStartOverTests : GatewayWithFakeProvider
             leader.Leave();
             if (next is not null) leader = next;
         }
+        return reply;
     }
 
     private static InflightExchange Lead(InflightRegistry registry, string hash)
